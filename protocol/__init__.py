@@ -1,0 +1,53 @@
+"""The one wire contract shared by the server and the edge agent."""
+
+from protocol.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    Birth,
+    Command,
+    DesiredState,
+    Message,
+    Offline,
+    ProtocolError,
+    Telemetry,
+    decode,
+    encode,
+)
+from protocol.topics import (
+    PREFIX,
+    SERVER_USERNAME,
+    SPECS,
+    Direction,
+    TopicError,
+    TopicKind,
+    check_device_id,
+    device_filter,
+    device_topic,
+    parse_device_topic,
+    zone_filter,
+)
+
+__all__ = [
+    "PREFIX",
+    "PROTOCOL_VERSION",
+    "SERVER_USERNAME",
+    "SPECS",
+    "Ack",
+    "Birth",
+    "Command",
+    "DesiredState",
+    "Direction",
+    "Message",
+    "Offline",
+    "ProtocolError",
+    "Telemetry",
+    "TopicError",
+    "TopicKind",
+    "check_device_id",
+    "decode",
+    "device_filter",
+    "device_topic",
+    "encode",
+    "parse_device_topic",
+    "zone_filter",
+]

@@ -1,0 +1,145 @@
+"""Pydantic models for every JSON message of protocol v1, in one versioned envelope."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from protocol.topics import SPECS, TopicKind
+
+PROTOCOL_VERSION = 1
+
+ShortStr = Annotated[str, Field(max_length=200)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class ProtocolError(ValueError):
+    """A payload that is not a valid protocol v1 message; the text says why."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason  # short, stable, usable as a metrics label
+
+
+class Message(BaseModel):
+    """Envelope fields every message carries."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = 1
+    ts: float = Field(default_factory=time.time, description="sender's clock, unix seconds")
+
+
+class Birth(Message):
+    """Published retained on the status topic right after every connect."""
+
+    type: Literal["birth"] = "birth"
+    conn_id: Annotated[str, Field(min_length=1, max_length=64)]
+    agent_version: ShortStr
+    firmware_profile: ShortStr
+    boot_time: float
+    state_version: int | None = None
+    schedule_version: int | None = None
+
+
+class Offline(Message):
+    """The broker's will (or a clean shutdown): the device is gone."""
+
+    type: Literal["offline"] = "offline"
+    conn_id: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: Literal["will", "shutdown"] = "will"
+
+
+class Telemetry(Message):
+    """Periodic health sample."""
+
+    type: Literal["telemetry"] = "telemetry"
+    uptime_s: Annotated[float, Field(ge=0)]
+    load_1m: Annotated[float, Field(ge=0)]
+    mem_used_pct: Percent
+    disk_free_mb: Annotated[float, Field(ge=0)]
+    disk_used_pct: Percent
+    cpu_temp_c: Annotated[float, Field(ge=-60, le=150)] | None = None
+    signal_dbm: Annotated[float, Field(ge=-150, le=0)] | None = None
+    signal_source: Literal["wifi", "modem", "wired"] | None = None
+    agent_version: ShortStr
+    firmware_profile: ShortStr
+    state_version: int | None = None
+    schedule_version: int | None = None
+
+
+class DesiredState(Message):
+    """What the server wants a device to be: retained, versioned, never applied backwards."""
+
+    type: Literal["state"] = "state"
+    version: Annotated[int, Field(ge=1)]
+    volume: Annotated[int, Field(ge=0, le=100)]
+    muted: bool = False
+    telemetry_interval_s: Annotated[int, Field(ge=5, le=3600)] = 30
+
+
+CommandName = Literal["test_tone", "set_volume", "restart_agent", "resync"]
+
+
+class Command(Message):
+    """A do-it-now order: has an id to acknowledge and an expiry after which it is ignored."""
+
+    type: Literal["command"] = "command"
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    name: CommandName
+    args: dict[str, Any] = Field(default_factory=dict)
+    expires_at: float
+
+    def expired(self, now: float) -> bool:
+        """True when the command must no longer be carried out."""
+        return now >= self.expires_at
+
+
+class Ack(Message):
+    """A device's answer to one command."""
+
+    type: Literal["ack"] = "ack"
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    ok: bool
+    detail: Annotated[str, Field(max_length=500)] = ""
+
+
+StatusMessage = Annotated[Birth | Offline, Field(discriminator="type")]
+
+# Which message types may appear on which topic kind.
+_ADAPTERS: dict[TopicKind, TypeAdapter[Any]] = {
+    TopicKind.STATUS: TypeAdapter(StatusMessage),
+    TopicKind.TELEMETRY: TypeAdapter(Telemetry),
+    TopicKind.ACK: TypeAdapter(Ack),
+    TopicKind.STATE: TypeAdapter(DesiredState),
+    TopicKind.COMMAND: TypeAdapter(Command),
+}
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message to its wire form (compact UTF-8 JSON)."""
+    return message.model_dump_json().encode()
+
+
+def decode(kind: TopicKind, payload: bytes) -> Any:
+    """Parse a payload read on a topic of `kind`, or raise ProtocolError saying why."""
+    limit = SPECS[kind].max_payload
+    if len(payload) > limit:
+        raise ProtocolError("oversized", f"{len(payload)} bytes > {limit} allowed on {kind}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("not_json", str(exc)[:200]) from None
+    if not isinstance(data, dict):
+        raise ProtocolError("not_object", f"got {type(data).__name__}")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("bad_version", f"v={str(data.get('v'))[:20]!r}")
+    try:
+        return _ADAPTERS[kind].validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise ProtocolError("invalid", f"{where}: {first['msg']}") from None

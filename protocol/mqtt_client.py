@@ -1,0 +1,293 @@
+"""paho-mqtt 2 (MQTT 5) driven by an asyncio loop, with reconnect, backoff and ack tracking.
+
+One implementation for both sides: the server keeps one link, the fleet simulator keeps
+thousands in one process, so the network I/O runs on the event loop (socket callbacks,
+as in paho's asyncio example and Home Assistant's client) instead of a thread per client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish (also used for the will)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+class PublishError(RuntimeError):
+    """A QoS>0 publish that was not acknowledged."""
+
+
+class MqttLink:
+    """One MQTT 5 client connection kept alive on the running asyncio loop."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        on_message: Callable[[str, bytes], None],
+        on_connected: Callable[[str], None] | None = None,
+        will: Callable[[str], Outgoing] | None = None,
+        keepalive: int = 30,
+        min_backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.client_id = client_id
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self._on_message_cb = on_message
+        self._on_connected_cb = on_connected
+        self._will = will
+        self._min_backoff, self._max_backoff = min_backoff, max_backoff
+        self._connect_timeout = connect_timeout
+        self.conn_id = ""  # new for every connection; births and wills carry it
+        self.refused_reason: str | None = None
+        self.connects = 0
+        self.connected = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._stopping = False
+        self._lost = asyncio.Event()
+        self._connack: asyncio.Future[ReasonCode] | None = None
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._subscriptions: dict[str, int] = {}
+        self._misc_task: asyncio.Task[None] | None = None
+
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        c.username_pw_set(username, password)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_socket_register_write
+        c.on_socket_unregister_write = self._on_socket_unregister_write
+        self._client = c
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True between a successful CONNACK and the loss of the connection."""
+        return self.connected.is_set()
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe now if connected, and again after every reconnect."""
+        self._subscriptions[topic_filter] = qos
+        if self.is_connected:
+            self._client.subscribe(topic_filter, qos)
+
+    def publish(self, msg: Outgoing) -> int:
+        """Queue a publish and return its message id (QoS>0 is resent after a reconnect)."""
+        info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+        return info.mid
+
+    async def publish_wait(self, msg: Outgoing, *, timeout: float = 10.0) -> None:
+        """Publish and wait until the broker acknowledges it (PUBACK/PUBCOMP)."""
+        loop = asyncio.get_running_loop()
+        info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+        if msg.qos == 0:
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise PublishError(f"not connected, QoS 0 message to {msg.topic} dropped")
+            return
+        fut = self._pending.setdefault(info.mid, loop.create_future())
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise PublishError(f"no acknowledgement for {msg.topic} within {timeout}s") from None
+        finally:
+            self._pending.pop(info.mid, None)
+
+    async def run(self) -> None:
+        """Connect and stay connected until close(); back off between failed attempts."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._misc_task = asyncio.create_task(self._misc_loop())
+        backoff = self._min_backoff
+        try:
+            while not self._stopping:
+                if await self._connect_once():
+                    backoff = self._min_backoff
+                    await self._lost.wait()
+                if self._stopping:
+                    break
+                # Full jitter keeps a thousand clusters from reconnecting in lockstep
+                # after the broker comes back.
+                delay = random.uniform(backoff / 2, backoff)
+                log.info("%s: reconnecting in %.1fs", self.client_id, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self._max_backoff)
+        finally:
+            self._misc_task.cancel()
+
+    async def close(self, *, last: Outgoing | None = None, timeout: float = 5.0) -> None:
+        """Publish `last` (if connected), disconnect cleanly and stop reconnecting."""
+        self._stopping = True
+        if self.is_connected:
+            if last is not None:
+                try:
+                    await self.publish_wait(last, timeout=timeout)
+                except PublishError as exc:
+                    log.warning("%s: %s", self.client_id, exc)
+            self._client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout)
+        self._lost.set()
+
+    # -- connection management ------------------------------------------------------------
+
+    async def _connect_once(self) -> bool:
+        loop = asyncio.get_running_loop()
+        self.conn_id = uuid.uuid4().hex[:16]
+        self._lost.clear()
+        self._connack = loop.create_future()
+        if self._will is not None:
+            w = self._will(self.conn_id)
+            self._client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0
+        try:
+            # connect() resolves the name and opens the TCP socket: blocking, so a thread.
+            await loop.run_in_executor(None, self._blocking_connect, props)
+            code = await asyncio.wait_for(asyncio.shield(self._connack), self._connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "%s: cannot reach MQTT broker %s:%s (%s); check the link and the broker",
+                self.client_id,
+                self.host,
+                self.port,
+                exc or type(exc).__name__,
+            )
+            self._client.disconnect()
+            return False
+        if code.is_failure:
+            self.refused_reason = str(code)
+            log.error(
+                "%s: broker %s:%s refused the connection: %s (check the device credentials)",
+                self.client_id,
+                self.host,
+                self.port,
+                code,
+            )
+            await self._lost.wait()
+            return False
+        return True
+
+    def _blocking_connect(self, props: Properties) -> None:
+        self._client.connect(
+            self.host, self.port, keepalive=self.keepalive, clean_start=True, properties=props
+        )
+
+    async def _misc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._client.loop_misc()  # keepalive pings and detection of a dead broker
+
+    # -- paho callbacks (run on the loop thread, except socket-open during connect) --------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(code)
+        if code.is_failure:
+            return
+        self.refused_reason = None
+        self.connects += 1
+        self.connected.set()
+        for topic_filter, qos in self._subscriptions.items():
+            client.subscribe(topic_filter, qos)
+        if self._on_connected_cb is not None:
+            self._on_connected_cb(self.conn_id)
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        if self.connected.is_set():
+            log.warning("%s: disconnected from broker (%s)", self.client_id, code)
+        self.connected.clear()
+        self._lost.set()
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_message_cb(msg.topic, bytes(msg.payload))
+        except Exception:  # a handler bug must never take the link down
+            log.exception("%s: message handler failed for %s", self.client_id, msg.topic)
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
+        fut = self._pending.get(mid)
+        if fut is None:
+            if self._loop is not None:
+                fut = self._loop.create_future()
+                self._pending[mid] = fut  # acked before publish_wait registered it
+            else:
+                return
+        if not fut.done():
+            if code.is_failure:
+                fut.set_exception(PublishError(f"broker rejected message {mid}: {code}"))
+            else:
+                fut.set_result(None)
+
+    def _in_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._in_loop(self._add_reader, client, sock)
+
+    def _add_reader(self, client: mqtt.Client, sock: Any) -> None:
+        if self._loop is not None and sock.fileno() >= 0:
+            self._loop.add_reader(sock, client.loop_read)
+
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._in_loop(self._remove_fd, sock)
+
+    def _remove_fd(self, sock: Any) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+
+    def _on_socket_register_write(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._in_loop(self._add_writer, client, sock)
+
+    def _add_writer(self, client: mqtt.Client, sock: Any) -> None:
+        if self._loop is not None and sock.fileno() >= 0:
+            self._loop.add_writer(sock, client.loop_write)
+
+    def _on_socket_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._in_loop(self._remove_writer, sock)
+
+    def _remove_writer(self, sock: Any) -> None:
+        if self._loop is not None:
+            self._loop.remove_writer(sock)

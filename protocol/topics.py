@@ -1,0 +1,100 @@
+"""MQTT topic names, their QoS/retain rules and who publishes them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+PREFIX = "loa/v1"
+SERVER_USERNAME = "loa-server"
+
+# Device ids are MQTT usernames and topic segments: no wildcards, no slashes, and
+# never the reserved "loa-" prefix, which belongs to server accounts.
+DEVICE_ID_RE = re.compile(r"^(?!loa-)[a-z0-9][a-z0-9-]{2,62}$")
+ZONE_ID_RE = re.compile(r"^[0-9]{1,12}$")
+
+
+class Direction(StrEnum):
+    """Who publishes on a topic."""
+
+    UP = "up"  # device -> server
+    DOWN = "down"  # server -> device
+
+
+class TopicKind(StrEnum):
+    """Every per-device topic of protocol v1 (the segment after loa/v1/dev/<id>/)."""
+
+    STATUS = "status"
+    TELEMETRY = "telemetry"
+    ACK = "ack"
+    STATE = "state"
+    COMMAND = "cmd"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """Delivery rules for one topic kind."""
+
+    kind: TopicKind
+    direction: Direction
+    qos: int
+    retain: bool
+    max_payload: int
+
+
+SPECS: dict[TopicKind, TopicSpec] = {
+    s.kind: s
+    for s in (
+        # Birth (online) and will (offline) share one retained topic, so the last
+        # word on a device's presence is always what a new subscriber reads first.
+        TopicSpec(TopicKind.STATUS, Direction.UP, qos=1, retain=True, max_payload=4096),
+        TopicSpec(TopicKind.TELEMETRY, Direction.UP, qos=0, retain=False, max_payload=8192),
+        TopicSpec(TopicKind.ACK, Direction.UP, qos=1, retain=False, max_payload=4096),
+        # Desired state: retained, versioned; a reconnecting device reads the latest.
+        TopicSpec(TopicKind.STATE, Direction.DOWN, qos=1, retain=True, max_payload=16384),
+        # Commands only make sense now: never retained, they carry an expiry instead.
+        TopicSpec(TopicKind.COMMAND, Direction.DOWN, qos=1, retain=False, max_payload=4096),
+    )
+}
+
+
+class TopicError(ValueError):
+    """A topic that is not part of protocol v1."""
+
+
+def check_device_id(device_id: str) -> str:
+    """Return device_id if it is a valid wire identifier, else raise TopicError."""
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise TopicError(
+            f"invalid device id {device_id!r}: use 3-63 lowercase letters, digits or '-', "
+            "starting with a letter or digit, not starting with 'loa-'"
+        )
+    return device_id
+
+
+def device_topic(device_id: str, kind: TopicKind) -> str:
+    """Build loa/v1/dev/<device_id>/<kind>."""
+    return f"{PREFIX}/dev/{check_device_id(device_id)}/{kind.value}"
+
+
+def device_filter(kind: TopicKind) -> str:
+    """Subscription filter for one kind across all devices (the server's view)."""
+    return f"{PREFIX}/dev/+/{kind.value}"
+
+
+def parse_device_topic(topic: str) -> tuple[str, TopicKind]:
+    """Split a per-device topic into (device_id, kind), or raise TopicError."""
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != PREFIX or parts[2] != "dev":
+        raise TopicError(f"not a loa/v1 device topic: {topic[:200]!r}")
+    try:
+        kind = TopicKind(parts[4])
+    except ValueError:
+        raise TopicError(f"unknown topic kind {parts[4][:50]!r}") from None
+    return check_device_id(parts[3]), kind
+
+
+def zone_filter(zone_id: int) -> str:
+    """Everything published to a zone's devices (clips, live audio) lives below this."""
+    return f"{PREFIX}/zone/{zone_id}/#"

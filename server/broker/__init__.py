@@ -1,0 +1,1 @@
+"""Mosquitto security generated from the database: config, password file, ACL."""

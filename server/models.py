@@ -1,0 +1,8 @@
+"""Imports every feature's models so metadata and Alembic see all tables."""
+
+from server.db import Base
+from server.devices.models import Device
+from server.orgs.models import OrgUnit, Zone, zone_devices
+from server.users.models import AuthToken, User
+
+__all__ = ["AuthToken", "Base", "Device", "OrgUnit", "User", "Zone", "zone_devices"]

@@ -1,0 +1,86 @@
+"""Server settings from the environment (prefix LOA_)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """A setting that is missing or wrong; the message names the variable to set."""
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server process needs to know, with embedded defaults for one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="LOA_", extra="ignore")
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_bind_host: str = "127.0.0.1"
+    mqtt_password: SecretStr | None = None
+    admin_password: SecretStr | None = None
+    demo: bool = False
+    token_ttl_hours: float = 12.0
+    mosquitto_bin: str = "mosquitto"
+    manage_broker: bool = True
+    mqtt_max_packet_bytes: int = 2 * 1024 * 1024
+    # Clip library (issue 3).
+    clip_max_bytes: int = 200 * 1024 * 1024
+    clip_max_duration_s: float = 3 * 3600.0
+    clip_target_lufs: float = -16.0
+    clip_true_peak_db: float = -1.5
+    clip_bitrate: int = 32000
+    tts_max_chars: int = 2000
+    piper_model_path: Path | None = None
+
+    @cached_property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL: LOA_DATABASE_URL, else SQLite under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'loa.db').resolve()}"
+
+    @property
+    def broker_dir(self) -> Path:
+        """Where the generated Mosquitto config, password and ACL files live."""
+        return self.data_dir / "mosquitto"
+
+    def mqtt_secret(self) -> str:
+        """The server's own MQTT password (generated and kept under data_dir in demo)."""
+        if self.mqtt_password is not None:
+            return self.mqtt_password.get_secret_value()
+        return self._demo_secret("mqtt_password", "LOA_MQTT_PASSWORD")
+
+    def admin_secret(self) -> str:
+        """The bootstrap admin password (generated and kept under data_dir in demo)."""
+        if self.admin_password is not None:
+            return self.admin_password.get_secret_value()
+        return self._demo_secret("admin_password", "LOA_ADMIN_PASSWORD")
+
+    def _demo_secret(self, key: str, env_name: str) -> str:
+        if not self.demo:
+            raise SettingsError(
+                f"{env_name} is not set. Set it in the environment (only `loa-server demo` "
+                "generates secrets by itself)."
+            )
+        path = self.data_dir / "demo-secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if key not in stored:
+            stored[key] = secrets.token_urlsafe(12)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(stored))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        return stored[key]

@@ -1,0 +1,38 @@
+"""Fixtures shared by every test package: a real Mosquitto, databases."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.broker.process import free_port
+from tests.brokerfix import TestBroker
+
+
+def _mosquitto_available() -> bool:
+    return bool(shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin"))
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBroker]:
+    """A real Mosquitto on a free port with server-generated security, for the whole run."""
+    if not _mosquitto_available():
+        pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
+    b = TestBroker(port=free_port(), broker_dir=tmp_path_factory.mktemp("mosquitto"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[TestBroker]:
+    """A broker of the test's own, for tests that stop and restart it."""
+    if not _mosquitto_available():
+        pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
+    b = TestBroker(port=free_port(), broker_dir=tmp_path / "mosquitto")
+    b.start()
+    yield b
+    b.stop()
