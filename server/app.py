@@ -1,0 +1,87 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import generate_latest
+from sqlalchemy import text
+
+from server import errors
+from server.broker.service import apply_broker_config
+from server.db import make_engine, make_session_factory, session_scope
+from server.devices.routes import router as devices_router
+from server.metrics import Metrics
+from server.mqtt_bridge import MqttBridge
+from server.orgs.routes import router as orgs_router
+from server.settings import ServerSettings
+from server.users import service as users
+from server.users.routes import router as users_router
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True) -> FastAPI:
+    """Build the app; the lifespan opens the database and the one MQTT connection."""
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db_url)
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        with session_scope(app.state.session_factory) as db:
+            if users.ensure_admin(db, password=settings.admin_secret()):
+                log.info("created the bootstrap user 'admin'")
+            if settings.manage_broker:
+                apply_broker_config(db, settings=settings)
+        bridge = None
+        if with_mqtt:
+            bridge = MqttBridge(
+                settings=settings, session_factory=app.state.session_factory, metrics=app.state.metrics
+            )
+            app.state.bridge = bridge
+            await bridge.start()
+        try:
+            yield
+        finally:
+            if bridge is not None:
+                await bridge.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Loa",
+        summary="Commune IP loudspeaker clusters: clips, programmes, live audio, device health.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.bridge = None
+    errors.install(app)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(users_router)
+    api.include_router(orgs_router)
+    api.include_router(devices_router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict[str, str]:
+        """Liveness and readiness: database and broker connection."""
+        with app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        bridge = app.state.bridge
+        mqtt = "disabled" if bridge is None else ("connected" if bridge.link.is_connected else "down")
+        return {"status": "ok", "database": "ok", "mqtt": mqtt}
+
+    @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus metrics of this process."""
+        return PlainTextResponse(generate_latest(app.state.metrics.registry).decode())
+
+    return app

@@ -1,0 +1,51 @@
+"""Keep the broker's password and ACL files in step with the database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.broker.process import reload_broker, write_broker_files
+from server.broker.render import BrokerAccount, mosquitto_hash
+from server.devices.models import Device
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+_write_lock = threading.Lock()
+
+
+def device_accounts(db: Session) -> list[BrokerAccount]:
+    """Broker accounts of every device that is not revoked, with the zones it reads."""
+    devices = db.scalars(select(Device).where(Device.revoked_at.is_(None)).order_by(Device.uid))
+    return [
+        BrokerAccount(d.uid, d.mqtt_password_hash, tuple(z.id for z in d.zones)) for d in devices
+    ]
+
+
+def apply_broker_config(db: Session, *, settings: ServerSettings, log_to_file: bool = True) -> Path:
+    """Write the broker files from the database and reload a running broker."""
+    with _write_lock:
+        conf = write_broker_files(
+            broker_dir=settings.broker_dir,
+            port=settings.mqtt_port,
+            bind_host=settings.mqtt_bind_host,
+            server_hash=mosquitto_hash(settings.mqtt_secret()),
+            devices=device_accounts(db),
+            max_packet_bytes=settings.mqtt_max_packet_bytes,
+            log_to_file=log_to_file,
+        )
+        reload_broker(settings.broker_dir)
+    return conf
+
+
+def broker_config_changed(app: Any, db: Session) -> None:
+    """Commit the change, then regenerate the broker's security files (if we manage it)."""
+    db.commit()
+    settings: ServerSettings = app.state.settings
+    if settings.manage_broker:
+        apply_broker_config(db, settings=settings)

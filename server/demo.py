@@ -1,0 +1,161 @@
+"""`loa-server demo`: start broker, server and simulated agents; stop them all on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from server.broker.process import BrokerError, free_port, port_open, start_broker, stop_broker
+from server.broker.service import apply_broker_config
+from server.db import make_engine, make_session_factory, session_scope
+from server.migrate import upgrade
+from server.seed import demo_credentials, seed_demo
+from server.settings import ServerSettings
+
+
+def _say(message: str) -> None:
+    print(f"[loa demo] {message}", flush=True)
+
+
+def _write_agent_configs(settings: ServerSettings, creds: dict[str, str]) -> list[Path]:
+    agents_dir = settings.data_dir / "agents"
+    agents_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for uid, password in creds.items():
+        path = agents_dir / f"{uid}.toml"
+        path.write_text(
+            f'device_id = "{uid}"\nmqtt_host = "127.0.0.1"\nmqtt_port = {settings.mqtt_port}\n'
+            f'mqtt_password = "{password}"\nfirmware_profile = "sim"\n'
+            f'data_dir = "{(agents_dir / uid).resolve()}"\n'
+        )
+        os.chmod(path, 0o600)
+        paths.append(path)
+    return paths
+
+
+def _api(base: str, path: str, token: str | None = None, data: bytes | None = None) -> object:
+    req = urllib.request.Request(base + path, data=data)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def _wait_for_server(base: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with code {server.returncode}; see its log above")
+        try:
+            _api(base, "/healthz")
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not answer on {base} within {timeout:.0f}s")
+
+
+def _count_online(base: str, token: str) -> tuple[int, int]:
+    page = _api(base, "/api/v1/devices?limit=1000", token)
+    assert isinstance(page, dict)
+    return sum(1 for d in page["items"] if d["online"]), int(page["total"])
+
+
+def run_demo(*, until_online: bool, agent_count: int) -> int:
+    """Run the whole stack in the foreground; returns the exit code."""
+    os.environ["LOA_DEMO"] = "true"
+    settings = ServerSettings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if port_open("127.0.0.1", settings.http_port):
+        _say(f"port {settings.http_port} is taken; set LOA_HTTP_PORT to a free port and retry")
+        return 2
+    if port_open(settings.mqtt_bind_host, settings.mqtt_port):
+        port = free_port()
+        _say(f"MQTT port {settings.mqtt_port} is taken; using {port} for the demo broker")
+        os.environ["LOA_MQTT_PORT"] = str(port)
+        settings = ServerSettings()
+
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    factory = make_session_factory(engine)
+    with session_scope(factory) as db:
+        if seed_demo(db):
+            _say("seeded demo data: 1 province, 2 communes, 6 villages, 8 zones, 12 clusters")
+        creds = demo_credentials(db)
+    with session_scope(factory) as db:
+        conf = apply_broker_config(db, settings=settings)
+    engine.dispose()
+
+    children: list[subprocess.Popen[bytes]] = []
+    broker = None
+    stop = False
+
+    def _on_signal(_signo: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    env = {**os.environ, "LOA_MQTT_PORT": str(settings.mqtt_port)}
+    try:
+        broker = start_broker(conf, host=settings.mqtt_bind_host, port=settings.mqtt_port)
+        _say(f"Mosquitto listening on {settings.mqtt_bind_host}:{settings.mqtt_port} (config {conf})")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--no-migrate"], env=env, start_new_session=True
+        )
+        children.append(server)
+        base = f"http://127.0.0.1:{settings.http_port}"
+        _wait_for_server(base, server, timeout=60)
+        for path in _write_agent_configs(settings, creds)[:agent_count]:
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "edge_agent", "run", "--sim", "--config", str(path)],
+                    env=env,
+                    start_new_session=True,
+                )
+            )
+        admin_password = settings.admin_secret()
+        token_body = urllib.parse.urlencode({"username": "admin", "password": admin_password})
+        token = _api(base, "/api/v1/auth/token", data=token_body.encode())
+        assert isinstance(token, dict)
+        _say(f"console and API: {base}/   (API docs: {base}/docs)")
+        _say(f"sign in as: admin / {admin_password}")
+        _say("Ctrl-C stops everything this demo started.")
+        started = time.monotonic()
+        reported = -1
+        while not stop:
+            online, total = _count_online(base, token["access_token"])
+            if online != reported:
+                _say(f"{online}/{total} devices online after {time.monotonic() - started:.1f}s")
+                reported = online
+            if until_online and online >= min(agent_count, total):
+                return 0
+            if any(c.poll() is not None for c in children[:1]):
+                _say("the server stopped unexpectedly")
+                return 1
+            time.sleep(1.0)
+        return 0
+    except (BrokerError, RuntimeError, urllib.error.URLError) as exc:
+        _say(f"error: {exc}")
+        return 1
+    finally:
+        _say("stopping agents, server and broker ...")
+        for child in reversed(children):  # agents first: they say goodbye while the broker is up
+            if child.poll() is None:
+                child.terminate()
+        for child in reversed(children):
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if broker is not None:
+            stop_broker(broker)
+        _say("stopped.")

@@ -1,0 +1,84 @@
+"""API shapes for devices and their health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DeviceCreate(BaseModel):
+    """Register a cluster; its MQTT credentials come back once in the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uid: str = Field(min_length=3, max_length=63, description="wire id, e.g. 'xa-an-binh-01'")
+    name: str = Field(min_length=1, max_length=200)
+    org_unit_id: int
+    firmware_profile: str = Field(min_length=1, max_length=100)
+    location: str = Field(default="", max_length=300)
+    zone_ids: list[int] = Field(default_factory=list, max_length=1000)
+
+
+class DeviceUpdate(BaseModel):
+    """Fields of a device that may change; volume becomes a new desired state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    location: str | None = Field(default=None, max_length=300)
+    firmware_profile: str | None = Field(default=None, min_length=1, max_length=100)
+    org_unit_id: int | None = None
+    volume: int | None = Field(default=None, ge=0, le=100)
+
+
+class DeviceOut(BaseModel):
+    """A device with its health as last reported."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    uid: str
+    name: str
+    org_unit_id: int
+    firmware_profile: str
+    location: str
+    zone_ids: list[int]
+    created_at: datetime
+    revoked: bool
+    online: bool
+    last_seen: datetime | None
+    online_since: datetime | None
+    agent_version: str | None
+    reported_profile: str | None
+    telemetry: dict[str, Any] | None
+    telemetry_at: datetime | None
+    volume: int
+    state_version: int
+    reported_state_version: int | None
+    reported_schedule_version: int | None
+
+
+class Credentials(BaseModel):
+    """MQTT credentials for one device, shown once."""
+
+    username: str
+    password: str
+    mqtt_host: str
+    mqtt_port: int
+    agent_config_toml: str = Field(description="drop into /etc/loa/agent.toml on the Pi")
+
+
+class DeviceRegistered(BaseModel):
+    """Answer to a registration or a credential rotation."""
+
+    device: DeviceOut
+    credentials: Credentials
+
+
+class DevicePage(BaseModel):
+    """One page of devices."""
+
+    items: list[DeviceOut]
+    total: int

@@ -1,0 +1,143 @@
+"""Device registration, credentials, and health from birth/will/telemetry."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from firmware_profiles import ProfileError, load_profile
+from protocol import Birth, DesiredState, Offline, Telemetry, TopicError, check_device_id
+from server.broker.render import mosquitto_hash
+from server.db import utcnow
+from server.devices.models import Device
+from server.orgs.models import OrgUnit, Zone
+
+
+class DeviceError(ValueError):
+    """A device request that cannot be carried out; the text says why."""
+
+
+def _check_profile(name: str) -> None:
+    try:
+        load_profile(name)
+    except ProfileError as exc:
+        raise DeviceError(str(exc)) from None
+
+
+def register_device(
+    db: Session,
+    *,
+    uid: str,
+    name: str,
+    org_unit_id: int,
+    firmware_profile: str,
+    location: str = "",
+    zone_ids: list[int] | None = None,
+    password: str | None = None,
+) -> tuple[Device, str]:
+    """Add a device and issue its MQTT credentials; returns (device, plaintext password)."""
+    try:
+        check_device_id(uid)
+    except TopicError as exc:
+        raise DeviceError(str(exc)) from None
+    if db.scalar(select(Device.id).where(Device.uid == uid)) is not None:
+        raise DeviceError(f"A device with id {uid!r} is already registered.")
+    if db.get(OrgUnit, org_unit_id) is None:
+        raise DeviceError(f"Org unit {org_unit_id} does not exist.")
+    _check_profile(firmware_profile)
+    password = password or secrets.token_urlsafe(18)
+    device = Device(
+        uid=uid,
+        name=name,
+        org_unit_id=org_unit_id,
+        firmware_profile=firmware_profile,
+        location=location,
+        mqtt_password_hash=mosquitto_hash(password),
+        state_version=1,
+        volume=load_profile(firmware_profile).volume.default,
+    )
+    if zone_ids:
+        zones = list(db.scalars(select(Zone).where(Zone.id.in_(zone_ids))))
+        if len(zones) != len(set(zone_ids)):
+            raise DeviceError(f"Unknown zone ids in {sorted(set(zone_ids))}.")
+        device.zones = zones
+    db.add(device)
+    db.flush()
+    return device, password
+
+
+def rotate_credentials(db: Session, *, device: Device) -> str:
+    """Issue a new MQTT password (the old one stops working at the next broker reload)."""
+    password = secrets.token_urlsafe(18)
+    device.mqtt_password_hash = mosquitto_hash(password)
+    device.revoked_at = None
+    return password
+
+
+def revoke_device(db: Session, *, device: Device) -> None:
+    """Withdraw a device's broker access; it is refused at its next connect."""
+    device.revoked_at = device.revoked_at or utcnow()
+
+
+def update_device(db: Session, *, device: Device, changes: dict[str, object]) -> bool:
+    """Apply field changes; returns True when the desired state (volume) changed."""
+    if "firmware_profile" in changes:
+        _check_profile(str(changes["firmware_profile"]))
+    if "org_unit_id" in changes and db.get(OrgUnit, changes["org_unit_id"]) is None:
+        raise DeviceError(f"Org unit {changes['org_unit_id']} does not exist.")
+    state_changed = "volume" in changes and changes["volume"] != device.volume
+    for key, value in changes.items():
+        setattr(device, key, value)
+    if state_changed:
+        device.state_version += 1
+    return state_changed
+
+
+def desired_state(device: Device) -> DesiredState:
+    """The retained desired-state message for a device."""
+    return DesiredState(version=max(device.state_version, 1), volume=device.volume)
+
+
+def by_uid(db: Session, uid: str) -> Device | None:
+    """A device by its wire id."""
+    return db.scalar(select(Device).where(Device.uid == uid))
+
+
+def apply_birth(db: Session, *, device: Device, birth: Birth, now: datetime) -> None:
+    """A device announced itself: online, with the versions it holds."""
+    if not device.online or device.conn_id != birth.conn_id:
+        device.online_since = now
+    device.online = True
+    device.conn_id = birth.conn_id
+    device.last_seen = now
+    device.agent_version = birth.agent_version
+    device.reported_profile = birth.firmware_profile
+    device.reported_state_version = birth.state_version
+    device.reported_schedule_version = birth.schedule_version
+
+
+def apply_offline(db: Session, *, device: Device, msg: Offline, now: datetime) -> bool:
+    """The broker's will or a clean goodbye; ignored when it belongs to an older connection."""
+    if msg.conn_id != device.conn_id:
+        return False  # a stale will from a connection the device already replaced
+    device.online = False
+    device.online_since = None
+    return True
+
+
+def apply_telemetry(db: Session, *, device: Device, msg: Telemetry, now: datetime) -> None:
+    """Store the latest health sample."""
+    device.telemetry = msg.model_dump(exclude={"v", "type"})
+    device.telemetry_at = now
+    device.last_seen = now
+    device.agent_version = msg.agent_version
+    device.reported_state_version = msg.state_version
+    device.reported_schedule_version = msg.schedule_version
+
+
+def count_online(db: Session) -> int:
+    """How many devices are online now."""
+    return db.scalar(select(func.count()).where(Device.online.is_(True))) or 0

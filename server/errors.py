@@ -1,0 +1,62 @@
+"""JSON errors with a human-readable `detail`, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+log = logging.getLogger(__name__)
+
+
+def _describe(error: dict[str, object]) -> str:
+    loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form")]  # type: ignore[attr-defined]
+    where = ".".join(loc) or "request"
+    return f"{where}: {error.get('msg', 'invalid value')}"
+
+
+async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 whose detail reads as a sentence; the raw list stays available under `errors`."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    detail = "Invalid request: " + "; ".join(_describe(e) for e in errors[:5])
+    safe = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in errors[:20]]
+    return JSONResponse(status_code=422, content={"detail": detail, "errors": safe})
+
+
+async def integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A uniqueness or reference conflict the service did not foresee."""
+    log.warning("integrity error: %s", exc)
+    return JSONResponse(
+        status_code=409, content={"detail": "This conflicts with existing data (duplicate or in use)."}
+    )
+
+
+async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The database is locked or unreachable: retry later."""
+    log.error("database unavailable: %s", exc)
+    return JSONResponse(
+        status_code=503, content={"detail": "The database is busy or unreachable; try again shortly."}
+    )
+
+
+async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    """Anything else: log it with an id the operator can quote."""
+    ref = uuid.uuid4().hex[:8]
+    log.exception("unhandled error %s", ref, exc_info=exc)
+    return JSONResponse(
+        status_code=500,
+        content={"detail": f"Internal error (reference {ref}); the server log has the details."},
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers."""
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(OperationalError, unavailable)
+    app.add_exception_handler(Exception, unexpected)

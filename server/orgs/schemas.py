@@ -1,0 +1,84 @@
+"""API shapes for org units and zones."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OrgKind = Literal["province", "district", "commune", "village", "other"]
+
+
+class OrgUnitCreate(BaseModel):
+    """A new node of the administrative tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: OrgKind
+    parent_id: int | None = None
+    code: str | None = Field(default=None, max_length=32)
+
+
+class OrgUnitUpdate(BaseModel):
+    """Fields of an org unit that may change (parent_id moves it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    kind: OrgKind | None = None
+    parent_id: int | None = None
+    code: str | None = Field(default=None, max_length=32)
+
+
+class OrgUnitOut(BaseModel):
+    """An org unit."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    kind: str
+    parent_id: int | None
+    code: str | None
+    created_at: datetime
+
+
+class ZoneCreate(BaseModel):
+    """A new zone under an org unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    org_unit_id: int
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=1000)
+    device_ids: list[int] = Field(default_factory=list, max_length=10000)
+
+
+class ZoneUpdate(BaseModel):
+    """Fields of a zone that may change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+
+
+class ZoneDevices(BaseModel):
+    """The full device membership of a zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_ids: list[int] = Field(max_length=10000)
+
+
+class ZoneOut(BaseModel):
+    """A zone with its device ids."""
+
+    id: int
+    org_unit_id: int
+    name: str
+    description: str
+    device_ids: list[int]
+    created_at: datetime

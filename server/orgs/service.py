@@ -1,0 +1,88 @@
+"""Org-unit tree and zone operations."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.devices.models import Device
+from server.orgs.models import OrgUnit, Zone
+from server.users.models import User
+
+class OrgError(ValueError):
+    """An org/zone change that would break the tree or leave orphans; text says why."""
+
+def subtree_ids(db: Session, *, root_id: int) -> set[int]:
+    """Ids of root_id and every org unit below it, at any depth (recursive CTE)."""
+    tree = select(OrgUnit.id).where(OrgUnit.id == root_id).cte("tree", recursive=True)
+    tree = tree.union_all(select(OrgUnit.id).where(OrgUnit.parent_id == tree.c.id))
+    return set(db.scalars(select(tree.c.id)))
+
+def ancestor_ids(db: Session, *, org_unit_id: int) -> list[int]:
+    """Ids from org_unit_id up to the root, nearest first."""
+    out: list[int] = []
+    current: int | None = org_unit_id
+    while current is not None and current not in out:
+        out.append(current)
+        current = db.scalar(select(OrgUnit.parent_id).where(OrgUnit.id == current))
+    return out
+
+def create_org_unit(
+    db: Session, *, name: str, kind: str, parent_id: int | None, code: str | None
+) -> OrgUnit:
+    """Add an org unit under parent_id (None = a new root, e.g. a province)."""
+    if parent_id is not None and db.get(OrgUnit, parent_id) is None:
+        raise OrgError(f"Parent org unit {parent_id} does not exist.")
+    unit = OrgUnit(name=name, kind=kind, parent_id=parent_id, code=code)
+    db.add(unit)
+    db.flush()
+    return unit
+
+def move_org_unit(db: Session, *, unit: OrgUnit, parent_id: int | None) -> None:
+    """Re-parent an org unit, refusing cycles."""
+    if parent_id is not None:
+        if db.get(OrgUnit, parent_id) is None:
+            raise OrgError(f"Parent org unit {parent_id} does not exist.")
+        if parent_id in subtree_ids(db, root_id=unit.id):
+            raise OrgError("An org unit cannot be moved under itself or one of its descendants.")
+    unit.parent_id = parent_id
+
+def delete_org_unit(db: Session, *, unit: OrgUnit) -> None:
+    """Delete an empty org unit; refuse when anything still hangs off it."""
+    checks = (
+        (OrgUnit, OrgUnit.parent_id, "child org units"),
+        (Zone, Zone.org_unit_id, "zones"),
+        (Device, Device.org_unit_id, "devices"),
+        (User, User.org_unit_id, "users"),
+    )
+    for model, column, label in checks:
+        count = db.scalar(select(func.count()).select_from(model).where(column == unit.id))
+        if count:
+            raise OrgError(f"{unit.name!r} still has {count} {label}; move or delete them first.")
+    db.delete(unit)
+
+def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> None:
+    """Make the zone contain exactly these devices (each inside the zone's org subtree)."""
+    allowed = subtree_ids(db, root_id=zone.org_unit_id)
+    devices = list(db.scalars(select(Device).where(Device.id.in_(device_ids))))
+    missing = set(device_ids) - {d.id for d in devices}
+    if missing:
+        raise OrgError(f"Unknown device ids: {sorted(missing)}.")
+    outside = [d.uid for d in devices if d.org_unit_id not in allowed]
+    if outside:
+        raise OrgError(
+            f"Devices {', '.join(outside)} do not belong to this zone's org unit or below it."
+        )
+    for device in db.scalars(select(Device).where(Device.zones.any(Zone.id == zone.id))):
+        if device.id not in device_ids:
+            device.zones.remove(zone)
+    for device in devices:
+        if zone not in device.zones:
+            device.zones.append(zone)
+
+def zone_device_ids(db: Session, *, zone_id: int) -> list[int]:
+    """Ids of the devices in a zone."""
+    return list(
+        db.scalars(select(Device.id).where(Device.zones.any(Zone.id == zone_id)).order_by(Device.id))
+    )
+

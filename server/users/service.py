@@ -1,0 +1,104 @@
+"""Users, password hashing and opaque bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.db import utcnow
+from server.users.models import ROLES, AuthToken, User
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so timing does not reveal which users exist.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class InvalidRole(ValueError):
+    """A role name that is not one of ROLES."""
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of a password."""
+    return _hasher.hash(password)
+
+
+def create_user(
+    db: Session,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    org_unit_id: int | None,
+    full_name: str = "",
+) -> User:
+    """Add a user; the caller commits."""
+    if role not in ROLES:
+        raise InvalidRole(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+    user = User(
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        org_unit_id=org_unit_id,
+        full_name=full_name,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def ensure_admin(db: Session, *, password: str) -> bool:
+    """Create the bootstrap user 'admin' when no admin exists; True if created."""
+    if db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
+        return False
+    create_user(db, username="admin", password=password, role="admin", org_unit_id=None,
+                full_name="Quản trị hệ thống")
+    return True
+
+
+def authenticate(db: Session, *, username: str, password: str) -> User | None:
+    """The active user with these credentials, or None."""
+    user = db.scalar(select(User).where(User.username == username))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError):
+        return None
+    if user is None or not user.is_active:
+        return None
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(db: Session, *, user: User, ttl: timedelta) -> tuple[str, AuthToken]:
+    """Create a bearer token for user; only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    row = AuthToken(token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + ttl)
+    db.add(row)
+    db.flush()
+    return token, row
+
+
+def user_for_token(db: Session, *, token: str) -> User | None:
+    """The active user behind a valid, unexpired, unrevoked token."""
+    row = db.scalar(select(AuthToken).where(AuthToken.token_hash == _token_hash(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    user = db.get(User, row.user_id)
+    return user if user is not None and user.is_active else None
+
+
+def revoke_token(db: Session, *, token: str) -> bool:
+    """Revoke a token (logout); True if it existed."""
+    row = db.scalar(select(AuthToken).where(AuthToken.token_hash == _token_hash(token)))
+    if row is None:
+        return False
+    row.revoked_at = utcnow()
+    return True
