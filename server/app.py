@@ -14,6 +14,7 @@ from sqlalchemy import text
 from server import errors
 from server.broker.service import apply_broker_config
 from server.db import make_engine, make_session_factory, session_scope
+from server.clips.routes import router as clips_router
 from server.devices.routes import router as devices_router
 from server.metrics import Metrics
 from server.mqtt_bridge import MqttBridge
@@ -68,6 +69,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(users_router)
     api.include_router(orgs_router)
     api.include_router(devices_router)
+    api.include_router(clips_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["system"])
