@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from protocol.topics import SPECS, TopicKind
+from schedules import ScheduleDocument
 
 PROTOCOL_VERSION = 1
 
@@ -107,6 +108,75 @@ class Ack(Message):
     detail: Annotated[str, Field(max_length=500)] = ""
 
 
+class ScheduleMessage(Message):
+    """The compiled schedule a device must hold (retained; never applied backwards)."""
+
+    type: Literal["schedule"] = "schedule"
+    document: ScheduleDocument
+
+
+Outcome = Literal["played", "preempted", "failed", "missed"]
+
+
+class PlayEvent(BaseModel):
+    """Proof of play for one scheduled item (times are server-clock Unix seconds)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    seq: Annotated[int, Field(ge=1)]
+    kind: Literal["play"] = "play"
+    item_id: Annotated[str, Field(min_length=1, max_length=200)]
+    programme_id: int | None = None
+    priority: Literal["normal", "priority", "emergency"] = "normal"
+    planned_start: float
+    actual_start: float | None = None
+    ended_at: float | None = None
+    outcome: Outcome
+    reason: Annotated[str, Field(max_length=300)] = ""
+    clock_offset_ms: float | None = None
+    clock_error_ms: float | None = None
+
+
+class EventBatch(Message):
+    """Events from a device's outbox, oldest first."""
+
+    type: Literal["events"] = "events"
+    events: Annotated[list[PlayEvent], Field(min_length=1, max_length=200)]
+
+
+class EventAck(Message):
+    """The server stored these sequence numbers; the device may drop them from its outbox."""
+
+    type: Literal["evack"] = "evack"
+    seqs: Annotated[list[int], Field(max_length=1000)]
+
+
+class ClipRequest(Message):
+    """A device asks for a clip's chunks: all of them, or exactly the missing ones."""
+
+    type: Literal["clipreq"] = "clipreq"
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    chunks: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=4096)] | None = None
+
+
+class TimeRequest(Message):
+    """NTP-style clock probe: t0 is the device's send time."""
+
+    type: Literal["time_req"] = "time_req"
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    t0: float
+
+
+class TimeResponse(Message):
+    """Answer to a probe: t1 server receive, t2 server send (server clock)."""
+
+    type: Literal["time_resp"] = "time_resp"
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    t0: float
+    t1: float
+    t2: float
+
+
 StatusMessage = Annotated[Birth | Offline, Field(discriminator="type")]
 
 # Which message types may appear on which topic kind.
@@ -116,7 +186,15 @@ _ADAPTERS: dict[TopicKind, TypeAdapter[Any]] = {
     TopicKind.ACK: TypeAdapter(Ack),
     TopicKind.STATE: TypeAdapter(DesiredState),
     TopicKind.COMMAND: TypeAdapter(Command),
+    TopicKind.SCHEDULE: TypeAdapter(ScheduleMessage),
+    TopicKind.EVENTS: TypeAdapter(EventBatch),
+    TopicKind.EVENTS_ACK: TypeAdapter(EventAck),
+    TopicKind.CLIP_REQUEST: TypeAdapter(ClipRequest),
+    TopicKind.TIME_REQUEST: TypeAdapter(TimeRequest),
+    TopicKind.TIME_RESPONSE: TypeAdapter(TimeResponse),
 }
+# Topics whose payload is binary, not JSON (decode with protocol.clipchunk).
+BINARY_KINDS = frozenset({TopicKind.CLIP})
 
 
 def encode(message: Message) -> bytes:
@@ -126,6 +204,8 @@ def encode(message: Message) -> bytes:
 
 def decode(kind: TopicKind, payload: bytes) -> Any:
     """Parse a payload read on a topic of `kind`, or raise ProtocolError saying why."""
+    if kind in BINARY_KINDS:
+        raise ProtocolError("binary_topic", f"{kind} carries binary chunks, not JSON")
     limit = SPECS[kind].max_payload
     if len(payload) > limit:
         raise ProtocolError("oversized", f"{len(payload)} bytes > {limit} allowed on {kind}")

@@ -28,8 +28,15 @@ class TopicKind(StrEnum):
     STATUS = "status"
     TELEMETRY = "telemetry"
     ACK = "ack"
+    EVENTS = "events"
+    CLIP_REQUEST = "clipreq"
+    TIME_REQUEST = "time"
     STATE = "state"
     COMMAND = "cmd"
+    SCHEDULE = "schedule"
+    EVENTS_ACK = "evack"
+    CLIP = "clip"
+    TIME_RESPONSE = "timeresp"
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,21 @@ SPECS: dict[TopicKind, TopicSpec] = {
         TopicSpec(TopicKind.STATUS, Direction.UP, qos=1, retain=True, max_payload=4096),
         TopicSpec(TopicKind.TELEMETRY, Direction.UP, qos=0, retain=False, max_payload=8192),
         TopicSpec(TopicKind.ACK, Direction.UP, qos=1, retain=False, max_payload=4096),
+        # Proof of play and alarms, each with a per-device sequence number from an outbox.
+        TopicSpec(TopicKind.EVENTS, Direction.UP, qos=1, retain=False, max_payload=65536),
+        TopicSpec(TopicKind.CLIP_REQUEST, Direction.UP, qos=1, retain=False, max_payload=16384),
+        # Clock exchange: QoS 0, a lost sample is simply not used.
+        TopicSpec(TopicKind.TIME_REQUEST, Direction.UP, qos=0, retain=False, max_payload=1024),
         # Desired state: retained, versioned; a reconnecting device reads the latest.
         TopicSpec(TopicKind.STATE, Direction.DOWN, qos=1, retain=True, max_payload=16384),
         # Commands only make sense now: never retained, they carry an expiry instead.
         TopicSpec(TopicKind.COMMAND, Direction.DOWN, qos=1, retain=False, max_payload=4096),
+        # The compiled schedule is desired state too: retained, versioned.
+        TopicSpec(TopicKind.SCHEDULE, Direction.DOWN, qos=1, retain=True, max_payload=1_048_576),
+        TopicSpec(TopicKind.EVENTS_ACK, Direction.DOWN, qos=1, retain=False, max_payload=16384),
+        # Binary clip chunks re-sent to one device that asked for them (see clipchunk.py).
+        TopicSpec(TopicKind.CLIP, Direction.DOWN, qos=1, retain=False, max_payload=70_000),
+        TopicSpec(TopicKind.TIME_RESPONSE, Direction.DOWN, qos=0, retain=False, max_payload=1024),
     )
 }
 
@@ -93,6 +111,34 @@ def parse_device_topic(topic: str) -> tuple[str, TopicKind]:
     except ValueError:
         raise TopicError(f"unknown topic kind {parts[4][:50]!r}") from None
     return check_device_id(parts[3]), kind
+
+
+ZONE_CLIP_QOS = 1
+
+
+def zone_clip_topic(zone_id: int, sha256: str) -> str:
+    """Where a clip's chunks are published once for every device of a zone."""
+    return f"{PREFIX}/zone/{int(zone_id)}/clip/{sha256}"
+
+
+def zone_clip_filter(zone_id: int) -> str:
+    """A device's subscription to the clips of one of its zones."""
+    return f"{PREFIX}/zone/{int(zone_id)}/clip/+"
+
+
+def parse_zone_clip_topic(topic: str) -> tuple[int, str]:
+    """Split loa/v1/zone/<zone>/clip/<sha256> into (zone_id, sha256), or raise TopicError."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 6
+        or f"{parts[0]}/{parts[1]}" != PREFIX
+        or parts[2] != "zone"
+        or parts[4] != "clip"
+        or not ZONE_ID_RE.fullmatch(parts[3])
+        or not re.fullmatch(r"[0-9a-f]{64}", parts[5])
+    ):
+        raise TopicError(f"not a zone clip topic: {topic[:200]!r}")
+    return int(parts[3]), parts[5]
 
 
 def zone_filter(zone_id: int) -> str:
