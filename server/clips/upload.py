@@ -95,7 +95,7 @@ async def receive_upload(request: Request, *, dest: Path, max_bytes: int) -> Rec
     if ctype != b"multipart/form-data" or b"boundary" not in opts:
         raise UploadError(415, "Send the clip as multipart/form-data with a 'file' field.")
     collector = _Collector()
-    parser = MultipartParser(opts[b"boundary"], callbacks=_callbacks(collector)  # type: ignore[arg-type])
+    parser = MultipartParser(opts[b"boundary"], callbacks=_callbacks(collector))  # type: ignore[arg-type]
     digest = hashlib.sha256()
     size = 0
     try:
