@@ -80,6 +80,10 @@ class DesiredState(Message):
     volume: Annotated[int, Field(ge=0, le=100)]
     muted: bool = False
     telemetry_interval_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    # The zones whose clip and live topics the device must subscribe to.
+    zone_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=256)] = Field(
+        default_factory=list
+    )
 
 
 CommandName = Literal["test_tone", "set_volume", "restart_agent", "resync"]

@@ -98,7 +98,11 @@ def update_device(db: Session, *, device: Device, changes: dict[str, object]) ->
 
 def desired_state(device: Device) -> DesiredState:
     """The retained desired-state message for a device."""
-    return DesiredState(version=max(device.state_version, 1), volume=device.volume)
+    return DesiredState(
+        version=max(device.state_version, 1),
+        volume=device.volume,
+        zone_ids=sorted(z.id for z in device.zones),
+    )
 
 
 def by_uid(db: Session, uid: str) -> Device | None:

@@ -7,6 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.broker.service import broker_config_changed
+from server.devices.models import Device
+from server.devices.service import desired_state
 from server.deps import CurrentUser, SessionDep
 from server.orgs import service
 from server.orgs.models import OrgUnit, Zone
@@ -35,6 +37,14 @@ def _zone_or_404(db: Session, zone_id: int) -> Zone:
     if zone is None:
         raise HTTPException(404, detail=f"Zone {zone_id} does not exist.")
     return zone
+
+
+def _push_states(request: Request, devices: list[Device]) -> None:
+    """Publish the new desired state (zone list) of devices whose zones changed."""
+    bridge = getattr(request.app.state, "bridge", None)
+    if bridge is not None:
+        for device in devices:
+            bridge.publish_state(device.uid, desired_state(device))
 
 
 def _zone_out(db: Session, zone: Zone) -> ZoneOut:
@@ -116,10 +126,11 @@ def create_zone(db: SessionDep, request: Request, _u: CurrentUser, body: ZoneCre
     db.flush()
     if body.device_ids:
         try:
-            service.set_zone_devices(db, zone=zone, device_ids=body.device_ids)
+            changed = service.set_zone_devices(db, zone=zone, device_ids=body.device_ids)
         except service.OrgError as exc:
             raise HTTPException(422, detail=str(exc)) from None
         broker_config_changed(request.app, db)
+        _push_states(request, changed)
     return _zone_out(db, zone)
 
 
@@ -147,15 +158,17 @@ def set_zone_devices(
     """Replace the zone's device membership (updates the broker ACL)."""
     zone = _zone_or_404(db, zone_id)
     try:
-        service.set_zone_devices(db, zone=zone, device_ids=body.device_ids)
+        changed = service.set_zone_devices(db, zone=zone, device_ids=body.device_ids)
     except service.OrgError as exc:
         raise HTTPException(422, detail=str(exc)) from None
     broker_config_changed(request.app, db)
+    _push_states(request, changed)
     return _zone_out(db, zone)
 
 
 @router.delete("/zones/{zone_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_zone(db: SessionDep, request: Request, _u: CurrentUser, zone_id: int) -> None:
     """Delete a zone (its devices stay registered)."""
-    db.delete(_zone_or_404(db, zone_id))
+    changed = service.remove_zone(db, zone=_zone_or_404(db, zone_id))
     broker_config_changed(request.app, db)
+    _push_states(request, changed)

@@ -61,8 +61,8 @@ def delete_org_unit(db: Session, *, unit: OrgUnit) -> None:
             raise OrgError(f"{unit.name!r} still has {count} {label}; move or delete them first.")
     db.delete(unit)
 
-def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> None:
-    """Make the zone contain exactly these devices (each inside the zone's org subtree)."""
+def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> list[Device]:
+    """Make the zone contain exactly these devices; returns the devices whose zones changed."""
     allowed = subtree_ids(db, root_id=zone.org_unit_id)
     devices = list(db.scalars(select(Device).where(Device.id.in_(device_ids))))
     missing = set(device_ids) - {d.id for d in devices}
@@ -73,12 +73,25 @@ def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> None:
         raise OrgError(
             f"Devices {', '.join(outside)} do not belong to this zone's org unit or below it."
         )
+    changed: list[Device] = []
     for device in db.scalars(select(Device).where(Device.zones.any(Zone.id == zone.id))):
         if device.id not in device_ids:
             device.zones.remove(zone)
+            changed.append(device)
     for device in devices:
         if zone not in device.zones:
             device.zones.append(zone)
+            changed.append(device)
+    for device in changed:
+        device.state_version += 1  # the zone list is part of the desired state
+    return changed
+
+def remove_zone(db: Session, *, zone: Zone) -> list[Device]:
+    """Delete a zone; returns the devices that were in it (their desired state changes)."""
+    changed = set_zone_devices(db, zone=zone, device_ids=[])
+    db.delete(zone)
+    return changed
+
 
 def zone_device_ids(db: Session, *, zone_id: int) -> list[int]:
     """Ids of the devices in a zone."""
