@@ -187,7 +187,7 @@ class MqttLink:
                 self.client_id,
                 self.host,
                 self.port,
-                exc or type(exc).__name__,
+                str(exc) or type(exc).__name__,
             )
             self._client.disconnect()
             return False
@@ -230,6 +230,9 @@ class MqttLink:
             self._on_connected_cb(self.conn_id)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, code: ReasonCode, _p: Any) -> None:
+        if self._connack is not None and not self._connack.done():
+            # The broker hung up before CONNACK: do not sit out the whole connect timeout.
+            self._connack.set_exception(ConnectionResetError(f"closed before CONNACK ({code})"))
         if self.connected.is_set():
             log.warning("%s: disconnected from broker (%s)", self.client_id, code)
         self.connected.clear()

@@ -1,0 +1,433 @@
+"""The agent: one MQTT link, birth and will, desired state, commands and telemetry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge_agent import agent_version
+from edge_agent.commands import RECENT_COMMANDS, CommandRefused, tone_seconds_arg, volume_arg
+from edge_agent.hardware import Hardware, HardwareError
+from edge_agent.settings import AgentSettings
+from edge_agent.store import HeldState, StateStore
+from edge_agent.telemetry import Sensors
+from firmware_profiles import FirmwareProfile
+from protocol import (
+    SPECS,
+    Ack,
+    Birth,
+    Command,
+    DesiredState,
+    Message,
+    Offline,
+    ProtocolError,
+    Telemetry,
+    TopicKind,
+    decode,
+    device_topic,
+    encode,
+)
+from protocol.mqtt_client import MqttLink, Outgoing, PublishError
+
+log = logging.getLogger(__name__)
+
+# Exit code asking the service manager for a restart (EX_TEMPFAIL); systemd:
+# Restart=on-failure (or RestartForceExitStatus=75).
+RESTART_EXIT_CODE = 75
+INBOX_LIMIT = 256
+REFUSAL_POLL_S = 0.5
+
+_REFUSAL_ADVICE = (
+    "the device credentials were revoked or are wrong; issue new ones in the console "
+    "(the device's page, or POST /api/v1/devices/<n>/credentials) and set them as "
+    "LOA_AGENT_MQTT_PASSWORD / mqtt_password, then restart the agent"
+)
+
+
+class Agent:
+    """One edge agent on the running asyncio loop; run() returns the process exit code."""
+
+    def __init__(
+        self,
+        *,
+        settings: AgentSettings,
+        profile: FirmwareProfile,
+        hardware: Hardware,
+        sensors: Sensors,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.device_id = settings.device_id
+        self.profile = profile
+        self.hardware = hardware
+        self.sensors = sensors
+        self._clock = clock
+        self.boot_time = clock()
+        self.version = agent_version()
+        self.store = StateStore(data_dir=settings.state_dir)
+        self.held = HeldState(volume=self._capped(profile.volume.default))
+        self.rejected: dict[str, int] = {}  # rejected incoming messages by reason (tests, logs)
+        self.births = 0
+        self.exit_code = 0
+        self._topics = {kind: device_topic(self.device_id, kind) for kind in TopicKind}
+        self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(INBOX_LIMIT)
+        self._stop = asyncio.Event()
+        self._interval_changed = asyncio.Event()
+        self._hardware_lock = asyncio.Lock()
+        self._recent_commands: deque[str] = deque(maxlen=RECENT_COMMANDS)
+        self._command_tasks: set[asyncio.Task[None]] = set()
+        self.link = MqttLink(
+            client_id=self.device_id,
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            username=self.device_id,
+            password=settings.mqtt_password.get_secret_value(),
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            will=lambda conn_id: self._status(Offline(conn_id=conn_id, reason="will")),
+            keepalive=settings.keepalive_s,
+            min_backoff=settings.min_backoff_s,
+            max_backoff=settings.max_backoff_s,
+            connect_timeout=settings.connect_timeout_s,
+        )
+        for kind in (TopicKind.STATE, TopicKind.COMMAND):
+            self.link.subscribe(self._topics[kind], SPECS[kind].qos)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Connect, serve until request_stop() (or a signal), say goodbye; return the exit code."""
+        await asyncio.to_thread(self.settings.state_dir.mkdir, parents=True, exist_ok=True)
+        self.held = await asyncio.to_thread(self.store.load, default_volume=self.held.volume)
+        log.info(
+            "%s: starting (agent %s, profile %s, desired state version %s, data in %s)",
+            self.device_id,
+            self.version,
+            self.profile.name,
+            self.held.state_version,
+            self.settings.state_dir,
+        )
+        await self._set_volume(self._capped(self.held.volume))
+        link_task = asyncio.create_task(self.link.run(), name=f"{self.device_id}-link")
+        helpers = [
+            asyncio.create_task(self._process_inbox()),
+            asyncio.create_task(self._telemetry_loop()),
+            asyncio.create_task(self._watch_refusals()),
+        ]
+        stop_task = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if link_task.done() and not self._stop.is_set():
+                log.error("%s: the MQTT link stopped unexpectedly: %r", self.device_id, link_task)
+                self.exit_code = 1
+        finally:
+            for task in (stop_task, *helpers, *self._command_tasks):
+                task.cancel()
+            await asyncio.gather(*helpers, *self._command_tasks, return_exceptions=True)
+            goodbye = None
+            if self.link.is_connected:
+                goodbye = self._status(Offline(conn_id=self.link.conn_id, reason="shutdown"))
+            await self.link.close(last=goodbye)
+            # A link sleeping between attempts (up to max_backoff_s) would only notice the
+            # close when it wakes: cancel it rather than wait.
+            await asyncio.wait({link_task}, timeout=1)
+            link_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link_task
+            await self._close_hardware()
+            log.info("%s: stopped (exit code %s)", self.device_id, self.exit_code)
+        return self.exit_code
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Ask run() to publish Offline(shutdown), disconnect and return exit_code."""
+        if not self._stop.is_set():
+            self.exit_code = exit_code
+        self._stop.set()
+
+    async def _close_hardware(self) -> None:
+        try:
+            await asyncio.to_thread(self.hardware.close)
+        except HardwareError as exc:
+            log.error("%s: could not release the hardware: %s", self.device_id, exc)
+
+    # -- MQTT callbacks (on the loop thread; they must never raise) ---------------------
+
+    def _on_connected(self, conn_id: str) -> None:
+        log.info(
+            "%s: connected to broker %s:%s (connection %s)",
+            self.device_id,
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            conn_id,
+        )
+        self._publish_birth()
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            self._inbox.put_nowait((topic, payload))
+        except asyncio.QueueFull:
+            self._reject("inbox_full", topic, f"more than {INBOX_LIMIT} messages waiting")
+
+    def _reject(self, reason: str, topic: str, detail: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        log.warning("%s: rejected a message on %s (%s): %s", self.device_id, topic, reason, detail)
+
+    # -- outgoing -----------------------------------------------------------------------
+
+    def _status(self, message: Message) -> Outgoing:
+        spec = SPECS[TopicKind.STATUS]
+        return Outgoing(self._topics[TopicKind.STATUS], encode(message), spec.qos, spec.retain)
+
+    def _publish_birth(self) -> bool:
+        if not self.link.is_connected:
+            return False
+        birth = Birth(
+            conn_id=self.link.conn_id,
+            agent_version=self.version,
+            firmware_profile=self.profile.name,
+            boot_time=self.boot_time,
+            state_version=self.held.state_version,
+            schedule_version=self.held.schedule_version,
+        )
+        self.link.publish(self._status(birth))
+        self.births += 1
+        return True
+
+    async def _send_ack(self, ack: Ack) -> None:
+        spec = SPECS[TopicKind.ACK]
+        out = Outgoing(self._topics[TopicKind.ACK], encode(ack), spec.qos, spec.retain)
+        try:
+            await self.link.publish_wait(out, timeout=10)
+        except PublishError as exc:
+            log.warning("%s: ack for command %s not delivered: %s", self.device_id, ack.id, exc)
+
+    # -- incoming -----------------------------------------------------------------------
+
+    async def _process_inbox(self) -> None:
+        while True:
+            topic, payload = await self._inbox.get()
+            try:
+                await self._handle(topic, payload)
+            except Exception:  # a bug in one message's handling must not stop the agent
+                self.rejected["handler_error"] = self.rejected.get("handler_error", 0) + 1
+                log.exception("%s: failed to handle a message on %s", self.device_id, topic)
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
+        if topic == self._topics[TopicKind.STATE]:
+            kind = TopicKind.STATE
+        elif topic == self._topics[TopicKind.COMMAND]:
+            kind = TopicKind.COMMAND
+        else:
+            self._reject("bad_topic", topic[:200], "not a topic this agent reads")
+            return
+        try:
+            message = decode(kind, payload)
+        except ProtocolError as exc:
+            self._reject(exc.reason, topic, str(exc))
+            return
+        if isinstance(message, DesiredState):
+            await self._apply_state(message)
+        elif isinstance(message, Command):
+            self._start_command(message)
+
+    async def _apply_state(self, state: DesiredState) -> None:
+        held = self.held.state_version
+        if held is not None and state.version <= held:
+            if state.version < held:
+                self._reject(
+                    "stale_version",
+                    self._topics[TopicKind.STATE],
+                    f"desired state version {state.version} is older than the held {held}",
+                )
+            return
+        new = self.held.model_copy(
+            update={
+                "state_version": state.version,
+                "volume": state.volume,
+                "muted": state.muted,
+                "telemetry_interval_s": float(state.telemetry_interval_s),
+            }
+        )
+        try:
+            # Persist before applying, so a crash in between never leaves an applied
+            # version that a restart would not know it holds.
+            await asyncio.to_thread(self.store.save, new)
+        except OSError as exc:
+            log.error(
+                "%s: cannot save the desired state to %s (%s); applying it anyway — check "
+                "that the data partition is writable and not full",
+                self.device_id,
+                self.store.path,
+                exc,
+            )
+        interval_changed = new.telemetry_interval_s != self.held.telemetry_interval_s
+        self.held = new
+        await self._set_volume(self._capped(new.volume))
+        if interval_changed:
+            self._interval_changed.set()
+        log.info(
+            "%s: applied desired state version %s (volume %s%%, muted %s)",
+            self.device_id,
+            new.state_version,
+            new.volume,
+            new.muted,
+        )
+        self._publish_birth()  # the retained status shows the version now held
+
+    # -- commands -----------------------------------------------------------------------
+
+    def _start_command(self, cmd: Command) -> None:
+        if cmd.id in self._recent_commands:
+            self._reject("duplicate_command", self._topics[TopicKind.COMMAND], f"id {cmd.id}")
+            return
+        self._recent_commands.append(cmd.id)
+        now = self._clock()
+        if cmd.expired(now):
+            late = now - cmd.expires_at
+            log.info(
+                "%s: ignored command %s (%s): it expired %.1f s ago (if commands keep arriving "
+                "expired, check the device clock and NTP)",
+                self.device_id,
+                cmd.name,
+                cmd.id,
+                late,
+            )
+            detail = f"not carried out: expired {late:.1f} s before it was received"
+            self._track(self._send_ack(Ack(id=cmd.id, ok=False, detail=detail)))
+            return
+        # A test tone takes seconds: run commands beside the inbox, not in it.
+        self._track(self._run_command(cmd))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _run_command(self, cmd: Command) -> None:
+        try:
+            ok, detail = True, await self._carry_out(cmd)
+        except CommandRefused as exc:
+            ok, detail = False, str(exc)
+        except HardwareError as exc:
+            ok, detail = False, f"hardware failed: {exc}"
+        except Exception:
+            log.exception("%s: command %s (%s) failed", self.device_id, cmd.name, cmd.id)
+            ok, detail = False, "internal error; see the agent log"
+        log.info("%s: command %s (%s): %s %s", self.device_id, cmd.name, cmd.id, ok, detail)
+        await self._send_ack(Ack(id=cmd.id, ok=ok, detail=detail[:500]))
+        if ok and cmd.name == "restart_agent":
+            self.request_stop(RESTART_EXIT_CODE)
+
+    async def _carry_out(self, cmd: Command) -> str:
+        if cmd.name == "set_volume":
+            wanted = volume_arg(cmd.args)
+            applied = self._capped(wanted)
+            if not await self._set_volume(applied, raise_errors=True):
+                raise CommandRefused("volume not set")
+            capped = f" (capped by the profile's maximum {applied}%)" if applied != wanted else ""
+            return f"volume set to {applied}%{capped}"
+        if cmd.name == "test_tone":
+            seconds = tone_seconds_arg(cmd.args)
+            await self._play_test_tone(seconds)
+            return f"played a {seconds:g} s test tone"
+        if cmd.name == "resync":
+            if not self._publish_birth():
+                raise CommandRefused("not connected")
+            return "birth republished"
+        if cmd.name == "restart_agent":
+            return "restarting"
+        raise CommandRefused(f"unknown command {cmd.name!r}")  # decode() already refuses these
+
+    async def _play_test_tone(self, seconds: float) -> None:
+        amp = self.profile.amplifier
+        switched = amp.kind != "none"
+        async with self._hardware_lock:
+            if switched:
+                await asyncio.to_thread(self.hardware.set_amplifier, True)
+                await asyncio.sleep(amp.warmup_ms / 1000)  # PA amplifiers mute while warming up
+            try:
+                await asyncio.to_thread(self.hardware.play_test_tone, seconds)
+            finally:
+                if switched:
+                    await asyncio.to_thread(self.hardware.set_amplifier, False)
+
+    def _capped(self, volume: int) -> int:
+        return min(volume, self.profile.volume.max)
+
+    async def _set_volume(self, percent: int, *, raise_errors: bool = False) -> bool:
+        async with self._hardware_lock:
+            try:
+                await asyncio.to_thread(self.hardware.set_volume, percent)
+            except HardwareError as exc:
+                if raise_errors:
+                    raise
+                log.error("%s: cannot set the volume to %s%%: %s", self.device_id, percent, exc)
+                return False
+        return True
+
+    # -- telemetry and link health ---------------------------------------------------------
+
+    def telemetry_interval(self) -> float:
+        """Seconds between samples: the desired state's value once one is held, else settings."""
+        if self.held.telemetry_interval_s is not None:
+            return self.held.telemetry_interval_s
+        return self.settings.telemetry_interval_s
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            await self.link.connected.wait()
+            await self._send_telemetry()
+            self._interval_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._interval_changed.wait(), self.telemetry_interval())
+
+    async def _send_telemetry(self) -> None:
+        sample = await asyncio.to_thread(self.sensors.sample)
+        if sample is None or not self.link.is_connected:
+            return
+        try:
+            message = Telemetry(
+                **vars(sample),
+                agent_version=self.version,
+                firmware_profile=self.profile.name,
+                state_version=self.held.state_version,
+                schedule_version=self.held.schedule_version,
+            )
+        except ValidationError as exc:
+            log.warning("%s: telemetry sample out of range, not sent: %s", self.device_id, exc)
+            return
+        spec = SPECS[TopicKind.TELEMETRY]
+        self.link.publish(
+            Outgoing(self._topics[TopicKind.TELEMETRY], encode(message), spec.qos, spec.retain)
+        )
+
+    async def _watch_refusals(self) -> None:
+        # MqttLink logs each refused CONNACK; this adds, once per episode, what to do about it.
+        reported: str | None = None
+        while True:
+            reason = self.link.refused_reason
+            if reason is not None and reason != reported:
+                advice = (
+                    _REFUSAL_ADVICE
+                    if "authori" in reason.lower() or "password" in reason.lower()
+                    else "check the broker's log"
+                )
+                log.error(
+                    "%s: broker %s:%s refused the connection: %s — %s; retrying with backoff "
+                    "up to %gs",
+                    self.device_id,
+                    self.settings.mqtt_host,
+                    self.settings.mqtt_port,
+                    reason,
+                    advice,
+                    self.settings.max_backoff_s,
+                )
+            reported = reason
+            await asyncio.sleep(REFUSAL_POLL_S)
