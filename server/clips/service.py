@@ -235,8 +235,10 @@ def list_clips(
 
 def clip_in_use(db: Session, *, clip: Clip) -> str | None:
     """Name of a programme that is not ended and uses the clip, if any."""
-    # Programmes arrive with the schedules feature; until then nothing can use a clip.
-    return None
+    # Imported here: programmes build on clips, so the module-level arrow points the other way.
+    from server.programmes.service import programme_using_clip
+
+    return programme_using_clip(db, clip_id=clip.id)
 
 
 def delete_clip(db: Session, *, storage: ClipStorage, clip: Clip) -> None:

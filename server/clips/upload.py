@@ -49,6 +49,7 @@ class _Collector:
         self.file_filename = ""
         self.fields: dict[str, str] = {}
         self.error: UploadError | None = None
+        self.complete = False  # the closing boundary arrived
 
     def on_part_begin(self) -> None:
         self.headers, self.value = {}, bytearray()
@@ -83,6 +84,9 @@ class _Collector:
             if len(self.value) > MAX_FIELD_BYTES:
                 self.error = UploadError(413, f"The field {self.name!r} is too long.")
 
+    def on_end(self) -> None:
+        self.complete = True
+
     def on_part_end(self) -> None:
         if not self.in_file and self.name:
             self.fields[self.name] = self.value.decode(errors="replace")
@@ -93,6 +97,7 @@ async def receive_upload(request: Request, *, dest: Path, max_bytes: int) -> Rec
     """Parse the request body; the `file` part goes to `dest`. Deletes `dest` on any failure."""
     ctype, opts = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in opts:
+        dest.unlink(missing_ok=True)
         raise UploadError(415, "Send the clip as multipart/form-data with a 'file' field.")
     collector = _Collector()
     parser = MultipartParser(opts[b"boundary"], callbacks=_callbacks(collector))  # type: ignore[arg-type]
@@ -125,6 +130,9 @@ async def receive_upload(request: Request, *, dest: Path, max_bytes: int) -> Rec
     except Exception as exc:  # python-multipart raises plain errors on a malformed body
         dest.unlink(missing_ok=True)
         raise UploadError(400, f"The upload is not a valid multipart form ({exc}).") from None
+    if not collector.complete:
+        dest.unlink(missing_ok=True)
+        raise UploadError(400, "The upload was interrupted before it finished; send it again.")
     if not collector.file_seen:
         dest.unlink(missing_ok=True)
         raise UploadError(422, "The 'file' field is missing: choose an audio file to upload.")
@@ -146,4 +154,5 @@ def _callbacks(c: _Collector) -> dict[str, object]:
         "on_headers_finished": c.on_headers_finished,
         "on_part_data": c.on_part_data,
         "on_part_end": c.on_part_end,
+        "on_end": c.on_end,
     }

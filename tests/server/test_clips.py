@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,7 +47,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["truncated"] = d / "truncated.mp3"
     out["truncated"].write_bytes(data[: 2000])
     out["random"] = d / "random.mp3"
-    out["random"].write_bytes(os.urandom(50_000))
+    out["random"].write_bytes(random.Random(7).randbytes(50_000))
     out["text"] = d / "notes.mp3"
     out["text"].write_text("Đây là một tệp văn bản, không phải âm thanh.\n" * 200)
     out["png"] = d / "picture.wav"
@@ -125,7 +125,7 @@ BAD = [
     ("empty", "empty"),
     ("random", "could not be read"),
     ("text", "could not be read"),
-    ("png", "no audio"),
+    ("png", "not audio"),
     ("truncated", ""),
     ("video_only", "no audio"),
 ]
