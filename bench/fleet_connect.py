@@ -76,7 +76,10 @@ def main() -> None:
             unit = create_org_unit(db, name="Bench", kind="commune", parent_id=None, code=None)
             for i in range(args.count):
                 device, password = register_device(
-                    db, uid=f"bench-{i:05d}", name=f"bench {i}", org_unit_id=unit.id,
+                    db,
+                    uid=f"bench-{i:05d}",
+                    name=f"bench {i}",
+                    org_unit_id=unit.id,
                     firmware_profile="sim",
                 )
                 f.write(json.dumps({"device_id": device.uid, "password": password}) + "\n")
@@ -86,7 +89,9 @@ def main() -> None:
         broker = start_broker(conf, host="127.0.0.1", port=mqtt_port)
         server = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--no-migrate"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         fleet = None
         try:
@@ -105,10 +110,23 @@ def main() -> None:
             cpu_before, _ = _proc_stats(server.pid)
             started = time.monotonic()
             fleet = subprocess.Popen(
-                [sys.executable, "-m", "edge_agent", "fleet", "--count", str(args.count),
-                 "--credentials", str(creds_path), "--mqtt-host", "127.0.0.1",
-                 "--mqtt-port", str(mqtt_port)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "edge_agent",
+                    "fleet",
+                    "--count",
+                    str(args.count),
+                    "--credentials",
+                    str(creds_path),
+                    "--mqtt-host",
+                    "127.0.0.1",
+                    "--mqtt-port",
+                    str(mqtt_port),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             online = 0
             while time.monotonic() - started < args.timeout:
@@ -118,15 +136,21 @@ def main() -> None:
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
             cpu_after, peak_rss = _proc_stats(server.pid)
-            print(json.dumps({
-                "bench": "fleet_connect",
-                "agents": args.count,
-                "online": online,
-                "seconds_to_all_online": round(elapsed, 2),
-                "server_cpu_s": round(cpu_after - cpu_before, 2),
-                "server_peak_rss_mb": round(peak_rss, 1),
-                "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bench": "fleet_connect",
+                        "agents": args.count,
+                        "online": online,
+                        "seconds_to_all_online": round(elapsed, 2),
+                        "server_cpu_s": round(cpu_after - cpu_before, 2),
+                        "server_peak_rss_mb": round(peak_rss, 1),
+                        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                        "python": platform.python_version(),
+                    }
+                ),
+                flush=True,
+            )
             if online < args.count:
                 sys.exit(1)
         finally:

@@ -13,12 +13,16 @@ from sqlalchemy import text
 
 from server import errors
 from server.broker.service import apply_broker_config
-from server.db import make_engine, make_session_factory, session_scope
 from server.clips.routes import router as clips_router
+from server.db import make_engine, make_session_factory, session_scope, utcnow
 from server.devices.routes import router as devices_router
 from server.metrics import Metrics
 from server.mqtt_bridge import MqttBridge
 from server.orgs.routes import router as orgs_router
+from server.planner import Planner
+from server.planner.routes import router as schedules_router
+from server.plays.routes import router as plays_router
+from server.programmes.routes import router as programmes_router
 from server.settings import ServerSettings
 from server.users import service as users
 from server.users.routes import router as users_router
@@ -43,13 +47,30 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
         bridge = None
         if with_mqtt:
             bridge = MqttBridge(
-                settings=settings, session_factory=app.state.session_factory, metrics=app.state.metrics
+                settings=settings,
+                session_factory=app.state.session_factory,
+                metrics=app.state.metrics,
             )
             app.state.bridge = bridge
             await bridge.start()
+        planner = None
+        if bridge is not None and settings.planner_enabled:
+            planner = Planner(
+                engine=engine,
+                session_factory=app.state.session_factory,
+                publisher=bridge,
+                clock=lambda: app.state.clock(),
+                horizon_days=settings.schedule_horizon_days,
+                tick_s=settings.planner_tick_s,
+            )
+            app.state.planner = planner
+            planner.start()
         try:
             yield
         finally:
+            if planner is not None:
+                planner.stop()
+                app.state.planner = None
             if bridge is not None:
                 await bridge.stop()
             engine.dispose()
@@ -63,6 +84,8 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.bridge = None
+    app.state.planner = None
+    app.state.clock = utcnow  # every "now" of the planner and the programme rules (tests swap it)
     errors.install(app)
 
     api = APIRouter(prefix="/api/v1")
@@ -70,6 +93,9 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(orgs_router)
     api.include_router(devices_router)
     api.include_router(clips_router)
+    api.include_router(programmes_router)
+    api.include_router(schedules_router)
+    api.include_router(plays_router)
     app.include_router(api)
 
     @app.get("/healthz", tags=["system"])
@@ -78,7 +104,9 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
         with app.state.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         bridge = app.state.bridge
-        mqtt = "disabled" if bridge is None else ("connected" if bridge.link.is_connected else "down")
+        mqtt = (
+            "disabled" if bridge is None else ("connected" if bridge.link.is_connected else "down")
+        )
         return {"status": "ok", "database": "ok", "mqtt": mqtt}
 
     @app.get("/metrics", tags=["system"], response_class=PlainTextResponse)

@@ -57,8 +57,12 @@ def serve(
         _fail(str(exc))
     if migrate_first:
         migrate()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info"
+    )
 
 
 @app.command()
@@ -101,9 +105,13 @@ def broker(
 @app.command("create-user")
 def create_user(
     username: str,
-    role: Annotated[str, typer.Option(help="admin, editor, approver, operator, technician, viewer")],
+    role: Annotated[
+        str, typer.Option(help="admin, editor, approver, operator, technician, viewer")
+    ],
     org_unit_id: Annotated[int | None, typer.Option(help="org unit the user acts in")] = None,
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
+    ] = "",
 ) -> None:
     """Add a user from the command line."""
     from server.db import make_engine, make_session_factory, session_scope
@@ -112,7 +120,9 @@ def create_user(
     settings = _settings()
     with session_scope(make_session_factory(make_engine(settings.db_url))) as db:
         try:
-            users.create_user(db, username=username, password=password, role=role, org_unit_id=org_unit_id)
+            users.create_user(
+                db, username=username, password=password, role=role, org_unit_id=org_unit_id
+            )
         except users.InvalidRole as exc:
             _fail(str(exc))
     typer.echo(f"user {username} created")

@@ -53,7 +53,9 @@ def _wait_for_server(base: str, server: subprocess.Popen[bytes], timeout: float)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with code {server.returncode}; see its log above")
+            raise RuntimeError(
+                f"the server exited with code {server.returncode}; see its log above"
+            )
         try:
             _api(base, "/healthz")
             return
@@ -106,9 +108,13 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
     env = {**os.environ, "LOA_MQTT_PORT": str(settings.mqtt_port)}
     try:
         broker = start_broker(conf, host=settings.mqtt_bind_host, port=settings.mqtt_port)
-        _say(f"Mosquitto listening on {settings.mqtt_bind_host}:{settings.mqtt_port} (config {conf})")
+        _say(
+            f"Mosquitto listening on {settings.mqtt_bind_host}:{settings.mqtt_port} (config {conf})"
+        )
         server = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--no-migrate"], env=env, start_new_session=True
+            [sys.executable, "-m", "server", "serve", "--no-migrate"],
+            env=env,
+            start_new_session=True,
         )
         children.append(server)
         base = f"http://127.0.0.1:{settings.http_port}"

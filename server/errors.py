@@ -32,7 +32,8 @@ async def integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     """A uniqueness or reference conflict the service did not foresee."""
     log.warning("integrity error: %s", exc)
     return JSONResponse(
-        status_code=409, content={"detail": "This conflicts with existing data (duplicate or in use)."}
+        status_code=409,
+        content={"detail": "This conflicts with existing data (duplicate or in use)."},
     )
 
 
@@ -40,7 +41,8 @@ async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
     """The database is locked or unreachable: retry later."""
     log.error("database unavailable: %s", exc)
     return JSONResponse(
-        status_code=503, content={"detail": "The database is busy or unreachable; try again shortly."}
+        status_code=503,
+        content={"detail": "The database is busy or unreachable; try again shortly."},
     )
 
 

@@ -11,7 +11,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.mqtt_received = Counter(
-            "loa_mqtt_messages_received", "MQTT messages read, by topic kind", ["kind"],
+            "loa_mqtt_messages_received",
+            "MQTT messages read, by topic kind",
+            ["kind"],
             registry=self.registry,
         )
         self.mqtt_rejected = Counter(
@@ -21,7 +23,8 @@ class Metrics:
             registry=self.registry,
         )
         self.mqtt_connected = Gauge(
-            "loa_mqtt_connected", "1 while the server's broker connection is up",
+            "loa_mqtt_connected",
+            "1 while the server's broker connection is up",
             registry=self.registry,
         )
         self.devices_online = Gauge(

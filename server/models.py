@@ -4,6 +4,31 @@ from server.clips.models import Clip
 from server.db import Base
 from server.devices.models import Device
 from server.orgs.models import OrgUnit, Zone, zone_devices
+from server.planner.models import DeviceSchedule, PlannerState, ZoneClip
+from server.plays.models import PlayRecord
+from server.programmes.models import (
+    Programme,
+    ProgrammeClip,
+    ProgrammeTransition,
+    programme_zones,
+)
 from server.users.models import AuthToken, User
 
-__all__ = ["AuthToken", "Base", "Clip", "Device", "OrgUnit", "User", "Zone", "zone_devices"]
+__all__ = [
+    "AuthToken",
+    "Base",
+    "Clip",
+    "Device",
+    "DeviceSchedule",
+    "OrgUnit",
+    "PlannerState",
+    "PlayRecord",
+    "Programme",
+    "ProgrammeClip",
+    "ProgrammeTransition",
+    "User",
+    "Zone",
+    "ZoneClip",
+    "programme_zones",
+    "zone_devices",
+]

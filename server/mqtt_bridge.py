@@ -1,4 +1,4 @@
-"""The server's single MQTT connection: reads device status/telemetry/acks, publishes state."""
+"""The server's single MQTT connection: reads what devices send, publishes what they need."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,11 +18,16 @@ from protocol import (
     SPECS,
     Ack,
     Birth,
+    ClipRequest,
     DesiredState,
+    EventAck,
+    EventBatch,
     Message,
     Offline,
     ProtocolError,
+    ScheduleMessage,
     Telemetry,
+    TimeRequest,
     TopicError,
     TopicKind,
     decode,
@@ -31,16 +37,43 @@ from protocol import (
     parse_device_topic,
 )
 from protocol.mqtt_client import MqttLink, Outgoing
-from server.db import session_scope
+from schedules import ScheduleDocument
+from server.clips.storage import ClipStorage
+from server.db import session_scope, utcnow
 from server.devices import service as devices
+from server.distribution.requests import Refusal, check_clip_request
+from server.distribution.sender import ClipJob, ClipSender, SenderMetrics
 from server.metrics import Metrics
+from server.planner.compile import mark_zone_clip_published
+from server.plays.service import store_events
 from server.settings import ServerSettings
+from server.timesync import answer_time_request
 
 log = logging.getLogger(__name__)
 
-READ_KINDS = (TopicKind.STATUS, TopicKind.TELEMETRY, TopicKind.ACK)
+# Applied in batches on a worker thread (they touch the database).
+READ_KINDS = (
+    TopicKind.STATUS,
+    TopicKind.TELEMETRY,
+    TopicKind.ACK,
+    TopicKind.EVENTS,
+    TopicKind.CLIP_REQUEST,
+)
+# Answered on the event loop the moment they arrive: queueing would add delay to t2 - t1
+# that the device cannot tell from network delay.
+IMMEDIATE_KINDS = (TopicKind.TIME_REQUEST,)
 QUEUE_LIMIT = 50_000
 BATCH_LIMIT = 1_000
+EVENT_ACK_LIMIT = 1_000
+
+
+@dataclass
+class AfterCommit:
+    """What a batch sends once its database transaction has committed."""
+
+    acks: list[tuple[str, Ack]] = field(default_factory=list)
+    event_seqs: dict[str, list[int]] = field(default_factory=dict)
+    clip_jobs: list[ClipJob] = field(default_factory=list)
 
 
 class MqttBridge:
@@ -70,8 +103,16 @@ class MqttBridge:
             keepalive=30,
             max_backoff=15,
         )
-        for kind in READ_KINDS:
+        for kind in READ_KINDS + IMMEDIATE_KINDS:
             self.link.subscribe(device_filter(kind), SPECS[kind].qos)
+        storage = ClipStorage(settings.data_dir / "clips")
+        self.clips = ClipSender(
+            link=self.link,
+            clip_path=storage.dist_path,
+            metrics=SenderMetrics(metrics.registry),
+            inflight=settings.clip_publish_inflight,
+            on_zone_published=self._zone_clip_published,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.processed = 0  # messages applied (for tests and benchmarks)
@@ -83,9 +124,11 @@ class MqttBridge:
             asyncio.create_task(self.link.run(), name="mqtt-link"),
             asyncio.create_task(self._consume(), name="mqtt-consume"),
         ]
+        self.clips.start()
 
     async def stop(self) -> None:
         """Disconnect and stop consuming."""
+        await self.clips.stop()
         await self.link.close()
         for task in self._tasks:
             task.cancel()
@@ -107,6 +150,18 @@ class MqttBridge:
         """Publish a device's desired state, retained."""
         self.publish(TopicKind.STATE, device_uid, state)
 
+    def publish_schedule(self, document: ScheduleDocument) -> None:
+        """Publish a device's compiled schedule, retained (callable from any thread)."""
+        self.publish(TopicKind.SCHEDULE, document.device_id, ScheduleMessage(document=document))
+
+    def publish_zone_clip(self, zone_id: int, sha256: str) -> None:
+        """Publish a clip's chunks once on the zone's clip topic (callable from any thread)."""
+        self.clips.submit(ClipJob(sha256=sha256, zone_id=zone_id))
+
+    def _zone_clip_published(self, zone_id: int, sha256: str) -> None:
+        with session_scope(self.session_factory) as db:
+            mark_zone_clip_published(db, zone_id=zone_id, sha256=sha256, at=utcnow())
+
     # -- incoming ---------------------------------------------------------------------------
 
     def _on_connected(self, _conn_id: str) -> None:
@@ -114,10 +169,34 @@ class MqttBridge:
         log.info("connected to MQTT broker %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        received = time.time()
+        if topic.endswith(f"/{TopicKind.TIME_REQUEST.value}"):
+            self._answer_time(topic, payload, received)
+            return
         try:
-            self.queue.put_nowait((topic, payload, time.time()))
+            self.queue.put_nowait((topic, payload, received))
         except asyncio.QueueFull:
             self.metrics.mqtt_rejected.labels("any", "overload").inc()
+
+    def _answer_time(self, topic: str, payload: bytes, received: float) -> None:
+        try:
+            uid, kind = parse_device_topic(topic)
+        except TopicError as exc:
+            self._reject("unknown", "bad_topic", topic, str(exc))
+            return
+        self.metrics.mqtt_received.labels(kind.value).inc()
+        try:
+            request = decode(kind, payload)
+        except ProtocolError as exc:
+            self._reject(kind.value, exc.reason, topic, str(exc))
+            return
+        assert isinstance(request, TimeRequest)
+        response = answer_time_request(request, received_at=received)
+        spec = SPECS[TopicKind.TIME_RESPONSE]
+        out = Outgoing(
+            device_topic(uid, TopicKind.TIME_RESPONSE), encode(response), spec.qos, spec.retain
+        )
+        self.link.publish(out)  # already on the loop: straight out, no hop
 
     async def _consume(self) -> None:
         while True:
@@ -131,17 +210,24 @@ class MqttBridge:
                 await asyncio.sleep(1)
 
     def _apply_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
-        acks: list[tuple[str, Ack]] = []
+        after = AfterCommit()
         with session_scope(self.session_factory) as db:
             for topic, payload, received in batch:
-                ack = self._apply_one(db, topic, payload, datetime.fromtimestamp(received, UTC))
-                if ack is not None:
-                    acks.append(ack)
+                self._apply_one(db, topic, payload, datetime.fromtimestamp(received, UTC), after)
             online = devices.count_online(db)
+        # Committed: only now may devices drop events from their outboxes.
         self.metrics.devices_online.set(online)
         self.processed += len(batch)
+        for uid, seqs in after.event_seqs.items():
+            unique = sorted(set(seqs))
+            for i in range(0, len(unique), EVENT_ACK_LIMIT):
+                self.publish(
+                    TopicKind.EVENTS_ACK, uid, EventAck(seqs=unique[i : i + EVENT_ACK_LIMIT])
+                )
+        for job in after.clip_jobs:
+            self.clips.submit(job)
         if self.on_ack is not None:
-            for uid, ack in acks:
+            for uid, ack in after.acks:
                 self.on_ack(uid, ack)
 
     def _reject(self, kind: str, reason: str, topic: str, why: str) -> None:
@@ -149,27 +235,27 @@ class MqttBridge:
         log.warning("rejected MQTT message on %s: %s", topic[:200], why[:300])
 
     def _apply_one(
-        self, db: Session, topic: str, payload: bytes, now: datetime
-    ) -> tuple[str, Ack] | None:
+        self, db: Session, topic: str, payload: bytes, now: datetime, after: AfterCommit
+    ) -> None:
         try:
             uid, kind = parse_device_topic(topic)
         except TopicError as exc:
             self._reject("unknown", "bad_topic", topic, str(exc))
-            return None
+            return
         self.metrics.mqtt_received.labels(kind.value).inc()
         if kind not in READ_KINDS:
-            return None  # our own downlink echoed back (we subscribe to nothing else)
+            return  # our own downlink echoed back (we subscribe to nothing else)
         if not payload and kind is TopicKind.STATUS:
-            return None  # a cleared retained status (device deleted)
+            return  # a cleared retained status (device deleted)
         try:
             msg = decode(kind, payload)
         except ProtocolError as exc:
             self._reject(kind.value, exc.reason, topic, str(exc))
-            return None
+            return
         device = devices.by_uid(db, uid)
         if device is None:
             self._reject(kind.value, "unknown_device", topic, f"no device {uid!r} is registered")
-            return None
+            return
         if isinstance(msg, Birth):
             devices.apply_birth(db, device=device, birth=msg, now=now)
         elif isinstance(msg, Offline):
@@ -178,6 +264,16 @@ class MqttBridge:
             devices.apply_telemetry(db, device=device, msg=msg, now=now)
         elif isinstance(msg, Ack):
             device.last_seen = now
-            return uid, msg
+            after.acks.append((uid, msg))
+        elif isinstance(msg, EventBatch):
+            stored = store_events(db, device=device, batch=msg, now=now)
+            if stored.unusable:
+                self._reject(kind.value, "bad_event", topic, f"{stored.unusable} unusable event(s)")
+            after.event_seqs.setdefault(uid, []).extend(stored.seqs)
+        elif isinstance(msg, ClipRequest):
+            answer = check_clip_request(db, device=device, request=msg)
+            if isinstance(answer, Refusal):
+                self._reject(kind.value, answer.reason, topic, answer.why)
+            else:
+                after.clip_jobs.append(answer)
         db.flush()
-        return None

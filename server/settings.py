@@ -35,7 +35,13 @@ class ServerSettings(BaseSettings):
     mosquitto_bin: str = "mosquitto"
     manage_broker: bool = True
     mqtt_max_packet_bytes: int = 2 * 1024 * 1024
-    # Clip library (issue 3).
+    # Planning and distribution.
+    schedule_horizon_days: int = 7
+    planner_tick_s: float = 15.0
+    planner_enabled: bool = True
+    conflict_horizon_days: int = 60
+    clip_publish_inflight: int = 8
+    # Clip library.
     clip_max_bytes: int = 200 * 1024 * 1024
     clip_max_duration_s: float = 3 * 3600.0
     clip_target_lufs: float = -16.0

@@ -41,7 +41,9 @@ def write_broker_files(
     """Write mosquitto.conf, passwd and acl atomically; return the config path."""
     accounts = list(devices)
     broker_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(broker_dir / "passwd", render_password_file(server_hash=server_hash, devices=accounts))
+    write_atomic(
+        broker_dir / "passwd", render_password_file(server_hash=server_hash, devices=accounts)
+    )
     write_atomic(broker_dir / "acl", render_acl(accounts))
     conf = broker_dir / "mosquitto.conf"
     write_atomic(
@@ -80,7 +82,9 @@ def reload_broker(broker_dir: Path) -> bool:
 
 def find_mosquitto(mosquitto_bin: str = "mosquitto") -> str:
     """Locate the mosquitto binary (Debian puts it in /usr/sbin)."""
-    found = shutil.which(mosquitto_bin) or shutil.which(mosquitto_bin, path="/usr/sbin:/usr/local/sbin")
+    found = shutil.which(mosquitto_bin) or shutil.which(
+        mosquitto_bin, path="/usr/sbin:/usr/local/sbin"
+    )
     if found is None:
         raise BrokerError(
             "mosquitto is not installed. Install it with: sudo apt-get install -y mosquitto"
@@ -94,7 +98,9 @@ def start_broker(
     """Start Mosquitto in the foreground as a child process and wait until it listens."""
     if port_open(host, port):
         raise BrokerError(f"port {port} on {host} is already taken; choose another LOA_MQTT_PORT")
-    proc = subprocess.Popen([find_mosquitto(mosquitto_bin), "-c", str(conf)], start_new_session=True)
+    proc = subprocess.Popen(
+        [find_mosquitto(mosquitto_bin), "-c", str(conf)], start_new_session=True
+    )
     (conf.parent / "mosquitto.pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

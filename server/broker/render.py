@@ -19,7 +19,8 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
     """Hash a password the way mosquitto_passwd does, for the password file."""
     salt = salt if salt is not None else os.urandom(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
-    return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    salt_b64, digest_b64 = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    return f"$7${_PBKDF2_ITERATIONS}${salt_b64}${digest_b64}"
 
 
 @dataclass(frozen=True)

@@ -104,19 +104,18 @@ async def upload_clip(
     request: Request, db: SessionDep, settings: SettingsDep, storage: StorageDep, user: CurrentUser
 ) -> JSONResponse:
     """Upload any audio (or video) file; it is checked, loudness-normalised and stored."""
-    tmp = storage.temp_path(".upload")
+    tmp = await asyncio.to_thread(storage.temp_path, ".upload")
     try:
         received = await receive_upload(request, dest=tmp, max_bytes=settings.clip_max_bytes)
     except UploadError as exc:
         raise HTTPException(exc.status, detail=exc.detail) from None
     try:
         meta = _meta(settings, user, **received.fields)
+        if received.size == 0:
+            raise HTTPException(422, detail="The file is empty.")
     except HTTPException:
-        tmp.unlink(missing_ok=True)
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
         raise
-    if received.size == 0:
-        tmp.unlink(missing_ok=True)
-        raise HTTPException(422, detail="The file is empty.")
     clip, created = await _run(
         db,
         service.ingest_file,

@@ -171,7 +171,11 @@ def check_text(settings: ServerSettings, text: str) -> str:
 
 
 def make_tts_clip(
-    db: Session, *, storage: ClipStorage, settings: ServerSettings, req: schemas.TtsRequest,
+    db: Session,
+    *,
+    storage: ClipStorage,
+    settings: ServerSettings,
+    req: schemas.TtsRequest,
     meta: ClipMeta,
 ) -> tuple[Clip, bool]:
     """Speak text into a WAV, then ingest it like an upload."""
@@ -184,13 +188,22 @@ def make_tts_clip(
         wav.unlink(missing_ok=True)
         raise ClipError(422, str(exc)) from None
     return ingest_file(
-        db, storage=storage, settings=settings, src=wav, original_sha256=sha256_file(wav),
-        filename="tts.wav", meta=meta,
+        db,
+        storage=storage,
+        settings=settings,
+        src=wav,
+        original_sha256=sha256_file(wav),
+        filename="tts.wav",
+        meta=meta,
     )
 
 
 def make_composed_clip(
-    db: Session, *, storage: ClipStorage, settings: ServerSettings, req: schemas.ComposeRequest,
+    db: Session,
+    *,
+    storage: ClipStorage,
+    settings: ServerSettings,
+    req: schemas.ComposeRequest,
     meta: ClipMeta,
 ) -> tuple[Clip, bool]:
     """Assemble chime, clips, spoken text and pauses into one announcement clip."""
@@ -214,8 +227,13 @@ def make_composed_clip(
         wav.unlink(missing_ok=True)
         raise ClipError(422, str(exc)) from None
     return ingest_file(
-        db, storage=storage, settings=settings, src=wav, original_sha256=sha256_file(wav),
-        filename="compose.wav", meta=meta,
+        db,
+        storage=storage,
+        settings=settings,
+        src=wav,
+        original_sha256=sha256_file(wav),
+        filename="compose.wav",
+        meta=meta,
     )
 
 
@@ -229,7 +247,9 @@ def list_clips(
     if topic:
         query = query.where(Clip.topic == topic)
     total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = db.scalars(query.order_by(Clip.created_at.desc(), Clip.id.desc()).limit(limit).offset(offset))
+    rows = db.scalars(
+        query.order_by(Clip.created_at.desc(), Clip.id.desc()).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 

@@ -95,46 +95,48 @@ class _Collector:
 
 async def receive_upload(request: Request, *, dest: Path, max_bytes: int) -> ReceivedUpload:
     """Parse the request body; the `file` part goes to `dest`. Deletes `dest` on any failure."""
+    try:
+        return await _receive(request, dest=dest, max_bytes=max_bytes)
+    except BaseException:
+        await asyncio.to_thread(dest.unlink, missing_ok=True)
+        raise
+
+
+async def _receive(request: Request, *, dest: Path, max_bytes: int) -> ReceivedUpload:
     ctype, opts = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in opts:
-        dest.unlink(missing_ok=True)
         raise UploadError(415, "Send the clip as multipart/form-data with a 'file' field.")
     collector = _Collector()
     parser = MultipartParser(opts[b"boundary"], callbacks=_callbacks(collector))  # type: ignore[arg-type]
     digest = hashlib.sha256()
     size = 0
+    out = await asyncio.to_thread(open, dest, "wb")
     try:
-        with dest.open("wb") as out:
-            async for chunk in request.stream():
-                parser.write(chunk)
-                if collector.error is not None:
-                    raise collector.error
-                if collector.pending_file:
-                    data = bytes(collector.pending_file)
-                    collector.pending_file.clear()
-                    size += len(data)
-                    if size > max_bytes:
-                        raise UploadError(
-                            413,
-                            f"The file is larger than the limit of {max_bytes // (1024 * 1024)} MB.",
-                        )
-                    digest.update(data)
-                    await asyncio.to_thread(out.write, data)
-            parser.finalize()
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if collector.error is not None:
+                raise collector.error
+            if collector.pending_file:
+                data = bytes(collector.pending_file)
+                collector.pending_file.clear()
+                size += len(data)
+                if size > max_bytes:
+                    limit_mb = max_bytes // (1024 * 1024)
+                    raise UploadError(413, f"The file is larger than the limit of {limit_mb} MB.")
+                digest.update(data)
+                await asyncio.to_thread(out.write, data)
+        parser.finalize()
     except ClientDisconnect:
-        dest.unlink(missing_ok=True)
         raise UploadError(400, "The upload was interrupted before it finished.") from None
     except UploadError:
-        dest.unlink(missing_ok=True)
         raise
     except Exception as exc:  # python-multipart raises plain errors on a malformed body
-        dest.unlink(missing_ok=True)
         raise UploadError(400, f"The upload is not a valid multipart form ({exc}).") from None
+    finally:
+        await asyncio.to_thread(out.close)
     if not collector.complete:
-        dest.unlink(missing_ok=True)
         raise UploadError(400, "The upload was interrupted before it finished; send it again.")
     if not collector.file_seen:
-        dest.unlink(missing_ok=True)
         raise UploadError(422, "The 'file' field is missing: choose an audio file to upload.")
     return ReceivedUpload(
         fields=collector.fields,

@@ -19,6 +19,7 @@ from server.devices.schemas import (
     DeviceUpdate,
 )
 from server.orgs.models import Zone
+from server.planner import request_replan
 from server.settings import ServerSettings
 
 router = APIRouter(tags=["devices"])
@@ -105,7 +106,10 @@ def register_device(
         raise HTTPException(422, detail=str(exc)) from None
     broker_config_changed(request.app, db)
     _publish_state(request, device)
-    return DeviceRegistered(device=to_out(device), credentials=_credentials(settings, device, password))
+    request_replan(request.app)
+    return DeviceRegistered(
+        device=to_out(device), credentials=_credentials(settings, device, password)
+    )
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
@@ -139,7 +143,9 @@ def rotate_credentials(
     device = _device_or_404(db, device_id)
     password = service.rotate_credentials(db, device=device)
     broker_config_changed(request.app, db)
-    return DeviceRegistered(device=to_out(device), credentials=_credentials(settings, device, password))
+    return DeviceRegistered(
+        device=to_out(device), credentials=_credentials(settings, device, password)
+    )
 
 
 @router.post("/devices/{device_id}/revoke", response_model=DeviceOut)
@@ -148,4 +154,5 @@ def revoke_device(db: SessionDep, request: Request, _u: CurrentUser, device_id: 
     device = _device_or_404(db, device_id)
     service.revoke_device(db, device=device)
     broker_config_changed(request.app, db)
+    request_replan(request.app)
     return to_out(device)

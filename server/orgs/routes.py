@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.broker.service import broker_config_changed
+from server.deps import CurrentUser, SessionDep
 from server.devices.models import Device
 from server.devices.service import desired_state
-from server.deps import CurrentUser, SessionDep
 from server.orgs import service
 from server.orgs.models import OrgUnit, Zone
 from server.orgs.schemas import (
@@ -21,6 +21,7 @@ from server.orgs.schemas import (
     ZoneOut,
     ZoneUpdate,
 )
+from server.planner import request_replan
 
 router = APIRouter(tags=["org units and zones"])
 
@@ -40,7 +41,8 @@ def _zone_or_404(db: Session, zone_id: int) -> Zone:
 
 
 def _push_states(request: Request, devices: list[Device]) -> None:
-    """Publish the new desired state (zone list) of devices whose zones changed."""
+    """Publish the new desired state (zone list) of devices whose zones changed; replan."""
+    request_replan(request.app)
     bridge = getattr(request.app.state, "bridge", None)
     if bridge is not None:
         for device in devices:

@@ -9,14 +9,17 @@ from server.devices.models import Device
 from server.orgs.models import OrgUnit, Zone
 from server.users.models import User
 
+
 class OrgError(ValueError):
     """An org/zone change that would break the tree or leave orphans; text says why."""
+
 
 def subtree_ids(db: Session, *, root_id: int) -> set[int]:
     """Ids of root_id and every org unit below it, at any depth (recursive CTE)."""
     tree = select(OrgUnit.id).where(OrgUnit.id == root_id).cte("tree", recursive=True)
     tree = tree.union_all(select(OrgUnit.id).where(OrgUnit.parent_id == tree.c.id))
     return set(db.scalars(select(tree.c.id)))
+
 
 def ancestor_ids(db: Session, *, org_unit_id: int) -> list[int]:
     """Ids from org_unit_id up to the root, nearest first."""
@@ -26,6 +29,7 @@ def ancestor_ids(db: Session, *, org_unit_id: int) -> list[int]:
         out.append(current)
         current = db.scalar(select(OrgUnit.parent_id).where(OrgUnit.id == current))
     return out
+
 
 def create_org_unit(
     db: Session, *, name: str, kind: str, parent_id: int | None, code: str | None
@@ -38,6 +42,7 @@ def create_org_unit(
     db.flush()
     return unit
 
+
 def move_org_unit(db: Session, *, unit: OrgUnit, parent_id: int | None) -> None:
     """Re-parent an org unit, refusing cycles."""
     if parent_id is not None:
@@ -46,6 +51,7 @@ def move_org_unit(db: Session, *, unit: OrgUnit, parent_id: int | None) -> None:
         if parent_id in subtree_ids(db, root_id=unit.id):
             raise OrgError("An org unit cannot be moved under itself or one of its descendants.")
     unit.parent_id = parent_id
+
 
 def delete_org_unit(db: Session, *, unit: OrgUnit) -> None:
     """Delete an empty org unit; refuse when anything still hangs off it."""
@@ -60,6 +66,7 @@ def delete_org_unit(db: Session, *, unit: OrgUnit) -> None:
         if count:
             raise OrgError(f"{unit.name!r} still has {count} {label}; move or delete them first.")
     db.delete(unit)
+
 
 def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> list[Device]:
     """Make the zone contain exactly these devices; returns the devices whose zones changed."""
@@ -86,6 +93,7 @@ def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> list[
         device.state_version += 1  # the zone list is part of the desired state
     return changed
 
+
 def remove_zone(db: Session, *, zone: Zone) -> list[Device]:
     """Delete a zone; returns the devices that were in it (their desired state changes)."""
     changed = set_zone_devices(db, zone=zone, device_ids=[])
@@ -96,6 +104,7 @@ def remove_zone(db: Session, *, zone: Zone) -> list[Device]:
 def zone_device_ids(db: Session, *, zone_id: int) -> list[int]:
     """Ids of the devices in a zone."""
     return list(
-        db.scalars(select(Device.id).where(Device.zones.any(Zone.id == zone_id)).order_by(Device.id))
+        db.scalars(
+            select(Device.id).where(Device.zones.any(Zone.id == zone_id)).order_by(Device.id)
+        )
     )
-

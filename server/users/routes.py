@@ -31,7 +31,9 @@ def login(
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-def logout(db: SessionDep, _user: CurrentUser, token: Annotated[str, Depends(oauth2_scheme)]) -> None:
+def logout(
+    db: SessionDep, _user: CurrentUser, token: Annotated[str, Depends(oauth2_scheme)]
+) -> None:
     """Revoke the token used for this request."""
     service.revoke_token(db, token=token)
 

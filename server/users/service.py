@@ -56,8 +56,14 @@ def ensure_admin(db: Session, *, password: str) -> bool:
     """Create the bootstrap user 'admin' when no admin exists; True if created."""
     if db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
         return False
-    create_user(db, username="admin", password=password, role="admin", org_unit_id=None,
-                full_name="Quản trị hệ thống")
+    create_user(
+        db,
+        username="admin",
+        password=password,
+        role="admin",
+        org_unit_id=None,
+        full_name="Quản trị hệ thống",
+    )
     return True
 
 

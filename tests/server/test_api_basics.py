@@ -11,13 +11,19 @@ def _tree(api: Stack) -> dict[str, int]:
     assert province.status_code == 201, province.text
     pid = province.json()["id"]
     district = c.post(
-        "/api/v1/org-units", json={"name": "Huyện B", "kind": "district", "parent_id": pid}, headers=h
+        "/api/v1/org-units",
+        json={"name": "Huyện B", "kind": "district", "parent_id": pid},
+        headers=h,
     ).json()["id"]
     commune = c.post(
-        "/api/v1/org-units", json={"name": "Xã C", "kind": "commune", "parent_id": district}, headers=h
+        "/api/v1/org-units",
+        json={"name": "Xã C", "kind": "commune", "parent_id": district},
+        headers=h,
     ).json()["id"]
     village = c.post(
-        "/api/v1/org-units", json={"name": "Thôn D", "kind": "village", "parent_id": commune}, headers=h
+        "/api/v1/org-units",
+        json={"name": "Thôn D", "kind": "village", "parent_id": commune},
+        headers=h,
     ).json()["id"]
     return {"province": pid, "district": district, "commune": commune, "village": village}
 
@@ -53,16 +59,23 @@ def test_org_tree_of_any_depth(api: Stack) -> None:
     assert [u["name"] for u in r.json()] == ["Thôn D"]
     # Moving a unit under its own descendant would make a cycle.
     r = api.client.patch(
-        f"/api/v1/org-units/{ids['province']}", json={"parent_id": ids["village"]}, headers=api.headers
+        f"/api/v1/org-units/{ids['province']}",
+        json={"parent_id": ids["village"]},
+        headers=api.headers,
     )
     assert r.status_code == 422
     assert "descendants" in r.json()["detail"]
     # The legacy district disappears: the commune moves up to the province (2025 reform).
     r = api.client.patch(
-        f"/api/v1/org-units/{ids['commune']}", json={"parent_id": ids["province"]}, headers=api.headers
+        f"/api/v1/org-units/{ids['commune']}",
+        json={"parent_id": ids["province"]},
+        headers=api.headers,
     )
     assert r.status_code == 200 and r.json()["parent_id"] == ids["province"]
-    assert api.client.delete(f"/api/v1/org-units/{ids['district']}", headers=api.headers).status_code == 204
+    assert (
+        api.client.delete(f"/api/v1/org-units/{ids['district']}", headers=api.headers).status_code
+        == 204
+    )
     r = api.client.delete(f"/api/v1/org-units/{ids['province']}", headers=api.headers)
     assert r.status_code == 409
     assert "child org units" in r.json()["detail"]
@@ -97,7 +110,12 @@ def test_register_device_zone_and_credentials(api: Stack) -> None:
     # Same uid twice.
     r = api.client.post(
         "/api/v1/devices",
-        json={"uid": "thon-d-01", "name": "x", "org_unit_id": ids["village"], "firmware_profile": "sim"},
+        json={
+            "uid": "thon-d-01",
+            "name": "x",
+            "org_unit_id": ids["village"],
+            "firmware_profile": "sim",
+        },
         headers=api.headers,
     )
     assert r.status_code == 422 and "already registered" in r.json()["detail"]
@@ -107,17 +125,21 @@ def test_register_device_zone_and_credentials(api: Stack) -> None:
 
 def test_zone_devices_must_be_in_the_zone_subtree(api: Stack) -> None:
     ids = _tree(api)
-    other = api.client.post("/api/v1/org-units", json={"name": "Tỉnh Khác", "kind": "province"},
-                            headers=api.headers).json()["id"]
+    other = api.client.post(
+        "/api/v1/org-units", json={"name": "Tỉnh Khác", "kind": "province"}, headers=api.headers
+    ).json()["id"]
     dev = api.client.post(
         "/api/v1/devices",
         json={"uid": "khac-01", "name": "x", "org_unit_id": other, "firmware_profile": "sim"},
         headers=api.headers,
     ).json()["device"]
     zone = api.client.post(
-        "/api/v1/zones", json={"org_unit_id": ids["commune"], "name": "Toàn xã"}, headers=api.headers
+        "/api/v1/zones",
+        json={"org_unit_id": ids["commune"], "name": "Toàn xã"},
+        headers=api.headers,
     ).json()
-    r = api.client.put(f"/api/v1/zones/{zone['id']}/devices", json={"device_ids": [dev["id"]]},
-                       headers=api.headers)
+    r = api.client.put(
+        f"/api/v1/zones/{zone['id']}/devices", json={"device_ids": [dev["id"]]}, headers=api.headers
+    )
     assert r.status_code == 422
     assert "khac-01" in r.json()["detail"]

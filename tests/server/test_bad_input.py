@@ -1,6 +1,7 @@
 """Every API route answers garbage with a 4xx and a readable `detail`, never a 5xx.
 
-The route list comes from the app's OpenAPI schema, so a new route is covered without editing this file.
+The route list comes from the app's OpenAPI schema, so a new route is covered without
+editing this file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ BODY_GARBAGE: list[tuple[bytes, str]] = [
     (b"{not json", "application/json"),
     (b"[]", "application/json"),
     (b'"string"', "application/json"),
-    (b'{"name": 5, "kind": [], "parent_id": "x", "uid": null, "device_ids": "all"}', "application/json"),
+    (
+        b'{"name": 5, "kind": [], "parent_id": "x", "uid": null, "device_ids": "all"}',
+        "application/json",
+    ),
     (b'{"org_unit_id": 1e400, "volume": 1000000}', "application/json"),
     (b"\xff\xfe\x00garbage", "application/octet-stream"),
     (b"a=b&c", "application/x-www-form-urlencoded"),
@@ -53,7 +57,9 @@ def test_garbage_never_causes_a_server_error(api: Stack, auth: bool) -> None:
                     method, url, content=body, headers={**headers, "Content-Type": ctype}
                 )
                 _check(resp, f"{method} {url} body={body[:30]!r}")
-            resp = api.client.request(method, url + "?limit=-5&offset=abc&online=maybe", headers=headers)
+            resp = api.client.request(
+                method, url + "?limit=-5&offset=abc&online=maybe", headers=headers
+            )
             _check(resp, f"{method} {url} with bad query")
 
 

@@ -14,7 +14,9 @@ from tests.server.stack import Stack
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 
-SPEECHLIKE = "aevalsrc='0.4*sin(2*PI*(180+40*sin(2*PI*3*t))*t)*(0.6+0.4*sin(2*PI*4*t))':s=44100:d={d}"
+SPEECHLIKE = (
+    "aevalsrc='0.4*sin(2*PI*(180+40*sin(2*PI*3*t))*t)*(0.6+0.4*sin(2*PI*4*t))':s=44100:d={d}"
+)
 
 
 def _ff(*args: str) -> None:
@@ -37,22 +39,62 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _ff(*src, "-ar", "8000", "-ac", "1", "-c:a", "pcm_mulaw", str(out["ulaw"]))
     _ff(*src, "-ac", "2", "-c:a", "libmp3lame", "-b:a", "128k", str(out["mp3"]))
     _ff(*src, "-c:a", "aac", "-b:a", "64k", str(out["m4a"]))
-    _ff("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=6", *src,
-        "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(out["mp4"]))
-    _ff("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=3", "-c:v", "mpeg4",
-        str(out["video_only"]))
-    _ff("-f", "lavfi", "-i", SPEECHLIKE.format(d=40), "-ac", "1", "-c:a", "libmp3lame",
-        "-b:a", "32k", str(out["long"]))
+    _ff(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10:duration=6",
+        *src,
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(out["mp4"]),
+    )
+    _ff(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10:duration=3",
+        "-c:v",
+        "mpeg4",
+        str(out["video_only"]),
+    )
+    _ff(
+        "-f",
+        "lavfi",
+        "-i",
+        SPEECHLIKE.format(d=40),
+        "-ac",
+        "1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "32k",
+        str(out["long"]),
+    )
     data = out["mp3"].read_bytes()
     out["truncated"] = d / "truncated.mp3"
-    out["truncated"].write_bytes(data[: 2000])
+    out["truncated"].write_bytes(data[:2000])
     out["random"] = d / "random.mp3"
     out["random"].write_bytes(random.Random(7).randbytes(50_000))
     out["text"] = d / "notes.mp3"
     out["text"].write_text("Đây là một tệp văn bản, không phải âm thanh.\n" * 200)
     out["png"] = d / "picture.wav"
-    _ff("-f", "lavfi", "-i", "testsrc=size=64x64:duration=1", "-frames:v", "1", "-f", "image2",
-        "-c:v", "png", str(out["png"]))
+    _ff(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x64:duration=1",
+        "-frames:v",
+        "1",
+        "-f",
+        "image2",
+        "-c:v",
+        "png",
+        str(out["png"]),
+    )
     out["empty"] = d / "empty.wav"
     out["empty"].write_bytes(b"")
     return out
@@ -61,8 +103,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def _upload(api: Stack, path: Path, **fields: str):  # type: ignore[no-untyped-def]
     data = {"title": "Bản tin sáng", **fields}
     with path.open("rb") as f:
-        return api.client.post("/api/v1/clips", headers=api.headers, data=data,
-                               files={"file": (path.name, f, "application/octet-stream")})
+        return api.client.post(
+            "/api/v1/clips",
+            headers=api.headers,
+            data=data,
+            files={"file": (path.name, f, "application/octet-stream")},
+        )
 
 
 def _temp_files(api: Stack) -> list[Path]:
@@ -163,8 +209,12 @@ def test_limits_on_size_and_duration(api: Stack, media: dict[str, Path]) -> None
 def test_unknown_topic_missing_file_and_title(api: Stack, media: dict[str, Path]) -> None:
     r = _upload(api, media["mp3"], topic="gossip")
     assert r.status_code == 422 and "Unknown topic 'gossip'" in r.json()["detail"]
-    r = api.client.post("/api/v1/clips", headers=api.headers, data={"title": "x"},
-                        files={"other": ("a.txt", b"abc")})
+    r = api.client.post(
+        "/api/v1/clips",
+        headers=api.headers,
+        data={"title": "x"},
+        files={"other": ("a.txt", b"abc")},
+    )
     assert r.status_code == 422 and "'file' field is missing" in r.json()["detail"]
     r = _upload(api, media["mp3"], title="  ")
     assert r.status_code == 422 and "title" in r.json()["detail"]
@@ -177,13 +227,16 @@ def test_upload_cut_off_midway_leaves_nothing(api: Stack, media: dict[str, Path]
     """A body that ends before the multipart closing boundary is refused and cleaned up."""
     boundary = "loa-test-boundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nx\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nx\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n'
         "Content-Type: audio/mpeg\r\n\r\n"
     ).encode()
     body = head + media["mp3"].read_bytes()[:30_000]  # no closing boundary
-    r = api.client.post("/api/v1/clips", content=body, headers={
-        **api.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = api.client.post(
+        "/api/v1/clips",
+        content=body,
+        headers={**api.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert 400 <= r.status_code < 500
     assert _temp_files(api) == []
     assert api.client.get("/api/v1/clips", headers=api.headers).json()["total"] == 0
@@ -191,8 +244,11 @@ def test_upload_cut_off_midway_leaves_nothing(api: Stack, media: dict[str, Path]
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 def test_tts_and_compose(api: Stack, media: dict[str, Path]) -> None:
-    r = api.client.post("/api/v1/clips/tts", headers=api.headers, json={
-        "text": "Thông báo: ngày mai xã tổ chức tiêm phòng cho trẻ em.", "voice": "vi"})
+    r = api.client.post(
+        "/api/v1/clips/tts",
+        headers=api.headers,
+        json={"text": "Thông báo: ngày mai xã tổ chức tiêm phòng cho trẻ em.", "voice": "vi"},
+    )
     assert r.status_code == 201, r.text
     spoken = r.json()
     assert spoken["source"] == "tts" and spoken["duration_s"] > 1
@@ -201,13 +257,26 @@ def test_tts_and_compose(api: Stack, media: dict[str, Path]) -> None:
         r = api.client.post("/api/v1/clips/tts", headers=api.headers, json=bad)
         assert r.status_code == 422, (bad, r.text)
     base = _upload(api, media["mp3"]).json()
-    r = api.client.post("/api/v1/clips/compose", headers=api.headers, json={
-        "title": "Thông báo có chuông", "topic": "announcement",
-        "parts": [{"type": "chime"}, {"type": "silence", "ms": 500},
-                  {"type": "text", "text": "Kính thưa bà con."}, {"type": "clip", "clip_id": base["id"]}]})
+    r = api.client.post(
+        "/api/v1/clips/compose",
+        headers=api.headers,
+        json={
+            "title": "Thông báo có chuông",
+            "topic": "announcement",
+            "parts": [
+                {"type": "chime"},
+                {"type": "silence", "ms": 500},
+                {"type": "text", "text": "Kính thưa bà con."},
+                {"type": "clip", "clip_id": base["id"]},
+            ],
+        },
+    )
     assert r.status_code == 201, r.text
     composed = r.json()
     assert composed["duration_s"] > base["duration_s"] + 1.5
-    r = api.client.post("/api/v1/clips/compose", headers=api.headers, json={
-        "title": "x", "parts": [{"type": "clip", "clip_id": 99999}]})
+    r = api.client.post(
+        "/api/v1/clips/compose",
+        headers=api.headers,
+        json={"title": "x", "parts": [{"type": "clip", "clip_id": 99999}]},
+    )
     assert r.status_code == 422 and "99999" in r.json()["detail"]

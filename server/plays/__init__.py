@@ -1,0 +1,1 @@
+"""Proof of play: what each device actually played, stored idempotently by (device, seq)."""

@@ -1,0 +1,66 @@
+"""Proof of play: what devices report they played."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from server.deps import CurrentUser, SessionDep
+from server.plays import service
+from server.plays.schemas import PlayOut, PlayPage
+
+router = APIRouter(tags=["proof of play"])
+
+DbId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise HTTPException(422, detail=f"{name} needs a time zone, e.g. 2031-03-01T00:00:00Z.")
+    return value
+
+
+@router.get("/plays", response_model=PlayPage)
+def list_plays(
+    db: SessionDep,
+    _u: CurrentUser,
+    device_id: DbId = None,
+    zone_id: DbId = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> PlayPage:
+    """Plays filtered by device, zone (current members) and planned start [since, until)."""
+    if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
+        raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
+    where = service.PlayFilter(
+        device_id=device_id,
+        zone_id=zone_id,
+        since=_aware("since", since),
+        until=_aware("until", until),
+    )
+    rows, total = service.list_plays(db, where=where, limit=limit, offset=offset)
+    items = [
+        PlayOut(
+            device_id=r.device_id,
+            device_uid=uid,
+            seq=r.seq,
+            item_id=r.item_id,
+            programme_id=r.programme_id,
+            programme_title=title,
+            priority=r.priority,
+            planned_start=r.planned_start,
+            actual_start=r.actual_start,
+            ended_at=r.ended_at,
+            outcome=r.outcome,
+            reason=r.reason,
+            clock_offset_ms=r.clock_offset_ms,
+            clock_error_ms=r.clock_error_ms,
+            received_at=r.received_at,
+        )
+        for r, uid, title in rows
+    ]
+    return PlayPage(items=items, total=total)

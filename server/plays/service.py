@@ -1,0 +1,139 @@
+"""Storing proof-of-play batches idempotently and reading them back."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVarTuple
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from protocol import EventBatch, PlayEvent
+from server.devices.models import Device
+from server.orgs.models import Zone
+from server.plays.models import PlayRecord
+from server.programmes.models import Programme
+
+log = logging.getLogger(__name__)
+
+_MAX_BIGINT = 2**63 - 1
+_MAX_INT = 2**31 - 1
+Columns = TypeVarTuple("Columns")
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """Outcome of one batch: every seq the device may now drop, and how many were unusable."""
+
+    seqs: list[int]
+    inserted: int
+    unusable: int
+
+
+def _when(value: float | None) -> datetime | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise ValueError(f"time {value} is not a finite number")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"time {value} is out of range") from None
+
+
+def _row(device_id: int, event: PlayEvent, now: datetime) -> dict[str, Any]:
+    if event.seq > _MAX_BIGINT:
+        raise ValueError(f"seq {event.seq} is too large")
+    planned = _when(event.planned_start)
+    assert planned is not None
+    programme_id = event.programme_id
+    return {
+        "device_id": device_id,
+        "seq": event.seq,
+        "item_id": event.item_id,
+        "programme_id": programme_id if programme_id and 0 < programme_id <= _MAX_INT else None,
+        "priority": event.priority,
+        "planned_start": planned,
+        "actual_start": _when(event.actual_start),
+        "ended_at": _when(event.ended_at),
+        "outcome": event.outcome,
+        "reason": event.reason,
+        "clock_offset_ms": event.clock_offset_ms if _finite(event.clock_offset_ms) else None,
+        "clock_error_ms": event.clock_error_ms if _finite(event.clock_error_ms) else None,
+        "received_at": now,
+    }
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def store_events(db: Session, *, device: Device, batch: EventBatch, now: datetime) -> StoredBatch:
+    """Insert the batch's events, ignoring (device, seq) pairs already stored."""
+    rows: list[dict[str, Any]] = []
+    seqs: list[int] = []
+    unusable = 0
+    for event in batch.events:
+        try:
+            rows.append(_row(device.id, event, now))
+        except ValueError as exc:
+            # Acknowledged anyway: an event no server can store must not block the outbox.
+            unusable += 1
+            log.warning("device %s event %s is unusable: %s", device.uid, event.seq, exc)
+        seqs.append(event.seq)
+    inserted = 0
+    if rows:
+        dialect = db.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = (
+            insert(PlayRecord)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["device_id", "seq"])
+        )
+        result = db.execute(stmt)
+        inserted = max(getattr(result, "rowcount", 0) or 0, 0)
+    return StoredBatch(seqs=seqs, inserted=inserted, unusable=unusable)
+
+
+@dataclass(frozen=True)
+class PlayFilter:
+    """Which plays to list."""
+
+    device_id: int | None = None
+    zone_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _filtered(query: Select[*Columns], where: PlayFilter) -> Select[*Columns]:
+    if where.device_id is not None:
+        query = query.where(PlayRecord.device_id == where.device_id)
+    if where.zone_id is not None:
+        in_zone = select(Device.id).where(Device.zones.any(Zone.id == where.zone_id))
+        query = query.where(PlayRecord.device_id.in_(in_zone))
+    if where.since is not None:
+        query = query.where(PlayRecord.planned_start >= where.since)
+    if where.until is not None:
+        query = query.where(PlayRecord.planned_start < where.until)
+    return query
+
+
+def list_plays(
+    db: Session, *, where: PlayFilter, limit: int, offset: int
+) -> tuple[list[tuple[PlayRecord, str, str | None]], int]:
+    """Plays, newest planned start first, with the device uid and programme title."""
+    total = db.scalar(_filtered(select(func.count(PlayRecord.id)), where)) or 0
+    query = (
+        select(PlayRecord, Device.uid, Programme.title)
+        .join(Device, Device.id == PlayRecord.device_id)
+        .outerjoin(Programme, Programme.id == PlayRecord.programme_id)
+    )
+    query = _filtered(query, where).order_by(
+        PlayRecord.planned_start.desc(), PlayRecord.device_id, PlayRecord.seq
+    )
+    rows = db.execute(query.limit(limit).offset(offset)).all()
+    return [(row[0], row[1], row[2]) for row in rows], total

@@ -1,0 +1,1 @@
+"""Programmes: what plays when and where, with their approval workflow."""

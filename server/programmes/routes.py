@@ -1,0 +1,346 @@
+"""Programmes: CRUD, the approval workflow, conflict checks and recurrence presets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from schedules import PRESETS, Priority
+from server.db import utcnow
+from server.deps import CurrentUser, SessionDep, SettingsDep
+from server.planner import request_replan
+from server.programmes import conflicts, service
+from server.programmes.models import STATUSES, Programme, programme_zones
+from server.programmes.schemas import (
+    ConflictOut,
+    ConflictReport,
+    PresetOut,
+    ProgrammeClipOut,
+    ProgrammeCreate,
+    ProgrammeDetail,
+    ProgrammeFields,
+    ProgrammeOut,
+    ProgrammePage,
+    ProgrammeUpdate,
+    ReasonBody,
+    TransitionOut,
+)
+from server.programmes.validation import ProgrammeError, check_fields, to_spec
+from server.settings import ServerSettings
+
+router = APIRouter(tags=["programmes"])
+ProgrammeId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+FilterId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
+
+
+def now_of(request: Request) -> datetime:
+    """The app's clock (tests replace app.state.clock)."""
+    clock = getattr(request.app.state, "clock", utcnow)
+    value: datetime = clock()
+    return value
+
+
+def conflict_days(settings: ServerSettings) -> int:
+    """How far ahead conflicts are searched (LOA_CONFLICT_HORIZON_DAYS, default 60)."""
+    return settings.conflict_horizon_days
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """Turn a ProgrammeError into the HTTP answer it names."""
+    try:
+        yield
+    except ProgrammeError as exc:
+        raise HTTPException(exc.status, detail=exc.detail) from None
+
+
+def _get(db: Session, programme_id: int) -> Programme:
+    programme = db.get(Programme, programme_id)
+    if programme is None:
+        raise HTTPException(404, detail=f"Programme {programme_id} does not exist.")
+    return programme
+
+
+def to_out(programme: Programme) -> ProgrammeOut:
+    """Programme row -> API shape."""
+    clips = [
+        ProgrammeClipOut(
+            id=pc.clip.id, title=pc.clip.title, sha256=pc.clip.sha256, duration_s=pc.clip.duration_s
+        )
+        for pc in programme.clips
+    ]
+    return ProgrammeOut(
+        id=programme.id,
+        title=programme.title,
+        description=programme.description,
+        priority=Priority(programme.priority),
+        status=programme.status,
+        clip_ids=[c.id for c in clips],
+        clips=clips,
+        duration_s=round(sum(c.duration_s for c in clips), 3),
+        zone_ids=sorted(z.id for z in programme.zones),
+        start=programme.start,
+        rrule=programme.rrule,
+        dtstart=programme.dtstart,
+        valid_from=programme.valid_from,
+        valid_until=programme.valid_until,
+        volume=programme.volume,
+        org_unit_id=programme.org_unit_id,
+        created_by=programme.created_by,
+        rejection_reason=programme.rejection_reason,
+        created_at=programme.created_at,
+        updated_at=programme.updated_at,
+    )
+
+
+def _detail(db: Session, programme: Programme) -> ProgrammeDetail:
+    history = [
+        TransitionOut.model_validate(t) for t in service.history(db, programme_id=programme.id)
+    ]
+    return ProgrammeDetail(**to_out(programme).model_dump(), history=history)
+
+
+def _report(
+    window: tuple[datetime, datetime], findings: list[conflicts.ConflictFinding]
+) -> ConflictReport:
+    return ConflictReport(
+        window_start=window[0],
+        window_end=window[1],
+        conflicts=[
+            ConflictOut(
+                other_programme_id=f.conflict.other_programme_id,
+                other_title=f.conflict.other_title,
+                other_status=f.other_status,
+                priority=f.conflict.priority,
+                zone_ids=list(f.conflict.zone_ids),
+                first_overlap_start=f.conflict.first_overlap_start,
+                first_overlap_end=f.conflict.first_overlap_end,
+                message=f.message,
+            )
+            for f in findings
+        ],
+    )
+
+
+def _replan(request: Request, db: Session) -> None:
+    db.commit()  # the planner reads in its own session: it must see this change
+    request_replan(request.app)
+
+
+@router.get("/programmes/presets", response_model=list[PresetOut])
+def list_presets(_u: CurrentUser) -> list[PresetOut]:
+    """Ready-made recurrence rules (use the key as recurrence_preset)."""
+    return [
+        PresetOut(key=p.key, rrule=p.rrule, label_vi=p.label_vi, label_en=p.label_en)
+        for p in PRESETS.values()
+    ]
+
+
+@router.get("/programmes", response_model=ProgrammePage)
+def list_programmes(
+    db: SessionDep,
+    _u: CurrentUser,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    zone_id: FilterId = None,
+    org_unit_id: FilterId = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> ProgrammePage:
+    """Programmes, newest first, filtered by status, zone and owner org unit."""
+    if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
+        raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
+    query = select(Programme)
+    if status_ is not None:
+        if status_ not in STATUSES:
+            raise HTTPException(
+                422, detail=f"Unknown status {status_[:40]!r}; use one of: {', '.join(STATUSES)}."
+            )
+        query = query.where(Programme.status == status_)
+    if zone_id is not None:
+        in_zone = select(programme_zones.c.programme_id).where(programme_zones.c.zone_id == zone_id)
+        query = query.where(Programme.id.in_(in_zone))
+    if org_unit_id is not None:
+        query = query.where(Programme.org_unit_id == org_unit_id)
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.scalars(query.order_by(Programme.id.desc()).limit(limit).offset(offset))
+    return ProgrammePage(items=[to_out(p) for p in rows], total=total)
+
+
+@router.post("/programmes", response_model=ProgrammeDetail, status_code=status.HTTP_201_CREATED)
+def create_programme(
+    db: SessionDep,
+    request: Request,
+    settings: SettingsDep,
+    user: CurrentUser,
+    body: ProgrammeCreate,
+) -> ProgrammeDetail:
+    """Create a draft (an emergency with approve_now=true is approved at once and planned)."""
+    fields: dict[str, Any] = body.model_dump(exclude={"approve_now"})
+    with answering():
+        programme = service.create_programme(
+            db,
+            fields=fields,
+            user=user,
+            now=now_of(request),
+            approve_now=body.approve_now,
+            horizon_days=conflict_days(settings),
+        )
+    if body.approve_now:
+        _replan(request, db)
+    return _detail(db, programme)
+
+
+@router.post("/programmes/check", response_model=ConflictReport)
+def check_programme(
+    db: SessionDep,
+    request: Request,
+    settings: SettingsDep,
+    user: CurrentUser,
+    body: ProgrammeFields,
+) -> ConflictReport:
+    """Validate an unsaved programme and list the programmes it would conflict with."""
+    now = now_of(request)
+    with answering():
+        checked = check_fields(db, fields=body.model_dump(), user=user, now=now)
+        window, findings = conflicts.find_programme_conflicts(
+            db, spec=checked.spec, now=now, horizon_days=conflict_days(settings)
+        )
+    return _report(window, findings)
+
+
+@router.get("/programmes/{programme_id}", response_model=ProgrammeDetail)
+def get_programme(db: SessionDep, _u: CurrentUser, programme_id: ProgrammeId) -> ProgrammeDetail:
+    """One programme with its history."""
+    return _detail(db, _get(db, programme_id))
+
+
+@router.get("/programmes/{programme_id}/conflicts", response_model=ConflictReport)
+def programme_conflicts(
+    db: SessionDep,
+    request: Request,
+    settings: SettingsDep,
+    _u: CurrentUser,
+    programme_id: ProgrammeId,
+) -> ConflictReport:
+    """Programmes this one overlaps (same priority, shared zone) over the planning horizon."""
+    programme = _get(db, programme_id)
+    spec = to_spec(programme)
+    if spec is None:
+        raise HTTPException(409, detail=f"Programme {programme_id} has no clips or zones left.")
+    window, findings = conflicts.find_programme_conflicts(
+        db, spec=spec, now=now_of(request), horizon_days=conflict_days(settings)
+    )
+    return _report(window, findings)
+
+
+@router.patch("/programmes/{programme_id}", response_model=ProgrammeDetail)
+def update_programme(
+    db: SessionDep,
+    request: Request,
+    user: CurrentUser,
+    programme_id: ProgrammeId,
+    body: ProgrammeUpdate,
+) -> ProgrammeDetail:
+    """Edit a draft or rejected programme (a rejected one returns to draft)."""
+    programme = _get(db, programme_id)
+    with answering():
+        service.update_programme(
+            db,
+            programme=programme,
+            changes=body.model_dump(exclude_unset=True),
+            user=user,
+            now=now_of(request),
+        )
+    return _detail(db, programme)
+
+
+@router.delete("/programmes/{programme_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_programme(db: SessionDep, _u: CurrentUser, programme_id: ProgrammeId) -> None:
+    """Delete a draft."""
+    with answering():
+        service.delete_programme(db, programme=_get(db, programme_id))
+
+
+@router.post("/programmes/{programme_id}/submit", response_model=ProgrammeDetail)
+def submit_programme(
+    db: SessionDep,
+    request: Request,
+    settings: SettingsDep,
+    user: CurrentUser,
+    programme_id: ProgrammeId,
+) -> ProgrammeDetail:
+    """Send for approval; refused with 409 when it overlaps a same-priority programme."""
+    programme = _get(db, programme_id)
+    with answering():
+        service.submit(
+            db,
+            programme=programme,
+            user=user,
+            now=now_of(request),
+            horizon_days=conflict_days(settings),
+        )
+    return _detail(db, programme)
+
+
+@router.post("/programmes/{programme_id}/approve", response_model=ProgrammeDetail)
+def approve_programme(
+    db: SessionDep,
+    request: Request,
+    settings: SettingsDep,
+    user: CurrentUser,
+    programme_id: ProgrammeId,
+    body: ReasonBody | None = None,
+) -> ProgrammeDetail:
+    """Approve a submitted programme; the planner then publishes it to the devices."""
+    programme = _get(db, programme_id)
+    with answering():
+        service.approve(
+            db,
+            programme=programme,
+            user=user,
+            now=now_of(request),
+            horizon_days=conflict_days(settings),
+            note=body.reason if body else "",
+        )
+    _replan(request, db)
+    return _detail(db, programme)
+
+
+@router.post("/programmes/{programme_id}/reject", response_model=ProgrammeDetail)
+def reject_programme(
+    db: SessionDep, request: Request, user: CurrentUser, programme_id: ProgrammeId, body: ReasonBody
+) -> ProgrammeDetail:
+    """Send a submitted programme back; the reason is required."""
+    programme = _get(db, programme_id)
+    with answering():
+        service.reject(db, programme=programme, user=user, now=now_of(request), reason=body.reason)
+    return _detail(db, programme)
+
+
+@router.post("/programmes/{programme_id}/cancel", response_model=ProgrammeDetail)
+def cancel_programme(
+    db: SessionDep,
+    request: Request,
+    user: CurrentUser,
+    programme_id: ProgrammeId,
+    body: ReasonBody | None = None,
+) -> ProgrammeDetail:
+    """Cancel a programme that has not ended; devices get a schedule without it."""
+    programme = _get(db, programme_id)
+    with answering():
+        was_planned = service.cancel(
+            db,
+            programme=programme,
+            user=user,
+            now=now_of(request),
+            note=body.reason if body else "",
+        )
+    if was_planned:
+        _replan(request, db)
+    return _detail(db, programme)

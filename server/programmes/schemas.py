@@ -1,0 +1,165 @@
+"""API shapes for programmes, their history and conflicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schedules import Priority
+
+Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
+
+
+class ProgrammeFields(BaseModel):
+    """Fields shared by create and check (the check endpoint takes an unsaved programme)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=2000)
+    priority: Priority = Priority.NORMAL
+    clip_ids: list[Id] = Field(max_length=100, description="clips played back to back, in order")
+    zone_ids: list[Id] = Field(max_length=1000)
+    start: datetime | None = Field(default=None, description="one-off: UTC start (with zone)")
+    rrule: str | None = Field(
+        default=None, max_length=500, description="recurring: RFC 5545 RRULE, local time"
+    )
+    recurrence_preset: str | None = Field(
+        default=None,
+        max_length=64,
+        description="a key of GET /programmes/presets, instead of rrule",
+    )
+    dtstart: datetime | None = Field(
+        default=None, description="recurring: first occurrence, Asia/Ho_Chi_Minh wall time"
+    )
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    volume: int | None = Field(default=None, ge=0, le=100)
+    org_unit_id: Id | None = Field(default=None, description="owner; default: your org unit")
+
+
+class ProgrammeCreate(ProgrammeFields):
+    """A new programme (a draft, unless an emergency approved at once)."""
+
+    approve_now: bool = Field(
+        default=False, description="emergency only: create it already approved"
+    )
+
+
+class ProgrammeUpdate(BaseModel):
+    """Changes to a draft or rejected programme; null clears an optional field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=2000)
+    priority: Priority | None = None
+    clip_ids: list[Id] | None = Field(default=None, max_length=100)
+    zone_ids: list[Id] | None = Field(default=None, max_length=1000)
+    start: datetime | None = None
+    rrule: str | None = Field(default=None, max_length=500)
+    recurrence_preset: str | None = Field(default=None, max_length=64)
+    dtstart: datetime | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    volume: int | None = Field(default=None, ge=0, le=100)
+    org_unit_id: Id | None = None
+
+
+class ReasonBody(BaseModel):
+    """A reason or note for a status change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=1000)
+
+
+class ProgrammeClipOut(BaseModel):
+    """A clip in a programme's list."""
+
+    id: int
+    title: str
+    sha256: str
+    duration_s: float
+
+
+class TransitionOut(BaseModel):
+    """One entry of a programme's history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: str | None
+    to_status: str
+    user_id: int | None
+    at: datetime
+    note: str
+
+
+class ProgrammeOut(BaseModel):
+    """A programme as the API shows it."""
+
+    id: int
+    title: str
+    description: str
+    priority: Priority
+    status: str
+    clip_ids: list[int]
+    clips: list[ProgrammeClipOut]
+    duration_s: float
+    zone_ids: list[int]
+    start: datetime | None
+    rrule: str | None
+    dtstart: datetime | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    volume: int | None
+    org_unit_id: int
+    created_by: int | None
+    rejection_reason: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProgrammeDetail(ProgrammeOut):
+    """A programme with its full status history, oldest first."""
+
+    history: list[TransitionOut]
+
+
+class ProgrammePage(BaseModel):
+    """One page of programmes."""
+
+    items: list[ProgrammeOut]
+    total: int
+
+
+class ConflictOut(BaseModel):
+    """A same-priority programme that overlaps on a shared zone, first overlap only."""
+
+    other_programme_id: int
+    other_title: str
+    other_status: str
+    priority: Priority
+    zone_ids: list[int]
+    first_overlap_start: datetime
+    first_overlap_end: datetime
+    message: str
+
+
+class ConflictReport(BaseModel):
+    """Conflicts found over the planning horizon."""
+
+    window_start: datetime
+    window_end: datetime
+    conflicts: list[ConflictOut]
+
+
+class PresetOut(BaseModel):
+    """A ready-made recurrence rule."""
+
+    key: str
+    rrule: str
+    label_vi: str
+    label_en: str

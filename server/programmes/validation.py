@@ -1,0 +1,216 @@
+"""Programme input checks and the domain view (ProgrammeSpec) of a stored programme."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schedules import PRESETS, ClipRef, Priority, ProgrammeSpec, to_local_wall, validate_rrule
+from server.clips.models import Clip
+from server.orgs.models import OrgUnit, Zone
+from server.orgs.service import subtree_ids
+from server.programmes import lifecycle
+from server.programmes.models import Programme
+from server.users.models import User
+
+
+class ProgrammeError(Exception):
+    """A programme request that cannot be carried out: an HTTP status and a plain reason."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class CheckedFields:
+    """Programme fields after validation, ready to store."""
+
+    values: dict[str, Any]
+    clips: list[Clip]
+    zones: list[Zone]
+    spec: ProgrammeSpec
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ProgrammeError(
+            422, f"{name} needs a time zone, e.g. 2031-03-01T05:00:00+07:00 or ...T22:00:00Z."
+        )
+    return value.astimezone(UTC)
+
+
+def _load_clips(db: Session, clip_ids: list[int]) -> list[Clip]:
+    if not clip_ids:
+        raise ProgrammeError(422, "Choose at least one clip to play (clip_ids is empty).")
+    found = {c.id: c for c in db.scalars(select(Clip).where(Clip.id.in_(set(clip_ids))))}
+    missing = sorted(set(clip_ids) - found.keys())
+    if missing:
+        raise ProgrammeError(422, f"Unknown clip id(s): {', '.join(map(str, missing))}.")
+    return [found[i] for i in clip_ids]
+
+
+def _load_zones(db: Session, zone_ids: list[int], org_unit: OrgUnit) -> list[Zone]:
+    if not zone_ids:
+        raise ProgrammeError(422, "Choose at least one zone to play in (zone_ids is empty).")
+    zones = list(db.scalars(select(Zone).where(Zone.id.in_(set(zone_ids))).order_by(Zone.id)))
+    missing = sorted(set(zone_ids) - {z.id for z in zones})
+    if missing:
+        raise ProgrammeError(422, f"Unknown zone id(s): {', '.join(map(str, missing))}.")
+    allowed = subtree_ids(db, root_id=org_unit.id)
+    for zone in zones:
+        if zone.org_unit_id not in allowed:
+            raise ProgrammeError(
+                422,
+                f"Zone {zone.id} '{zone.name}' is outside org unit '{org_unit.name}'; a "
+                "programme may only target zones of its own org unit or below it.",
+            )
+    return zones
+
+
+def _org_unit(db: Session, org_unit_id: int | None, user: User) -> OrgUnit:
+    unit_id = org_unit_id if org_unit_id is not None else user.org_unit_id
+    if unit_id is None:
+        raise ProgrammeError(422, "Give org_unit_id: the org unit that owns the programme.")
+    unit = db.get(OrgUnit, unit_id)
+    if unit is None:
+        raise ProgrammeError(422, f"Org unit {unit_id} does not exist.")
+    return unit
+
+
+def _timing(fields: dict[str, Any], now: datetime) -> dict[str, Any]:
+    start = _aware("start", fields.get("start"))
+    valid_from = _aware("valid_from", fields.get("valid_from"))
+    valid_until = _aware("valid_until", fields.get("valid_until"))
+    rrule: str | None = fields.get("rrule")
+    preset = fields.get("recurrence_preset")
+    if preset is not None:
+        if rrule is not None:
+            raise ProgrammeError(422, "Give either rrule or recurrence_preset, not both.")
+        if preset not in PRESETS:
+            raise ProgrammeError(
+                422, f"Unknown recurrence preset {preset!r}; choose one of: {', '.join(PRESETS)}."
+            )
+        rrule = PRESETS[preset].rrule
+    dtstart: datetime | None = fields.get("dtstart")
+    if dtstart is not None:
+        dtstart = to_local_wall(dtstart)
+    if start is not None and (rrule is not None or dtstart is not None):
+        raise ProgrammeError(
+            422, "Give either start (one-off) or rrule and dtstart (recurring), not both."
+        )
+    if start is None and (rrule is None or dtstart is None):
+        raise ProgrammeError(
+            422,
+            "Say when it plays: start (one-off, UTC) or rrule (or recurrence_preset) and "
+            "dtstart (recurring, local time).",
+        )
+    if rrule is not None and dtstart is not None:
+        try:
+            rrule = validate_rrule(rrule, dtstart_local=dtstart)
+        except ValueError as exc:
+            raise ProgrammeError(422, str(exc)) from None
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise ProgrammeError(422, "valid_until must be later than valid_from.")
+    if valid_until is not None and valid_until <= now:
+        raise ProgrammeError(422, f"valid_until {valid_until:%Y-%m-%d %H:%M} UTC is in the past.")
+    if start is not None:
+        if start < now:
+            raise ProgrammeError(
+                422, f"The start time {start:%Y-%m-%d %H:%M:%S} UTC is in the past."
+            )
+        if (valid_from is not None and start < valid_from) or (
+            valid_until is not None and start >= valid_until
+        ):
+            raise ProgrammeError(422, "The start time is outside valid_from/valid_until.")
+    return {
+        "start": start,
+        "rrule": rrule,
+        "dtstart": dtstart,
+        "valid_from": valid_from,
+        "valid_until": valid_until,
+    }
+
+
+def _make_spec(
+    *, programme_id: int, values: dict[str, Any], clips: list[Clip], zones: list[Zone]
+) -> ProgrammeSpec:
+    try:
+        return ProgrammeSpec(
+            id=programme_id,
+            title=values["title"],
+            priority=values["priority"],
+            items=tuple(_clip_ref(c) for c in clips),
+            start=values["start"],
+            dtstart=values["dtstart"],
+            rrule=values["rrule"],
+            valid_from=values["valid_from"],
+            valid_until=values["valid_until"],
+            zone_ids=tuple(z.id for z in zones),
+            volume=values["volume"],
+            org_unit_id=values["org_unit_id"],
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProgrammeError(422, f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
+def _clip_ref(clip: Clip) -> ClipRef:
+    return ClipRef(sha256=clip.sha256, duration_s=clip.duration_s, size_bytes=clip.size_bytes)
+
+
+def check_fields(
+    db: Session, *, fields: dict[str, Any], user: User, now: datetime, programme_id: int = 0
+) -> CheckedFields:
+    """Validate a full set of programme fields; raise ProgrammeError saying what is wrong."""
+    unit = _org_unit(db, fields.get("org_unit_id"), user)
+    clips = _load_clips(db, list(fields.get("clip_ids") or []))
+    zones = _load_zones(db, list(fields.get("zone_ids") or []), unit)
+    values = {
+        "title": str(fields["title"]).strip(),
+        "description": fields.get("description") or "",
+        "priority": Priority(fields.get("priority") or Priority.NORMAL),
+        "volume": fields.get("volume"),
+        "org_unit_id": unit.id,
+        **_timing(fields, now),
+    }
+    if not values["title"]:
+        raise ProgrammeError(422, "Give the programme a title.")
+    spec = _make_spec(programme_id=programme_id, values=values, clips=clips, zones=zones)
+    if spec.is_recurring and not lifecycle.plays_after(spec, now=now):
+        raise ProgrammeError(422, "This recurrence never plays from now on; check its dates.")
+    return CheckedFields(values=values, clips=clips, zones=zones, spec=spec)
+
+
+def to_spec(programme: Programme) -> ProgrammeSpec | None:
+    """The domain view of a stored programme; None when it has no clips or zones left."""
+    if not programme.clips or not programme.zones:
+        return None
+    return ProgrammeSpec(
+        id=programme.id,
+        title=programme.title,
+        priority=Priority(programme.priority),
+        items=tuple(_clip_ref(pc.clip) for pc in programme.clips),
+        start=programme.start,
+        dtstart=programme.dtstart,
+        rrule=programme.rrule,
+        valid_from=programme.valid_from,
+        valid_until=programme.valid_until,
+        zone_ids=tuple(z.id for z in programme.zones),
+        volume=programme.volume,
+        org_unit_id=programme.org_unit_id,
+    )
+
+
+def specs_of(programmes: Iterable[Programme]) -> list[ProgrammeSpec]:
+    return [s for s in (to_spec(p) for p in programmes) if s is not None]
