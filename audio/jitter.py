@@ -1,0 +1,246 @@
+"""Jitter buffer and playout scheduler for live frames; pure: every call is told the time.
+
+Frames arrive as (seq, server-clock capture time, payload). Frame `n` must reach the output
+device at `capture_n + playout_delay - output_latency` (server clock), so that it is heard at
+`capture_n + playout_delay` on every device alike. The caller repeatedly asks `pull(now=...)`
+for the next chunk to write, where `now` is the server-clock instant at which the device will
+consume the first sample of that chunk. The buffer answers with audio aligned to the sample:
+
+* too early (first start, or the clock jumped back): silence up to the exact instant;
+* slightly off (clock drift between the device's sample clock and the server clock):
+  one sample inserted or dropped at most every 10 ms, by averaging neighbours (inaudible);
+* far behind (clock jumped forward, a stall): skip ahead in the stream in one go.
+
+A live receiver loops: `pcm = buffer.pull(now=server_now(sink.next_sample_monotonic()))`,
+then `await sink.write(pcm)`; the sink's pacing sets the rhythm.
+
+Capture times are read as a regular timeline (seq x frame duration from the first frame),
+slowly corrected by the stamps themselves, so stamping jitter does not reach the output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, as_pcm, silence
+
+# Weight of each new capture stamp in the timeline correction (about 64 frames of memory).
+_STAMP_SMOOTHING = 1.0 / 64.0
+
+
+class Arrival(Enum):
+    """What `push` did with a frame."""
+
+    ACCEPTED = "accepted"
+    REORDERED = "reordered"  # accepted, but it came after a later frame
+    DUPLICATE = "duplicate"
+    LATE = "late"  # its slot was already played (or concealed)
+    FUTURE = "future"  # absurdly far ahead: ignored, nothing allocated
+
+
+@dataclass
+class JitterStats:
+    """Counters since the buffer was created."""
+
+    received: int = 0
+    played: int = 0
+    concealed: int = 0
+    late: int = 0
+    dropped_future: int = 0
+    reordered: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # frames jumped over when far behind
+    inserted_samples: int = 0
+    dropped_samples: int = 0
+    resyncs: int = 0
+
+
+class JitterBuffer:
+    """Reorder live frames and hand out sample-aligned audio for the device (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        decode: Callable[[bytes | None], Pcm],
+        playout_delay_s: float,
+        output_latency_s: float = 0.0,
+        frame_samples: int = FRAME_SAMPLES,
+        sample_rate: int = SAMPLE_RATE,
+        max_ahead_s: float = 10.0,
+        tolerance_s: float = 0.0002,
+        resync_s: float = 0.06,
+        correction_interval_s: float = 0.010,
+    ) -> None:
+        self.stats = JitterStats()
+        self._decode = decode
+        self._frame = frame_samples
+        self._rate = sample_rate
+        self._frame_s = frame_samples / sample_rate
+        self._lead_s = playout_delay_s - output_latency_s
+        self._max_ahead = max(1, math.ceil(max_ahead_s / self._frame_s))
+        self._tolerance_s = tolerance_s
+        self._resync_s = resync_s
+        self._max_corrections = max(1, round(self._frame_s / correction_interval_s))
+        self._frames: dict[int, bytes] = {}
+        self._highest_seq: int | None = None
+        self._anchor: tuple[int, float] | None = None  # (seq, capture time) of the first frame
+        self._stamp_residual = 0.0
+        # Read cursor: frame `_seq`, sample `_offset` in it; `_current` is its decoded audio.
+        self._seq: int | None = None
+        self._offset = 0
+        self._current: Pcm | None = None
+        self._aligned = False
+        self.error_s: float | None = None  # last `now - due time` of the cursor (+ = late)
+
+    @property
+    def buffered(self) -> int:
+        """Frames waiting to be played."""
+        return len(self._frames)
+
+    def push(self, seq: int, capture_time: float, payload: bytes, *, now: float) -> Arrival:
+        """Store a received frame unless it is late, a duplicate or absurdly far ahead."""
+        self.stats.received += 1
+        if self._seq is not None:
+            absurd = seq - self._seq > self._max_ahead
+        else:  # not playing yet: judge by the first frame, either way
+            absurd = self._anchor is not None and abs(seq - self._anchor[0]) > self._max_ahead
+        if absurd:
+            self.stats.dropped_future += 1
+            return Arrival.FUTURE
+        if self._seq is not None and (
+            seq < self._seq or (seq == self._seq and self._current is not None)
+        ):
+            self.stats.late += 1
+            return Arrival.LATE
+        if seq in self._frames:
+            self.stats.duplicates += 1
+            return Arrival.DUPLICATE
+        self._frames[seq] = payload
+        self._learn_stamp(seq, capture_time)
+        if self._highest_seq is not None and seq < self._highest_seq:
+            self.stats.reordered += 1
+            return Arrival.REORDERED
+        self._highest_seq = seq
+        return Arrival.ACCEPTED
+
+    def pull(self, *, now: float) -> Pcm:
+        """Audio for the device from server-clock instant `now` on (usually one frame)."""
+        seq = self._seq if self._seq is not None else self._first_seq()
+        if seq is None:
+            return silence(self._frame)  # nothing received yet
+        error = now - self._due_time(seq, self._offset)
+        self.error_s = error
+        if error < -self._resync_s or (not self._aligned and error * self._rate < -0.5):
+            # Early: play silence exactly up to the instant the stream is due. Until then the
+            # first frame is not chosen, so an earlier one arriving late can still lead.
+            if self._aligned:
+                self.stats.resyncs += 1
+                self._aligned = False
+            return silence(min(self._frame, round(-error * self._rate)))
+        self._seq = seq
+        if error > self._resync_s:
+            self.stats.resyncs += 1
+            self._skip(round(error * self._rate))
+            error = now - self._due_time(self._seq, self._offset)
+            self.error_s = error
+        self._aligned = True
+        corrections = 0
+        excess = abs(error) - self._tolerance_s
+        if excess > 0:
+            corrections = min(self._max_corrections, math.ceil(excess * self._rate))
+        if corrections and error > 0:
+            self.stats.dropped_samples += corrections
+            return _drop_samples(self._take(self._frame + corrections), corrections)
+        if corrections:
+            self.stats.inserted_samples += corrections
+            return _insert_samples(self._take(self._frame - corrections), corrections)
+        return self._take(self._frame)
+
+    def _first_seq(self) -> int | None:
+        """Lowest buffered sequence number before playout starts."""
+        return min(self._frames) if self._frames else None
+
+    def _learn_stamp(self, seq: int, capture_time: float) -> None:
+        """Fold one capture stamp into the timeline; outliers (> resync) are ignored."""
+        if self._anchor is None:
+            self._anchor = (seq, capture_time)
+            return
+        expected = self._anchor[1] + (seq - self._anchor[0]) * self._frame_s
+        residual = capture_time - expected
+        if abs(residual - self._stamp_residual) < self._resync_s:
+            self._stamp_residual += (residual - self._stamp_residual) * _STAMP_SMOOTHING
+
+    def _due_time(self, seq: int, offset: int) -> float:
+        """Server-clock instant sample `offset` of frame `seq` must reach the device."""
+        assert self._anchor is not None
+        anchor_seq, anchor_time = self._anchor
+        return (
+            anchor_time
+            + self._stamp_residual
+            + self._lead_s
+            + (seq - anchor_seq) * self._frame_s
+            + offset / self._rate
+        )
+
+    def _take(self, n_samples: int) -> Pcm:
+        """The next `n_samples` of the stream, decoding (or concealing) frames as needed."""
+        assert self._seq is not None
+        parts: list[Pcm] = []
+        while n_samples > 0:
+            if self._current is None:
+                payload = self._frames.pop(self._seq, None)
+                if payload is None:
+                    self.stats.concealed += 1
+                else:
+                    self.stats.played += 1
+                self._current = _fit(as_pcm(self._decode(payload)), self._frame)
+            piece = self._current[self._offset : self._offset + n_samples]
+            parts.append(piece)
+            n_samples -= len(piece)
+            self._offset += len(piece)
+            if self._offset >= self._frame:
+                self._seq, self._offset, self._current = self._seq + 1, 0, None
+        return np.concatenate(parts) if parts else silence(0)
+
+    def _skip(self, n_samples: int) -> None:
+        """Jump the cursor `n_samples` ahead; whole frames are dropped without decoding."""
+        assert self._seq is not None
+        while n_samples > 0:
+            if self._offset == 0 and self._current is None and n_samples >= self._frame:
+                if self._frames.pop(self._seq, None) is not None:
+                    self.stats.skipped += 1
+                self._seq += 1
+                n_samples -= self._frame
+            else:
+                n_samples -= len(self._take(min(n_samples, self._frame - self._offset)))
+
+
+def _fit(pcm: Pcm, length: int) -> Pcm:
+    """Pad or cut a decoded frame to the frame length, so the timeline never slips."""
+    if len(pcm) >= length:
+        return pcm[:length]
+    return np.concatenate([pcm, silence(length - len(pcm))])
+
+
+def _drop_samples(pcm: Pcm, count: int) -> Pcm:
+    """Remove `count` samples spread evenly, each by merging two neighbours into their mean."""
+    out = pcm.astype(np.int32)
+    keep = np.ones(len(out), dtype=bool)
+    for k in range(count):
+        i = (2 * k + 1) * len(out) // (2 * count) - 1
+        out[i] = (out[i] + out[i + 1]) // 2
+        keep[i + 1] = False
+    return out[keep].astype(np.int16)
+
+
+def _insert_samples(pcm: Pcm, count: int) -> Pcm:
+    """Add `count` samples spread evenly, each the mean of its two neighbours."""
+    src = pcm.astype(np.int32)
+    positions = [(2 * k + 1) * len(src) // (2 * count) for k in range(count)]
+    means = [(src[p - 1] + src[p]) // 2 for p in positions]
+    return np.insert(src, positions, means).astype(np.int16)
