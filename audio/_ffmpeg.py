@@ -42,7 +42,8 @@ def timeout_for(duration_s: float | None) -> float:
     """A generous time budget for one pass over audio of this length (None: unknown)."""
     if duration_s is None or duration_s <= 0:
         return 3600.0
-    # Each pass runs at well over 10x real time on a Pi-class core; leave slack for load.
+    # A pass runs at 100x real time or more on the 2-core dev box; /5 leaves room for a
+    # slow or busy server without letting a stuck process hang a worker for ever.
     return 60.0 + duration_s / 5.0
 
 

@@ -106,12 +106,14 @@ def _real_duration(path: Path, *, header_s: float | None) -> float:
     decoded_s = decoded / 2 / DECODE_CHECK_RATE
     if decoded_s <= 0:
         raise UnreadableAudio(detail=result.detail or "no samples decoded")
-    if decoded_s < DECODE_CHECK_S - 0.05:
-        return decoded_s  # the decode reached the end: this is exact
-    last_start = max(_last_packet_time(progress_text), decoded_s)
-    if header_s is not None and last_start <= header_s <= last_start + LAST_PACKET_MAX_S:
+    last_start = _last_packet_time(progress_text)
+    ends = max(last_start, decoded_s)
+    if header_s is not None and ends <= header_s <= ends + LAST_PACKET_MAX_S:
         return header_s  # the header agrees with the packets and also counts the last one
-    return last_start
+    whole_file_decoded = decoded_s < DECODE_CHECK_S - 0.5
+    if whole_file_decoded and last_start <= decoded_s + LAST_PACKET_MAX_S:
+        return decoded_s  # exact: every sample was decoded
+    return ends
 
 
 def _last_packet_time(progress: str) -> float:
