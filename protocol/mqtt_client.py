@@ -234,7 +234,8 @@ class MqttLink:
             # The broker hung up before CONNACK: do not sit out the whole connect timeout.
             self._connack.set_exception(ConnectionResetError(f"closed before CONNACK ({code})"))
         if self.connected.is_set():
-            log.warning("%s: disconnected from broker (%s)", self.client_id, code)
+            level = logging.INFO if self._stopping else logging.WARNING
+            log.log(level, "%s: disconnected from broker (%s)", self.client_id, code)
         self.connected.clear()
         self._lost.set()
 

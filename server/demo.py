@@ -123,7 +123,7 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
             children.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "edge_agent", "run", "--sim", "--config", str(path)],
-                    env=env,
+                    env={"LOA_AGENT_LOG_LEVEL": "WARNING", **env},
                     start_new_session=True,
                 )
             )

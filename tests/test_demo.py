@@ -1,0 +1,44 @@
+"""`loa-server demo` brings 12 simulated clusters online and leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.broker.process import free_port
+
+
+@pytest.mark.skipif(
+    not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()),
+    reason="mosquitto is not installed (make test installs it with apt-get)",
+)
+def test_demo_brings_all_devices_online_and_stops_cleanly(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LOA_DATA_DIR": str(tmp_path / "var"),
+        "LOA_HTTP_PORT": str(free_port()),
+        "LOA_MQTT_PORT": str(free_port()),
+    }
+    env.pop("LOA_ADMIN_PASSWORD", None)
+    env.pop("LOA_MQTT_PASSWORD", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "demo", "--until-online"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "12/12 devices online" in out
+    assert "sign in as: admin / " in out
+    assert "stopped." in out
+    # Nothing the demo started survives it.
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in ps
