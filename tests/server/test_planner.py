@@ -40,6 +40,14 @@ class ScheduleInbox:
         """The newest document received."""
         return self.messages[-1].document
 
+    def has_items(self) -> bool:
+        """True once a document with playback items arrived.
+
+        Zone and device changes trigger planning passes of their own, so an empty
+        document may arrive before the one the test is waiting for.
+        """
+        return bool(self.messages) and bool(self.messages[-1].document.items)
+
     def version(self) -> int:
         """The newest version received (0 before any)."""
         return self.messages[-1].document.version if self.messages else 0
@@ -63,9 +71,10 @@ def test_an_approved_programme_reaches_the_device_as_a_retained_versioned_schedu
     # The device connects after the publication: the broker hands it the retained document.
     inbox = ScheduleInbox()
     world.connect(uid, password, inbox, [device_topic(uid, TopicKind.SCHEDULE)])
-    assert wait(lambda: inbox.version() >= 1)
+    assert wait(inbox.has_items)
     doc = inbox.latest
     first = doc.version
+    received = len(inbox.messages)
     window = plan_window(NOW, horizon_days=7)
     assert (doc.device_id, doc.horizon_start, doc.horizon_end) == (uid, *window)
     assert len(doc.items) == 7  # 05:00 local from 03-04 (dtstart) to 03-10 (end of window)
@@ -77,7 +86,7 @@ def test_an_approved_programme_reaches_the_device_as_a_retained_versioned_schedu
     result = world.planner.run_once()
     assert result is not None and result.documents == [] and result.unchanged >= 1
     time.sleep(0.3)
-    assert inbox.version() == first and len(inbox.messages) == 1
+    assert inbox.version() == first and len(inbox.messages) == received
     # A change does: a second programme gives the next version, with both.
     world.approved(**daily([clip.id], [zone], hour=17, title="Bản tin chiều"))
     assert wait(lambda: inbox.version() == first + 1)
@@ -93,7 +102,7 @@ def test_the_schedule_endpoint_shows_the_reported_version(sqlite_world: World) -
     device_id, uid, inbox = _device_with_inbox(w, org)
     zone = w.zone(org, device_ids=[device_id])
     w.approved(**one_off([w.clip().id], [zone], at=NOW + timedelta(hours=2)))
-    assert wait(lambda: inbox.version() >= 1)
+    assert wait(inbox.has_items)
     birth = Birth(conn_id="c1", agent_version="t", firmware_profile="sim", boot_time=0,
                   schedule_version=inbox.version())  # fmt: skip
     w.clients[0].publish(device_topic(uid, TopicKind.STATUS), encode(birth), qos=1, retain=True)
@@ -183,7 +192,7 @@ def test_a_second_planner_on_the_same_database_does_not_plan(sqlite_world: World
         device_id, _uid, inbox = _device_with_inbox(w, org)
         zone = w.zone(org, device_ids=[device_id])
         w.approved(**one_off([w.clip().id], [zone], at=NOW + timedelta(hours=1)))
-        assert wait(lambda: inbox.version() >= 1)
+        assert wait(inbox.has_items)
         before = inbox.version()
         # A change made in "another process": its request is left in the database ...
         w.set_zone_devices(zone, [])
