@@ -45,3 +45,19 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     bad = tmp_path / "x.py"
     bad.write_text("from server.app import create_app\nimport fastapi\n")
     assert _imports(bad) == {"server", "fastapi"}
+
+
+def test_the_edge_install_pulls_no_server_packages() -> None:
+    """`pip install loa[edge]` = base dependencies + the edge extra: none of the server's."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    edge = project["dependencies"] + project["optional-dependencies"]["edge"]
+    names = {
+        d.split(">")[0].split("=")[0].split("[")[0].split("<")[0].strip().lower() for d in edge
+    }
+    assert not names & {"fastapi", "sqlalchemy", "apscheduler", "alembic", "uvicorn", "starlette"}
+    server = {
+        d.split(">")[0].split("[")[0].lower() for d in project["optional-dependencies"]["server"]
+    }
+    assert {"fastapi", "sqlalchemy", "apscheduler", "alembic"} <= server
