@@ -1,4 +1,4 @@
-"""The agent: one MQTT link, birth and will, desired state, commands and telemetry."""
+"""The agent: one MQTT link, birth and will, desired state, commands, telemetry, playout."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from audio.clock import Clock, SystemClock
+from audio.sinks import AudioSink
 from edge_agent import agent_version
 from edge_agent.commands import RECENT_COMMANDS, CommandRefused, tone_seconds_arg, volume_arg
 from edge_agent.hardware import Hardware, HardwareError
+from edge_agent.localdb import LocalDbError
+from edge_agent.output import make_sink_factory
+from edge_agent.runtime import PlayoutRuntime
 from edge_agent.settings import AgentSettings
 from edge_agent.store import HeldState, StateStore
 from edge_agent.telemetry import Sensors
@@ -62,6 +67,9 @@ class Agent:
         hardware: Hardware,
         sensors: Sensors,
         clock: Callable[[], float] = time.time,
+        timing_clock: Clock | None = None,
+        sim: bool = False,
+        open_sink: Callable[[], AudioSink] | None = None,
     ) -> None:
         self.settings = settings
         self.device_id = settings.device_id
@@ -83,6 +91,8 @@ class Agent:
         self._hardware_lock = asyncio.Lock()
         self._recent_commands: deque[str] = deque(maxlen=RECENT_COMMANDS)
         self._command_tasks: set[asyncio.Task[None]] = set()
+        # Set once the broker has handled this connection's subscriptions (see _confirm_birth).
+        self.subscribed = asyncio.Event()
         self.link = MqttLink(
             client_id=self.device_id,
             host=settings.mqtt_host,
@@ -99,6 +109,22 @@ class Agent:
         )
         for kind in (TopicKind.STATE, TopicKind.COMMAND):
             self.link.subscribe(self._topics[kind], SPECS[kind].qos)
+        self.timing_clock: Clock = timing_clock or SystemClock()
+        self.runtime = PlayoutRuntime(
+            settings=settings,
+            profile=profile,
+            hardware=hardware,
+            link=self.link,
+            clock=self.timing_clock,
+            open_sink=open_sink
+            or make_sink_factory(
+                profile=profile, data_dir=settings.state_dir, sim=sim, clock=self.timing_clock
+            ),
+            desired_volume=lambda: (self._capped(self.held.volume), self.held.muted),
+            set_volume=self._set_player_volume,
+            reject=self._reject,
+            on_schedule=self._schedule_applied,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -115,11 +141,20 @@ class Agent:
             self.settings.state_dir,
         )
         await self._set_volume(self._capped(self.held.volume))
+        try:
+            await self.runtime.start()
+        except LocalDbError as exc:
+            log.error("%s: %s", self.device_id, exc)
+            await self._close_hardware()
+            return 1
+        self.runtime.set_zones(self.held.zone_ids)
+        self.held = self.held.model_copy(update={"schedule_version": self.runtime.schedule_version})
         link_task = asyncio.create_task(self.link.run(), name=f"{self.device_id}-link")
         helpers = [
             asyncio.create_task(self._process_inbox()),
             asyncio.create_task(self._telemetry_loop()),
             asyncio.create_task(self._watch_refusals()),
+            *(asyncio.create_task(coro) for coro in self.runtime.coroutines()),
         ]
         stop_task = asyncio.create_task(self._stop.wait())
         try:
@@ -141,6 +176,7 @@ class Agent:
             link_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await link_task
+            await asyncio.to_thread(self.runtime.close)
             await self._close_hardware()
             log.info("%s: stopped (exit code %s)", self.device_id, self.exit_code)
         return self.exit_code
@@ -167,9 +203,13 @@ class Agent:
             self.settings.mqtt_port,
             conn_id,
         )
+        self.subscribed.clear()
         self._publish_birth()
+        self.runtime.connected()
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if self.runtime.route_now(topic, payload):
+            return  # clock answers and clip chunks: handled on arrival, not queued
         try:
             self._inbox.put_nowait((topic, payload))
         except asyncio.QueueFull:
@@ -196,9 +236,19 @@ class Agent:
             state_version=self.held.state_version,
             schedule_version=self.held.schedule_version,
         )
-        self.link.publish(self._status(birth))
         self.births += 1
+        self._track(self._confirm_birth(self._status(birth)))
         return True
+
+    async def _confirm_birth(self, birth: Outgoing) -> None:
+        # The broker handles one client's packets in order and the subscriptions went out
+        # before the birth: its PUBACK proves they are active.
+        try:
+            await self.link.publish_wait(birth, timeout=10)
+        except PublishError as exc:
+            log.warning("%s: birth not acknowledged: %s", self.device_id, exc)
+            return
+        self.subscribed.set()
 
     async def _send_ack(self, ack: Ack) -> None:
         spec = SPECS[TopicKind.ACK]
@@ -220,6 +270,8 @@ class Agent:
                 log.exception("%s: failed to handle a message on %s", self.device_id, topic)
 
     async def _handle(self, topic: str, payload: bytes) -> None:
+        if await self.runtime.handle(topic, payload):
+            return
         if topic == self._topics[TopicKind.STATE]:
             kind = TopicKind.STATE
         elif topic == self._topics[TopicKind.COMMAND]:
@@ -253,6 +305,7 @@ class Agent:
                 "volume": state.volume,
                 "muted": state.muted,
                 "telemetry_interval_s": float(state.telemetry_interval_s),
+                "zone_ids": tuple(state.zone_ids),
             }
         )
         try:
@@ -269,7 +322,12 @@ class Agent:
             )
         interval_changed = new.telemetry_interval_s != self.held.telemetry_interval_s
         self.held = new
-        await self._set_volume(self._capped(new.volume))
+        self.runtime.set_zones(new.zone_ids)
+        player = self.runtime.player
+        player.nudge()
+        if not player.busy:  # an item playing keeps its volume (emergency!) until it ends
+            await self._set_volume(self._capped(new.volume))
+            player.forget_volume()
         if interval_changed:
             self._interval_changed.set()
         log.info(
@@ -357,6 +415,13 @@ class Agent:
             finally:
                 if switched:
                     await asyncio.to_thread(self.hardware.set_amplifier, False)
+
+    def _schedule_applied(self, version: int) -> None:
+        self.held = self.held.model_copy(update={"schedule_version": version})
+        self._publish_birth()  # the retained status shows the schedule version now held
+
+    async def _set_player_volume(self, percent: int) -> None:
+        await self._set_volume(percent)
 
     def _capped(self, volume: int) -> int:
         return min(volume, self.profile.volume.max)

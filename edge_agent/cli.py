@@ -92,7 +92,12 @@ def run(
     --config file (the variable wins): device_id, mqtt_host, mqtt_port (1883), mqtt_password,
     firmware_profile (see `loa-agent profiles`; "sim" with --sim), data_dir
     (./var/agent/DEVICE_ID), keepalive_s (15), telemetry_interval_s (30), min_backoff_s (1),
-    max_backoff_s (60), connect_timeout_s (10), log_level (INFO).
+    max_backoff_s (60), connect_timeout_s (10), log_level (INFO), clip_quota_mb (2048),
+    clip_holdoff_s (5), clip_retry_max_s (300), clock_sync_interval_s (30),
+    clock_sync_window_s (600), player_lead_s (1), slot_grace_s (300), event_resend_s (30).
+
+    With --sim, audio is recorded to DATA_DIR/sim/output.wav with one JSON line per
+    segment and item (when it was heard) in DATA_DIR/sim/plays.jsonl.
 
     Exit codes: 0 stopped; 2 bad settings, profile or hardware setup (fix it, then start
     again); 75 the server asked for a restart (restart the service).
@@ -119,7 +124,9 @@ def run(
     )
 
     async def main() -> int:
-        agent = Agent(settings=settings, profile=profile, hardware=hardware, sensors=sensors)
+        agent = Agent(
+            settings=settings, profile=profile, hardware=hardware, sensors=sensors, sim=sim
+        )
         return await _run_until_signalled(agent)
 
     raise typer.Exit(asyncio.run(main()))

@@ -101,6 +101,7 @@ class Fleet:
                 profile=profile,
                 hardware=SimHardware(),
                 sensors=SimulatedSensors(device_id=c.device_id),
+                sim=True,
             )
             for c in credentials
         ]
@@ -131,6 +132,7 @@ class Fleet:
                 profile=agent.profile,
                 hardware=agent.hardware,
                 sensors=agent.sensors,
+                sim=True,
             )
         return 0
 

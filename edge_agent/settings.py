@@ -46,6 +46,24 @@ class AgentSettings(BaseSettings):
     max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    clip_quota_mb: float = Field(
+        default=2048, gt=0, description="disk for clips; unpinned ones are evicted beyond it"
+    )
+    clip_holdoff_s: float = Field(
+        default=5.0, gt=0, le=600, description="wait for a zone publication before asking"
+    )
+    clip_retry_max_s: float = Field(default=300.0, gt=0, le=3600)
+    clock_sync_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    clock_sync_window_s: float = Field(default=600.0, gt=0, le=86400)
+    player_lead_s: float = Field(
+        default=1.0, ge=0.1, le=30, description="how far ahead the player decides and decodes"
+    )
+    slot_grace_s: float = Field(
+        default=300.0, ge=0, le=86400, description="how late an item may still end"
+    )
+    event_resend_s: float = Field(
+        default=30.0, gt=0, le=3600, description="re-send unacknowledged events after this"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -25,6 +25,7 @@ class HeldState(BaseModel):
     muted: bool = False
     telemetry_interval_s: float | None = Field(default=None, ge=1, le=3600)
     schedule_version: int | None = Field(default=None, ge=1)
+    zone_ids: tuple[int, ...] = ()  # whose clip topics to read, from the desired state
 
 
 class StateStore:

@@ -103,6 +103,44 @@ class Command(Message):
         return now >= self.expires_at
 
 
+LivePriority = Literal["normal", "priority", "emergency"]
+
+
+class LiveJoin(Message):
+    """Start playing a live session: subscribe to `topic` and play its frames in sync."""
+
+    type: Literal["live_join"] = "live_join"
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    session_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+    topic: Annotated[str, Field(min_length=1, max_length=200)]
+    codec: Literal["opus"] = "opus"
+    sample_rate: Literal[48000] = 48000
+    frame_ms: Literal[20] = 20
+    # Heard at capture time + playout_delay_ms on every device alike.
+    playout_delay_ms: Annotated[int, Field(ge=50, le=10_000)] = 500
+    priority: LivePriority = "normal"
+    volume: Annotated[int, Field(ge=0, le=100)] | None = None
+    expires_at: float
+
+    def expired(self, now: float) -> bool:
+        """True when the join must no longer be carried out."""
+        return now >= self.expires_at
+
+
+class LiveLeave(Message):
+    """Stop playing a live session (it ended, or the device left the targeted zones)."""
+
+    type: Literal["live_leave"] = "live_leave"
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    session_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+    reason: Annotated[str, Field(max_length=300)] = ""
+    expires_at: float
+
+    def expired(self, now: float) -> bool:
+        """True when the leave is stale (the receiver also ends sessions that go silent)."""
+        return now >= self.expires_at
+
+
 class Ack(Message):
     """A device's answer to one command."""
 
@@ -128,7 +166,8 @@ class PlayEvent(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     seq: Annotated[int, Field(ge=1)]
-    kind: Literal["play"] = "play"
+    # "live": a live session heard by the device; item_id is "live:<session id>".
+    kind: Literal["play", "live"] = "play"
     item_id: Annotated[str, Field(min_length=1, max_length=200)]
     programme_id: int | None = None
     priority: Literal["normal", "priority", "emergency"] = "normal"
@@ -139,6 +178,13 @@ class PlayEvent(BaseModel):
     reason: Annotated[str, Field(max_length=300)] = ""
     clock_offset_ms: float | None = None
     clock_error_ms: float | None = None
+    # Live proof (kind "live" only): planned_start = joined at, actual_start = first frame
+    # heard, ended_at = left at; the counts are also summarised in `reason`.
+    session_id: Annotated[str, Field(max_length=40)] | None = None
+    frames_played: Annotated[int, Field(ge=0)] | None = None
+    frames_concealed: Annotated[int, Field(ge=0)] | None = None
+    frames_late: Annotated[int, Field(ge=0)] | None = None
+    frames_dropped: Annotated[int, Field(ge=0)] | None = None
 
 
 class EventBatch(Message):
@@ -182,6 +228,7 @@ class TimeResponse(Message):
 
 
 StatusMessage = Annotated[Birth | Offline, Field(discriminator="type")]
+CommandMessage = Annotated[Command | LiveJoin | LiveLeave, Field(discriminator="type")]
 
 # Which message types may appear on which topic kind.
 _ADAPTERS: dict[TopicKind, TypeAdapter[Any]] = {
@@ -189,7 +236,7 @@ _ADAPTERS: dict[TopicKind, TypeAdapter[Any]] = {
     TopicKind.TELEMETRY: TypeAdapter(Telemetry),
     TopicKind.ACK: TypeAdapter(Ack),
     TopicKind.STATE: TypeAdapter(DesiredState),
-    TopicKind.COMMAND: TypeAdapter(Command),
+    TopicKind.COMMAND: TypeAdapter(CommandMessage),
     TopicKind.SCHEDULE: TypeAdapter(ScheduleMessage),
     TopicKind.EVENTS: TypeAdapter(EventBatch),
     TopicKind.EVENTS_ACK: TypeAdapter(EventAck),
@@ -221,9 +268,15 @@ def decode(kind: TopicKind, payload: bytes) -> Any:
         raise ProtocolError("not_object", f"got {type(data).__name__}")
     if data.get("v") != PROTOCOL_VERSION:
         raise ProtocolError("bad_version", f"v={str(data.get('v'))[:20]!r}")
+    if kind is TopicKind.COMMAND and "type" not in data:
+        # Senders from before live audio omitted the type: it was always a command.
+        data["type"] = "command"
     try:
         return _ADAPTERS[kind].validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
+        loc = first["loc"]
+        if kind is TopicKind.COMMAND and loc:
+            loc = loc[1:]  # drop the union's branch tag ("command", "live_join"...)
+        where = ".".join(str(p) for p in loc) or "message"
         raise ProtocolError("invalid", f"{where}: {first['msg']}") from None

@@ -144,3 +144,41 @@ def parse_zone_clip_topic(topic: str) -> tuple[int, str]:
 def zone_filter(zone_id: int) -> str:
     """Everything published to a zone's devices (clips, live audio) lives below this."""
     return f"{PREFIX}/zone/{zone_id}/#"
+
+
+# -- live audio -----------------------------------------------------------------------------
+
+# Session ids are topic segments: short, lowercase, no wildcards.
+LIVE_SESSION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+LIVE_QOS = 0  # a late frame is useless: never re-sent, concealed by the receiver instead
+LIVE_MAX_PAYLOAD = 4020  # protocol.liveframe.MAX_FRAME_BYTES
+
+
+def check_live_session_id(session_id: str) -> str:
+    """Return session_id if it is a valid topic segment, else raise TopicError."""
+    if not LIVE_SESSION_ID_RE.fullmatch(session_id):
+        raise TopicError(
+            f"invalid live session id {session_id[:60]!r}: use 1-40 lowercase letters, "
+            "digits or '-', starting with a letter or digit"
+        )
+    return session_id
+
+
+def live_topic(zone_id: int, session_id: str) -> str:
+    """Where a live session's frames are published for the devices of one zone."""
+    return f"{PREFIX}/zone/{int(zone_id)}/live/{check_live_session_id(session_id)}"
+
+
+def parse_live_topic(topic: str) -> tuple[int, str]:
+    """Split loa/v1/zone/<zone>/live/<session> into (zone_id, session_id), or raise TopicError."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 6
+        or f"{parts[0]}/{parts[1]}" != PREFIX
+        or parts[2] != "zone"
+        or parts[4] != "live"
+        or not ZONE_ID_RE.fullmatch(parts[3])
+        or not LIVE_SESSION_ID_RE.fullmatch(parts[5])
+    ):
+        raise TopicError(f"not a live topic: {topic[:200]!r}")
+    return int(parts[3]), parts[5]

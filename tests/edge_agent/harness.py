@@ -206,6 +206,8 @@ async def running(agent: Agent, *, wait_connected: bool = True) -> AsyncIterator
     try:
         if wait_connected:
             await asyncio.wait_for(agent.link.connected.wait(), 10)
+            # Connected is not subscribed: a message sent now could beat the SUBSCRIBE.
+            await asyncio.wait_for(agent.subscribed.wait(), 10)
         yield agent
     finally:
         agent.request_stop()

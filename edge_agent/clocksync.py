@@ -1,0 +1,206 @@
+"""The device's offset to the server clock, estimated NTP-style over MQTT.
+
+Local time here is the *monotonic* clock, so a step of the Pi's wall clock (NTP catching up
+after boot) never moves a planned start: the estimate is `server time - monotonic time`.
+From each probe (t0 and t3 local, t1 and t2 on the server):
+
+    offset = ((t1 - t0) + (t2 - t3)) / 2        delay = (t3 - t0) - (t2 - t1)
+
+A probe that waited in a queue on either side has a large delay and a skewed offset, so
+the estimate is the median offset of the smallest-delay samples in a sliding window (the
+fastest quarter, at least three, of which those within twice the fastest delay + 1 ms),
+and its error bound is half the smallest delay (the offset of a sample is off by at most
+half its delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import statistics
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from audio.clock import Clock
+from protocol import TimeRequest, TimeResponse
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 10.0
+BURST = 8  # probes right after a (re)connect, so the first estimate comes quickly
+BURST_GAP_S = 0.2
+NEAR_FASTEST_S = 0.001
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """One probe's result, in seconds."""
+
+    at: float  # local monotonic time of t3
+    offset: float
+    delay: float
+
+
+@dataclass(frozen=True)
+class ClockEstimate:
+    """Offset (server - local monotonic) and its error bound, in seconds."""
+
+    offset: float
+    error: float
+    samples: int
+
+
+class OffsetEstimator:
+    """Keeps the recent samples; the estimate is the median of the lowest-delay ones."""
+
+    def __init__(
+        self, *, window_s: float, best_fraction: float = 0.25, min_best: int = 3, limit: int = 256
+    ) -> None:
+        self.window_s = window_s
+        self.best_fraction = best_fraction
+        self.min_best = min_best
+        self._samples: deque[ClockSample] = deque(maxlen=limit)
+
+    def add(self, *, t0: float, t1: float, t2: float, t3: float) -> ClockSample | None:
+        """Add one probe (t0, t3 local; t1, t2 server); None if it is impossible and dropped."""
+        delay = (t3 - t0) - (t2 - t1)
+        if t3 < t0 or t2 < t1 or delay < 0:
+            return None  # a reordered or forged answer: no physical exchange looks like this
+        sample = ClockSample(at=t3, offset=((t1 - t0) + (t2 - t3)) / 2, delay=delay)
+        self._samples.append(sample)
+        return sample
+
+    def estimate(self, now: float) -> ClockEstimate | None:
+        """The current estimate from samples taken within the window, or None."""
+        while self._samples and now - self._samples[0].at > self.window_s:
+            self._samples.popleft()
+        if not self._samples:
+            return None
+        ranked = sorted(self._samples, key=lambda s: s.delay)
+        keep = max(self.min_best, round(len(ranked) * self.best_fraction))
+        # Of those, only the ones nearly as fast as the fastest: with few samples a "best
+        # three" can still hold two that queued, and their skew would drag the median.
+        limit = 2 * ranked[0].delay + NEAR_FASTEST_S
+        best = [s for s in ranked[:keep] if s.delay <= limit]
+        return ClockEstimate(
+            offset=statistics.median(s.offset for s in best),
+            error=best[0].delay / 2,
+            samples=len(self._samples),
+        )
+
+
+class ClockSync:
+    """Sends probes, reads answers and converts between server time and local monotonic time."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        send: Callable[[TimeRequest], bool],
+        interval_s: float,
+        window_s: float,
+    ) -> None:
+        self.clock = clock
+        self._send = send
+        self.interval_s = interval_s
+        self.estimator = OffsetEstimator(window_s=window_s)
+        self._pending: dict[str, float] = {}  # probe id -> local monotonic send time
+        self._estimate: ClockEstimate | None = None
+        self._burst = asyncio.Event()
+        self.probes_sent = 0
+        self.answers = 0
+
+    # -- conversions ------------------------------------------------------------------------
+
+    @property
+    def estimate(self) -> ClockEstimate | None:
+        """The latest estimate, or None before the first answer."""
+        return self._estimate
+
+    def offset(self) -> float:
+        """server time - local monotonic time; the local wall clock stands in before any answer."""
+        if self._estimate is not None:
+            return self._estimate.offset
+        return self.clock.time() - self.clock.monotonic()
+
+    def server_time(self, monotonic: float | None = None) -> float:
+        """Server Unix time at a local monotonic instant (default: now)."""
+        mono = self.clock.monotonic() if monotonic is None else monotonic
+        return mono + self.offset()
+
+    def to_monotonic(self, server_time: float) -> float:
+        """The local monotonic instant of a server Unix time."""
+        return server_time - self.offset()
+
+    def offset_ms(self) -> float | None:
+        """How far the server clock is ahead of this device's wall clock (ms), if measured."""
+        if self._estimate is None:
+            return None
+        wall_offset = self.clock.time() - self.clock.monotonic()
+        return (self._estimate.offset - wall_offset) * 1000
+
+    def error_ms(self) -> float | None:
+        """Error bound of the offset (ms), if measured."""
+        return None if self._estimate is None else self._estimate.error * 1000
+
+    # -- probes -----------------------------------------------------------------------------
+
+    def connected(self) -> None:
+        """Probe a few times right away after a (re)connect."""
+        self._burst.set()
+
+    def on_response(self, response: TimeResponse, *, received: float) -> None:
+        """An answer read at local monotonic time `received` (taken on arrival)."""
+        sent = self._pending.pop(response.id, None)
+        if sent is None:
+            return  # not ours, late or a duplicate
+        sample = self.estimator.add(t0=sent, t1=response.t1, t2=response.t2, t3=received)
+        if sample is None:
+            return
+        self.answers += 1
+        previous = self._estimate
+        self._estimate = self.estimator.estimate(received)
+        if previous is None and self._estimate is not None:
+            log.info(
+                "clock: first offset estimate %+.1f ms from the wall clock (error ±%.1f ms)",
+                self.offset_ms() or 0.0,
+                self._estimate.error * 1000,
+            )
+
+    def probe(self) -> bool:
+        """Send one probe; False if it could not be sent (not connected)."""
+        now = self.clock.monotonic()
+        self._pending = {k: t for k, t in self._pending.items() if now - t < PROBE_TIMEOUT_S}
+        probe_id = uuid.uuid4().hex[:16]
+        self._pending[probe_id] = now
+        if not self._send(TimeRequest(id=probe_id, t0=self.clock.time())):
+            self._pending.pop(probe_id, None)
+            return False
+        self.probes_sent += 1
+        return True
+
+    async def run(self) -> None:
+        """Probe in a burst after each connect, then once per interval (until cancelled)."""
+        while True:
+            if self._burst.is_set():
+                self._burst.clear()
+                # Jittered, so devices reconnecting together (after a broker restart) do
+                # not queue their probes behind each other's and skew every sample.
+                for _ in range(BURST):
+                    gap = BURST_GAP_S * random.uniform(0.5, 1.5)
+                    await self.clock.sleep_until(self.clock.monotonic() + gap)
+                    if not self.probe():
+                        break
+            else:
+                self.probe()
+            deadline = self.clock.monotonic() + self.interval_s
+            sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+            waker = asyncio.ensure_future(self._burst.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                waker.cancel()

@@ -1,0 +1,366 @@
+"""Live receiver: join a live session, buffer its frames, play them in sync, leave, prove it.
+
+A `live_join` command names one topic (the lowest targeted zone of this device, so frames
+never arrive twice). Frames are pushed into a JitterBuffer on arrival; a playout task writes
+`pull(now=server_now(sink.next_sample_monotonic()))` to the sink, so every device hears frame
+n at its capture time + playout delay on the server clock (the buffer subtracts the
+profile's output latency). At most one session plays: a new one preempts the current one
+only if it is of higher priority, or both are emergencies (the later wins, the earlier is
+told why with a second ack `ok=false`); otherwise the new one is refused with a reason.
+The scheduled player yields the sound card through `PlaybackArbiter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from audio.clock import Clock
+from audio.jitter import Arrival, JitterBuffer
+from audio.opus import OpusDecoder
+from audio.sinks import AudioSink, SinkError
+from protocol import Ack, LiveJoin, LiveLeave, LivePriority, TopicError, parse_live_topic
+from protocol.liveframe import FrameError, decode_frame
+
+log = logging.getLogger(__name__)
+
+RANK: dict[str, int] = {"normal": 0, "priority": 1, "emergency": 2}
+FRAME_S = 0.020
+RECENT_IDS = 256
+
+
+class Grant(NamedTuple):
+    """The player's answer to a live request."""
+
+    granted: bool
+    reason: str = ""
+
+
+class PlaybackArbiter(Protocol):
+    """Implemented by the scheduled player: gives the sound card to live audio, or refuses."""
+
+    def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+        """Stop (preempt or pause) scheduled playback for live audio, or say why not."""
+        ...
+
+    def release(self, *, session_id: str) -> None:
+        """Live audio is over: scheduled playback may resume."""
+        ...
+
+
+class AlwaysGrant:
+    """Default arbiter when nothing else plays: every request is granted (kept for tests)."""
+
+    def __init__(self) -> None:
+        self.holders: list[str] = []
+
+    def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+        """Grant and remember the holder."""
+        self.holders.append(session_id)
+        return Grant(True)
+
+    def release(self, *, session_id: str) -> None:
+        """Forget the holder."""
+        with contextlib.suppress(ValueError):
+            self.holders.remove(session_id)
+
+
+class LiveLink(Protocol):
+    """The part of MqttLink the receiver uses."""
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        """Subscribe now and after every reconnect."""
+        ...
+
+
+@dataclass
+class LiveProof:
+    """What one session did on this device (server-clock seconds)."""
+
+    session_id: str
+    priority: str
+    joined_at: float
+    first_frame_at: float | None = None
+    left_at: float | None = None
+    outcome: str = "played"
+    reason: str = ""
+    played: int = 0
+    concealed: int = 0
+    late: int = 0
+    dropped: int = 0
+
+
+@dataclass
+class _Session:
+    join: LiveJoin
+    buffer: JitterBuffer
+    proof: LiveProof
+    last_arrival: float  # local monotonic
+    last_due: float | None = None  # server time the last frame's slot ends at the sink
+    stop_reason: str | None = None
+    outcome: str = "played"
+    task: asyncio.Task[None] | None = None
+    pending: set[asyncio.TimerHandle] = field(default_factory=set)
+
+
+class LiveReceiver:
+    """Plays live sessions on one device (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        link: LiveLink,
+        clock: Clock,
+        server_now: Callable[[float], float],
+        open_sink: Callable[[], AudioSink],
+        send_ack: Callable[[Ack], Awaitable[None]],
+        arbiter: PlaybackArbiter | None = None,
+        record: Callable[..., Awaitable[Any]] | None = None,
+        set_volume: Callable[[int], Awaitable[None]] | None = None,
+        emergency_volume: int | None = None,
+        output_latency_s: float = 0.0,
+        idle_timeout_s: float = 5.0,
+        arrival_delay: Callable[[], float] | None = None,
+    ) -> None:
+        self.link = link
+        self.clock = clock
+        self.server_now = server_now  # local monotonic -> server Unix time (ClockSync)
+        self._open_sink = open_sink
+        self._send_ack = send_ack
+        self.arbiter: PlaybackArbiter = arbiter or AlwaysGrant()
+        self._record = record  # Outbox.record(item_id=, planned_start=, event=)
+        self._set_volume = set_volume
+        self.emergency_volume = emergency_volume
+        self.output_latency_s = output_latency_s
+        self.idle_timeout_s = idle_timeout_s
+        self._arrival_delay = arrival_delay  # simulated network delay (bench, tests)
+        self.current: _Session | None = None
+        self.proofs: list[LiveProof] = []
+        self.rejected: dict[str, int] = {}
+        self._recent: deque[str] = deque(maxlen=RECENT_IDS)
+        self._subscribed: set[str] = set()
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def handle(self, message: LiveJoin | LiveLeave) -> None:
+        """Carry out a live_join or live_leave and acknowledge it."""
+        if message.id in self._recent:
+            return  # QoS 1 may deliver twice; the first copy was acknowledged
+        self._recent.append(message.id)
+        now = self.server_now(self.clock.monotonic())
+        if message.expired(now):
+            late = now - message.expires_at
+            await self._ack(message.id, False, f"not carried out: expired {late:.1f} s ago")
+            return
+        if isinstance(message, LiveLeave):
+            await self._leave(message)
+        else:
+            await self._join(message)
+
+    async def _join(self, join: LiveJoin) -> None:
+        try:
+            parse_live_topic(join.topic)
+        except TopicError as exc:
+            await self._ack(join.id, False, str(exc))
+            return
+        cur = self.current
+        if cur is not None and cur.join.session_id == join.session_id:
+            await self._ack(join.id, True, "already playing this session")
+            return
+        if cur is not None:
+            new, old = RANK[join.priority], RANK[cur.join.priority]
+            if new < old or (new == old and join.priority != "emergency"):
+                why = (
+                    f"refused: live session {cur.join.session_id} ({cur.join.priority}) is playing"
+                )
+                await self._ack(join.id, False, why)
+                return
+        grant = self.arbiter.request_live(session_id=join.session_id, priority=join.priority)
+        if not grant.granted:
+            await self._ack(join.id, False, f"refused by the player: {grant.reason}")
+            return
+        if cur is not None:
+            await self._stop(cur, f"superseded by live session {join.session_id}", "preempted")
+        await self._start(join)
+        await self._ack(join.id, True, f"joined {join.topic}")
+
+    async def _leave(self, leave: LiveLeave) -> None:
+        cur = self.current
+        if cur is None or cur.join.session_id != leave.session_id:
+            await self._ack(leave.id, True, "not playing this session")
+            return
+        await self._stop(cur, leave.reason or "the server ended the session", "played")
+        await self._ack(leave.id, True, "left")
+
+    async def _ack(self, command_id: str, ok: bool, detail: str) -> None:
+        await self._send_ack(Ack(id=command_id, ok=ok, detail=detail[:500]))
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def on_message(self, topic: str, payload: bytes) -> bool:
+        """Take a frame on arrival (call from the MQTT callback); False if not a live topic."""
+        if "/live/" not in topic:
+            return False
+        cur = self.current
+        if cur is None or topic != cur.join.topic:
+            self._count("not_joined")  # a frame after leaving, or another zone's copy
+            return True
+        try:
+            frame = decode_frame(payload)
+        except FrameError as exc:
+            self._count("bad_frame")
+            log.warning("live %s: dropped a frame: %s", cur.join.session_id, exc)
+            return True
+        if self._arrival_delay is None:
+            self._push(cur, frame.seq, frame.capture_time, frame.payload, frame.last)
+            return True
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def later() -> None:
+            assert handle is not None
+            cur.pending.discard(handle)
+            self._push(cur, frame.seq, frame.capture_time, frame.payload, frame.last)
+
+        handle = loop.call_later(max(0.0, self._arrival_delay()), later)
+        cur.pending.add(handle)
+        return True
+
+    def _push(self, s: _Session, seq: int, capture: float, payload: bytes, last: bool) -> None:
+        if s is not self.current or s.stop_reason is not None:
+            return
+        mono = self.clock.monotonic()
+        result = s.buffer.push(seq, capture, payload, now=self.server_now(mono))
+        if result is Arrival.FUTURE:
+            self._count("future_frame")
+            log.warning(
+                "live %s: ignored frame %d, absurdly far from the stream", s.join.session_id, seq
+            )
+            return
+        s.last_arrival = mono
+        if last:
+            s.last_due = capture + s.join.playout_delay_ms / 1000 - self.output_latency_s + FRAME_S
+
+    def _count(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    # -- playout --------------------------------------------------------------------------
+
+    async def _start(self, join: LiveJoin) -> None:
+        decoder = OpusDecoder()
+        buffer = JitterBuffer(
+            decode=decoder.decode,
+            playout_delay_s=join.playout_delay_ms / 1000,
+            output_latency_s=self.output_latency_s,
+        )
+        joined = self.server_now(self.clock.monotonic())
+        proof = LiveProof(session_id=join.session_id, priority=join.priority, joined_at=joined)
+        s = _Session(join=join, buffer=buffer, proof=proof, last_arrival=self.clock.monotonic())
+        self.current = s
+        if join.topic not in self._subscribed:
+            self._subscribed.add(join.topic)
+            self.link.subscribe(join.topic, 0)
+        s.task = asyncio.create_task(self._play(s), name=f"live-{join.session_id}")
+
+    async def _play(self, s: _Session) -> None:
+        sink: AudioSink | None = None
+        try:
+            volume = s.join.volume
+            if s.join.priority == "emergency" and self.emergency_volume is not None:
+                volume = self.emergency_volume  # the profile's emergency level, always
+            if volume is not None and self._set_volume is not None:
+                await self._set_volume(volume)
+            sink = self._open_sink()
+            await sink.start()
+            await self._feed(s, sink)
+        except SinkError as exc:
+            s.stop_reason, s.outcome = f"audio output failed: {exc}", "failed"
+            log.error("live %s: %s", s.join.session_id, exc)
+        finally:
+            if sink is not None:
+                with contextlib.suppress(SinkError):
+                    await sink.close(drain=s.outcome == "played")
+            await self._finish(s)
+
+    async def _feed(self, s: _Session, sink: AudioSink) -> None:
+        buffer = s.buffer
+        while s.stop_reason is None:
+            mono = sink.next_sample_monotonic()
+            now = self.server_now(mono)
+            if s.last_due is not None and now >= s.last_due:
+                s.stop_reason = "the session ended"
+                break
+            if self.clock.monotonic() - s.last_arrival > self.idle_timeout_s:
+                s.stop_reason = f"no audio received for {self.idle_timeout_s:g} s"
+                break
+            before = buffer.stats.played
+            pcm = buffer.pull(now=now)
+            if s.proof.first_frame_at is None and buffer.stats.played > before:
+                s.proof.first_frame_at = now + self.output_latency_s
+            await sink.write(pcm)
+
+    async def _stop(self, s: _Session, reason: str, outcome: str) -> None:
+        """Stop a session and wait until its proof is recorded."""
+        if s.stop_reason is None:
+            s.stop_reason, s.outcome = reason, outcome
+        if s.task is not None:
+            # A sink write may wait up to a buffer's length: stop it now, not at its end.
+            if outcome != "played":
+                s.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await s.task
+
+    async def _finish(self, s: _Session) -> None:
+        for handle in s.pending:
+            handle.cancel()
+        if self.current is s:
+            self.current = None
+        self.arbiter.release(session_id=s.join.session_id)
+        stats, proof = s.buffer.stats, s.proof
+        proof.left_at = self.server_now(self.clock.monotonic())
+        proof.played, proof.concealed = stats.played, stats.concealed
+        proof.late, proof.dropped = stats.late, stats.skipped + stats.dropped_future
+        proof.reason = s.stop_reason or "stopped"
+        proof.outcome = s.outcome if proof.played else "missed"
+        self.proofs.append(proof)
+        if s.outcome == "preempted":
+            await self._ack(s.join.id, False, f"left: {proof.reason}")
+        if self._record is not None:
+            event = live_event(proof)
+            with contextlib.suppress(Exception):
+                await self._record(
+                    item_id=event["item_id"], planned_start=proof.joined_at, event=event
+                )
+
+    async def close(self) -> None:
+        """Stop whatever plays (the agent is shutting down)."""
+        if self.current is not None:
+            await self._stop(self.current, "the agent stopped", "preempted")
+
+
+def live_event(proof: LiveProof) -> dict[str, Any]:
+    """The proof-of-play event (a PlayEvent of kind "live", without its seq)."""
+    counts = (
+        f"frames played {proof.played}, concealed {proof.concealed}, late {proof.late}, "
+        f"dropped {proof.dropped}"
+    )
+    return {
+        "kind": "live",
+        "item_id": f"live:{proof.session_id}",
+        "priority": proof.priority,
+        "planned_start": proof.joined_at,
+        "actual_start": proof.first_frame_at,
+        "ended_at": proof.left_at,
+        "outcome": proof.outcome,
+        "reason": f"{proof.reason}; {counts}"[:300],
+        "session_id": proof.session_id,
+        "frames_played": proof.played,
+        "frames_concealed": proof.concealed,
+        "frames_late": proof.late,
+        "frames_dropped": proof.dropped,
+    }

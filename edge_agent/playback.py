@@ -1,0 +1,201 @@
+"""One stretch of an item's audio on the sink, and the interfaces the player works through.
+
+A *segment* is an item played from a position for at most its remaining duration; a
+preemption shortens it by moving `stop_mono` earlier, which the writer honours to the
+sample (it writes 20 ms frames and checks before each). Audio shorter than the planned
+duration is padded with silence, so a segment always lasts exactly as planned and the
+player's timeline stays exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from audio.decode import iter_pcm_frames
+from audio.pcm import FRAME_SAMPLES, Pcm, silence
+from audio.sinks import AudioSink
+from schedules import PlaybackItem
+
+T = TypeVar("T")
+Offload = Callable[..., Awaitable[Any]]
+READ_BLOCK = 48_000 // 5  # decode 200 ms per worker-thread call
+Outcome = Literal["played", "preempted", "failed", "missed"]
+
+
+class ClipReader:
+    """The clips of an item back to back as one stream of 48 kHz mono samples (blocking)."""
+
+    def __init__(self, paths: Sequence[Path], *, skip_samples: int = 0) -> None:
+        self._paths = list(paths)
+        self._frames: Iterator[Pcm] | None = None
+        self._pending = silence(0)
+        self._skip = max(0, skip_samples)
+
+    def _next_frame(self) -> Pcm | None:
+        while True:
+            if self._frames is None:
+                if not self._paths:
+                    return None
+                self._frames = iter_pcm_frames(self._paths.pop(0), FRAME_SAMPLES, pad_last=False)
+            frame = next(self._frames, None)
+            if frame is not None:
+                return frame
+            self._frames = None
+
+    def read(self, n_samples: int) -> Pcm:
+        """Up to n_samples (fewer only when every clip is exhausted)."""
+        parts = [self._pending] if len(self._pending) else []
+        have = len(self._pending)
+        while have < n_samples:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            if self._skip:  # resuming: decode and drop what was already played
+                dropped = min(self._skip, len(frame))
+                self._skip -= dropped
+                frame = frame[dropped:]
+            parts.append(frame)
+            have += len(frame)
+        block = np.concatenate(parts) if parts else silence(0)
+        self._pending = block[n_samples:]
+        return block[:n_samples]
+
+
+@dataclass
+class Segment:
+    """An item (or the rest of it) placed on the local monotonic timeline."""
+
+    item: PlaybackItem
+    position_s: float  # where in the item it starts
+    start_mono: float  # when its first sample must be heard
+    stop_mono: float  # when it must end; moved earlier by a preemption or a removal
+    volume: int
+    stop_reason: str = ""  # why it ended early ("preempted by ...", "removed ...")
+    actual_start_mono: float | None = None
+    end_mono: float | None = None
+    error: str | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def natural_end(self) -> float:
+        """When the item's audio ends if nothing interrupts it."""
+        return self.start_mono + (self.item.duration.total_seconds() - self.position_s)
+
+    @property
+    def cut_short(self) -> bool:
+        """True when a preemption or removal ended it before its natural end."""
+        return self.stop_mono < self.natural_end - 1e-6
+
+    def position_at(self, mono: float) -> float:
+        """The item position (s) being heard at a local monotonic instant."""
+        duration = self.item.duration.total_seconds()
+        return min(duration, max(0.0, self.position_s + (mono - self.start_mono)))
+
+
+@dataclass(frozen=True)
+class PlayOutcome:
+    """The final word on one item (times are server Unix seconds)."""
+
+    item: PlaybackItem
+    outcome: Outcome
+    actual_start: float | None = None
+    ended_at: float | None = None
+    reason: str = ""
+
+
+class TimeBase(Protocol):
+    """Converts between server time and the local monotonic clock (ClockSync)."""
+
+    def server_time(self, monotonic: float | None = None) -> float:
+        """Server Unix time at a local monotonic instant."""
+        ...
+
+    def to_monotonic(self, server_time: float) -> float:
+        """Local monotonic instant of a server time."""
+        ...
+
+
+class ClipSource(Protocol):
+    """Verified clips (ClipCache)."""
+
+    def ready(self, sha256: str) -> bool:
+        """True if the clip may be played."""
+        ...
+
+    def path(self, sha256: str) -> Path:
+        """Where the verified clip is."""
+        ...
+
+
+class PlayLog(Protocol):
+    """Where outcomes go (the outbox)."""
+
+    async def started(self, item: PlaybackItem, actual_start: float) -> None:
+        """An item's first sample was placed (kept so a crash mid-play is reported)."""
+
+    async def finished(self, outcome: PlayOutcome) -> None:
+        """An item's outcome is final."""
+
+    async def ignored(self, items: Sequence[PlaybackItem]) -> None:
+        """Items that were over before this device held them (never reported)."""
+
+
+async def write_segment(
+    seg: Segment,
+    sink: AudioSink,
+    reader: ClipReader,
+    block: Pcm,
+    *,
+    gain: float,
+    offload: Offload,
+    on_started: Callable[[float], None],
+) -> None:
+    """Place the segment's first sample at seg.start_mono, then stream it until seg.stop_mono.
+
+    `block` is the first decoded audio; `on_started` gets the instant the first sample is
+    heard. The stop is re-read before every 20 ms frame, so a preemption decided while
+    this runs cuts it at the exact sample.
+    """
+    # Decode the next block while this one plays, so a busy worker pool never starves
+    # the sink.
+    upcoming = asyncio.ensure_future(offload(reader.read, READ_BLOCK))
+    try:
+        first, block = block[:FRAME_SAMPLES], block[FRAME_SAMPLES:]
+        playout = await sink.play_at(with_gain(first, gain), seg.start_mono, label=seg.item.item_id)
+        start = playout.start_monotonic
+        seg.actual_start_mono = start
+        on_started(start)
+        written = len(first)
+        while True:
+            allowed = round((seg.stop_mono - start) * sink.sample_rate)
+            if written >= allowed:
+                break
+            if not len(block):
+                block = await upcoming
+                upcoming = asyncio.ensure_future(offload(reader.read, READ_BLOCK))
+                if not len(block):
+                    # Shorter than planned: silence keeps the timeline exact.
+                    block = silence(min(READ_BLOCK, allowed - written))
+            frame = block[: min(FRAME_SAMPLES, allowed - written)]
+            block = block[len(frame) :]
+            await sink.write(with_gain(frame, gain))
+            written += len(frame)
+        seg.end_mono = start + written / sink.sample_rate
+    finally:
+        upcoming.cancel()
+        with contextlib.suppress(BaseException):
+            await upcoming
+
+
+def with_gain(pcm: Pcm, gain: float) -> Pcm:
+    """Scale samples (software volume for cards without a mixer)."""
+    if gain >= 1.0:
+        return pcm
+    return np.asarray(np.rint(pcm.astype(np.float32) * gain), dtype=np.int16)

@@ -1,0 +1,424 @@
+"""The player: plays the held schedule on time, arbitrates priorities, drives the amplifier.
+
+It keeps a timeline on the local monotonic clock. Two kinds of instants happen on it: an
+item's planned start (server time converted through the clock offset) and the end of
+the segment playing now. Each is decided `lead_s` before it happens, in time order, with
+`schedules.arbiter` (decide / after_end) evaluated *at* the instant, so the sink can place
+the first sample exactly and a preemption cuts the playing segment at the very sample
+the preempting item starts. Outcomes (played, preempted, failed, missed) go to the
+play log as they become final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from audio.clock import Clock
+from audio.errors import AudioError
+from audio.pcm import SAMPLE_RATE, Pcm
+from audio.sinks import AudioSink, SinkError
+from edge_agent.amplifier import AmplifierControl
+from edge_agent.hardware import Hardware
+from edge_agent.playback import (
+    READ_BLOCK,
+    ClipReader,
+    ClipSource,
+    Offload,
+    PlayLog,
+    PlayOutcome,
+    Segment,
+    TimeBase,
+    write_segment,
+)
+from firmware_profiles import FirmwareProfile
+from schedules import (
+    DEFAULT_SLOT_GRACE,
+    Action,
+    ActivePlayback,
+    PlaybackItem,
+    Priority,
+    Suspended,
+    after_end,
+    decide,
+    latest_start,
+)
+
+log = logging.getLogger(__name__)
+
+PREP_S = 0.25  # decode the first audio and be ready when an item must start "now"
+IDLE_WAKE_S = 1.0  # re-read the clock offset at least this often
+RECENT_SEGMENTS = 64
+
+
+class Player:
+    """Plays PlaybackItems on an audio sink at their planned start."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        timebase: TimeBase,
+        clips: ClipSource,
+        open_sink: Callable[[], AudioSink],
+        hardware: Hardware,
+        profile: FirmwareProfile,
+        play_log: PlayLog,
+        desired_volume: Callable[[], tuple[int, bool]],
+        set_volume: Callable[[int], Awaitable[None]],
+        done: Iterable[str] = (),
+        lead_s: float = 1.0,
+        slot_grace: timedelta = DEFAULT_SLOT_GRACE,
+        software_volume: bool = False,
+        offload: Offload = asyncio.to_thread,
+    ) -> None:
+        self.clock = clock
+        self.timebase = timebase
+        self.clips = clips
+        self._open_sink = open_sink
+        self.hardware = hardware
+        self.profile = profile
+        self.play_log = play_log
+        self._desired_volume = desired_volume
+        self._set_volume = set_volume
+        self.lead_s = lead_s
+        self.slot_grace = slot_grace
+        self.software_volume = software_volume
+        self._offload = offload
+        self._done: set[str] = set(done)
+        self._pending: list[PlaybackItem] = []
+        self._current: Segment | None = None
+        self._suspended: list[Suspended] = []
+        self._waiting: list[PlaybackItem] = []
+        self._first_start: dict[str, float] = {}  # item id -> server time of its first sample
+        self._chain: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sink: AudioSink | None = None
+        self._wake = asyncio.Event()
+        # The timeline step, schedule changes and segment endings await (disk, hardware)
+        # part way through; one at a time, so none sees another's half-done changes.
+        self._lock = asyncio.Lock()
+        self._started_mono = clock.monotonic()
+        self.amplifier = AmplifierControl(
+            config=profile.amplifier, hardware=hardware, offload=offload
+        )
+        self._applied_volume: int | None = None
+        self.segments: deque[Segment] = deque(maxlen=RECENT_SEGMENTS)  # tests, diagnostics
+
+    # -- schedule ---------------------------------------------------------------------------
+
+    async def set_schedule(self, items: Sequence[PlaybackItem], *, fresh: set[str]) -> None:
+        """Play these items from now on; `fresh` are ids this device did not hold before."""
+        async with self._lock:
+            await self._replace_schedule(items, fresh)
+        self._wake.set()
+
+    async def _replace_schedule(self, items: Sequence[PlaybackItem], fresh: set[str]) -> None:
+        now = self.clock.monotonic()
+        by_id = {item.item_id: item for item in items}
+        at = self._dt(now + PREP_S)
+        # Over before this device ever heard of them: nobody expected it to play them.
+        stale = [
+            i
+            for i in items
+            if i.item_id in fresh
+            and i.item_id not in self._done
+            and at > latest_start(i, slot_grace=self.slot_grace)
+        ]
+        if stale:
+            self._done.update(i.item_id for i in stale)
+            await self.play_log.ignored(stale)
+        busy = {s.item.item_id for s in self._suspended} | {w.item_id for w in self._waiting}
+        current = self._current
+        if current is not None:
+            busy.add(current.item.item_id)
+            if current.item.item_id not in by_id:
+                current.stop_mono = max(now + 0.05, current.start_mono)
+                current.stop_reason = "removed from the schedule"
+        for stopped in [s for s in self._suspended if s.item.item_id not in by_id]:
+            self._suspended.remove(stopped)
+            await self._finish_suspended(stopped, "removed from the schedule while preempted")
+        self._waiting = [by_id[w.item_id] for w in self._waiting if w.item_id in by_id]
+        self._pending = sorted(
+            (i for i in items if i.item_id not in self._done and i.item_id not in busy),
+            key=lambda i: (i.start, -i.priority.rank, i.item_id),
+        )
+
+    def restore_done(self, item_ids: Iterable[str]) -> None:
+        """Items with an outcome from an earlier run: never played or reported again."""
+        self._done.update(item_ids)
+
+    @property
+    def busy(self) -> bool:
+        """True while an item is placed on the timeline (playing or about to)."""
+        return self._current is not None
+
+    def forget_volume(self) -> None:
+        """Someone else set the hardware volume: set it again before the next item."""
+        self._applied_volume = None
+
+    def nudge(self) -> None:
+        """Re-evaluate now (a clip arrived, the volume changed)."""
+        self._wake.set()
+
+    # -- main loop --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Play until cancelled; then stop the audio and switch the amplifier off."""
+        try:
+            while True:
+                self._wake.clear()
+                async with self._lock:
+                    await self._advance_timeline()
+                await self.amplifier.drive(
+                    now=self.clock.monotonic(),
+                    upcoming=self._next_audio(),
+                    busy_until=self._busy_until(),
+                )
+                await self._sleep(self._next_wake())
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._sink is not None:
+                with contextlib.suppress(Exception):
+                    await self._sink.close(drain=False)
+            await self.amplifier.off()
+
+    async def _sleep(self, until: float) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(until))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    def _next_wake(self) -> float:
+        now = self.clock.monotonic()
+        wake = now + IDLE_WAKE_S
+        instant = min(self._current_end(), self._next_start())
+        wake = min(wake, instant - self.lead_s)
+        change = self.amplifier.next_change(
+            upcoming=self._next_audio(), busy_until=self._busy_until()
+        )
+        wake = min(wake, change)
+        return max(wake, now + 0.01)  # never spin, e.g. while the amplifier refuses to switch
+
+    def _current_end(self) -> float:
+        return self._current.stop_mono if self._current is not None else math.inf
+
+    def _next_start(self) -> float:
+        return self._mono(self._pending[0].start) if self._pending else math.inf
+
+    async def _advance_timeline(self) -> None:
+        while True:
+            horizon = self.clock.monotonic() + self.lead_s
+            end, start = self._current_end(), self._next_start()
+            if min(end, start) > horizon:
+                return
+            if end <= start:
+                self._current = None
+                due: list[PlaybackItem] = []
+                while self._pending and self._mono(self._pending[0].start) <= end:
+                    due.append(self._pending.pop(0))
+                await self._after_end(end, due)
+            else:
+                await self._dispatch(self._pending.pop(0), start)
+
+    async def _dispatch(self, item: PlaybackItem, instant: float) -> None:
+        now = self.clock.monotonic()
+        at = max(instant, now + PREP_S)
+        playing = None
+        if self._current is not None:
+            playing = ActivePlayback(self._current.item, self._current.position_at(at))
+        decision = decide(
+            playing=playing, incoming=item, now=self._dt(at), slot_grace=self.slot_grace
+        )
+        if decision.action is Action.MISS:
+            why = (
+                "its start passed while the agent was not running"
+                if instant < self._started_mono
+                else "it could no longer finish within its slot"
+            )
+            await self._finish(PlayOutcome(item, "missed", reason=why))
+        elif decision.action is Action.WAIT:
+            self._waiting.append(item)
+        else:
+            await self._start(item, 0.0, at, preempt=decision.action is Action.PREEMPT)
+
+    async def _after_end(self, end: float, due: list[PlaybackItem]) -> None:
+        at = max(end, self.clock.monotonic() + PREP_S)
+        waiting = self._waiting + due
+        while True:
+            live = [s for s in self._suspended if s.item.item_id not in self._done]
+            result = after_end(
+                suspended=live, waiting=waiting, now=self._dt(at), slot_grace=self.slot_grace
+            )
+            for stopped in result.preempted:
+                await self._finish_suspended(stopped, "its slot ended while it was preempted")
+            for item in result.missed:
+                reason = "it waited for other items and no longer fit its slot"
+                await self._finish(PlayOutcome(item, "missed", reason=reason))
+            self._suspended, self._waiting = list(result.suspended), list(result.waiting)
+            waiting = self._waiting
+            if result.resume is not None:
+                stopped = result.resume
+                if await self._start(stopped.item, stopped.position_s, at, preempt=False):
+                    return
+            elif result.start is not None:
+                if await self._start(result.start, 0.0, at, preempt=False):
+                    return
+            else:
+                return
+
+    async def _start(
+        self, item: PlaybackItem, position: float, at: float, *, preempt: bool
+    ) -> bool:
+        missing = [c.sha256 for c in item.clips if not self.clips.ready(c.sha256)]
+        if missing:
+            await self._finish(PlayOutcome(item, "failed", reason=f"missing clip {missing[0]}"))
+            return False
+        volume, muted = self._volume_for(item)
+        if muted:
+            await self._finish(PlayOutcome(item, "failed", reason="muted by the desired state"))
+            return False
+        at = await self.amplifier.ready_by(at, now=self.clock.monotonic())
+        current = self._current
+        if preempt and current is not None:
+            current.stop_mono = at
+            current.stop_reason = f"preempted by {item.item_id}"
+            self._suspended.append(Suspended(current.item, current.position_at(at), self._dt(at)))
+        remaining = item.duration.total_seconds() - position
+        segment = Segment(item, position, at, at + remaining, volume)
+        segment.task = self._spawn(self._play(segment, self._chain))
+        self._chain = segment.task
+        self._current = segment
+        self.segments.append(segment)
+        return True
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- one segment on the sink ------------------------------------------------------------
+
+    async def _play(self, seg: Segment, previous: asyncio.Task[None] | None) -> None:
+        try:
+            await self._write(seg, previous)
+        except (SinkError, OSError) as exc:
+            log.error("audio output failed while playing %s: %s", seg.item.item_id, exc)
+            seg.error = "output error"
+            await self._drop_sink()
+        except AudioError as exc:
+            log.error("cannot decode the clips of %s: %s (%s)", seg.item.item_id, exc, exc.detail)
+            seg.error = f"unreadable clip: {exc}"
+        async with self._lock:
+            await self._segment_done(seg)
+
+    async def _write(self, seg: Segment, previous: asyncio.Task[None] | None) -> None:
+        paths = [self.clips.path(c.sha256) for c in seg.item.clips]
+        reader = ClipReader(paths, skip_samples=round(seg.position_s * SAMPLE_RATE))
+        block: Pcm = await self._offload(reader.read, READ_BLOCK)
+        if previous is not None:
+            await asyncio.wait({previous})  # one writer at a time on the sink
+        if seg.stop_mono <= seg.start_mono:
+            return  # cut to nothing before it began
+        sink = await self._sink_open()
+        if seg.volume != self._applied_volume:
+            await self._set_volume(seg.volume)
+            self._applied_volume = seg.volume
+        gain = seg.volume / 100 if self.software_volume else 1.0
+        item_id = seg.item.item_id
+
+        def started(start: float) -> None:
+            if item_id not in self._first_start:
+                self._first_start[item_id] = self.timebase.server_time(start)
+                # Not awaited: a disk write must never make the sink run dry.
+                self._spawn(self.play_log.started(seg.item, self._first_start[item_id]))
+
+        await write_segment(
+            seg, sink, reader, block, gain=gain, offload=self._offload, on_started=started
+        )
+
+    async def _segment_done(self, seg: Segment) -> None:
+        item = seg.item
+        if item.item_id in self._done:
+            return
+        started = self._first_start.get(item.item_id)
+        ended = self.timebase.server_time(seg.end_mono) if seg.end_mono is not None else None
+        if seg.error is not None:
+            self._suspended = [s for s in self._suspended if s.item.item_id != item.item_id]
+            ended = ended or self.timebase.server_time()
+            await self._finish(PlayOutcome(item, "failed", started, ended, seg.error))
+        elif seg.cut_short and seg.stop_reason.startswith("removed"):
+            await self._finish(PlayOutcome(item, "preempted", started, ended, seg.stop_reason))
+        elif not seg.cut_short:
+            reason = "resumed after a preemption" if seg.position_s > 0 else ""
+            ended = ended or self.timebase.server_time(seg.stop_mono)
+            await self._finish(PlayOutcome(item, "played", started, ended, reason))
+
+    async def _finish_suspended(self, stopped: Suspended, why: str) -> None:
+        started = self._first_start.get(stopped.item.item_id)
+        await self._finish(
+            PlayOutcome(stopped.item, "preempted", started, stopped.suspended_at.timestamp(), why)
+        )
+
+    async def _finish(self, outcome: PlayOutcome) -> None:
+        if outcome.item.item_id in self._done:
+            return
+        self._done.add(outcome.item.item_id)
+        self._first_start.pop(outcome.item.item_id, None)
+        if outcome.outcome != "played":
+            log.warning("item %s: %s (%s)", outcome.item.item_id, outcome.outcome, outcome.reason)
+        try:
+            await self.play_log.finished(outcome)
+        except Exception:  # the player must keep playing even when the disk fails
+            log.exception("could not record the outcome of %s", outcome.item.item_id)
+
+    # -- sink, volume, timeline ------------------------------------------------------------
+
+    async def _sink_open(self) -> AudioSink:
+        if self._sink is None:
+            sink = self._open_sink()
+            await sink.start()
+            self._sink = sink
+        return self._sink
+
+    async def _drop_sink(self) -> None:
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                await sink.close(drain=False)
+
+    def _volume_for(self, item: PlaybackItem) -> tuple[int, bool]:
+        if item.priority is Priority.EMERGENCY:
+            return self.profile.volume.emergency, False
+        desired, muted = self._desired_volume()
+        volume = desired if item.volume is None else item.volume
+        return min(volume, self.profile.volume.max), muted
+
+    def _busy_until(self) -> float:
+        """When the audio placed so far ends."""
+        return max((s.stop_mono for s in self.segments), default=-math.inf)
+
+    def _next_audio(self) -> float:
+        """The earliest start of audio playing now or still to come (pending or placed)."""
+        now = self.clock.monotonic()
+        placed = (s.start_mono for s in self.segments if s.stop_mono > now and s.error is None)
+        return min(self._next_start(), min(placed, default=math.inf))
+
+    # -- time -------------------------------------------------------------------------------
+
+    def _mono(self, when: datetime) -> float:
+        return self.timebase.to_monotonic(when.timestamp())
+
+    def _dt(self, mono: float) -> datetime:
+        return datetime.fromtimestamp(self.timebase.server_time(mono), UTC)

@@ -1,0 +1,331 @@
+"""Everything an agent needs to play its schedule offline, wired together.
+
+The local database, the clip cache and fetcher, the clock-offset estimator, the player
+and the proof-of-play outbox; the agent routes the MQTT messages they read and runs the
+coroutines they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from audio.clock import Clock
+from audio.sinks import AudioSink
+from edge_agent.clipfetch import ClipFetcher
+from edge_agent.clips import MIB, ClipCache
+from edge_agent.clocksync import ClockSync
+from edge_agent.hardware import Hardware
+from edge_agent.localdb import LocalDb
+from edge_agent.outbox import Outbox
+from edge_agent.playback import PlayOutcome
+from edge_agent.player import Player
+from edge_agent.settings import AgentSettings
+from firmware_profiles import FirmwareProfile
+from protocol import (
+    PREFIX,
+    SPECS,
+    ClipRequest,
+    EventAck,
+    Message,
+    ProtocolError,
+    ScheduleMessage,
+    TimeResponse,
+    TopicError,
+    TopicKind,
+    decode,
+    device_topic,
+    encode,
+    parse_zone_clip_topic,
+    zone_clip_filter,
+)
+from protocol.mqtt_client import MqttLink, Outgoing
+from schedules import PlaybackItem, ScheduleDocument
+
+log = logging.getLogger(__name__)
+
+OUTCOME_MEMORY = timedelta(days=14)  # outcomes older than this can no longer recur
+ZONE_PREFIX = f"{PREFIX}/zone/"
+INTERRUPTED = "interrupted: the agent stopped during playback"
+Reject = Callable[[str, str, str], None]
+
+
+class PlayoutRuntime:
+    """Schedule, clips, clock, player and outbox of one agent."""
+
+    def __init__(
+        self,
+        *,
+        settings: AgentSettings,
+        profile: FirmwareProfile,
+        hardware: Hardware,
+        link: MqttLink,
+        clock: Clock,
+        open_sink: Callable[[], AudioSink],
+        desired_volume: Callable[[], tuple[int, bool]],
+        set_volume: Callable[[int], Awaitable[None]],
+        reject: Reject,
+        on_schedule: Callable[[int], None],
+    ) -> None:
+        self.device_id = settings.device_id
+        self.link = link
+        self.clock = clock
+        self._reject = reject
+        self._on_schedule = on_schedule
+        self.topics = {kind: device_topic(self.device_id, kind) for kind in TopicKind}
+        self.db = LocalDb(data_dir=settings.state_dir)
+        self.cache = ClipCache(
+            clip_dir=settings.state_dir / "clips",
+            db=self.db,
+            quota_bytes=int(settings.clip_quota_mb * MIB),
+            wall=clock.time,
+        )
+        self.fetcher = ClipFetcher(
+            cache=self.cache,
+            db=self.db,
+            clock=clock,
+            send_request=self._send_clip_request,
+            holdoff_s=settings.clip_holdoff_s,
+            retry_max_s=settings.clip_retry_max_s,
+            on_clip_ready=lambda _sha: self.player.nudge(),
+        )
+        self.sync = ClockSync(
+            clock=clock,
+            send=self._send_time_request,
+            interval_s=settings.clock_sync_interval_s,
+            window_s=settings.clock_sync_window_s,
+        )
+        self.outbox = Outbox(
+            db=self.db,
+            link=link,
+            topic=self.topics[TopicKind.EVENTS],
+            clock=clock,
+            resend_after_s=settings.event_resend_s,
+        )
+        self.player = Player(
+            clock=clock,
+            timebase=self.sync,
+            clips=self.cache,
+            open_sink=open_sink,
+            hardware=hardware,
+            profile=profile,
+            play_log=self,
+            desired_volume=desired_volume,
+            set_volume=set_volume,
+            lead_s=settings.player_lead_s,
+            slot_grace=timedelta(seconds=settings.slot_grace_s),
+            software_volume=not profile.simulated and profile.audio.mixer_control is None,
+        )
+        self.document: ScheduleDocument | None = None
+        self.zone_ids: frozenset[int] = frozenset()
+        for kind in (TopicKind.SCHEDULE, TopicKind.EVENTS_ACK, TopicKind.CLIP):
+            link.subscribe(self.topics[kind], SPECS[kind].qos)
+        link.subscribe(self.topics[TopicKind.TIME_RESPONSE], SPECS[TopicKind.TIME_RESPONSE].qos)
+
+    @property
+    def schedule_version(self) -> int | None:
+        """Version of the schedule document held, or None."""
+        return None if self.document is None else self.document.version
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, recover from a crash and hand the held schedule to the player."""
+        await asyncio.to_thread(self.db.open)
+        held = await asyncio.to_thread(self.db.schedule)
+        if held is not None:
+            try:
+                self.document = ScheduleDocument.model_validate_json(held[1])
+            except ValidationError as exc:
+                log.error("the held schedule is unreadable (%s); waiting for the server's", exc)
+        downloads = [row.sha256 for row in await asyncio.to_thread(self.db.downloads)]
+        await asyncio.to_thread(self.cache.load, downloads=downloads)
+        await asyncio.to_thread(self.fetcher.resume)
+        for event in await asyncio.to_thread(self.db.interrupted):
+            await self.outbox.record(
+                item_id=event["item_id"], planned_start=event["planned_start"], event=event
+            )
+        before = self.clock.time() - OUTCOME_MEMORY.total_seconds()
+        await asyncio.to_thread(self.db.prune_outcomes, before=before)
+        self.player.restore_done(await asyncio.to_thread(self.db.finished_items))
+        if self.document is not None:
+            await self._use(self.document, fresh=set())
+            log.info(
+                "%s: holding schedule version %s (%d items, %d clips, %d missing)",
+                self.device_id,
+                self.document.version,
+                len(self.document.items),
+                len(self.document.clips),
+                len(self.fetcher.missing()),
+            )
+
+    def coroutines(self) -> list[Coroutine[Any, Any, None]]:
+        """What must run beside the agent's own loops."""
+        return [self.player.run(), self.fetcher.run(), self.sync.run(), self.outbox.run()]
+
+    def close(self) -> None:
+        """Close the database (after the coroutines were cancelled)."""
+        self.db.close()
+
+    def connected(self) -> None:
+        """After each (re)connect: probe the clock, ask for clips, resend events."""
+        self.sync.connected()
+        self.fetcher.connected()
+        self.outbox.wake()
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def route_now(self, topic: str, payload: bytes) -> bool:
+        """Handle time answers and clip chunks on arrival; False for the agent's inbox."""
+        if topic == self.topics[TopicKind.TIME_RESPONSE]:
+            received = self.clock.monotonic()  # t3: before anything else
+            try:
+                response = decode(TopicKind.TIME_RESPONSE, payload)
+            except ProtocolError as exc:
+                self._reject(exc.reason, topic, str(exc))
+                return True
+            assert isinstance(response, TimeResponse)
+            self.sync.on_response(response, received=received)
+            return True
+        if topic == self.topics[TopicKind.CLIP]:
+            self.fetcher.offer(None, payload)
+            return True
+        if topic.startswith(ZONE_PREFIX):
+            try:
+                zone_id, sha = parse_zone_clip_topic(topic)
+            except TopicError:
+                return False
+            if zone_id in self.zone_ids:  # the broker may still deliver a zone we left
+                self.fetcher.offer(sha, payload)
+            return True
+        return False
+
+    async def handle(self, topic: str, payload: bytes) -> bool:
+        """Handle a queued message of ours (schedule, event acks); False if not ours."""
+        if topic == self.topics[TopicKind.SCHEDULE]:
+            kind = TopicKind.SCHEDULE
+        elif topic == self.topics[TopicKind.EVENTS_ACK]:
+            kind = TopicKind.EVENTS_ACK
+        else:
+            return False
+        try:
+            message = decode(kind, payload)
+        except ProtocolError as exc:
+            self._reject(exc.reason, topic, f"{exc}; keeping the schedule held")
+            return True
+        if isinstance(message, EventAck):
+            self.outbox.on_ack(message)
+        elif isinstance(message, ScheduleMessage):
+            await self.apply_schedule(message.document)
+        return True
+
+    def set_zones(self, zone_ids: Sequence[int]) -> None:
+        """Read the clip topics of exactly these zones from now on."""
+        wanted = frozenset(zone_ids)
+        for zone_id in sorted(wanted - self.zone_ids):
+            self.link.subscribe(zone_clip_filter(zone_id), SPECS[TopicKind.CLIP].qos)
+        # MqttLink has no unsubscribe: chunks of a zone we left are ignored in route_now,
+        # and the server's regenerated broker ACL stops them.
+        self.zone_ids = wanted
+
+    # -- schedule ---------------------------------------------------------------------------
+
+    async def apply_schedule(self, document: ScheduleDocument) -> bool:
+        """Hold a newer schedule document; False (logged, counted) when it is refused."""
+        topic = self.topics[TopicKind.SCHEDULE]
+        if document.device_id != self.device_id:
+            self._reject("wrong_device", topic, f"document is for {document.device_id[:64]!r}")
+            return False
+        held = self.schedule_version
+        if held is not None and document.version <= held:
+            if document.version < held:
+                self._reject(
+                    "stale_version",
+                    topic,
+                    f"schedule version {document.version} is older than the held {held}",
+                )
+            return False  # the same version again: a retained redelivery
+        await asyncio.to_thread(
+            self.db.save_schedule,
+            version=document.version,
+            document=document.model_dump_json(),
+            applied_at=self.clock.time(),
+        )
+        before = set() if self.document is None else {i.item_id for i in self.document.items}
+        self.document = document
+        await self._use(document, fresh={i.item_id for i in document.items} - before)
+        log.info(
+            "%s: applied schedule version %s (%d items, %d clips, %d to fetch)",
+            self.device_id,
+            document.version,
+            len(document.items),
+            len(document.clips),
+            len(self.fetcher.missing()),
+        )
+        self._on_schedule(document.version)
+        return True
+
+    async def _use(self, document: ScheduleDocument, *, fresh: set[str]) -> None:
+        shas = [clip.sha256 for clip in document.clips]
+        await asyncio.to_thread(self.cache.pin, shas)
+        self.fetcher.want(shas)
+        await self.player.set_schedule(document.items, fresh=fresh)
+
+    # -- the play log (Player's PlayLog) ----------------------------------------------------
+
+    def _event(self, item: PlaybackItem, **fields: Any) -> dict[str, Any]:
+        return {
+            "kind": "play",
+            "item_id": item.item_id,
+            "programme_id": item.programme_id,
+            "priority": item.priority.value,
+            "planned_start": item.start.timestamp(),
+            "clock_offset_ms": self.sync.offset_ms(),
+            "clock_error_ms": self.sync.error_ms(),
+            **fields,
+        }
+
+    async def started(self, item: PlaybackItem, actual_start: float) -> None:
+        """Remember the start, so a crash before the end is still reported."""
+        event = self._event(item, actual_start=actual_start, outcome="failed", reason=INTERRUPTED)
+        await asyncio.to_thread(self.db.mark_started, item_id=item.item_id, event=event)
+        for clip in item.clips:
+            await asyncio.to_thread(self.cache.touch, clip.sha256)
+
+    async def finished(self, outcome: PlayOutcome) -> None:
+        """Put the outcome in the outbox."""
+        event = self._event(
+            outcome.item,
+            actual_start=outcome.actual_start,
+            ended_at=outcome.ended_at,
+            outcome=outcome.outcome,
+            reason=outcome.reason[:300],
+        )
+        await self.outbox.record(
+            item_id=outcome.item.item_id, planned_start=event["planned_start"], event=event
+        )
+
+    async def ignored(self, items: Sequence[PlaybackItem]) -> None:
+        """Items over before this device held them: remembered so a restart skips them too."""
+        rows = [(i.item_id, i.start.timestamp()) for i in items]
+        await asyncio.to_thread(self.db.mark_ignored, rows)
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    def _publish(self, kind: TopicKind, message: Message) -> bool:
+        if not self.link.is_connected:
+            return False
+        spec = SPECS[kind]
+        self.link.publish(Outgoing(self.topics[kind], encode(message), spec.qos, spec.retain))
+        return True
+
+    def _send_clip_request(self, request: ClipRequest) -> bool:
+        return self._publish(TopicKind.CLIP_REQUEST, request)
+
+    def _send_time_request(self, request: Message) -> bool:
+        return self._publish(TopicKind.TIME_REQUEST, request)

@@ -1,0 +1,116 @@
+"""The NTP-style offset estimator and the probe loop, on virtual time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from audio.clock import FakeClock
+from edge_agent.clocksync import BURST, ClockSync, OffsetEstimator
+from protocol import TimeRequest, TimeResponse
+
+SERVER_AHEAD = 1_700_000_000.25  # server time - local monotonic time in these tests
+
+
+def probe(
+    est: OffsetEstimator, t0: float, up: float, down: float, server_hold: float = 0.001
+) -> None:
+    """One exchange with one-way delays `up` and `down` against the true offset."""
+    t1 = t0 + up + SERVER_AHEAD
+    t2 = t1 + server_hold
+    t3 = t2 - SERVER_AHEAD + down
+    assert est.add(t0=t0, t1=t1, t2=t2, t3=t3) is not None
+
+
+def test_symmetric_delays_give_the_exact_offset_and_half_the_delay_as_error() -> None:
+    est = OffsetEstimator(window_s=600)
+    probe(est, 10.0, up=0.02, down=0.02)
+    estimate = est.estimate(10.1)
+    assert estimate is not None
+    assert estimate.offset == pytest.approx(SERVER_AHEAD, abs=1e-6)
+    assert estimate.error == pytest.approx(0.02, abs=1e-6)  # half the 40 ms round trip
+
+
+def test_queued_probes_are_outvoted_by_the_fastest_ones() -> None:
+    est = OffsetEstimator(window_s=600)
+    for i in range(4):  # quick, nearly symmetric exchanges
+        probe(est, 10.0 + i, up=0.005 + i * 0.0005, down=0.005)
+    for i in range(12):  # each waited 200-500 ms in a queue on the way up: skewed offsets
+        probe(est, 20.0 + i, up=0.2 + i * 0.025, down=0.005)
+    estimate = est.estimate(40.0)
+    assert estimate is not None and estimate.samples == 16
+    assert abs(estimate.offset - SERVER_AHEAD) < 0.001  # a plain mean would be ~130 ms off
+    assert estimate.error == pytest.approx(0.005, abs=1e-6)
+
+
+def test_old_samples_leave_the_window_and_impossible_ones_are_dropped() -> None:
+    est = OffsetEstimator(window_s=60)
+    probe(est, 0.0, up=0.01, down=0.01)
+    assert est.estimate(30.0) is not None
+    assert est.estimate(61.0) is None
+    assert est.add(t0=10.0, t1=5.0, t2=6.0, t3=9.0) is None  # answered before it was asked
+    assert est.add(t0=10.0, t1=6.0, t2=5.0, t3=11.0) is None  # server sent before receiving
+
+
+def test_conversions_use_the_wall_clock_until_the_first_answer() -> None:
+    clock = FakeClock(monotonic=500.0, wall=1_700_000_000.0)
+    sent: list[TimeRequest] = []
+
+    def send(request: TimeRequest) -> bool:
+        sent.append(request)
+        return True
+
+    sync = ClockSync(clock=clock, send=send, interval_s=30, window_s=600)
+    assert sync.estimate is None and sync.offset_ms() is None and sync.error_ms() is None
+    assert sync.server_time() == clock.time()
+    assert sync.to_monotonic(clock.time() + 5) == pytest.approx(505.0)
+
+    assert sync.probe()
+    request = sent[0]
+    assert request.t0 == clock.time()  # the protocol's t0 is the device's wall time
+    clock.advance(0.04)
+    wall_minus_mono = 1_700_000_000.0 - 500.0
+    server_receive = 500.02 + wall_minus_mono + 0.25  # the server is 250 ms ahead of the wall
+    answer = TimeResponse(id=request.id, t0=request.t0, t1=server_receive, t2=server_receive)
+    sync.on_response(answer, received=clock.monotonic())
+    assert sync.offset_ms() == pytest.approx(250.0, abs=1e-3)
+    assert sync.error_ms() == pytest.approx(20.0, abs=1e-3)
+    server_at_600 = 600.0 + wall_minus_mono + 0.25
+    assert sync.server_time(600.0) == pytest.approx(server_at_600)
+    assert sync.to_monotonic(server_at_600) == pytest.approx(600.0)
+    # An answer nobody asked for (or a repeat) changes nothing.
+    sync.on_response(answer, received=clock.monotonic() + 5)
+    assert sync.answers == 1
+
+
+def test_a_burst_after_connecting_then_one_probe_per_interval() -> None:
+    clock = FakeClock(monotonic=100.0, wall=1_700_000_000.0)
+    sent: list[tuple[float, TimeRequest]] = []
+
+    def send(request: TimeRequest) -> bool:
+        sent.append((clock.monotonic(), request))
+        return True
+
+    sync = ClockSync(clock=clock, send=send, interval_s=30, window_s=600)
+
+    async def scenario() -> None:
+        sync.connected()
+        task = asyncio.ensure_future(sync.run())
+        await clock.sleep_until(100.0 + 95)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(clock.run(scenario()))
+    times = [t - 100.0 for t, _ in sent]
+    burst, steady = times[:BURST], times[BURST:]
+    gaps = [b - a for a, b in zip([0.0, *burst], burst, strict=False)]
+    assert all(0.1 - 1e-9 <= gap <= 0.3 + 1e-9 for gap in gaps)  # jittered around 0.2 s
+    assert len({round(g, 6) for g in gaps}) > 1  # devices do not probe in lockstep
+    assert steady == [burst[-1] + 30 * k for k in range(1, 4)]
+
+
+def test_nothing_is_sent_while_disconnected() -> None:
+    clock = FakeClock()
+    sync = ClockSync(clock=clock, send=lambda _r: False, interval_s=30, window_s=600)
+    assert not sync.probe() and sync.probes_sent == 0
