@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # command:debian-package pairs the project needs on the machine.
-SYSTEM_DEPS := mosquitto:mosquitto ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng aplay:alsa-utils
+SYSTEM_DEPS := mosquitto:mosquitto ffmpeg:ffmpeg ffprobe:ffmpeg espeak-ng:espeak-ng aplay:alsa-utils chromium:chromium
 PYTEST_ARGS ?=
 
 .PHONY: help setup sysdeps demo test lint format bench clean

@@ -12,9 +12,14 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 
 from server import errors
+from server.access.ratelimit import LoginLimiter
+from server.audit.routes import router as audit_router
 from server.broker.service import apply_broker_config
 from server.clips.routes import router as clips_router
+from server.console.routes import install_console
 from server.db import make_engine, make_session_factory, session_scope, utcnow
+from server.devices.commands import ack_recorder
+from server.devices.health_routes import router as device_health_router
 from server.devices.routes import router as devices_router
 from server.metrics import Metrics
 from server.mqtt_bridge import MqttBridge
@@ -23,6 +28,7 @@ from server.planner import Planner
 from server.planner.routes import router as schedules_router
 from server.plays.routes import router as plays_router
 from server.programmes.routes import router as programmes_router
+from server.reports.routes import router as reports_router
 from server.settings import ServerSettings
 from server.users import service as users
 from server.users.routes import router as users_router
@@ -50,6 +56,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
                 settings=settings,
                 session_factory=app.state.session_factory,
                 metrics=app.state.metrics,
+                on_ack=ack_recorder(app.state.session_factory, clock=lambda: app.state.clock()),
             )
             app.state.bridge = bridge
             await bridge.start()
@@ -86,17 +93,24 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     app.state.bridge = None
     app.state.planner = None
     app.state.clock = utcnow  # every "now" of the planner and the programme rules (tests swap it)
+    app.state.login_limiter = LoginLimiter(
+        max_failures=settings.login_max_failures, window_s=settings.login_window_s
+    )
     errors.install(app)
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(users_router)
     api.include_router(orgs_router)
     api.include_router(devices_router)
+    api.include_router(device_health_router)
     api.include_router(clips_router)
     api.include_router(programmes_router)
     api.include_router(schedules_router)
     api.include_router(plays_router)
+    api.include_router(reports_router)
+    api.include_router(audit_router)
     app.include_router(api)
+    install_console(app)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

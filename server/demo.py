@@ -17,7 +17,7 @@ from server.broker.process import BrokerError, free_port, port_open, start_broke
 from server.broker.service import apply_broker_config
 from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
-from server.seed import demo_credentials, seed_demo
+from server.seed import demo_credentials, seed_demo, seed_demo_users
 from server.settings import ServerSettings
 
 
@@ -73,6 +73,7 @@ def _count_online(base: str, token: str) -> tuple[int, int]:
 def run_demo(*, until_online: bool, agent_count: int) -> int:
     """Run the whole stack in the foreground; returns the exit code."""
     os.environ["LOA_DEMO"] = "true"
+    os.environ.setdefault("LOA_COOKIE_SECURE", "false")  # the demo serves plain HTTP
     settings = ServerSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if port_open("127.0.0.1", settings.http_port):
@@ -91,6 +92,7 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         if seed_demo(db):
             _say("seeded demo data: 1 province, 2 communes, 6 villages, 8 zones, 12 clusters")
         creds = demo_credentials(db)
+        demo_users = seed_demo_users(db, password=settings.admin_secret())
     with session_scope(factory) as db:
         conf = apply_broker_config(db, settings=settings)
     engine.dispose()
@@ -133,6 +135,8 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         assert isinstance(token, dict)
         _say(f"console and API: {base}/   (API docs: {base}/docs)")
         _say(f"sign in as: admin / {admin_password}")
+        for username, role, unit in demo_users:
+            _say(f"        or: {username} / {admin_password}   ({role}, {unit})")
         _say("Ctrl-C stops everything this demo started.")
         started = time.monotonic()
         reported = -1

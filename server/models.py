@@ -1,8 +1,9 @@
 """Imports every feature's models so metadata and Alembic see all tables."""
 
+from server.audit.models import AuditEntry
 from server.clips.models import Clip
 from server.db import Base
-from server.devices.models import Device
+from server.devices.models import Device, DeviceCommand, TelemetrySample
 from server.orgs.models import OrgUnit, Zone, zone_devices
 from server.planner.models import DeviceSchedule, PlannerState, ZoneClip
 from server.plays.models import PlayRecord
@@ -15,10 +16,12 @@ from server.programmes.models import (
 from server.users.models import AuthToken, User
 
 __all__ = [
+    "AuditEntry",
     "AuthToken",
     "Base",
     "Clip",
     "Device",
+    "DeviceCommand",
     "DeviceSchedule",
     "OrgUnit",
     "PlannerState",
@@ -26,6 +29,7 @@ __all__ = [
     "Programme",
     "ProgrammeClip",
     "ProgrammeTransition",
+    "TelemetrySample",
     "User",
     "Zone",
     "ZoneClip",

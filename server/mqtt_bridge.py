@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +41,7 @@ from schedules import ScheduleDocument
 from server.clips.storage import ClipStorage
 from server.db import session_scope, utcnow
 from server.devices import service as devices
+from server.devices.telemetry import SampleThrottle, prune_samples, store_sample
 from server.distribution.requests import Refusal, check_clip_request
 from server.distribution.sender import ClipJob, ClipSender, SenderMetrics
 from server.metrics import Metrics
@@ -91,6 +92,10 @@ class MqttBridge:
         self.session_factory = session_factory
         self.metrics = metrics
         self.on_ack = on_ack
+        self.samples = SampleThrottle(
+            interval_s=settings.telemetry_sample_interval_s,
+            retention=timedelta(days=settings.telemetry_retention_days),
+        )
         self.queue: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue(QUEUE_LIMIT)
         self.link = MqttLink(
             client_id=f"{SERVER_USERNAME}-{socket.gethostname()}-{os.getpid()}",
@@ -214,10 +219,11 @@ class MqttBridge:
         with session_scope(self.session_factory) as db:
             for topic, payload, received in batch:
                 self._apply_one(db, topic, payload, datetime.fromtimestamp(received, UTC), after)
+            if self.samples.prune_due():
+                prune_samples(db, before=utcnow() - self.samples.retention)
             online = devices.count_online(db)
         # Committed: only now may devices drop events from their outboxes.
         self.metrics.devices_online.set(online)
-        self.processed += len(batch)
         for uid, seqs in after.event_seqs.items():
             unique = sorted(set(seqs))
             for i in range(0, len(unique), EVENT_ACK_LIMIT):
@@ -229,6 +235,7 @@ class MqttBridge:
         if self.on_ack is not None:
             for uid, ack in after.acks:
                 self.on_ack(uid, ack)
+        self.processed += len(batch)  # counted last: tests wait on it for acks too
 
     def _reject(self, kind: str, reason: str, topic: str, why: str) -> None:
         self.metrics.mqtt_rejected.labels(kind, reason).inc()
@@ -262,6 +269,8 @@ class MqttBridge:
             devices.apply_offline(db, device=device, msg=msg, now=now)
         elif isinstance(msg, Telemetry):
             devices.apply_telemetry(db, device=device, msg=msg, now=now)
+            if self.samples.due(device.id):
+                store_sample(db, device=device, msg=msg, now=now)
         elif isinstance(msg, Ack):
             device.last_seen = now
             after.acks.append((uid, msg))

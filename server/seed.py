@@ -9,6 +9,8 @@ from server.devices import service as devices
 from server.devices.models import Device
 from server.orgs import service as orgs
 from server.orgs.models import OrgUnit, Zone
+from server.users import service as users
+from server.users.models import User
 
 PROVINCE = "Tỉnh Quảng Bình"
 COMMUNES = {
@@ -16,6 +18,13 @@ COMMUNES = {
     "Xã Quảng Phú": ("quang-phu", ["Thôn Phú Thọ", "Thôn Phú Trịch", "Thôn Thanh Bình"]),
 }
 CLUSTERS_PER_VILLAGE = 2
+# (username, role, full name, may run emergencies, org unit name)
+DEMO_USERS = (
+    ("bientap", "editor", "Nguyễn Thị Lan (biên tập)", False, "Xã Bảo Ninh"),
+    ("duyet", "approver", "Trần Văn Hùng (duyệt)", True, "Xã Bảo Ninh"),
+    ("trucphat", "operator", "Lê Thị Mai (trực phát)", True, "Xã Bảo Ninh"),
+    ("kythuat", "technician", "Phạm Văn Nam (kỹ thuật)", False, PROVINCE),
+)
 
 
 def seed_demo(db: Session) -> bool:
@@ -58,3 +67,22 @@ def demo_credentials(db: Session) -> dict[str, str]:
         d.uid: devices.rotate_credentials(db, device=d)
         for d in db.scalars(select(Device).where(Device.revoked_at.is_(None)).order_by(Device.uid))
     }
+
+
+def seed_demo_users(db: Session, *, password: str) -> list[tuple[str, str, str]]:
+    """Demo users for each role (created once); returns (username, role, org unit)."""
+    out = []
+    for username, role, full_name, emergency, unit_name in DEMO_USERS:
+        unit_id = db.scalar(select(OrgUnit.id).where(OrgUnit.name == unit_name))
+        if db.scalar(select(User.id).where(User.username == username)) is None:
+            users.create_user(
+                db,
+                username=username,
+                password=password,
+                role=role,
+                org_unit_id=unit_id,
+                full_name=full_name,
+                can_emergency=emergency,
+            )
+        out.append((username, role, unit_name))
+    return out

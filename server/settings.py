@@ -32,6 +32,15 @@ class ServerSettings(BaseSettings):
     admin_password: SecretStr | None = None
     demo: bool = False
     token_ttl_hours: float = 12.0
+    session_ttl_hours: float = 12.0  # console cookie lifetime
+    login_max_failures: int = 5  # per username + address ...
+    login_window_s: float = 300.0  # ... within this many seconds
+    cookie_secure: bool = True  # false only for plain-HTTP installs (the demo)
+    command_ttl_s: float = 60.0  # a device ignores a command older than this
+    telemetry_sample_interval_s: float = (
+        300.0  # telemetry history: one sample per device per interval
+    )
+    telemetry_retention_days: float = 7.0
     mosquitto_bin: str = "mosquitto"
     manage_broker: bool = True
     mqtt_max_packet_bytes: int = 2 * 1024 * 1024

@@ -6,16 +6,22 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import CLIPS_READ, CLIPS_WRITE
+from server.access.reach import check_clip_ids, readable_clip, writable_clip
+from server.audit import service as audit
 from server.clips import schemas, service
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
 from server.clips.upload import UploadError, receive_upload
-from server.deps import CurrentUser, SessionDep, SettingsDep
+from server.deps import SessionDep, SettingsDep
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -28,16 +34,31 @@ def get_storage(settings: SettingsDep) -> ClipStorage:
 
 
 StorageDep = Annotated[ClipStorage, Depends(get_storage)]
+Reader = Annotated[Actor, allow(CLIPS_READ)]
+Writer = Annotated[Actor, allow(CLIPS_WRITE)]
+ClipId = Annotated[int, PathParam(ge=1, le=2_147_483_647)]
 
 
-def _clip_or_404(db: Session, clip_id: int) -> Clip:
-    clip = db.get(Clip, clip_id)
-    if clip is None:
-        raise HTTPException(404, detail=f"Clip {clip_id} does not exist.")
-    return clip
-
-
-def _answer(clip: Clip, created: bool) -> JSONResponse:
+def _answer(db: Session, actor: Actor, clip: Clip, created: bool) -> JSONResponse:
+    """201 for a new clip (audited), 200 for the same audio already in the caller's library."""
+    if not created and not actor.reads_clip_of(clip.org_unit_id):
+        raise HTTPException(
+            409,
+            detail="This audio is already in the library of another org unit; ask an "
+            "administrator of a unit above both to share it.",
+        )
+    if created:
+        audit.record(
+            db,
+            actor=actor,
+            action="clip.create",
+            object_type="clip",
+            object_id=clip.id,
+            org_unit_id=clip.org_unit_id,
+            summary=clip.title,
+            details={"source": clip.source, "sha256": clip.sha256},
+        )
+        db.commit()
     body = schemas.ClipOut.model_validate(clip).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if created else 200)
 
@@ -56,7 +77,7 @@ async def _run(db: Session, fn, **kwargs) -> tuple[Clip, bool]:  # type: ignore[
     return clip, created
 
 
-def _meta(settings: ServerSettings, user: CurrentUser, **fields: str | None) -> service.ClipMeta:
+def _meta(settings: ServerSettings, actor: Actor, **fields: str | None) -> service.ClipMeta:
     title = fields.get("title") or ""
     topic = fields.get("topic") or None
     try:
@@ -69,8 +90,8 @@ def _meta(settings: ServerSettings, user: CurrentUser, **fields: str | None) -> 
         language=(fields.get("language") or "vi")[:16],
         notes=(fields.get("notes") or "")[:2000],
         source=fields.get("source") or "upload",
-        org_unit_id=user.org_unit_id,
-        user_id=user.id,
+        org_unit_id=actor.user.org_unit_id,
+        user_id=actor.user.id,
     )
 
 
@@ -101,7 +122,7 @@ def _meta(settings: ServerSettings, user: CurrentUser, **fields: str | None) -> 
     },
 )
 async def upload_clip(
-    request: Request, db: SessionDep, settings: SettingsDep, storage: StorageDep, user: CurrentUser
+    request: Request, db: SessionDep, settings: SettingsDep, storage: StorageDep, actor: Writer
 ) -> JSONResponse:
     """Upload any audio (or video) file; it is checked, loudness-normalised and stored."""
     tmp = await asyncio.to_thread(storage.temp_path, ".upload")
@@ -110,7 +131,7 @@ async def upload_clip(
     except UploadError as exc:
         raise HTTPException(exc.status, detail=exc.detail) from None
     try:
-        meta = _meta(settings, user, **received.fields)
+        meta = _meta(settings, actor, **received.fields)
         if received.size == 0:
             raise HTTPException(422, detail="The file is empty.")
     except HTTPException:
@@ -126,7 +147,7 @@ async def upload_clip(
         filename=received.filename,
         meta=meta,
     )
-    return _answer(clip, created)
+    return _answer(db, actor, clip, created)
 
 
 @router.post("/clips/tts", response_model=schemas.ClipOut, status_code=status.HTTP_201_CREATED)
@@ -135,15 +156,15 @@ async def tts_clip(
     db: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
-    user: CurrentUser,
+    actor: Writer,
 ) -> JSONResponse:
     """Make a clip from Vietnamese text (espeak-ng, or Piper when a model is configured)."""
     title = body.title or body.text.strip()[:80] or "TTS"
-    meta = _meta(settings, user, title=title, topic=body.topic, source="tts")
+    meta = _meta(settings, actor, title=title, topic=body.topic, source="tts")
     clip, created = await _run(
         db, service.make_tts_clip, storage=storage, settings=settings, req=body, meta=meta
     )
-    return _answer(clip, created)
+    return _answer(db, actor, clip, created)
 
 
 @router.post("/clips/compose", response_model=schemas.ClipOut, status_code=status.HTTP_201_CREATED)
@@ -152,48 +173,56 @@ async def compose_clip(
     db: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
-    user: CurrentUser,
+    actor: Writer,
 ) -> JSONResponse:
     """Build an announcement from a chime, clips, spoken text and pauses."""
-    meta = _meta(settings, user, title=body.title, topic=body.topic, source="compose")
+    meta = _meta(settings, actor, title=body.title, topic=body.topic, source="compose")
+    check_clip_ids(db, actor, [p.clip_id for p in body.parts if isinstance(p, schemas.ClipPart)])
     clip, created = await _run(
         db, service.make_composed_clip, storage=storage, settings=settings, req=body, meta=meta
     )
-    return _answer(clip, created)
+    return _answer(db, actor, clip, created)
 
 
 @router.get("/clips", response_model=schemas.ClipPage)
 def list_clips(
     db: SessionDep,
-    _u: CurrentUser,
-    q: str | None = None,
-    topic: str | None = None,
+    actor: Reader,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    topic: Annotated[str | None, Query(max_length=40)] = None,
     limit: int = 50,
     offset: int = 0,
 ) -> schemas.ClipPage:
     """Clips, newest first; search by title or notes, filter by topic."""
     if not 1 <= limit <= 500 or offset < 0:
         raise HTTPException(422, detail="limit must be 1-500 and offset must not be negative.")
-    rows, total = service.list_clips(db, q=q, topic=topic, limit=limit, offset=offset)
+    rows, total = service.list_clips(
+        db,
+        q=q,
+        topic=topic,
+        limit=limit,
+        offset=offset,
+        visible=actor.clip_clause(Clip.org_unit_id),
+    )
     return schemas.ClipPage(items=[schemas.ClipOut.model_validate(c) for c in rows], total=total)
 
 
 @router.get("/clips/{clip_id}", response_model=schemas.ClipDetail)
-def get_clip(db: SessionDep, _u: CurrentUser, clip_id: int) -> Clip:
+def get_clip(db: SessionDep, actor: Reader, clip_id: ClipId) -> Clip:
     """A clip's metadata and waveform peaks."""
-    return _clip_or_404(db, clip_id)
+    return readable_clip(db, actor, clip_id)
 
 
 @router.get("/clips/{clip_id}/audio", response_model=None)
 def clip_audio(
     db: SessionDep,
     storage: StorageDep,
-    _u: CurrentUser,
-    clip_id: int,
+    actor: Reader,
+    clip_id: ClipId,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The normalised Ogg/Opus file (HTTP Range supported; the ETag is its sha256)."""
-    clip = _clip_or_404(db, clip_id)
+    clip = readable_clip(db, actor, clip_id)
     etag = f'"{clip.sha256}"'
     if if_none_match is not None and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})
@@ -209,9 +238,9 @@ def clip_audio(
 
 
 @router.get("/clips/{clip_id}/original", response_model=None)
-def clip_original(db: SessionDep, storage: StorageDep, _u: CurrentUser, clip_id: int) -> Response:
+def clip_original(db: SessionDep, storage: StorageDep, actor: Reader, clip_id: ClipId) -> Response:
     """The file exactly as it was uploaded."""
-    clip = _clip_or_404(db, clip_id)
+    clip = readable_clip(db, actor, clip_id)
     path = storage.orig_path(clip.original_sha256, clip.original_ext)
     if not path.exists():
         raise HTTPException(410, detail="The original file is missing from the store.")
@@ -223,9 +252,19 @@ def clip_original(db: SessionDep, storage: StorageDep, _u: CurrentUser, clip_id:
 
 
 @router.delete("/clips/{clip_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_clip(db: SessionDep, storage: StorageDep, _u: CurrentUser, clip_id: int) -> None:
+def delete_clip(db: SessionDep, storage: StorageDep, actor: Writer, clip_id: ClipId) -> None:
     """Delete a clip unless a programme that has not ended uses it."""
+    clip = writable_clip(db, actor, clip_id)
+    audit.record(
+        db,
+        actor=actor,
+        action="clip.delete",
+        object_type="clip",
+        object_id=clip.id,
+        org_unit_id=clip.org_unit_id,
+        summary=clip.title,
+    )
     try:
-        service.delete_clip(db, storage=storage, clip=_clip_or_404(db, clip_id))
+        service.delete_clip(db, storage=storage, clip=clip)
     except service.ClipError as exc:
         raise HTTPException(exc.status, detail=exc.detail) from None

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from audio import (
@@ -238,10 +238,18 @@ def make_composed_clip(
 
 
 def list_clips(
-    db: Session, *, q: str | None, topic: str | None, limit: int, offset: int
+    db: Session,
+    *,
+    q: str | None,
+    topic: str | None,
+    limit: int,
+    offset: int,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[Clip], int]:
-    """Clips, newest first, searched by title/topic."""
+    """Clips, newest first, searched by title/topic, limited to `visible` ones."""
     query = select(Clip)
+    if visible is not None:
+        query = query.where(visible)
     if q:
         query = query.where(or_(Clip.title.ilike(f"%{q}%"), Clip.notes.ilike(f"%{q}%")))
     if topic:

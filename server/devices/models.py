@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.db import Base, UtcDateTime, utcnow
@@ -43,3 +43,39 @@ class Device(Base):
     volume: Mapped[int] = mapped_column(Integer, default=70)
 
     zones: Mapped[list[Zone]] = relationship(secondary=zone_devices, lazy="selectin")
+
+
+class TelemetrySample(Base):
+    """One stored health sample (at most one per device per LOA_TELEMETRY_SAMPLE_INTERVAL_S)."""
+
+    __tablename__ = "telemetry_samples"
+    __table_args__ = (Index("ix_telemetry_samples_device_at", "device_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
+    signal_dbm: Mapped[float | None] = mapped_column(Float)
+    disk_used_pct: Mapped[float | None] = mapped_column(Float)
+    disk_free_mb: Mapped[float | None] = mapped_column(Float)
+    load_1m: Mapped[float | None] = mapped_column(Float)
+    mem_used_pct: Mapped[float | None] = mapped_column(Float)
+
+
+class DeviceCommand(Base):
+    """A remote command sent to a device and, once it answers, its acknowledgement."""
+
+    __tablename__ = "device_commands"
+    __table_args__ = (Index("ix_device_commands_device_created", "device_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the wire id, echoed in the ack
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # sent -> ok | failed (the device's ack); a sent command past expires_at got no answer.
+    status: Mapped[str] = mapped_column(String(16), default="sent")
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

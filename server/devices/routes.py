@@ -1,13 +1,20 @@
-"""Devices: registration, credentials, revocation and health."""
+"""Devices: registration, credentials, revocation and health, inside the caller's subtree."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import DEVICES_MANAGE, DEVICES_READ
+from server.access.reach import check_org_unit, check_zone_ids, visible_device, visible_zone
+from server.audit import service as audit
 from server.broker.service import broker_config_changed
-from server.deps import CurrentUser, SessionDep, SettingsDep
+from server.deps import SessionDep, SettingsDep
 from server.devices import service
 from server.devices.models import Device
 from server.devices.schemas import (
@@ -23,6 +30,10 @@ from server.planner import request_replan
 from server.settings import ServerSettings
 
 router = APIRouter(tags=["devices"])
+Reader = Annotated[Actor, allow(DEVICES_READ)]
+Manager = Annotated[Actor, allow(DEVICES_MANAGE)]
+DeviceId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+FilterId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 
 def to_out(device: Device) -> DeviceOut:
@@ -34,13 +45,6 @@ def to_out(device: Device) -> DeviceOut:
             "revoked": device.revoked_at is not None,
         }
     )
-
-
-def _device_or_404(db: Session, device_id: int) -> Device:
-    device = db.get(Device, device_id)
-    if device is None:
-        raise HTTPException(404, detail=f"Device {device_id} does not exist.")
-    return device
 
 
 def _credentials(settings: ServerSettings, device: Device, password: str) -> Credentials:
@@ -66,24 +70,39 @@ def _publish_state(request: Request, device: Device) -> None:
         bridge.publish_state(device.uid, service.desired_state(device))
 
 
+def _audit(db: Session, actor: Actor, action: str, device: Device, **details: object) -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="device",
+        object_id=device.id,
+        org_unit_id=device.org_unit_id,
+        summary=device.uid,
+        details=details,
+    )
+
+
 @router.get("/devices", response_model=DevicePage)
 def list_devices(
     db: SessionDep,
-    _u: CurrentUser,
-    org_unit_id: int | None = None,
-    zone_id: int | None = None,
+    actor: Reader,
+    org_unit_id: FilterId = None,
+    zone_id: FilterId = None,
     online: bool | None = None,
-    q: str | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
     limit: int = 100,
     offset: int = 0,
 ) -> DevicePage:
-    """Devices with their health, filtered and paginated."""
-    if not 1 <= limit <= 1000 or offset < 0:
+    """Devices of your subtree with their health, filtered and paginated."""
+    if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
         raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
-    query = select(Device)
+    query = select(Device).where(actor.org_clause(Device.org_unit_id))
     if org_unit_id is not None:
+        check_org_unit(db, actor, org_unit_id, status=404)
         query = query.where(Device.org_unit_id == org_unit_id)
     if zone_id is not None:
+        visible_zone(db, actor, zone_id)
         query = query.where(Device.zones.any(Zone.id == zone_id))
     if online is not None:
         query = query.where(Device.online.is_(online))
@@ -97,13 +116,16 @@ def list_devices(
 
 @router.post("/devices", response_model=DeviceRegistered, status_code=status.HTTP_201_CREATED)
 def register_device(
-    db: SessionDep, request: Request, settings: SettingsDep, _u: CurrentUser, body: DeviceCreate
+    db: SessionDep, request: Request, settings: SettingsDep, actor: Manager, body: DeviceCreate
 ) -> DeviceRegistered:
     """Register a cluster and issue its MQTT credentials (shown only in this answer)."""
+    check_org_unit(db, actor, body.org_unit_id)
+    check_zone_ids(db, actor, body.zone_ids)
     try:
         device, password = service.register_device(db, **body.model_dump())
     except service.DeviceError as exc:
         raise HTTPException(422, detail=str(exc)) from None
+    _audit(db, actor, "device.register", device, name=device.name, zone_ids=body.zone_ids)
     broker_config_changed(request.app, db)
     _publish_state(request, device)
     request_replan(request.app)
@@ -113,22 +135,25 @@ def register_device(
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
-def get_device(db: SessionDep, _u: CurrentUser, device_id: int) -> DeviceOut:
+def get_device(db: SessionDep, actor: Reader, device_id: DeviceId) -> DeviceOut:
     """One device with its health."""
-    return to_out(_device_or_404(db, device_id))
+    return to_out(visible_device(db, actor, device_id))
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceOut)
 def update_device(
-    db: SessionDep, request: Request, _u: CurrentUser, device_id: int, body: DeviceUpdate
+    db: SessionDep, request: Request, actor: Manager, device_id: DeviceId, body: DeviceUpdate
 ) -> DeviceOut:
     """Change a device's fields; a volume change is pushed as a new desired state."""
-    device = _device_or_404(db, device_id)
+    device = visible_device(db, actor, device_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    if "org_unit_id" in changes:
+        check_org_unit(db, actor, changes["org_unit_id"])
     try:
         state_changed = service.update_device(db, device=device, changes=changes)
     except service.DeviceError as exc:
         raise HTTPException(422, detail=str(exc)) from None
+    _audit(db, actor, "device.update", device, changes=changes)
     db.commit()
     if state_changed:
         _publish_state(request, device)
@@ -137,11 +162,12 @@ def update_device(
 
 @router.post("/devices/{device_id}/credentials", response_model=DeviceRegistered)
 def rotate_credentials(
-    db: SessionDep, request: Request, settings: SettingsDep, _u: CurrentUser, device_id: int
+    db: SessionDep, request: Request, settings: SettingsDep, actor: Manager, device_id: DeviceId
 ) -> DeviceRegistered:
     """Issue a new MQTT password (also re-enables a revoked device)."""
-    device = _device_or_404(db, device_id)
+    device = visible_device(db, actor, device_id)
     password = service.rotate_credentials(db, device=device)
+    _audit(db, actor, "device.rotate_credentials", device)
     broker_config_changed(request.app, db)
     return DeviceRegistered(
         device=to_out(device), credentials=_credentials(settings, device, password)
@@ -149,10 +175,13 @@ def rotate_credentials(
 
 
 @router.post("/devices/{device_id}/revoke", response_model=DeviceOut)
-def revoke_device(db: SessionDep, request: Request, _u: CurrentUser, device_id: int) -> DeviceOut:
+def revoke_device(
+    db: SessionDep, request: Request, actor: Manager, device_id: DeviceId
+) -> DeviceOut:
     """Withdraw a device's broker access; it is refused at its next connect."""
-    device = _device_or_404(db, device_id)
+    device = visible_device(db, actor, device_id)
     service.revoke_device(db, device=device)
+    _audit(db, actor, "device.revoke", device)
     broker_config_changed(request.app, db)
     request_replan(request.app)
     return to_out(device)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,3 +82,54 @@ class DevicePage(BaseModel):
 
     items: list[DeviceOut]
     total: int
+
+
+CommandName = Literal["test_tone", "set_volume", "restart_agent", "resync"]
+
+
+class CommandCreate(BaseModel):
+    """A remote command: volume for set_volume, seconds for test_tone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CommandName
+    volume: int | None = Field(default=None, ge=0, le=100, description="set_volume only")
+    seconds: float | None = Field(default=None, ge=0.5, le=30, description="test_tone only")
+
+
+class CommandOut(BaseModel):
+    """A command and the device's answer; status sent, ok, failed or no_answer."""
+
+    id: str
+    device_id: int
+    name: str
+    args: dict[str, Any]
+    user_id: int | None
+    created_at: datetime
+    expires_at: datetime
+    status: str
+    detail: str
+    acked_at: datetime | None
+
+
+class TelemetryPoint(BaseModel):
+    """One stored health sample."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    cpu_temp_c: float | None
+    signal_dbm: float | None
+    disk_used_pct: float | None
+    disk_free_mb: float | None
+    load_1m: float | None
+    mem_used_pct: float | None
+
+
+class TelemetryHistory(BaseModel):
+    """A device's health samples over a period, oldest first."""
+
+    device_id: int
+    since: datetime
+    until: datetime
+    points: list[TelemetryPoint]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from server.deps import CurrentUser, SessionDep
-from server.devices.models import Device
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import DEVICES_READ
+from server.access.reach import visible_device
+from server.deps import SessionDep
 from server.planner.compile import latest_schedule
 
 router = APIRouter(tags=["schedules"])
@@ -34,13 +37,11 @@ class DeviceScheduleOut(BaseModel):
 @router.get("/devices/{device_id}/schedule", response_model=DeviceScheduleOut)
 def device_schedule(
     db: SessionDep,
-    _u: CurrentUser,
+    actor: Annotated[Actor, allow(DEVICES_READ)],
     device_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
 ) -> DeviceScheduleOut:
     """The schedule the planner last published to the device, and whether it has it."""
-    device = db.get(Device, device_id)
-    if device is None:
-        raise HTTPException(404, detail=f"Device {device_id} does not exist.")
+    device = visible_device(db, actor, device_id)
     row = latest_schedule(db, device_id=device.id)
     document: dict[str, Any] = row.document if row is not None else {}
     version = row.version if row is not None else None

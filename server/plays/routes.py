@@ -7,7 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from server.deps import CurrentUser, SessionDep
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import PLAYS_READ
+from server.access.reach import visible_device, visible_zone
+from server.deps import SessionDep
 from server.plays import service
 from server.plays.schemas import PlayOut, PlayPage
 
@@ -25,7 +29,7 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 @router.get("/plays", response_model=PlayPage)
 def list_plays(
     db: SessionDep,
-    _u: CurrentUser,
+    actor: Annotated[Actor, allow(PLAYS_READ)],
     device_id: DbId = None,
     zone_id: DbId = None,
     since: datetime | None = None,
@@ -33,10 +37,15 @@ def list_plays(
     limit: int = 100,
     offset: int = 0,
 ) -> PlayPage:
-    """Plays filtered by device, zone (current members) and planned start [since, until)."""
+    """Plays of your devices by device, zone (current members) and planned start [since, until)."""
     if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
         raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
+    if device_id is not None:
+        visible_device(db, actor, device_id)
+    if zone_id is not None:
+        visible_zone(db, actor, zone_id)
     where = service.PlayFilter(
+        org_ids=actor.org_ids,
         device_id=device_id,
         zone_id=zone_id,
         since=_aware("since", since),

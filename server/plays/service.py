@@ -107,9 +107,14 @@ class PlayFilter:
     zone_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # Only devices of these org units (None: every device).
+    org_ids: frozenset[int] | None = None
 
 
 def _filtered(query: Select[*Columns], where: PlayFilter) -> Select[*Columns]:
+    if where.org_ids is not None:
+        reach = select(Device.id).where(Device.org_unit_id.in_(sorted(where.org_ids)))
+        query = query.where(PlayRecord.device_id.in_(reach))
     if where.device_id is not None:
         query = query.where(PlayRecord.device_id == where.device_id)
     if where.zone_id is not None:

@@ -12,8 +12,28 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schedules import PRESETS, Priority
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import (
+    PROGRAMMES_APPROVE,
+    PROGRAMMES_CANCEL,
+    PROGRAMMES_CREATE,
+    PROGRAMMES_EDIT,
+    PROGRAMMES_READ,
+    SESSION,
+    may_cancel,
+)
+from server.access.reach import (
+    check_clip_ids,
+    check_org_unit,
+    check_zone_ids,
+    visible_org_unit,
+    visible_programme,
+    visible_zone,
+)
+from server.audit import service as audit
 from server.db import utcnow
-from server.deps import CurrentUser, SessionDep, SettingsDep
+from server.deps import SessionDep, SettingsDep
 from server.planner import request_replan
 from server.programmes import conflicts, service
 from server.programmes.models import STATUSES, Programme, programme_zones
@@ -37,6 +57,11 @@ from server.settings import ServerSettings
 router = APIRouter(tags=["programmes"])
 ProgrammeId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 FilterId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
+Reader = Annotated[Actor, allow(PROGRAMMES_READ)]
+Creator = Annotated[Actor, allow(PROGRAMMES_CREATE)]
+Editor = Annotated[Actor, allow(PROGRAMMES_EDIT)]
+Approver = Annotated[Actor, allow(PROGRAMMES_APPROVE)]
+Canceller = Annotated[Actor, allow(PROGRAMMES_CANCEL)]
 
 
 def now_of(request: Request) -> datetime:
@@ -60,11 +85,30 @@ def answering() -> Iterator[None]:
         raise HTTPException(exc.status, detail=exc.detail) from None
 
 
-def _get(db: Session, programme_id: int) -> Programme:
-    programme = db.get(Programme, programme_id)
-    if programme is None:
-        raise HTTPException(404, detail=f"Programme {programme_id} does not exist.")
-    return programme
+def _audit(db: Session, actor: Actor, action: str, programme: Programme, note: str = "") -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="programme",
+        object_id=programme.id,
+        org_unit_id=programme.org_unit_id,
+        summary=programme.title,
+        details={
+            "status": programme.status,
+            "priority": programme.priority,
+            "zone_ids": sorted(z.id for z in programme.zones),
+            **({"note": note} if note else {}),
+        },
+    )
+
+
+def _check_refs(db: Session, actor: Actor, fields: dict[str, Any]) -> None:
+    """Ids the caller may not see are refused as unknown, before any other check names them."""
+    if fields.get("org_unit_id") is not None:
+        check_org_unit(db, actor, fields["org_unit_id"])
+    check_zone_ids(db, actor, fields.get("zone_ids") or [])
+    check_clip_ids(db, actor, fields.get("clip_ids") or [])
 
 
 def to_out(programme: Programme) -> ProgrammeOut:
@@ -134,7 +178,7 @@ def _replan(request: Request, db: Session) -> None:
 
 
 @router.get("/programmes/presets", response_model=list[PresetOut])
-def list_presets(_u: CurrentUser) -> list[PresetOut]:
+def list_presets(_actor: Annotated[Actor, allow(SESSION)]) -> list[PresetOut]:
     """Ready-made recurrence rules (use the key as recurrence_preset)."""
     return [
         PresetOut(key=p.key, rrule=p.rrule, label_vi=p.label_vi, label_en=p.label_en)
@@ -145,17 +189,17 @@ def list_presets(_u: CurrentUser) -> list[PresetOut]:
 @router.get("/programmes", response_model=ProgrammePage)
 def list_programmes(
     db: SessionDep,
-    _u: CurrentUser,
-    status_: Annotated[str | None, Query(alias="status")] = None,
+    actor: Reader,
+    status_: Annotated[str | None, Query(alias="status", max_length=40)] = None,
     zone_id: FilterId = None,
     org_unit_id: FilterId = None,
     limit: int = 100,
     offset: int = 0,
 ) -> ProgrammePage:
-    """Programmes, newest first, filtered by status, zone and owner org unit."""
+    """Programmes of your subtree, newest first, filtered by status, zone and owner org unit."""
     if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
         raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
-    query = select(Programme)
+    query = select(Programme).where(actor.org_clause(Programme.org_unit_id))
     if status_ is not None:
         if status_ not in STATUSES:
             raise HTTPException(
@@ -163,9 +207,11 @@ def list_programmes(
             )
         query = query.where(Programme.status == status_)
     if zone_id is not None:
+        visible_zone(db, actor, zone_id)
         in_zone = select(programme_zones.c.programme_id).where(programme_zones.c.zone_id == zone_id)
         query = query.where(Programme.id.in_(in_zone))
     if org_unit_id is not None:
+        visible_org_unit(db, actor, org_unit_id)
         query = query.where(Programme.org_unit_id == org_unit_id)
     total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = db.scalars(query.order_by(Programme.id.desc()).limit(limit).offset(offset))
@@ -177,21 +223,35 @@ def create_programme(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
-    user: CurrentUser,
+    actor: Creator,
     body: ProgrammeCreate,
 ) -> ProgrammeDetail:
-    """Create a draft (an emergency with approve_now=true is approved at once and planned)."""
+    """Create a draft (an emergency with approve_now=true is approved at once and planned).
+
+    Operators and approvers (no programmes:edit) may only create such emergencies, and only
+    with their can_emergency permission.
+    """
     fields: dict[str, Any] = body.model_dump(exclude={"approve_now"})
+    _check_refs(db, actor, fields)
+    if not actor.may(PROGRAMMES_EDIT) and not body.approve_now:
+        raise HTTPException(
+            403,
+            detail=f"Your role ({actor.role}) may only create an emergency approved at "
+            "once (priority emergency, approve_now true).",
+        )
     with answering():
         programme = service.create_programme(
             db,
             fields=fields,
-            user=user,
+            user=actor.user,
             now=now_of(request),
             approve_now=body.approve_now,
             horizon_days=conflict_days(settings),
+            may_run_emergency=actor.may_run_emergency(),
         )
+    _audit(db, actor, "programme.create", programme)
     if body.approve_now:
+        _audit(db, actor, "programme.emergency", programme, note="emergency, approved at creation")
         _replan(request, db)
     return _detail(db, programme)
 
@@ -201,13 +261,15 @@ def check_programme(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
-    user: CurrentUser,
+    actor: Creator,
     body: ProgrammeFields,
 ) -> ConflictReport:
     """Validate an unsaved programme and list the programmes it would conflict with."""
     now = now_of(request)
+    fields = body.model_dump()
+    _check_refs(db, actor, fields)
     with answering():
-        checked = check_fields(db, fields=body.model_dump(), user=user, now=now)
+        checked = check_fields(db, fields=fields, user=actor.user, now=now)
         window, findings = conflicts.find_programme_conflicts(
             db, spec=checked.spec, now=now, horizon_days=conflict_days(settings)
         )
@@ -215,9 +277,9 @@ def check_programme(
 
 
 @router.get("/programmes/{programme_id}", response_model=ProgrammeDetail)
-def get_programme(db: SessionDep, _u: CurrentUser, programme_id: ProgrammeId) -> ProgrammeDetail:
+def get_programme(db: SessionDep, actor: Reader, programme_id: ProgrammeId) -> ProgrammeDetail:
     """One programme with its history."""
-    return _detail(db, _get(db, programme_id))
+    return _detail(db, visible_programme(db, actor, programme_id))
 
 
 @router.get("/programmes/{programme_id}/conflicts", response_model=ConflictReport)
@@ -225,11 +287,11 @@ def programme_conflicts(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
-    _u: CurrentUser,
+    actor: Reader,
     programme_id: ProgrammeId,
 ) -> ConflictReport:
     """Programmes this one overlaps (same priority, shared zone) over the planning horizon."""
-    programme = _get(db, programme_id)
+    programme = visible_programme(db, actor, programme_id)
     spec = to_spec(programme)
     if spec is None:
         raise HTTPException(409, detail=f"Programme {programme_id} has no clips or zones left.")
@@ -243,28 +305,29 @@ def programme_conflicts(
 def update_programme(
     db: SessionDep,
     request: Request,
-    user: CurrentUser,
+    actor: Editor,
     programme_id: ProgrammeId,
     body: ProgrammeUpdate,
 ) -> ProgrammeDetail:
     """Edit a draft or rejected programme (a rejected one returns to draft)."""
-    programme = _get(db, programme_id)
+    programme = visible_programme(db, actor, programme_id)
+    changes = body.model_dump(exclude_unset=True)
+    _check_refs(db, actor, changes)
     with answering():
         service.update_programme(
-            db,
-            programme=programme,
-            changes=body.model_dump(exclude_unset=True),
-            user=user,
-            now=now_of(request),
+            db, programme=programme, changes=changes, user=actor.user, now=now_of(request)
         )
+    _audit(db, actor, "programme.update", programme)
     return _detail(db, programme)
 
 
 @router.delete("/programmes/{programme_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_programme(db: SessionDep, _u: CurrentUser, programme_id: ProgrammeId) -> None:
+def delete_programme(db: SessionDep, actor: Editor, programme_id: ProgrammeId) -> None:
     """Delete a draft."""
+    programme = visible_programme(db, actor, programme_id)
+    _audit(db, actor, "programme.delete", programme)
     with answering():
-        service.delete_programme(db, programme=_get(db, programme_id))
+        service.delete_programme(db, programme=programme)
 
 
 @router.post("/programmes/{programme_id}/submit", response_model=ProgrammeDetail)
@@ -272,19 +335,20 @@ def submit_programme(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
-    user: CurrentUser,
+    actor: Editor,
     programme_id: ProgrammeId,
 ) -> ProgrammeDetail:
     """Send for approval; refused with 409 when it overlaps a same-priority programme."""
-    programme = _get(db, programme_id)
+    programme = visible_programme(db, actor, programme_id)
     with answering():
         service.submit(
             db,
             programme=programme,
-            user=user,
+            user=actor.user,
             now=now_of(request),
             horizon_days=conflict_days(settings),
         )
+    _audit(db, actor, "programme.submit", programme)
     return _detail(db, programme)
 
 
@@ -293,33 +357,38 @@ def approve_programme(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
-    user: CurrentUser,
+    actor: Approver,
     programme_id: ProgrammeId,
     body: ReasonBody | None = None,
 ) -> ProgrammeDetail:
-    """Approve a submitted programme; the planner then publishes it to the devices."""
-    programme = _get(db, programme_id)
+    """Approve a submitted programme of your subtree; the planner then publishes it."""
+    programme = visible_programme(db, actor, programme_id)
+    note = body.reason if body else ""
     with answering():
         service.approve(
             db,
             programme=programme,
-            user=user,
+            user=actor.user,
             now=now_of(request),
             horizon_days=conflict_days(settings),
-            note=body.reason if body else "",
+            note=note,
         )
+    _audit(db, actor, "programme.approve", programme, note=note)
     _replan(request, db)
     return _detail(db, programme)
 
 
 @router.post("/programmes/{programme_id}/reject", response_model=ProgrammeDetail)
 def reject_programme(
-    db: SessionDep, request: Request, user: CurrentUser, programme_id: ProgrammeId, body: ReasonBody
+    db: SessionDep, request: Request, actor: Approver, programme_id: ProgrammeId, body: ReasonBody
 ) -> ProgrammeDetail:
     """Send a submitted programme back; the reason is required."""
-    programme = _get(db, programme_id)
+    programme = visible_programme(db, actor, programme_id)
     with answering():
-        service.reject(db, programme=programme, user=user, now=now_of(request), reason=body.reason)
+        service.reject(
+            db, programme=programme, user=actor.user, now=now_of(request), reason=body.reason
+        )
+    _audit(db, actor, "programme.reject", programme, note=body.reason)
     return _detail(db, programme)
 
 
@@ -327,20 +396,28 @@ def reject_programme(
 def cancel_programme(
     db: SessionDep,
     request: Request,
-    user: CurrentUser,
+    actor: Canceller,
     programme_id: ProgrammeId,
     body: ReasonBody | None = None,
 ) -> ProgrammeDetail:
-    """Cancel a programme that has not ended; devices get a schedule without it."""
-    programme = _get(db, programme_id)
+    """Cancel a programme that has not ended; devices get a schedule without it.
+
+    Approvers and admins cancel anything; editors only what is not approved yet;
+    operators only emergencies.
+    """
+    programme = visible_programme(db, actor, programme_id)
+    if not may_cancel(role=actor.role, status=programme.status, priority=programme.priority):
+        raise HTTPException(
+            403,
+            detail=f"Your role ({actor.role}) may not cancel a {programme.status} "
+            f"{programme.priority} programme; ask an approver.",
+        )
+    note = body.reason if body else ""
     with answering():
         was_planned = service.cancel(
-            db,
-            programme=programme,
-            user=user,
-            now=now_of(request),
-            note=body.reason if body else "",
+            db, programme=programme, user=actor.user, now=now_of(request), note=note
         )
+    _audit(db, actor, "programme.cancel", programme, note=note)
     if was_planned:
         _replan(request, db)
     return _detail(db, programme)

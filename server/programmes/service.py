@@ -39,7 +39,6 @@ from server.programmes.validation import (
 from server.users.models import User
 
 APPROVER_ROLES = frozenset({"admin", "approver"})
-EMERGENCY_ROLES = frozenset({"admin", "approver", "operator"})
 # Which status may follow which; anything else is refused with a 409.
 ALLOWED: dict[str, frozenset[str]] = {
     DRAFT: frozenset({SUBMITTED, APPROVED, CANCELLED}),
@@ -109,16 +108,18 @@ def create_programme(
     now: datetime,
     approve_now: bool,
     horizon_days: int,
+    may_run_emergency: bool,
 ) -> Programme:
     """Store a new draft (or, for an emergency with approve_now, an approved programme)."""
     checked = check_fields(db, fields=fields, user=user, now=now)
     if approve_now:
         if checked.spec.priority is not Priority.EMERGENCY:
             raise ProgrammeError(422, "Only emergency programmes can be approved at creation.")
-        if user.role not in EMERGENCY_ROLES:
+        if not may_run_emergency:
             raise ProgrammeError(
-                403, "Only an administrator, approver or operator may approve an emergency."
-            )
+                403, "You may not run emergency broadcasts: an administrator grants that to "
+                "operators and approvers (can_emergency).",
+            )  # fmt: skip
         refuse_conflicts(
             db, spec=checked.spec, now=now, horizon_days=horizon_days, statuses=COMPETING_AT_SUBMIT
         )

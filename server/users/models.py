@@ -27,7 +27,12 @@ class User(Base):
         ForeignKey("org_units.id", ondelete="RESTRICT"), index=True
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Operators and approvers may run emergencies only when this is set (admins always may).
+    can_emergency: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+TOKEN_KINDS = ("api", "session")
 
 
 class AuthToken(Base):
@@ -38,6 +43,8 @@ class AuthToken(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # "api": a bearer token; "session": the console's HTTP-only cookie (needs a CSRF token).
+    kind: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

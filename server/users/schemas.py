@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.users.models import ROLES
+
+Password = Annotated[str, Field(min_length=8, max_length=200)]
 
 
 class TokenOut(BaseModel):
@@ -28,7 +31,15 @@ class UserOut(BaseModel):
     role: str
     org_unit_id: int | None
     is_active: bool
+    can_emergency: bool
     created_at: datetime
+
+
+class MeOut(UserOut):
+    """The signed-in user with what their role allows."""
+
+    permissions: list[str]
+    may_run_emergency: bool
 
 
 class UserCreate(BaseModel):
@@ -37,7 +48,38 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    password: str = Field(min_length=8, max_length=200)
+    password: Password
     full_name: str = Field(default="", max_length=200)
     role: str = Field(description=f"one of {', '.join(ROLES)}")
-    org_unit_id: int | None = None
+    org_unit_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    can_emergency: bool = Field(
+        default=False, description="operators and approvers: may run emergency broadcasts"
+    )
+
+
+class UserUpdate(BaseModel):
+    """Changes to a user (role, org unit, name, emergency permission)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: str | None = Field(default=None, max_length=200)
+    role: str | None = Field(default=None, description=f"one of {', '.join(ROLES)}")
+    org_unit_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    can_emergency: bool | None = None
+
+
+class PasswordReset(BaseModel):
+    """A new password set by an administrator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password: Password
+
+
+class PasswordChange(BaseModel):
+    """A user changing their own password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=200)
+    new_password: Password

@@ -23,6 +23,12 @@ class InvalidRole(ValueError):
     """A role name that is not one of ROLES."""
 
 
+def check_role(role: str) -> None:
+    """Raise InvalidRole unless role is one of ROLES."""
+    if role not in ROLES:
+        raise InvalidRole(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+
+
 def hash_password(password: str) -> str:
     """Argon2id hash of a password."""
     return _hasher.hash(password)
@@ -36,16 +42,17 @@ def create_user(
     role: str,
     org_unit_id: int | None,
     full_name: str = "",
+    can_emergency: bool = False,
 ) -> User:
     """Add a user; the caller commits."""
-    if role not in ROLES:
-        raise InvalidRole(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+    check_role(role)
     user = User(
         username=username,
         password_hash=hash_password(password),
         role=role,
         org_unit_id=org_unit_id,
         full_name=full_name,
+        can_emergency=can_emergency,
     )
     db.add(user)
     db.flush()
@@ -83,10 +90,14 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(db: Session, *, user: User, ttl: timedelta) -> tuple[str, AuthToken]:
-    """Create a bearer token for user; only its hash is stored."""
+def issue_token(
+    db: Session, *, user: User, ttl: timedelta, kind: str = "api"
+) -> tuple[str, AuthToken]:
+    """Create a bearer token (or console session) for user; only its hash is stored."""
     token = secrets.token_urlsafe(32)
-    row = AuthToken(token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + ttl)
+    row = AuthToken(
+        token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + ttl, kind=kind
+    )
     db.add(row)
     db.flush()
     return token, row
@@ -108,3 +119,29 @@ def revoke_token(db: Session, *, token: str) -> bool:
         return False
     row.revoked_at = utcnow()
     return True
+
+
+def revoke_all_tokens(db: Session, *, user: User) -> int:
+    """Revoke every live token and session of a user; returns how many."""
+    now = utcnow()
+    rows = db.scalars(
+        select(AuthToken).where(AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None))
+    )
+    count = 0
+    for row in rows:
+        row.revoked_at = now
+        count += 1
+    return count
+
+
+def set_password(db: Session, *, user: User, password: str) -> None:
+    """Replace a user's password and sign them out everywhere."""
+    user.password_hash = hash_password(password)
+    revoke_all_tokens(db, user=user)
+
+
+def set_active(db: Session, *, user: User, active: bool) -> None:
+    """Activate or deactivate a user; deactivation revokes every token at once."""
+    user.is_active = active
+    if not active:
+        revoke_all_tokens(db, user=user)

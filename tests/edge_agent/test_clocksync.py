@@ -107,7 +107,7 @@ def test_a_burst_after_connecting_then_one_probe_per_interval() -> None:
     gaps = [b - a for a, b in zip([0.0, *burst], burst, strict=False)]
     assert all(0.1 - 1e-9 <= gap <= 0.3 + 1e-9 for gap in gaps)  # jittered around 0.2 s
     assert len({round(g, 6) for g in gaps}) > 1  # devices do not probe in lockstep
-    assert steady == [burst[-1] + 30 * k for k in range(1, 4)]
+    assert steady == pytest.approx([burst[-1] + 30 * k for k in range(1, 4)], abs=1e-9)
 
 
 def test_nothing_is_sent_while_disconnected() -> None:

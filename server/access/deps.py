@@ -1,0 +1,92 @@
+"""The one sign-in and permission check every API route goes through: `allow(PERMISSION)`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+
+from server.access import policy
+from server.access.actor import Actor, load_actor
+from server.deps import SessionDep
+from server.users import service as users
+
+SESSION_COOKIE = "loa_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token", auto_error=False, scopes=policy.DESCRIPTIONS
+)
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (uvicorn's --proxy-headers puts the real client here behind a proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The CSRF token bound to a console session: only a page that read it can send it back."""
+    return hmac.new(session_token.encode(), b"loa-csrf-v1", hashlib.sha256).hexdigest()
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="Not signed in, or the session has expired. Sign in again.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def authorize(
+    security: SecurityScopes,
+    request: Request,
+    db: SessionDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Actor:
+    """The signed-in caller, if their role holds every permission the route names; else 401/403.
+
+    A bearer token wins over the console cookie; a cookie-authenticated request that changes
+    something must carry the session's CSRF token in the X-CSRF-Token header.
+    """
+    via_cookie = False
+    token = bearer
+    if not token:
+        token = request.cookies.get(SESSION_COOKIE)
+        via_cookie = True
+    user = users.user_for_token(db, token=token) if token else None
+    if user is None or token is None:
+        raise _unauthorized()
+    if via_cookie and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), csrf_token_for(token).encode()):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail="The form has expired (CSRF token missing or wrong). Reload the page.",
+            )
+    missing = [p for p in security.scopes if not policy.may(user.role, p)]
+    if missing:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"Your role ({user.role}) may not do this: it needs {missing[0]!r} "
+            f"({policy.DESCRIPTIONS.get(missing[0], missing[0])}).",
+        )
+    return load_actor(db, user=user, ip=client_ip(request), via_cookie=via_cookie)
+
+
+def allow(permission: str) -> Any:
+    """Route parameter default: sign-in plus one permission; shows as the OAuth2 scope."""
+    if permission not in policy.PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+    return Security(authorize, scopes=[permission])
+
+
+def bearer_token(bearer: Annotated[str | None, Depends(oauth2_scheme)], request: Request) -> str:
+    """The raw token of this request (bearer or cookie), for signing out."""
+    token = bearer or request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise _unauthorized()
+    return token

@@ -1,0 +1,70 @@
+"""Clip library pages: list with upload, speech and compose forms; one clip with its waveform."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from server.access.reach import readable_clip
+from server.clips import service
+from server.clips.models import Clip
+from server.clips.schemas import TOPICS
+from server.console.render import page
+from server.console.session import ConsoleActor
+from server.deps import SessionDep
+from server.orgs.models import OrgUnit
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/clips", response_class=HTMLResponse)
+def clips_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    q: Annotated[str, Query(max_length=100)] = "",
+    topic: Annotated[str, Query(max_length=40)] = "",
+) -> HTMLResponse:
+    """The clips the user may play, newest first, and the forms to add one."""
+    rows, total = service.list_clips(
+        db,
+        q=q.strip() or None,
+        topic=topic if topic in TOPICS else None,
+        limit=200,
+        offset=0,
+        visible=actor.clip_clause(Clip.org_unit_id),
+    )
+    return page(
+        request,
+        "clips.html",
+        actor=actor,
+        active="clips",
+        clips=rows,
+        total=total,
+        q=q,
+        topic=topic,
+        topics=TOPICS,
+    )
+
+
+@router.get("/clips/{clip_id}", response_class=HTMLResponse)
+def clip_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    clip_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+) -> HTMLResponse:
+    """One clip: waveform, playback in the browser, loudness before and after."""
+    clip = readable_clip(db, actor, clip_id)
+    return page(
+        request,
+        "clip.html",
+        actor=actor,
+        active="clips",
+        clip=clip,
+        topics=TOPICS,
+        owner=db.get(OrgUnit, clip.org_unit_id) if clip.org_unit_id is not None else None,
+        deletable=actor.reaches(clip.org_unit_id),
+    )

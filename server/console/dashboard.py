@@ -1,0 +1,87 @@
+"""The first page after signing in: device health of my org units and today's programmes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from schedules import expand_programme, local_tz, to_local_wall, wall_to_utc
+from server.access.actor import Actor
+from server.console.device_pages import devices_with_flags
+from server.console.render import page
+from server.console.session import ConsoleActor
+from server.deps import SessionDep
+from server.devices.health import is_alarm
+from server.programmes.models import PLANNED, SUBMITTED, Programme
+from server.programmes.routes import now_of
+from server.programmes.validation import to_spec
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One playback of a programme on the day shown."""
+
+    start: datetime
+    end: datetime
+    programme: Programme
+
+
+def local_day(now: datetime) -> tuple[datetime, datetime]:
+    """Today in Vietnam, as a UTC interval."""
+    today = to_local_wall(now).date()
+    start = wall_to_utc(datetime.combine(today, time(0, 0)), tz=local_tz())
+    return start, start + timedelta(days=1)
+
+
+def occurrences(
+    db: Session, actor: Actor, *, since: datetime, until: datetime, statuses: tuple[str, ...]
+) -> list[Occurrence]:
+    """Playbacks of the caller's programmes in [since, until), by start."""
+    query = select(Programme).where(
+        actor.org_clause(Programme.org_unit_id), Programme.status.in_(statuses)
+    )
+    out: list[Occurrence] = []
+    for programme in db.scalars(query):
+        spec = to_spec(programme)
+        if spec is None:
+            continue
+        for item in expand_programme(spec, window_start=since, window_end=until):
+            if since <= item.start < until:
+                out.append(Occurrence(item.start, item.end, programme))
+    return sorted(out, key=lambda o: (o.start, o.programme.id))
+
+
+@router.get("/", response_class=HTMLResponse)
+def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResponse:
+    """Devices online, offline and with alarms; today's programmes; approvals waiting."""
+    rows = devices_with_flags(db, actor)
+    online = sum(1 for d, _ in rows if d.online)
+    alarms = [(d, f) for d, f in rows if is_alarm(f)]
+    since, until = local_day(now_of(request))
+    today = occurrences(db, actor, since=since, until=until, statuses=PLANNED)
+    waiting = db.scalar(
+        select(func.count()).where(
+            Programme.status == SUBMITTED, actor.org_clause(Programme.org_unit_id)
+        )
+    )
+    return page(
+        request,
+        "dashboard.html",
+        actor=actor,
+        active="dashboard",
+        total=len(rows),
+        online=online,
+        offline=len(rows) - online,
+        alarms=alarms[:20],
+        alarm_count=len(alarms),
+        today=today,
+        waiting=waiting or 0,
+        day=to_local_wall(since),
+    )

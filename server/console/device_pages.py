@@ -1,0 +1,129 @@
+"""Device pages for technicians: the list with health, and one device in detail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from server.access.actor import Actor
+from server.access.reach import visible_device
+from server.console.render import page
+from server.console.session import ConsoleActor
+from server.db import utcnow
+from server.deps import SessionDep
+from server.devices import commands
+from server.devices.health import health_flags, is_alarm
+from server.devices.models import Device
+from server.orgs.models import OrgUnit, Zone
+from server.planner.compile import latest_schedule
+from server.planner.models import DeviceSchedule
+from server.plays.service import PlayFilter, list_plays
+from server.programmes.models import Programme
+
+router = APIRouter(include_in_schema=False)
+STATUSES = ("all", "online", "offline", "alarm")
+
+
+def published_versions(db: Session, device_ids: list[int]) -> dict[int, int]:
+    """The latest schedule version the planner published, per device."""
+    if not device_ids:
+        return {}
+    rows = db.execute(
+        select(DeviceSchedule.device_id, func.max(DeviceSchedule.version))
+        .where(DeviceSchedule.device_id.in_(device_ids))
+        .group_by(DeviceSchedule.device_id)
+    ).all()
+    return {device_id: version for device_id, version in rows}
+
+
+def devices_with_flags(db: Session, actor: Actor, *, q: str = "") -> list[tuple[Device, list[str]]]:
+    """The caller's devices (by uid) with their health warnings."""
+    query = select(Device).where(actor.org_clause(Device.org_unit_id)).order_by(Device.uid)
+    if q:
+        query = query.where(Device.uid.ilike(f"%{q}%") | Device.name.ilike(f"%{q}%"))
+    devices = list(db.scalars(query.limit(2000)))
+    versions = published_versions(db, [d.id for d in devices])
+    now = utcnow()
+    return [(d, health_flags(d, now=now, published_schedule=versions.get(d.id))) for d in devices]
+
+
+@router.get("/devices", response_class=HTMLResponse)
+def devices_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    q: Annotated[str, Query(max_length=100)] = "",
+    status: Annotated[str, Query(max_length=10)] = "all",
+) -> HTMLResponse:
+    """Every device of the user's org units with status, signal, temperature, disk, versions."""
+    rows = devices_with_flags(db, actor, q=q.strip())
+    if status == "online":
+        rows = [(d, f) for d, f in rows if d.online]
+    elif status == "offline":
+        rows = [(d, f) for d, f in rows if not d.online]
+    elif status == "alarm":
+        rows = [(d, f) for d, f in rows if is_alarm(f)]
+    versions = published_versions(db, [d.id for d, _ in rows])
+    return page(
+        request,
+        "devices.html",
+        actor=actor,
+        active="devices",
+        rows=rows,
+        q=q,
+        status=status if status in STATUSES else "all",
+        statuses=STATUSES,
+        versions=versions,
+    )
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    device_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+) -> HTMLResponse:
+    """One device: health now and over 24 h, schedule, proof of play, remote commands."""
+    device = visible_device(db, actor, device_id)
+    schedule = latest_schedule(db, device_id=device.id)
+    now = utcnow()
+    flags = health_flags(device, now=now, published_schedule=schedule.version if schedule else None)
+    upcoming: list[tuple[datetime, dict[str, Any]]] = []
+    for item in schedule.document.get("items", []) if schedule is not None else []:
+        start, end = datetime.fromisoformat(item["start"]), datetime.fromisoformat(item["end"])
+        if end >= now and len(upcoming) < 10:
+            upcoming.append((start, item))
+    ids = {int(item["programme_id"]) for _start, item in upcoming}
+    titles = dict(
+        db.execute(select(Programme.id, Programme.title).where(Programme.id.in_(ids))).all()
+    )
+    plays, _total = list_plays(db, where=PlayFilter(device_id=device.id), limit=20, offset=0)
+    unit = db.get(OrgUnit, device.org_unit_id)
+    if unit is None:
+        raise HTTPException(404)
+    zones: list[Zone] = list(device.zones)
+    recent = [
+        (c, commands.status_at(c, now))
+        for c in commands.recent_commands(db, device_id=device.id, limit=10)
+    ]
+    return page(
+        request,
+        "device.html",
+        actor=actor,
+        active="devices",
+        device=device,
+        flags=flags,
+        schedule=schedule,
+        upcoming=upcoming,
+        titles=titles,
+        plays=plays,
+        unit=unit,
+        zones=zones,
+        commands=recent,
+    )

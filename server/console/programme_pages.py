@@ -1,0 +1,195 @@
+"""Programme pages: list and week view per zone, the new-programme form, details, approvals."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schedules import PRESETS, local_tz, to_local_wall, wall_to_utc
+from server.access import policy
+from server.access.actor import Actor
+from server.access.reach import visible_programme, visible_zone
+from server.clips.models import Clip
+from server.console.dashboard import occurrences
+from server.console.render import page
+from server.console.session import ConsoleActor
+from server.deps import SessionDep, SettingsDep
+from server.orgs.models import OrgUnit, Zone
+from server.programmes import conflicts, service
+from server.programmes.models import (
+    ACTIVE,
+    APPROVED,
+    DRAFT,
+    REJECTED,
+    STATUSES,
+    SUBMITTED,
+    Programme,
+    programme_zones,
+)
+from server.programmes.routes import conflict_days, now_of
+from server.programmes.validation import to_spec
+
+router = APIRouter(include_in_schema=False)
+WEEK_STATUSES = (DRAFT, SUBMITTED, APPROVED, ACTIVE)
+
+
+def my_zones(db: Session, actor: Actor) -> list[Zone]:
+    """Zones of the caller's subtree, by name."""
+    query = select(Zone).where(actor.org_clause(Zone.org_unit_id)).order_by(Zone.name, Zone.id)
+    return list(db.scalars(query))
+
+
+def week_start(day: date) -> date:
+    """The Monday of the week holding `day`."""
+    return day - timedelta(days=day.weekday())
+
+
+@router.get("/programmes", response_class=HTMLResponse)
+def programmes_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    zone_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+    week: date | None = None,
+    status: Annotated[str, Query(max_length=20)] = "",
+) -> HTMLResponse:
+    """The user's programmes and, for one zone, what plays each day of a week."""
+    query = select(Programme).where(actor.org_clause(Programme.org_unit_id))
+    if status in STATUSES:
+        query = query.where(Programme.status == status)
+    zones = my_zones(db, actor)
+    zone = visible_zone(db, actor, zone_id) if zone_id else (zones[0] if zones else None)
+    if zone is not None and zone_id:
+        in_zone = select(programme_zones.c.programme_id).where(programme_zones.c.zone_id == zone.id)
+        query = query.where(Programme.id.in_(in_zone))
+    programmes = list(db.scalars(query.order_by(Programme.id.desc()).limit(200)))
+    monday = week_start(week or to_local_wall(now_of(request)).date())
+    days: list[tuple[date, list[object]]] = []
+    if zone is not None:
+        since = wall_to_utc(datetime.combine(monday, time(0, 0)), tz=local_tz())
+        found = [
+            o
+            for o in occurrences(
+                db, actor, since=since, until=since + timedelta(days=7), statuses=WEEK_STATUSES
+            )
+            if zone.id in {z.id for z in o.programme.zones}
+        ]
+        for i in range(7):
+            day = monday + timedelta(days=i)
+            days.append((day, [o for o in found if to_local_wall(o.start).date() == day]))
+    return page(
+        request,
+        "programmes.html",
+        actor=actor,
+        active="programmes",
+        programmes=programmes,
+        zones=zones,
+        zone=zone,
+        days=days,
+        monday=monday,
+        prev_week=monday - timedelta(days=7),
+        next_week=monday + timedelta(days=7),
+        status=status,
+        statuses=STATUSES,
+    )
+
+
+@router.get("/programmes/new", response_class=HTMLResponse)
+def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResponse:
+    """The form for a new programme: clips, zones, when (once or a preset), priority."""
+    if not actor.may(policy.PROGRAMMES_CREATE):
+        raise HTTPException(403, detail="")
+    clips = list(
+        db.scalars(
+            select(Clip)
+            .where(actor.clip_clause(Clip.org_unit_id))
+            .order_by(Clip.created_at.desc())
+            .limit(300)
+        )
+    )
+    units = list(
+        db.scalars(select(OrgUnit).where(actor.org_clause(OrgUnit.id)).order_by(OrgUnit.id))
+    )
+    today = to_local_wall(now_of(request)).date()
+    return page(
+        request,
+        "programme_new.html",
+        actor=actor,
+        active="programmes",
+        clips=clips,
+        zones=my_zones(db, actor),
+        units=units,
+        presets=list(PRESETS.values()),
+        today=today,
+        may_edit=actor.may(policy.PROGRAMMES_EDIT),
+        may_emergency=actor.may_run_emergency(),
+    )
+
+
+@router.get("/programmes/{programme_id}", response_class=HTMLResponse)
+def programme_page(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    actor: ConsoleActor,
+    programme_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+) -> HTMLResponse:
+    """One programme: what, when, where, its history and the actions the user may take."""
+    programme = visible_programme(db, actor, programme_id)
+    findings: list[conflicts.ConflictFinding] = []
+    spec = to_spec(programme)
+    if spec is not None and programme.status in (DRAFT, REJECTED, SUBMITTED):
+        _window, findings = conflicts.find_programme_conflicts(
+            db, spec=spec, now=now_of(request), horizon_days=conflict_days(settings)
+        )
+    return page(
+        request,
+        "programme.html",
+        actor=actor,
+        active="programmes",
+        p=programme,
+        history=service.history(db, programme_id=programme.id),
+        findings=findings,
+        presets={p.rrule: p for p in PRESETS.values()},
+        may_cancel=actor.may(policy.PROGRAMMES_CANCEL)
+        and policy.may_cancel(role=actor.role, status=programme.status, priority=programme.priority)
+        and programme.status not in ("ended", "cancelled"),
+    )
+
+
+@router.get("/approvals", response_class=HTMLResponse)
+def approvals_page(
+    request: Request, db: SessionDep, settings: SettingsDep, actor: ConsoleActor
+) -> HTMLResponse:
+    """Programmes of the approver's subtree waiting for a decision, with their conflicts."""
+    if not actor.may(policy.PROGRAMMES_APPROVE):
+        raise HTTPException(403, detail="")
+    query = select(Programme).where(
+        Programme.status == SUBMITTED, actor.org_clause(Programme.org_unit_id)
+    )
+    waiting = []
+    for programme in db.scalars(query.order_by(Programme.updated_at)):
+        spec = to_spec(programme)
+        found: list[conflicts.ConflictFinding] = []
+        if spec is not None:
+            _w, found = conflicts.find_programme_conflicts(
+                db,
+                spec=spec,
+                now=now_of(request),
+                horizon_days=conflict_days(settings),
+                statuses=conflicts.COMPETING_AT_APPROVAL,
+            )
+        waiting.append((programme, found))
+    return page(
+        request,
+        "approvals.html",
+        actor=actor,
+        active="approvals",
+        waiting=waiting,
+        presets={p.rrule: p for p in PRESETS.values()},
+    )

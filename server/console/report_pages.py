@@ -1,0 +1,64 @@
+"""The proof-of-play report page: one zone over a period, with a CSV download."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from schedules import local_tz, to_local_wall, wall_to_utc
+from server.access.reach import visible_zone
+from server.console.programme_pages import my_zones
+from server.console.render import page
+from server.console.session import ConsoleActor
+from server.deps import SessionDep
+from server.programmes.routes import now_of
+from server.reports import service
+
+router = APIRouter(include_in_schema=False)
+SHOWN_ROWS = 500
+MAX_DAYS = 93
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    zone_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> HTMLResponse:
+    """Planned against played for a zone and period (local dates, end included)."""
+    zones = my_zones(db, actor)
+    today = to_local_wall(now_of(request)).date()
+    first = start or today - timedelta(days=6)
+    last = end or today
+    if last < first:
+        first, last = last, first
+    last = min(last, first + timedelta(days=MAX_DAYS - 1))
+    report = None
+    csv_url = ""
+    if zone_id is not None:
+        zone = visible_zone(db, actor, zone_id)
+        since = wall_to_utc(datetime.combine(first, time(0, 0)), tz=local_tz())
+        until = wall_to_utc(datetime.combine(last + timedelta(days=1), time(0, 0)), tz=local_tz())
+        report = service.zone_report(db, zone=zone, since=since, until=until, now=now_of(request))
+        query = {"zone_id": zone.id, "since": since.isoformat(), "until": until.isoformat()}
+        csv_url = "/api/v1/reports/plays.csv?" + urlencode(query)
+    return page(
+        request,
+        "reports.html",
+        actor=actor,
+        active="reports",
+        zones=zones,
+        zone_id=zone_id,
+        start=first,
+        end=last,
+        report=report,
+        csv_url=csv_url,
+        shown=SHOWN_ROWS,
+    )

@@ -1,0 +1,43 @@
+"""Health warnings a technician acts on, from a device's last reported state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from server.devices.models import Device
+
+HOT_C = 75.0  # a Pi throttles at 80-85 °C; warn before that
+DISK_FULL_PCT = 90.0
+WEAK_SIGNAL_DBM = -105.0
+STALE_TELEMETRY = timedelta(minutes=10)
+
+
+def health_flags(device: Device, *, now: datetime, published_schedule: int | None) -> list[str]:
+    """Warning keys (see the console catalogue 'health.*'), most urgent first."""
+    flags: list[str] = []
+    if device.revoked_at is not None:
+        return ["revoked"]
+    if not device.online:
+        flags.append("offline")
+    telemetry = device.telemetry or {}
+    temp = telemetry.get("cpu_temp_c")
+    if isinstance(temp, int | float) and temp >= HOT_C:
+        flags.append("hot")
+    disk = telemetry.get("disk_used_pct")
+    if isinstance(disk, int | float) and disk >= DISK_FULL_PCT:
+        flags.append("disk_full")
+    signal = telemetry.get("signal_dbm")
+    if isinstance(signal, int | float) and signal <= WEAK_SIGNAL_DBM:
+        flags.append("weak_signal")
+    if device.online and (
+        device.telemetry_at is None or now - device.telemetry_at > STALE_TELEMETRY
+    ):
+        flags.append("stale")
+    if published_schedule is not None and device.reported_schedule_version != published_schedule:
+        flags.append("schedule_behind")
+    return flags
+
+
+def is_alarm(flags: list[str]) -> bool:
+    """True when a flag other than 'offline' asks for attention."""
+    return any(f != "offline" for f in flags)

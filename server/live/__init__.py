@@ -1,0 +1,1 @@
+"""Live broadcasts: microphone, relayed stream or clip, in sync to every loudspeaker now."""

@@ -1,0 +1,99 @@
+"""The PCM queue between a live source and the frame publisher (48 kHz mono s16)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+import numpy as np
+
+from audio.pcm import SAMPLE_RATE, Pcm, silence
+
+
+class PcmQueue:
+    """Samples waiting to be framed; the publisher takes a frame every 20 ms or plays silence.
+
+    A source that delivers bursts (a browser over a WebSocket) refills `prefill_s` before
+    audio flows again after running dry, so one late packet does not chop every frame after
+    it; a source faster than real time (a file, a relay's burst) waits for room instead.
+    """
+
+    def __init__(self, *, max_s: float = 2.0, prefill_s: float = 0.0) -> None:
+        self.max_samples = round(max_s * SAMPLE_RATE)
+        self.prefill = round(prefill_s * SAMPLE_RATE)
+        self._chunks: deque[Pcm] = deque()
+        self._size = 0
+        self._flowing = self.prefill == 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self.finished = False  # the source has nothing more to give
+        self.overflow_samples = 0
+        self.underruns = 0
+
+    @property
+    def size(self) -> int:
+        """Samples waiting."""
+        return self._size
+
+    def put(self, pcm: Pcm) -> None:
+        """Append samples; beyond `max_s` the oldest are dropped (a live source cannot wait)."""
+        if not len(pcm):
+            return
+        self._chunks.append(pcm)
+        self._size += len(pcm)
+        excess = self._size - self.max_samples
+        if excess > 0:
+            self.overflow_samples += excess
+            self._discard(excess)
+        if self._size >= self.max_samples // 2:
+            self._room.clear()
+
+    async def wait_room(self) -> None:
+        """Wait until the queue is less than half full (back-pressure for fast sources)."""
+        await self._room.wait()
+
+    def finish(self) -> None:
+        """The source ended: what is queued is the last audio."""
+        self.finished = True
+
+    @property
+    def drained(self) -> bool:
+        """The source ended and everything was taken."""
+        return self.finished and self._size == 0
+
+    def take(self, n: int) -> Pcm | None:
+        """Exactly `n` samples, or None (play silence) while empty or refilling."""
+        if not self._flowing:
+            if self._size < max(self.prefill, n) and not self.finished:
+                return None
+            self._flowing = True
+        if self._size < n:
+            if not self.finished:
+                self.underruns += 1
+                self._flowing = self.prefill == 0
+                return None
+            if self._size == 0:
+                return None
+            tail = self._pop(self._size)
+            return np.concatenate([tail, silence(n - len(tail))])
+        return self._pop(n)
+
+    def _pop(self, n: int) -> Pcm:
+        parts: list[Pcm] = []
+        need = n
+        while need:
+            head = self._chunks[0]
+            if len(head) <= need:
+                parts.append(self._chunks.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self._chunks[0] = head[need:]
+                need = 0
+        self._size -= n
+        if self._size < self.max_samples // 2:
+            self._room.set()
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _discard(self, n: int) -> None:
+        self._pop(n)

@@ -1,0 +1,217 @@
+"""Live API: start, list, stop sessions; the microphone ingest WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket, status
+from starlette.websockets import WebSocketDisconnect
+
+from server.access import policy
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import DEVICES_COMMAND, DEVICES_READ
+from server.audit import service as audit
+from server.clips.storage import ClipStorage
+from server.db import session_scope
+from server.live.schemas import LiveSessionOut, LiveStart
+from server.live.service import LiveError, LiveService, LiveSession
+from server.live.sources import IngestError, PushDecoder
+from server.users import service as users
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["live"])
+
+# Broadcasting live commands devices now; a dedicated "live:start" permission can replace it.
+LIVE_PERMISSION = DEVICES_COMMAND
+FIRST_MESSAGE_S = 10.0
+# WebSocket close codes (RFC 6455 and the private 4000-4999 range).
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_ENDED = 4000
+CLOSE_NOT_FOUND = 4404
+
+
+def _service(app: Any) -> LiveService:
+    live: LiveService | None = getattr(app.state, "live", None)
+    if live is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="Live audio is not running on this server (no MQTT connection).",
+        )
+    return live
+
+
+@router.post("/live", response_model=LiveSessionOut, status_code=201)
+async def start_live(
+    body: LiveStart, request: Request, actor: Annotated[Actor, allow(LIVE_PERMISSION)]
+) -> LiveSessionOut:
+    """Start a live session to zones (or an org unit's subtree) now."""
+    if body.priority == "emergency" and not actor.may_run_emergency():
+        raise HTTPException(403, detail="You may not start an emergency broadcast.")
+    try:
+        session = await _service(request.app).start(
+            request=body, user_id=actor.user.id, reach=actor.org_ids
+        )
+    except LiveError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
+    out = session.view()
+    await _audit(request.app, actor, "live.start", out, body.model_dump(exclude_none=True))
+    return out
+
+
+async def _audit(
+    app: Any, actor: Actor, action: str, out: LiveSessionOut, details: dict[str, Any]
+) -> None:
+    """Record the start or stop in the audit log (its own transaction)."""
+
+    def write() -> None:
+        with session_scope(app.state.session_factory) as db:
+            audit.record(
+                db, actor=actor, action=action, object_type="live", object_id=out.id,
+                summary=f"{out.priority} live ({out.source}) to {out.targeted} devices",
+                details=details,
+            )  # fmt: skip
+
+    await asyncio.to_thread(write)
+
+
+@router.get("/live", response_model=list[LiveSessionOut])
+async def list_live(
+    request: Request, actor: Annotated[Actor, allow(DEVICES_READ)]
+) -> list[LiveSessionOut]:
+    """Running and recently ended sessions, with listeners and per-device answers."""
+    return _service(request.app).list()
+
+
+@router.delete("/live/{session_id}", response_model=LiveSessionOut)
+async def stop_live(
+    session_id: str, request: Request, actor: Annotated[Actor, allow(LIVE_PERMISSION)]
+) -> LiveSessionOut:
+    """Stop a session: the last frame is flagged and every device is told to leave."""
+    try:
+        session = await _service(request.app).stop(
+            session_id, reason=f"stopped by {actor.user.username}"
+        )
+    except LiveError as exc:
+        raise HTTPException(exc.status, detail=str(exc)) from None
+    out = session.view()
+    await _audit(request.app, actor, "live.stop", out, {"end_reason": out.end_reason})
+    return out
+
+
+@router.websocket("/live/{session_id}/ingest")
+async def ingest(websocket: WebSocket, session_id: str) -> None:
+    """Microphone audio: binary messages of s16le PCM (or Opus packets), see protocol/README."""
+    await websocket.accept()
+    live: LiveService | None = getattr(websocket.app.state, "live", None)
+    if live is None:
+        await websocket.close(CLOSE_NOT_FOUND, "live audio is not running on this server")
+        return
+    try:
+        session = live.mic_session(session_id)
+    except LiveError as exc:
+        await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
+        return
+    try:
+        decoder = await _handshake(websocket, token=websocket.query_params.get("token"))
+    except IngestError as exc:
+        await websocket.close(_close_code(exc), str(exc)[:120])
+        return
+    except (WebSocketDisconnect, TimeoutError):
+        return
+    if session.ingest_connected:
+        await websocket.close(CLOSE_POLICY, "another microphone already feeds this session")
+        return
+    session.ingest_connected = True
+    try:
+        await _pump(websocket, live, session, decoder)
+    finally:
+        session.ingest_connected = False
+
+
+class _AuthError(IngestError):
+    """Missing or invalid credentials."""
+
+
+def _close_code(exc: IngestError) -> int:
+    return CLOSE_POLICY if isinstance(exc, _AuthError) else CLOSE_UNSUPPORTED
+
+
+async def _handshake(ws: WebSocket, *, token: str | None) -> PushDecoder:
+    """Authenticate (query token or first message) and read the declared format."""
+    fmt, rate = "pcm_s16le", 48000
+    if token is None:
+        first = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_S)
+        try:
+            hello = json.loads(first)
+        except json.JSONDecodeError:
+            raise _AuthError("The first message must be JSON with the bearer token.") from None
+        if not isinstance(hello, dict) or not isinstance(hello.get("token"), str):
+            raise _AuthError("The first message must carry a 'token'.")
+        token = hello["token"]
+        fmt, rate = hello.get("format", fmt), hello.get("sample_rate", rate)
+        if not isinstance(rate, int) or not isinstance(fmt, str):
+            raise IngestError("'format' must be a string and 'sample_rate' a whole number.")
+    factory = ws.app.state.session_factory
+
+    def check() -> bool:
+        with session_scope(factory) as db:
+            user = users.user_for_token(db, token=token or "")
+            return user is not None and policy.may(user.role, LIVE_PERMISSION)
+
+    if not await asyncio.to_thread(check):
+        raise _AuthError("Not signed in, or your role may not broadcast live audio.")
+    return PushDecoder(fmt=fmt, sample_rate=rate)
+
+
+async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: PushDecoder) -> None:
+    """Decode messages into the session until it ends or the browser goes away."""
+    while session.ended_at is None:
+        try:
+            message = await asyncio.wait_for(ws.receive(), 0.5)
+        except TimeoutError:
+            continue  # the session's own idle timer ends it if nothing comes
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is None:
+            text = message.get("text") or ""
+            with contextlib.suppress(json.JSONDecodeError):
+                if json.loads(text) == {"type": "stop"}:
+                    await live.stop(session.id, reason="the microphone ended the broadcast")
+                    break
+            await ws.close(CLOSE_UNSUPPORTED, "send audio as binary messages")
+            return
+        try:
+            live.ingest(session, dec.decode(data))
+        except IngestError as exc:
+            await ws.close(CLOSE_UNSUPPORTED, str(exc)[:120])
+            return
+    with contextlib.suppress(RuntimeError):
+        await ws.close(CLOSE_ENDED, (session.end_reason or "session ended")[:120])
+
+
+async def start_live_service(app: Any) -> LiveService:
+    """Create the app's LiveService on the bridge's MQTT link (call in the lifespan)."""
+    bridge = app.state.bridge
+    storage = ClipStorage(app.state.settings.data_dir / "clips")
+    live = LiveService(
+        session_factory=app.state.session_factory, outlet=bridge.link, clip_path=storage.dist_path
+    )
+    live.attach_bridge_acks(bridge)
+    app.state.live = live
+    return live
+
+
+async def stop_live_service(app: Any) -> None:
+    """End every session and detach (call in the lifespan, before the bridge stops)."""
+    live: LiveService | None = getattr(app.state, "live", None)
+    if live is not None:
+        await live.close()
+        app.state.live = None

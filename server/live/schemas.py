@@ -1,0 +1,70 @@
+"""Request and response bodies of the live API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Priority = Literal["normal", "priority", "emergency"]
+
+
+class LiveStart(BaseModel):
+    """POST /api/v1/live: what to broadcast, where, how urgently."""
+
+    source: Literal["mic", "url", "file"]
+    url: Annotated[str, Field(max_length=2000)] | None = None
+    clip_id: int | None = None
+    zone_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=1000)] = Field(
+        default_factory=list
+    )
+    org_unit_id: int | None = None
+    priority: Priority = "normal"
+    playout_delay_ms: Annotated[int, Field(ge=100, le=5000)] = 500
+    duration_s: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
+    idle_timeout_s: Annotated[float, Field(ge=1, le=600)] = 10.0
+    volume: Annotated[int, Field(ge=0, le=100)] | None = None
+    label: Annotated[str, Field(max_length=200)] = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LiveStart:
+        if self.source == "url" and not self.url:
+            raise ValueError("a relay (source 'url') needs the stream's url")
+        if self.source == "file" and self.clip_id is None:
+            raise ValueError("a file source needs the clip_id to play")
+        if not self.zone_ids and self.org_unit_id is None:
+            raise ValueError("choose target zone_ids or an org_unit_id (its whole subtree)")
+        return self
+
+
+class DeviceHealth(BaseModel):
+    """One targeted device's answer to the session."""
+
+    uid: str
+    zone_id: int
+    status: Literal["pending", "joined", "refused", "left"]
+    detail: str = ""
+    joined_at: float | None = None
+
+
+class LiveSessionOut(BaseModel):
+    """A live session as listed by GET /api/v1/live."""
+
+    id: str
+    label: str
+    source: str
+    priority: Priority
+    state: Literal["running", "ended"]
+    end_reason: str | None = None
+    started_at: float
+    ended_at: float | None = None
+    playout_delay_ms: int
+    zone_topics: list[str]
+    listeners: int
+    targeted: int
+    frames_sent: int
+    silent_frames: int
+    source_status: dict[str, Any]
+    cpu_s: float
+    devices: list[DeviceHealth]
+    ingest_url: str | None = None

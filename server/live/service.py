@@ -1,0 +1,400 @@
+"""Live sessions in this server process: start, target, publish, track device answers, stop.
+
+Sessions live in memory (a restart ends them; the devices stop on their own when frames
+stop). Proof that devices played arrives as PlayEvents of kind "live" through the normal
+events ingestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from audio.clock import Clock, SystemClock
+from protocol import Ack, LiveJoin, LiveLeave, live_topic
+from server.clips.models import Clip
+from server.db import session_scope
+from server.live.buffer import PcmQueue
+from server.live.publisher import FramePublisher, LiveOutlet, command_out
+from server.live.schemas import DeviceHealth, LiveSessionOut, LiveStart
+from server.live.sources import (
+    PushDecoder,
+    SourceError,
+    SourceStatus,
+    check_url,
+    feed_file,
+    feed_url,
+    probe_url,
+)
+from server.live.targets import Target, resolve_targets
+
+log = logging.getLogger(__name__)
+
+COMMAND_TTL_S = 10.0
+REJOIN_EVERY_S = 5.0  # re-send the join to devices that have not answered (were offline)
+URL_PROBE_S = 3.0
+ENDED_KEPT = 50  # ended sessions still listed
+
+
+class LiveError(Exception):
+    """A live request that cannot be carried out; `status` is the HTTP code to answer."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class DeviceState:
+    """What one targeted device said."""
+
+    target: Target
+    join_id: str
+    status: str = "pending"
+    detail: str = ""
+    joined_at: float | None = None
+
+
+@dataclass
+class LiveSession:
+    """One running (or recently ended) session."""
+
+    id: str
+    request: LiveStart
+    user_id: int | None
+    started_at: float
+    queue: PcmQueue
+    publisher: FramePublisher
+    source_status: SourceStatus
+    devices: dict[str, DeviceState]
+    topics: list[str]
+    ended_at: float | None = None
+    end_reason: str | None = None
+    decoder: PushDecoder | None = None  # mic sessions: set by the ingest WebSocket
+    ingest_connected: bool = False
+    last_rejoin: float = 0.0
+    last_input: float = field(default_factory=time.monotonic)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> LiveSessionOut:
+        """The listing shape."""
+        return LiveSessionOut(
+            id=self.id,
+            label=self.request.label,
+            source=self.request.source,
+            priority=self.request.priority,
+            state="ended" if self.ended_at is not None else "running",
+            end_reason=self.end_reason,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            playout_delay_ms=self.request.playout_delay_ms,
+            zone_topics=self.topics,
+            listeners=sum(d.status == "joined" for d in self.devices.values()),
+            targeted=len(self.devices),
+            frames_sent=self.publisher.frames_sent,
+            silent_frames=self.publisher.silent_frames,
+            source_status=self.source_status.as_dict(),
+            cpu_s=round(self.publisher.cpu_s, 4),
+            devices=[
+                DeviceHealth(
+                    uid=d.target.uid,
+                    zone_id=d.target.zone_id,
+                    status=d.status,
+                    detail=d.detail,
+                    joined_at=d.joined_at,
+                )
+                for d in self.devices.values()
+            ],
+            ingest_url=f"/api/v1/live/{self.id}/ingest" if self.request.source == "mic" else None,
+        )
+
+
+class LiveService:
+    """All live sessions of this process (create one per app, on the app's event loop)."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        outlet: LiveOutlet,
+        clip_path: Callable[[str], Path],
+        clock: Clock | None = None,
+        server_time: Callable[[], float] = time.time,
+    ) -> None:
+        self.session_factory = session_factory
+        self.outlet = outlet
+        self.clip_path = clip_path
+        self.clock = clock or SystemClock()
+        self.server_time = server_time
+        self.sessions: dict[str, LiveSession] = {}
+        self._commands: dict[str, tuple[str, str]] = {}  # command id -> (session, device)
+        self._loop = asyncio.get_running_loop()
+
+    # -- start / stop -----------------------------------------------------------------------
+
+    async def start(
+        self, *, request: LiveStart, user_id: int | None, reach: frozenset[int] | None
+    ) -> LiveSession:
+        """Resolve targets, check the source, start publishing and send the joins."""
+        targets, clip_file = await asyncio.to_thread(self._lookup, request, reach)
+        if request.source == "url":
+            await self._probe(request.url or "")
+        sid = uuid.uuid4().hex[:12]
+        # A browser sends 20-100 ms messages with network jitter: keep 100 ms in hand.
+        queue = PcmQueue(prefill_s=0.1 if request.source == "mic" else 0.0)
+        topics = sorted({live_topic(t.zone_id, sid) for t in targets})
+        session = LiveSession(
+            id=sid,
+            request=request,
+            user_id=user_id,
+            started_at=self.server_time(),
+            queue=queue,
+            publisher=FramePublisher(
+                outlet=self.outlet,
+                queue=queue,
+                clock=self.clock,
+                server_time=self.server_time,
+                topics=lambda: topics,
+            ),
+            source_status=SourceStatus(),
+            devices={t.uid: DeviceState(target=t, join_id=self._new_id()) for t in targets},
+            topics=topics,
+        )
+        self.sessions[sid] = session
+        if clip_file is not None:
+            session.tasks.append(
+                asyncio.create_task(feed_file(clip_file, queue, session.source_status))
+            )
+        elif request.source == "url":
+            session.tasks.append(
+                asyncio.create_task(feed_url(request.url or "", queue, session.source_status))
+            )
+        else:
+            session.source_status.state = "waiting for the microphone"
+        session.tasks.append(asyncio.create_task(self._run(session), name=f"live-{sid}"))
+        for state in session.devices.values():
+            self._send_join(session, state)
+        log.info("live %s started: %s to %d devices", sid, request.source, len(targets))
+        return session
+
+    def _lookup(
+        self, request: LiveStart, reach: frozenset[int] | None
+    ) -> tuple[list[Target], Path | None]:
+        with session_scope(self.session_factory) as db:
+            try:
+                targets = resolve_targets(
+                    db,
+                    zone_ids=request.zone_ids,
+                    org_unit_id=request.org_unit_id,
+                    reach=reach,
+                )
+            except ValueError as exc:
+                raise LiveError(str(exc)) from None
+            if not targets:
+                raise LiveError(
+                    "No device is in the chosen zones: there is nobody to broadcast to."
+                )
+            if request.source != "file":
+                return targets, None
+            clip = db.get(Clip, request.clip_id)
+            if clip is None:
+                raise LiveError(f"No clip with id {request.clip_id}.", status=404)
+            path = self.clip_path(clip.sha256)
+        if not path.is_file():
+            raise LiveError(
+                "The clip's audio file is missing from the server's storage.", status=409
+            )
+        return targets, path
+
+    async def _probe(self, url: str) -> None:
+        try:
+            check_url(url)
+            await asyncio.wait_for(
+                asyncio.to_thread(probe_url, url, timeout_s=URL_PROBE_S), URL_PROBE_S + 2
+            )
+        except SourceError as exc:
+            raise LiveError(str(exc)) from None
+        except TimeoutError:
+            log.warning(
+                "live relay %s did not answer within %s s; starting anyway", url[:200], URL_PROBE_S
+            )
+
+    async def stop(self, session_id: str, *, reason: str) -> LiveSession:
+        """End a session: flag the last frame, tell the devices to leave."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise LiveError(f"No live session {session_id!r}.", status=404)
+        if session.ended_at is None and session.end_reason is None:
+            session.end_reason = reason
+            session.publisher.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.done.wait(), 2.0)
+        return session
+
+    async def close(self) -> None:
+        """Stop every session (the server is shutting down)."""
+        for sid, s in list(self.sessions.items()):
+            if s.ended_at is None:
+                await self.stop(sid, reason="the server stopped")
+
+    def list(self) -> list[LiveSessionOut]:
+        """Running sessions first, then recently ended ones."""
+        ordered = sorted(
+            self.sessions.values(), key=lambda s: (s.ended_at is not None, -s.started_at)
+        )
+        return [s.view() for s in ordered]
+
+    # -- the session's life -----------------------------------------------------------------
+
+    async def _run(self, session: LiveSession) -> None:
+        req = session.request
+        frames = asyncio.create_task(session.publisher.run())
+        try:
+            while not frames.done():
+                await asyncio.wait({frames}, timeout=0.25)
+                elapsed = self.server_time() - session.started_at
+                if (
+                    req.duration_s is not None
+                    and elapsed >= req.duration_s
+                    and session.end_reason is None
+                ):
+                    session.end_reason = f"the duration limit of {req.duration_s:g} s was reached"
+                    session.publisher.stop()
+                if req.source == "mic" and session.end_reason is None:
+                    idle = time.monotonic() - session.last_input
+                    if idle > req.idle_timeout_s:
+                        session.end_reason = (
+                            f"the microphone sent no audio for {req.idle_timeout_s:g} s"
+                        )
+                        session.publisher.stop()
+                self._rejoin(session)
+            await frames
+        except Exception as exc:  # one broken session must not touch the others
+            log.exception("live %s failed", session.id)
+            session.end_reason = session.end_reason or f"failed: {exc}"
+        finally:
+            frames.cancel()
+            self._end(session)
+
+    def _should_end(self, session: LiveSession) -> str | None:
+        req = session.request
+        elapsed = self.server_time() - session.started_at
+        if req.duration_s is not None and elapsed >= req.duration_s:
+            return f"the duration limit of {req.duration_s:g} s was reached"
+        if req.source == "mic" and time.monotonic() - session.last_input > req.idle_timeout_s:
+            return f"the microphone sent no audio for {req.idle_timeout_s:g} s"
+        return None
+
+    def _end(self, session: LiveSession) -> None:
+        if session.end_reason is None:
+            session.end_reason = (
+                "the clip finished" if session.request.source == "file" else "the source ended"
+            )
+        session.ended_at = self.server_time()
+        for task in session.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        for state in session.devices.values():
+            if state.status in ("pending", "joined"):
+                leave = LiveLeave(
+                    id=self._new_id(),
+                    session_id=session.id,
+                    reason=session.end_reason,
+                    expires_at=self.server_time() + COMMAND_TTL_S,
+                )
+                self._commands[leave.id] = (session.id, state.target.uid)
+                self.outlet.publish(command_out(state.target.uid, leave))
+        session.done.set()
+        log.info("live %s ended: %s", session.id, session.end_reason)
+        ended = [s for s in self.sessions.values() if s.ended_at is not None]
+        for old in sorted(ended, key=lambda s: s.ended_at or 0)[:-ENDED_KEPT]:
+            self.sessions.pop(old.id, None)
+
+    def _send_join(self, session: LiveSession, state: DeviceState) -> None:
+        req = session.request
+        join = LiveJoin(
+            id=state.join_id,
+            session_id=session.id,
+            topic=live_topic(state.target.zone_id, session.id),
+            playout_delay_ms=req.playout_delay_ms,
+            priority=req.priority,
+            volume=req.volume,
+            expires_at=self.server_time() + COMMAND_TTL_S,
+        )
+        self._commands[join.id] = (session.id, state.target.uid)
+        self.outlet.publish(command_out(state.target.uid, join))
+
+    def _rejoin(self, session: LiveSession) -> None:
+        """Devices that never answered (offline at the start) get the join again."""
+        now = self.server_time()
+        if now - max(session.last_rejoin, session.started_at) < REJOIN_EVERY_S:
+            return
+        session.last_rejoin = now
+        for state in session.devices.values():
+            if state.status == "pending":
+                state.join_id = self._new_id()
+                self._send_join(session, state)
+
+    @staticmethod
+    def _new_id() -> str:
+        return uuid.uuid4().hex[:16]
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def on_ack(self, device_uid: str, ack: Ack) -> None:
+        """An Ack from the bridge (any thread): update the device's health in its session."""
+        self._loop.call_soon_threadsafe(self._apply_ack, device_uid, ack)
+
+    def _apply_ack(self, device_uid: str, ack: Ack) -> None:
+        known = self._commands.get(ack.id)
+        if known is None or known[1] != device_uid:
+            return
+        session = self.sessions.get(known[0])
+        state = session.devices.get(device_uid) if session else None
+        if state is None:
+            return
+        if ack.id == state.join_id and ack.ok and state.status == "pending":
+            state.status, state.detail, state.joined_at = "joined", ack.detail, self.server_time()
+        elif ack.id == state.join_id and not ack.ok:
+            state.status = "left" if state.status == "joined" else "refused"
+            state.detail = ack.detail
+        elif ack.id != state.join_id and ack.ok and state.status == "joined":
+            state.status, state.detail = "left", ack.detail  # a leave acknowledged
+
+    # -- microphone -------------------------------------------------------------------------
+
+    def mic_session(self, session_id: str) -> LiveSession:
+        """The running mic session an ingest WebSocket feeds, or LiveError."""
+        session = self.sessions.get(session_id)
+        if session is None or session.ended_at is not None:
+            raise LiveError(f"No running live session {session_id!r}.", status=404)
+        if session.request.source != "mic":
+            raise LiveError("This session's audio does not come from a microphone.", status=409)
+        return session
+
+    def ingest(self, session: LiveSession, pcm: Any) -> None:
+        """Pushed microphone samples (48 kHz mono)."""
+        session.last_input = time.monotonic()
+        session.source_status.state = "playing"
+        session.queue.put(pcm)
+
+    def attach_bridge_acks(self, bridge: Any) -> None:
+        """Receive the bridge's acks too (keeps any handler already installed)."""
+        previous: Callable[[str, Ack], None] | None = bridge.on_ack
+
+        def both(uid: str, ack: Ack) -> None:
+            if previous is not None:
+                previous(uid, ack)
+            self.on_ack(uid, ack)
+
+        bridge.on_ack = both

@@ -1,0 +1,1 @@
+"""Reports: proof of play per zone and period, planned against played."""

@@ -1,0 +1,83 @@
+"""Proof-of-play reports per zone and period, as JSON or CSV."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import PLAYS_READ
+from server.access.reach import visible_zone
+from server.deps import SessionDep
+from server.programmes.routes import now_of
+from server.reports import service
+from server.reports.schemas import ReportRowOut, ZoneReportOut
+
+router = APIRouter(tags=["reports"])
+MAX_SPAN = timedelta(days=93)
+ZoneId = Annotated[int, Query(ge=1, le=2_147_483_647)]
+Reader = Annotated[Actor, allow(PLAYS_READ)]
+
+
+def _period(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    for name, value in (("since", since), ("until", until)):
+        if value.tzinfo is None:
+            raise HTTPException(422, detail=f"{name} needs a time zone, e.g. 2031-03-01T00:00Z.")
+    if not since < until or until - since > MAX_SPAN:
+        raise HTTPException(422, detail="since must be before until, at most 93 days apart.")
+    return since, until
+
+
+def _build(
+    db: Session, request: Request, actor: Actor, zone_id: int, since: datetime, until: datetime
+) -> service.ZoneReport:
+    zone = visible_zone(db, actor, zone_id)
+    start, end = _period(since, until)
+    return service.zone_report(db, zone=zone, since=start, until=end, now=now_of(request))
+
+
+@router.get("/reports/plays", response_model=ZoneReportOut)
+def zone_plays(
+    db: SessionDep,
+    request: Request,
+    actor: Reader,
+    zone_id: ZoneId,
+    since: datetime,
+    until: datetime,
+) -> ZoneReportOut:
+    """Planned against played for one zone of yours over [since, until)."""
+    report = _build(db, request, actor, zone_id, since, until)
+    return ZoneReportOut(
+        zone_id=report.zone_id,
+        zone_name=report.zone_name,
+        since=report.since,
+        until=report.until,
+        counts=report.counts,
+        truncated=report.truncated,
+        rows=[ReportRowOut(**asdict(r)) for r in report.rows],
+    )
+
+
+@router.get("/reports/plays.csv", response_class=Response)
+def zone_plays_csv(
+    db: SessionDep,
+    request: Request,
+    actor: Reader,
+    zone_id: ZoneId,
+    since: datetime,
+    until: datetime,
+) -> Response:
+    """The same report as a CSV file (local times, Asia/Ho_Chi_Minh)."""
+    report = _build(db, request, actor, zone_id, since, until)
+    name = f"proof-of-play-zone{report.zone_id}-{since:%Y%m%d}-{until:%Y%m%d}.csv"
+    return Response(
+        service.report_csv(report),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

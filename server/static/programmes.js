@@ -1,0 +1,100 @@
+"use strict";
+// New-programme form: build the API body, check conflicts, save, submit, or broadcast an emergency.
+(function () {
+  const Loa = window.Loa;
+  const form = document.getElementById("programme-form");
+  if (!form) return;
+  const OFFSET = "+07:00"; // Asia/Ho_Chi_Minh has no daylight saving time
+
+  function showMode() {
+    const mode = form.querySelector("input[name=mode]:checked").value;
+    form.querySelectorAll("[data-mode]").forEach(function (el) {
+      el.hidden = el.dataset.mode !== mode;
+    });
+  }
+  form.querySelectorAll("input[name=mode]").forEach(function (r) {
+    r.addEventListener("change", showMode);
+  });
+
+  function body(emergency) {
+    const f = new FormData(form);
+    const b = {
+      title: (f.get("title") || "").trim(),
+      description: f.get("description") || "",
+      clip_ids: f.getAll("clip_ids").map(Number),
+      zone_ids: f.getAll("zone_ids").map(Number),
+      priority: emergency ? "emergency" : f.get("priority") || "normal",
+    };
+    if (f.get("org_unit_id")) b.org_unit_id = Number(f.get("org_unit_id"));
+    if (f.get("mode") === "once") {
+      b.start = f.get("date") + "T" + f.get("time") + ":00" + OFFSET;
+    } else {
+      b.recurrence_preset = f.get("recurrence_preset");
+      b.dtstart = f.get("from") + "T00:00:00";
+      if (f.get("until")) b.valid_until = f.get("until") + "T23:59:59" + OFFSET;
+    }
+    return b;
+  }
+
+  const box = document.getElementById("conflicts");
+  async function check(emergency) {
+    const report = await Loa.api("POST", "/api/v1/programmes/check", body(emergency));
+    box.textContent = "";
+    const head = document.createElement("p");
+    head.className = report.conflicts.length ? "error" : "ok";
+    head.textContent = report.conflicts.length ? Loa.t("js.conflicts") : Loa.t("js.no_conflicts");
+    box.appendChild(head);
+    const list = document.createElement("ul");
+    report.conflicts.forEach(function (c) {
+      const li = document.createElement("li");
+      li.textContent = c.message;
+      list.appendChild(li);
+    });
+    box.appendChild(list);
+    return report.conflicts.length === 0;
+  }
+
+  document.getElementById("check-button").addEventListener("click", function () {
+    check(false).catch(Loa.failed);
+  });
+
+  async function save(submit) {
+    const p = await Loa.api("POST", "/api/v1/programmes", body(false));
+    if (submit) await Loa.api("POST", "/api/v1/programmes/" + p.id + "/submit");
+    window.location.href = "/programmes/" + p.id;
+  }
+  ["save-button", "submit-button"].forEach(function (id) {
+    const button = document.getElementById(id);
+    if (!button) return;
+    button.addEventListener("click", async function () {
+      button.disabled = true;
+      try {
+        if (button.dataset.submit === "1" && !(await check(false))) return;
+        await save(button.dataset.submit === "1");
+      } catch (err) {
+        Loa.failed(err);
+      } finally {
+        button.disabled = false;
+      }
+    });
+  });
+
+  const emergency = document.getElementById("emergency-button");
+  if (emergency) {
+    emergency.addEventListener("click", async function () {
+      if (!window.confirm(emergency.dataset.confirm)) return;
+      emergency.disabled = true;
+      try {
+        const b = body(true);
+        b.approve_now = true;
+        const p = await Loa.api("POST", "/api/v1/programmes", b);
+        window.location.href = "/programmes/" + p.id;
+      } catch (err) {
+        Loa.failed(err);
+      } finally {
+        emergency.disabled = false;
+      }
+    });
+  }
+  showMode();
+})();

@@ -1,0 +1,70 @@
+"""A whole server with the live router and LiveService wired as the lead will wire them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.broker.process import free_port, start_broker, stop_broker
+from server.broker.service import apply_broker_config
+from server.db import make_engine, make_session_factory, session_scope
+from server.live.routes import router as live_router
+from server.live.routes import start_live_service, stop_live_service
+from server.migrate import upgrade
+from server.settings import ServerSettings
+from tests.server.stack import ADMIN_PASSWORD, Stack
+
+
+def with_live(app: FastAPI) -> FastAPI:
+    """Add the live router and start/stop the LiveService inside the app's lifespan."""
+    app.include_router(live_router, prefix="/api/v1")
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[None]:
+        async with inner(a):
+            await start_live_service(a)
+            try:
+                yield
+            finally:
+                await stop_live_service(a)
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+@contextmanager
+def live_stack(tmp_path: Path) -> Iterator[Stack]:
+    """SQLite, a broker from server-generated files, the app with live audio, admin signed in."""
+    settings = ServerSettings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'loa.db'}",
+        mqtt_port=free_port(),
+        mqtt_password=secrets.token_urlsafe(12),
+        admin_password=ADMIN_PASSWORD,
+        manage_broker=True,
+        planner_enabled=False,
+    )
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as db:
+        conf = apply_broker_config(db, settings=settings)
+    broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
+    engine.dispose()
+    try:
+        with TestClient(with_live(create_app(settings))) as client:
+            r = client.post(
+                "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+            )
+            r.raise_for_status()
+            headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            yield Stack(client=client, settings=settings, headers=headers)
+    finally:
+        stop_broker(broker)

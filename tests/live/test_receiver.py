@@ -1,0 +1,114 @@
+"""The device side alone: refusals, bad frames, expiry, idle end, priorities (real Opus, sinks)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from audio.clock import SystemClock
+from audio.opus import OpusEncoder
+from audio.pcm import FRAME_SAMPLES
+from audio.sinks import NullSink
+from edge_agent.live import Grant, LiveReceiver
+from protocol import Ack, LiveJoin, LiveLeave, LivePriority, live_topic
+from protocol.liveframe import LiveFrame, encode_frame
+from tests.edge_agent.harness import eventually, run
+
+
+class Subscriptions:
+    """Records what the receiver subscribes to (the MQTT seam)."""
+
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        self.topics.append(topic_filter)
+
+
+class Busy:
+    """A player that refuses everything below emergency."""
+
+    def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+        return Grant(priority == "emergency", "an emergency programme is playing")
+
+    def release(self, *, session_id: str) -> None:
+        pass
+
+
+def _receiver(acks: list[Ack], **kw: object) -> tuple[LiveReceiver, Subscriptions]:
+    clock = SystemClock(spin_s=0)
+    truth = clock.time() - clock.monotonic()
+    subs = Subscriptions()
+
+    async def send(ack: Ack) -> None:
+        acks.append(ack)
+
+    rx = LiveReceiver(
+        link=subs, clock=clock, server_now=lambda m: m + truth,
+        open_sink=lambda: NullSink(clock), send_ack=send, **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return rx, subs
+
+
+def _join(sid: str, priority: LivePriority = "normal", expires: float | None = None) -> LiveJoin:
+    return LiveJoin(
+        id=f"j-{sid}-{priority}", session_id=sid, topic=live_topic(5, sid), priority=priority,
+        playout_delay_ms=200, expires_at=expires if expires is not None else time.time() + 10,
+    )  # fmt: skip
+
+
+def test_bad_frames_and_far_future_sequence_are_counted_not_played() -> None:
+    acks: list[Ack] = []
+
+    async def scenario() -> LiveReceiver:
+        rx, subs = _receiver(acks, idle_timeout_s=0.6)
+        await rx.handle(_join("s1"))
+        assert acks[-1].ok and subs.topics == [live_topic(5, "s1")]
+        enc = OpusEncoder()
+        tone = (np.sin(np.arange(FRAME_SAMPLES) / 5) * 8000).astype(np.int16)
+        now = time.time()
+        for seq in range(10):
+            frame = LiveFrame(seq, round((now + seq * 0.02) * 1e6), enc.encode(tone))
+            assert rx.on_message(live_topic(5, "s1"), encode_frame(frame))
+        rx.on_message(live_topic(5, "s1"), b"LOAL garbage")
+        far = LiveFrame(10**6, round(now * 1e6), enc.encode(tone))
+        rx.on_message(live_topic(5, "s1"), encode_frame(far))
+        rx.on_message(live_topic(6, "other"), encode_frame(far))  # never joined
+        assert not rx.on_message("loa/v1/zone/5/clip/x", b"")  # not ours
+        await eventually(lambda: bool(rx.proofs), timeout=5, what="the idle end")
+        return rx
+
+    rx = run(scenario())
+    assert rx.rejected == {"bad_frame": 1, "future_frame": 1, "not_joined": 1}
+    proof = rx.proofs[0]
+    assert proof.played == 10 and proof.reason == "no audio received for 0.6 s"
+    assert proof.first_frame_at is not None and proof.outcome == "played"
+
+
+def test_expired_refused_and_leave() -> None:
+    acks: list[Ack] = []
+
+    async def scenario() -> LiveReceiver:
+        rx, _ = _receiver(acks, arbiter=Busy())
+        await rx.handle(_join("old", expires=time.time() - 3))
+        await rx.handle(_join("n1"))
+        await rx.handle(_join("e1", "emergency"))
+        await rx.handle(_join("e1", "emergency"))  # a QoS 1 duplicate: answered once
+        await rx.handle(_join("p1", "priority"))
+        await rx.handle(LiveLeave(id="l1", session_id="e1", expires_at=time.time() + 5))
+        await eventually(lambda: bool(rx.proofs), timeout=5)
+        return rx
+
+    rx = run(scenario())
+    details = [(a.id, a.ok, a.detail) for a in acks]
+    assert details[0][1] is False and "expired" in details[0][2]
+    assert details[1] == (
+        "j-n1-normal",
+        False,
+        "refused by the player: an emergency programme is playing",
+    )
+    assert details[2][:2] == ("j-e1-emergency", True)
+    assert details[3][1] is False and "e1 (emergency) is playing" in details[3][2]
+    assert details[4] == ("l1", True, "left")
+    assert len(acks) == 5 and rx.current is None and rx.proofs[0].outcome == "missed"

@@ -1,0 +1,134 @@
+"""Relay and clip sources: real HTTP streams (MP3 by ffmpeg), a silent server, a clip upload."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live.stack import live_stack
+from tests.live.test_api import _fleet, _get, _post
+from tests.server.stack import Stack
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Stack]:
+    """The server with live audio and its own broker."""
+    with live_stack(tmp_path) as stack:
+        yield stack
+
+
+@pytest.fixture
+def radio(tmp_path: Path) -> Iterator[str]:
+    """An HTTP server: /radio.mp3 (2 s of tone, then the connection ends), /page (HTML)."""
+    mp3 = tmp_path / "radio.mp3"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:d=2", "-ac", "1", str(mp3)],
+        check=True,
+    )
+    body = mp3.read_bytes()
+    hits = {"radio": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/radio.mp3":
+                hits["radio"] += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/mpeg")
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>" + b"not audio " * 500 + b"</body></html>")
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A TCP server that accepts and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/stream"
+    sock.close()
+
+
+def _wait(check: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_relay_plays_and_reconnects_after_the_stream_drops(api: Stack, radio: str) -> None:
+    _, zones, _ = _fleet(api, {"r": ["dev-r1"]})
+    body = {"source": "url", "url": f"{radio}/radio.mp3", "zone_ids": [zones["r"]]}
+    sid = _post(api, "/api/v1/live", body)["id"]
+    # 2 s of stream, then the server hangs up: the relay reconnects and keeps sending frames.
+    _wait(lambda: _get(api, sid)["source_status"]["reconnects"] >= 1)
+    view = _get(api, sid)
+    assert view["state"] == "running"
+    assert view["source_status"]["error"]  # the end of the stream, in FFmpeg's words
+    _wait(lambda: _get(api, sid)["frames_sent"] > 150)
+    view = _get(api, sid)
+    assert view["frames_sent"] - view["silent_frames"] >= 95  # the 2 s of tone were relayed
+    assert view["silent_frames"] > 0  # silence, not garbage, while reconnecting
+    r = api.client.delete(f"/api/v1/live/{sid}", headers=api.headers)
+    assert r.json()["state"] == "ended" and "stopped by admin" in r.json()["end_reason"]
+
+
+def test_relay_that_is_not_audio_is_refused_at_once(api: Stack, radio: str) -> None:
+    _, zones, _ = _fleet(api, {"n": ["dev-n1"]})
+    body = {"source": "url", "url": f"{radio}/page", "zone_ids": [zones["n"]]}
+    started = time.monotonic()
+    r = api.client.post("/api/v1/live", json=body, headers=api.headers)
+    assert r.status_code == 422, r.text
+    assert "relay address" in r.json()["detail"] and time.monotonic() - started < 6
+
+
+def test_relay_that_never_answers_runs_silent_with_an_error(api: Stack, silent_url: str) -> None:
+    _, zones, _ = _fleet(api, {"s": ["dev-s1"]})
+    body = {"source": "url", "url": silent_url, "zone_ids": [zones["s"]]}
+    sid = _post(api, "/api/v1/live", body)["id"]
+    _wait(lambda: _get(api, sid)["source_status"]["reconnects"] >= 1, timeout=20)
+    view = _get(api, sid)
+    assert view["state"] == "running" and view["source_status"]["error"]
+    assert view["frames_sent"] == view["silent_frames"] > 0
+    api.client.delete(f"/api/v1/live/{sid}", headers=api.headers)
+
+
+def test_a_clip_played_as_live_ends_with_the_clip(api: Stack, tmp_path: Path) -> None:
+    _, zones, _ = _fleet(api, {"c": ["dev-c1"]})
+    wav = tmp_path / "notice.wav"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=500:d=1.5", str(wav)], check=True
+    )
+    with wav.open("rb") as f:
+        r = api.client.post(
+            "/api/v1/clips", headers=api.headers, data={"title": "Thông báo"},
+            files={"file": ("notice.wav", f, "audio/wav")},
+        )  # fmt: skip
+    assert r.status_code == 201, r.text
+    body = {"source": "file", "clip_id": r.json()["id"], "zone_ids": [zones["c"]]}
+    sid = _post(api, "/api/v1/live", body)["id"]
+    _wait(lambda: _get(api, sid)["state"] == "ended", timeout=10)
+    view = _get(api, sid)
+    assert view["end_reason"] == "the clip finished"
+    assert 70 <= view["frames_sent"] <= 110  # about 1.5 s of 20 ms frames
