@@ -20,7 +20,7 @@ from server.console.i18n import LANG_COOKIE, LANGS
 from server.console.render import page
 from server.deps import SessionDep, SettingsDep
 from server.users import service as users
-from server.users.routes import sign_in
+from server.users.routes import open_session, sign_in
 
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "loa_login"  # the sign-in form's own CSRF token (double submit)
@@ -114,19 +114,7 @@ def login(
         error = "login.too_many" if exc.status_code == 429 else "login.wrong"
         return _login_page(request, error=error, next_path=next_path, status_code=exc.status_code)
     ttl = timedelta(hours=settings.session_ttl_hours)
-    token, _row = users.issue_token(db, user=user, ttl=ttl, kind="session")
-    audit.record(
-        db,
-        actor=None,
-        action="auth.login",
-        object_type="user",
-        object_id=user.id,
-        org_unit_id=user.org_unit_id,
-        username=user.username,
-        user_id=user.id,
-        ip=client_ip(request),
-        summary="console session",
-    )
+    token, _row = open_session(db, request, user=user, ttl=ttl, kind="session")
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,

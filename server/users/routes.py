@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from server.access import policy
 from server.access.actor import Actor
@@ -18,7 +19,7 @@ from server.access.reach import check_org_unit, visible_user
 from server.audit import service as audit
 from server.deps import SessionDep, SettingsDep
 from server.users import service
-from server.users.models import User
+from server.users.models import AuthToken, User
 from server.users.schemas import (
     MeOut,
     PasswordChange,
@@ -32,6 +33,26 @@ from server.users.schemas import (
 router = APIRouter(tags=["users"])
 UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 Manager = Annotated[Actor, allow(USERS_MANAGE)]
+
+
+def open_session(
+    db: Session, request: Request, *, user: User, ttl: timedelta, kind: str
+) -> tuple[str, AuthToken]:
+    """Issue a bearer token (kind "api") or console session (kind "session") and audit it."""
+    token, row = service.issue_token(db, user=user, ttl=ttl, kind=kind)
+    audit.record(
+        db,
+        actor=None,
+        action="auth.login",
+        object_type="user",
+        object_id=user.id,
+        org_unit_id=user.org_unit_id,
+        username=user.username,
+        user_id=user.id,
+        ip=client_ip(request),
+        summary="API token issued" if kind == "api" else "console session",
+    )
+    return token, row
 
 
 def sign_in(db: SessionDep, request: Request, *, username: str, password: str) -> User:
@@ -72,18 +93,8 @@ def login(
 ) -> TokenOut:
     """Exchange a username and password for a bearer token (failures are rate-limited)."""
     user = sign_in(db, request, username=form.username, password=form.password)
-    token, row = service.issue_token(db, user=user, ttl=timedelta(hours=settings.token_ttl_hours))
-    audit.record(
-        db,
-        actor=None,
-        action="auth.login",
-        object_type="user",
-        object_id=user.id,
-        org_unit_id=user.org_unit_id,
-        username=user.username,
-        user_id=user.id,
-        ip=client_ip(request),
-        summary="API token issued",
+    token, row = open_session(
+        db, request, user=user, ttl=timedelta(hours=settings.token_ttl_hours), kind="api"
     )
     return TokenOut(access_token=token, expires_at=row.expires_at)
 
