@@ -177,14 +177,13 @@ def test_telemetry_is_kept_as_history_one_sample_per_interval(world: PermWorld) 
         ).wait_for_publish(5)
     tech = w.headers("viewer")
     url = f"/api/v1/devices/{device_id}/telemetry"
-    assert wait(
-        lambda: (
-            w.client.get(f"/api/v1/devices/{device_id}", headers=tech).json()["telemetry"][
-                "cpu_temp_c"
-            ]
-            == 70.0
-        )
-    )
+
+    def latest_temperature() -> float | None:
+        # None until the first telemetry message has been stored.
+        sample = w.client.get(f"/api/v1/devices/{device_id}", headers=tech).json()["telemetry"]
+        return None if sample is None else sample["cpu_temp_c"]
+
+    assert wait(lambda: latest_temperature() == 70.0)
     history = w.client.get(url, headers=tech).json()
     # The first message of the interval is stored; the next two only update "latest".
     assert [p["cpu_temp_c"] for p in history["points"]] == [50.0]
