@@ -30,6 +30,8 @@ from protocol import (
     Birth,
     Command,
     DesiredState,
+    LiveJoin,
+    LiveLeave,
     Message,
     Offline,
     ProtocolError,
@@ -124,6 +126,7 @@ class Agent:
             set_volume=self._set_player_volume,
             reject=self._reject,
             on_schedule=self._schedule_applied,
+            send_ack=self._send_ack,
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -163,9 +166,12 @@ class Agent:
                 log.error("%s: the MQTT link stopped unexpectedly: %r", self.device_id, link_task)
                 self.exit_code = 1
         finally:
+            with contextlib.suppress(Exception):
+                await self.runtime.stop_audio()
             for task in (stop_task, *helpers, *self._command_tasks):
                 task.cancel()
             await asyncio.gather(*helpers, *self._command_tasks, return_exceptions=True)
+            await self.runtime.close_output()
             goodbye = None
             if self.link.is_connected:
                 goodbye = self._status(Offline(conn_id=self.link.conn_id, reason="shutdown"))
@@ -288,6 +294,8 @@ class Agent:
             await self._apply_state(message)
         elif isinstance(message, Command):
             self._start_command(message)
+        elif isinstance(message, LiveJoin | LiveLeave):
+            self._track(self.runtime.live.handle(message))
 
     async def _apply_state(self, state: DesiredState) -> None:
         held = self.held.state_version

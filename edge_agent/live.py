@@ -44,11 +44,15 @@ class Grant(NamedTuple):
 class PlaybackArbiter(Protocol):
     """Implemented by the scheduled player: gives the sound card to live audio, or refuses."""
 
-    def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+    async def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
         """Stop (preempt or pause) scheduled playback for live audio, or say why not."""
         ...
 
-    def release(self, *, session_id: str) -> None:
+    async def quiet(self) -> None:
+        """Return once scheduled playback has stopped writing to the sound card."""
+        ...
+
+    async def release(self, *, session_id: str) -> None:
         """Live audio is over: scheduled playback may resume."""
         ...
 
@@ -59,12 +63,15 @@ class AlwaysGrant:
     def __init__(self) -> None:
         self.holders: list[str] = []
 
-    def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+    async def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
         """Grant and remember the holder."""
         self.holders.append(session_id)
         return Grant(True)
 
-    def release(self, *, session_id: str) -> None:
+    async def quiet(self) -> None:
+        """Nothing else ever writes."""
+
+    async def release(self, *, session_id: str) -> None:
         """Forget the holder."""
         with contextlib.suppress(ValueError):
             self.holders.remove(session_id)
@@ -75,6 +82,10 @@ class LiveLink(Protocol):
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         """Subscribe now and after every reconnect."""
+        ...
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        """Stop reading a filter."""
         ...
 
 
@@ -102,7 +113,9 @@ class _Session:
     proof: LiveProof
     last_arrival: float  # local monotonic
     last_due: float | None = None  # server time the last frame's slot ends at the sink
+    latest_capture: float | None = None  # the newest frame received (server capture time)
     stop_reason: str | None = None
+    end_reason: str | None = None  # why the session is ending, once the server said so
     outcome: str = "played"
     task: asyncio.Task[None] | None = None
     pending: set[asyncio.TimerHandle] = field(default_factory=set)
@@ -144,6 +157,7 @@ class LiveReceiver:
         self.rejected: dict[str, int] = {}
         self._recent: deque[str] = deque(maxlen=RECENT_IDS)
         self._subscribed: set[str] = set()
+        self._stopping: set[asyncio.Task[None]] = set()
 
     # -- commands -------------------------------------------------------------------------
 
@@ -180,7 +194,7 @@ class LiveReceiver:
                 )
                 await self._ack(join.id, False, why)
                 return
-        grant = self.arbiter.request_live(session_id=join.session_id, priority=join.priority)
+        grant = await self.arbiter.request_live(session_id=join.session_id, priority=join.priority)
         if not grant.granted:
             await self._ack(join.id, False, f"refused by the player: {grant.reason}")
             return
@@ -194,7 +208,16 @@ class LiveReceiver:
         if cur is None or cur.join.session_id != leave.session_id:
             await self._ack(leave.id, True, "not playing this session")
             return
-        await self._stop(cur, leave.reason or "the server ended the session", "played")
+        reason = leave.reason or "the server ended the session"
+        if cur.latest_capture is not None and cur.task is not None:
+            # Frames already received are still to be heard: play them out, then leave.
+            delay = cur.join.playout_delay_ms / 1000
+            due = cur.latest_capture + delay - self.output_latency_s + FRAME_S
+            cur.last_due = due if cur.last_due is None else min(cur.last_due, due)
+            cur.end_reason = reason
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(cur.task), delay + 2.0)
+        await self._stop(cur, reason, "played")
         await self._ack(leave.id, True, "left")
 
     async def _ack(self, command_id: str, ok: bool, detail: str) -> None:
@@ -243,6 +266,8 @@ class LiveReceiver:
             )
             return
         s.last_arrival = mono
+        if s.latest_capture is None or capture > s.latest_capture:
+            s.latest_capture = capture
         if last:
             s.last_due = capture + s.join.playout_delay_ms / 1000 - self.output_latency_s + FRAME_S
 
@@ -275,6 +300,7 @@ class LiveReceiver:
                 volume = self.emergency_volume  # the profile's emergency level, always
             if volume is not None and self._set_volume is not None:
                 await self._set_volume(volume)
+            await self.arbiter.quiet()  # the scheduled player's last frame is queued
             sink = self._open_sink()
             await sink.start()
             await self._feed(s, sink)
@@ -293,7 +319,7 @@ class LiveReceiver:
             mono = sink.next_sample_monotonic()
             now = self.server_now(mono)
             if s.last_due is not None and now >= s.last_due:
-                s.stop_reason = "the session ended"
+                s.stop_reason = s.end_reason or "the session ended"
                 break
             if self.clock.monotonic() - s.last_arrival > self.idle_timeout_s:
                 s.stop_reason = f"no audio received for {self.idle_timeout_s:g} s"
@@ -320,7 +346,10 @@ class LiveReceiver:
             handle.cancel()
         if self.current is s:
             self.current = None
-        self.arbiter.release(session_id=s.join.session_id)
+        if s.join.topic in self._subscribed:  # one subscription per session: drop it
+            self._subscribed.discard(s.join.topic)
+            self.link.unsubscribe(s.join.topic)
+        await self.arbiter.release(session_id=s.join.session_id)
         stats, proof = s.buffer.stats, s.proof
         proof.left_at = self.server_now(self.clock.monotonic())
         proof.played, proof.concealed = stats.played, stats.concealed
@@ -336,6 +365,14 @@ class LiveReceiver:
                 await self._record(
                     item_id=event["item_id"], planned_start=proof.joined_at, event=event
                 )
+
+    def preempt(self, session_id: str, reason: str) -> None:
+        """A scheduled item outranks the live session: stop it (from a synchronous caller)."""
+        cur = self.current
+        if cur is not None and cur.join.session_id == session_id and cur.stop_reason is None:
+            task = asyncio.get_running_loop().create_task(self._stop(cur, reason, "preempted"))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
 
     async def close(self) -> None:
         """Stop whatever plays (the agent is shutting down)."""

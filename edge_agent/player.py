@@ -25,6 +25,7 @@ from audio.pcm import SAMPLE_RATE, Pcm
 from audio.sinks import AudioSink, SinkError
 from edge_agent.amplifier import AmplifierControl
 from edge_agent.hardware import Hardware
+from edge_agent.live import Grant
 from edge_agent.playback import (
     READ_BLOCK,
     ClipReader,
@@ -37,6 +38,7 @@ from edge_agent.playback import (
     write_segment,
 )
 from firmware_profiles import FirmwareProfile
+from protocol import LivePriority
 from schedules import (
     DEFAULT_SLOT_GRACE,
     Action,
@@ -109,6 +111,9 @@ class Player:
         )
         self._applied_volume: int | None = None
         self.segments: deque[Segment] = deque(maxlen=RECENT_SEGMENTS)  # tests, diagnostics
+        self._live: tuple[str, Priority] | None = None  # the live session holding the card
+        # Called (session id, reason) when a scheduled item outranks the live session.
+        self.on_live_preempted: Callable[[str, str], None] | None = None
 
     # -- schedule ---------------------------------------------------------------------------
 
@@ -155,8 +160,58 @@ class Player:
 
     @property
     def busy(self) -> bool:
-        """True while an item is placed on the timeline (playing or about to)."""
-        return self._current is not None
+        """True while an item is placed on the timeline (playing or about to) or live plays."""
+        return self._current is not None or self._live is not None
+
+    # -- live audio (edge_agent.live.PlaybackArbiter) ----------------------------------------
+
+    async def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+        """Give the sound card to a live session unless a higher-priority item is playing.
+
+        The playing item is suspended at the last sample already queued (it resumes, or is
+        marked preempted, when the live session releases the card, as schedules.arbiter
+        decides); items falling due meanwhile wait.
+        """
+        rank = Priority(priority)
+        async with self._lock:
+            current = self._current
+            if current is not None and current.item.priority.outranks(rank):
+                return Grant(
+                    False,
+                    f"the {current.item.priority.value} programme item {current.item.item_id} "
+                    "is playing",
+                )
+            self._live = (session_id, rank)
+            if current is not None:
+                at = max(self.clock.monotonic(), current.start_mono)
+                if self._sink is not None:
+                    at = max(at, self._sink.next_sample_monotonic())
+                current.stop_mono = min(at, current.stop_mono)
+                current.stop_reason = f"preempted by live session {session_id}"
+                self._suspended.append(
+                    Suspended(current.item, current.position_at(at), self._dt(at))
+                )
+                self._current = None
+        self._wake.set()
+        now = self.clock.monotonic()
+        await self.amplifier.ready_by(now, now=now)
+        return Grant(True)
+
+    async def quiet(self) -> None:
+        """Return once scheduled audio has stopped writing to the sound card."""
+        chain = self._chain
+        if chain is not None and not chain.done():
+            await asyncio.wait({chain})
+
+    async def release(self, *, session_id: str) -> None:
+        """The live session is over: resume or start what waited."""
+        async with self._lock:
+            if self._live is None or self._live[0] != session_id:
+                return
+            self._live = None
+            self._applied_volume = None  # live audio may have set the emergency volume
+            await self._after_end(self.clock.monotonic(), [])
+        self._wake.set()
 
     def forget_volume(self) -> None:
         """Someone else set the hardware volume: set it again before the next item."""
@@ -232,6 +287,13 @@ class Player:
                 await self._dispatch(self._pending.pop(0), start)
 
     async def _dispatch(self, item: PlaybackItem, instant: float) -> None:
+        if self._live is not None:
+            session_id, rank = self._live
+            if item.priority.outranks(rank) and self.on_live_preempted is not None:
+                why = f"preempted by the {item.priority.value} programme item {item.item_id}"
+                self.on_live_preempted(session_id, why)
+            self._waiting.append(item)  # decided again when the live session releases the card
+            return
         now = self.clock.monotonic()
         at = max(instant, now + PREP_S)
         playing = None
@@ -407,11 +469,15 @@ class Player:
 
     def _busy_until(self) -> float:
         """When the audio placed so far ends."""
+        if self._live is not None:
+            return math.inf
         return max((s.stop_mono for s in self.segments), default=-math.inf)
 
     def _next_audio(self) -> float:
         """The earliest start of audio playing now or still to come (pending or placed)."""
         now = self.clock.monotonic()
+        if self._live is not None:
+            return now
         placed = (s.start_mono for s in self.segments if s.stop_mono > now and s.error is None)
         return min(self._next_start(), min(placed, default=math.inf))
 

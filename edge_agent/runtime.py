@@ -21,15 +21,18 @@ from edge_agent.clipfetch import ClipFetcher
 from edge_agent.clips import MIB, ClipCache
 from edge_agent.clocksync import ClockSync
 from edge_agent.hardware import Hardware
+from edge_agent.live import LiveReceiver
 from edge_agent.localdb import LocalDb
 from edge_agent.outbox import Outbox
 from edge_agent.playback import PlayOutcome
 from edge_agent.player import Player
 from edge_agent.settings import AgentSettings
+from edge_agent.soundcard import SoundCard
 from firmware_profiles import FirmwareProfile
 from protocol import (
     PREFIX,
     SPECS,
+    Ack,
     ClipRequest,
     EventAck,
     Message,
@@ -71,6 +74,7 @@ class PlayoutRuntime:
         set_volume: Callable[[int], Awaitable[None]],
         reject: Reject,
         on_schedule: Callable[[int], None],
+        send_ack: Callable[[Ack], Awaitable[None]],
     ) -> None:
         self.device_id = settings.device_id
         self.link = link
@@ -107,11 +111,13 @@ class PlayoutRuntime:
             clock=clock,
             resend_after_s=settings.event_resend_s,
         )
+        # The player and live audio take turns on one output (one WAV when simulated).
+        self.card = SoundCard(open_device=open_sink, clock=clock)
         self.player = Player(
             clock=clock,
             timebase=self.sync,
             clips=self.cache,
-            open_sink=open_sink,
+            open_sink=self.card.lease,
             hardware=hardware,
             profile=profile,
             play_log=self,
@@ -121,6 +127,19 @@ class PlayoutRuntime:
             slot_grace=timedelta(seconds=settings.slot_grace_s),
             software_volume=not profile.simulated and profile.audio.mixer_control is None,
         )
+        self.live = LiveReceiver(
+            link=link,
+            clock=clock,
+            server_now=self.sync.server_time,
+            open_sink=self.card.lease,
+            send_ack=send_ack,
+            arbiter=self.player,
+            record=self.outbox.record,
+            set_volume=set_volume,
+            emergency_volume=profile.volume.emergency,
+            output_latency_s=profile.audio.output_latency_ms / 1000,
+        )
+        self.player.on_live_preempted = self.live.preempt
         self.document: ScheduleDocument | None = None
         self.zone_ids: frozenset[int] = frozenset()
         for kind in (TopicKind.SCHEDULE, TopicKind.EVENTS_ACK, TopicKind.CLIP):
@@ -168,6 +187,14 @@ class PlayoutRuntime:
         """What must run beside the agent's own loops."""
         return [self.player.run(), self.fetcher.run(), self.sync.run(), self.outbox.run()]
 
+    async def stop_audio(self) -> None:
+        """Leave any live session (recording its proof) before the coroutines are cancelled."""
+        await self.live.close()
+
+    async def close_output(self) -> None:
+        """Release the sound card (after the coroutines were cancelled)."""
+        await self.card.close()
+
     def close(self) -> None:
         """Close the database (after the coroutines were cancelled)."""
         self.db.close()
@@ -195,6 +222,8 @@ class PlayoutRuntime:
         if topic == self.topics[TopicKind.CLIP]:
             self.fetcher.offer(None, payload)
             return True
+        if self.live.on_message(topic, payload):
+            return True  # live frames go to the jitter buffer on arrival
         if topic.startswith(ZONE_PREFIX):
             try:
                 zone_id, sha = parse_zone_clip_topic(topic)

@@ -108,6 +108,11 @@ class MqttLink:
         if self.is_connected:
             self._client.subscribe(topic_filter, qos)
 
+    def unsubscribe(self, topic_filter: str) -> None:
+        """Stop reading a filter now and after reconnects (no-op if not subscribed)."""
+        if self._subscriptions.pop(topic_filter, None) is not None and self.is_connected:
+            self._client.unsubscribe(topic_filter)
+
     def publish(self, msg: Outgoing) -> int:
         """Queue a publish and return its message id (QoS>0 is resent after a reconnect)."""
         info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)

@@ -21,6 +21,8 @@ from server.db import make_engine, make_session_factory, session_scope, utcnow
 from server.devices.commands import ack_recorder
 from server.devices.health_routes import router as device_health_router
 from server.devices.routes import router as devices_router
+from server.live.routes import router as live_router
+from server.live.routes import start_live_service, stop_live_service
 from server.metrics import Metrics
 from server.mqtt_bridge import MqttBridge
 from server.orgs.routes import router as orgs_router
@@ -60,6 +62,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
             )
             app.state.bridge = bridge
             await bridge.start()
+            await start_live_service(app)
         planner = None
         if bridge is not None and settings.planner_enabled:
             planner = Planner(
@@ -79,6 +82,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
                 planner.stop()
                 app.state.planner = None
             if bridge is not None:
+                await stop_live_service(app)
                 await bridge.stop()
             engine.dispose()
 
@@ -92,6 +96,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     app.state.metrics = Metrics()
     app.state.bridge = None
     app.state.planner = None
+    app.state.live = None  # the LiveService, started with the MQTT bridge
     app.state.clock = utcnow  # every "now" of the planner and the programme rules (tests swap it)
     app.state.login_limiter = LoginLimiter(
         max_failures=settings.login_max_failures, window_s=settings.login_window_s
@@ -109,6 +114,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(plays_router)
     api.include_router(reports_router)
     api.include_router(audit_router)
+    api.include_router(live_router)
     app.include_router(api)
     install_console(app)
 

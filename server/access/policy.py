@@ -3,7 +3,7 @@
 A route declares its permission with `allow(PERMISSION)` (server.access.deps); the permission
 shows up as the operation's OAuth2 scope in the OpenAPI schema, and
 tests/server/test_permissions.py fails for any /api/v1 operation that declares none. To add a
-feature (e.g. live broadcasts), add its permission names here and grant them to roles.
+feature, add its permission names here and grant them to roles.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ PROGRAMMES_EDIT = "programmes:edit"  # edit, delete and submit drafts
 PROGRAMMES_APPROVE = "programmes:approve"  # approve or reject submitted programmes
 PROGRAMMES_CANCEL = "programmes:cancel"  # narrowed per role in may_cancel
 PLAYS_READ = "plays:read"  # proof of play and reports
+# Start and stop live sessions; emergency priority also needs may_run_emergency.
+LIVE_BROADCAST = "live:broadcast"
 USERS_MANAGE = "users:manage"
 AUDIT_READ = "audit:read"
 
@@ -43,6 +45,7 @@ DESCRIPTIONS: dict[str, str] = {
     PROGRAMMES_APPROVE: "approve and reject programmes",
     PROGRAMMES_CANCEL: "cancel programmes",
     PLAYS_READ: "see proof of play and reports",
+    LIVE_BROADCAST: "start and stop live broadcasts (microphone, relay, file)",
     USERS_MANAGE: "manage users",
     AUDIT_READ: "read the audit log",
 }
@@ -53,8 +56,8 @@ _READ = frozenset({SESSION, ORGS_READ, DEVICES_READ, CLIPS_READ, PROGRAMMES_READ
 ROLE_GRANTS: dict[str, frozenset[str]] = {
     "admin": PERMISSIONS,
     "editor": _READ | {CLIPS_WRITE, PROGRAMMES_CREATE, PROGRAMMES_EDIT, PROGRAMMES_CANCEL},
-    "approver": _READ | {PROGRAMMES_CREATE, PROGRAMMES_APPROVE, PROGRAMMES_CANCEL},
-    "operator": _READ | {PROGRAMMES_CREATE, PROGRAMMES_CANCEL},
+    "approver": _READ | {PROGRAMMES_CREATE, PROGRAMMES_APPROVE, PROGRAMMES_CANCEL, LIVE_BROADCAST},
+    "operator": _READ | {PROGRAMMES_CREATE, PROGRAMMES_CANCEL, LIVE_BROADCAST},
     "technician": _READ | {DEVICES_MANAGE, DEVICES_COMMAND},
     "viewer": _READ,
 }

@@ -7,14 +7,15 @@ import contextlib
 import json
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, WebSocket, status
 from starlette.websockets import WebSocketDisconnect
 
 from server.access import policy
-from server.access.actor import Actor
-from server.access.deps import allow
-from server.access.policy import DEVICES_COMMAND, DEVICES_READ
+from server.access.actor import Actor, load_actor
+from server.access.deps import SESSION_COOKIE, allow
+from server.access.policy import DEVICES_READ, LIVE_BROADCAST
 from server.audit import service as audit
 from server.clips.storage import ClipStorage
 from server.db import session_scope
@@ -27,8 +28,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["live"])
 
-# Broadcasting live commands devices now; a dedicated "live:start" permission can replace it.
-LIVE_PERMISSION = DEVICES_COMMAND
+LIVE_PERMISSION = LIVE_BROADCAST
 FIRST_MESSAGE_S = 10.0
 # WebSocket close codes (RFC 6455 and the private 4000-4999 range).
 CLOSE_UNSUPPORTED = 1003
@@ -86,7 +86,7 @@ async def list_live(
     request: Request, actor: Annotated[Actor, allow(DEVICES_READ)]
 ) -> list[LiveSessionOut]:
     """Running and recently ended sessions, with listeners and per-device answers."""
-    return _service(request.app).list()
+    return _service(request.app).list(reach=actor.org_ids)
 
 
 @router.delete("/live/{session_id}", response_model=LiveSessionOut)
@@ -96,7 +96,7 @@ async def stop_live(
     """Stop a session: the last frame is flagged and every device is told to leave."""
     try:
         session = await _service(request.app).stop(
-            session_id, reason=f"stopped by {actor.user.username}"
+            session_id, reason=f"stopped by {actor.user.username}", reach=actor.org_ids
         )
     except LiveError as exc:
         raise HTTPException(exc.status, detail=str(exc)) from None
@@ -114,14 +114,13 @@ async def ingest(websocket: WebSocket, session_id: str) -> None:
         await websocket.close(CLOSE_NOT_FOUND, "live audio is not running on this server")
         return
     try:
-        session = live.mic_session(session_id)
-    except LiveError as exc:
-        await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
-        return
-    try:
-        decoder = await _handshake(websocket, token=websocket.query_params.get("token"))
+        reach, decoder = await _handshake(websocket)
+        session = live.mic_session(session_id, reach=reach)
     except IngestError as exc:
         await websocket.close(_close_code(exc), str(exc)[:120])
+        return
+    except LiveError as exc:
+        await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
         return
     except (WebSocketDisconnect, TimeoutError):
         return
@@ -143,9 +142,33 @@ def _close_code(exc: IngestError) -> int:
     return CLOSE_POLICY if isinstance(exc, _AuthError) else CLOSE_UNSUPPORTED
 
 
-async def _handshake(ws: WebSocket, *, token: str | None) -> PushDecoder:
-    """Authenticate (query token or first message) and read the declared format."""
-    fmt, rate = "pcm_s16le", 48000
+def _same_origin(ws: WebSocket) -> bool:
+    """A browser always sends Origin: a cookie-authenticated socket must come from our pages."""
+    origin = ws.headers.get("origin")
+    host = ws.headers.get("host")
+    return origin is not None and host is not None and urlsplit(origin).netloc == host
+
+
+def _decoder_for(hello: dict[str, Any]) -> PushDecoder:
+    """The decoder a hello message asks for ({"format", "sample_rate"}; defaults 48 kHz PCM)."""
+    fmt, rate = hello.get("format", "pcm_s16le"), hello.get("sample_rate", 48000)
+    if not isinstance(rate, int) or not isinstance(fmt, str):
+        raise IngestError("'format' must be a string and 'sample_rate' a whole number.")
+    return PushDecoder(fmt=fmt, sample_rate=rate)
+
+
+async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder]:
+    """Authenticate (query token, console cookie or first message); return reach and decoder.
+
+    With a query token or the cookie the audio may start at once (48 kHz s16le) or after an
+    optional hello text message; otherwise the first message is the hello with the token.
+    """
+    token = ws.query_params.get("token")
+    decoder = PushDecoder(fmt="pcm_s16le", sample_rate=48000)
+    if token is None and ws.cookies.get(SESSION_COOKIE):
+        if not _same_origin(ws):
+            raise _AuthError("A console microphone must connect from the console's own page.")
+        token = ws.cookies[SESSION_COOKIE]
     if token is None:
         first = await asyncio.wait_for(ws.receive_text(), FIRST_MESSAGE_S)
         try:
@@ -155,23 +178,26 @@ async def _handshake(ws: WebSocket, *, token: str | None) -> PushDecoder:
         if not isinstance(hello, dict) or not isinstance(hello.get("token"), str):
             raise _AuthError("The first message must carry a 'token'.")
         token = hello["token"]
-        fmt, rate = hello.get("format", fmt), hello.get("sample_rate", rate)
-        if not isinstance(rate, int) or not isinstance(fmt, str):
-            raise IngestError("'format' must be a string and 'sample_rate' a whole number.")
+        decoder = _decoder_for(hello)
     factory = ws.app.state.session_factory
+    ip = ws.client.host if ws.client else ""
 
-    def check() -> bool:
+    def check() -> tuple[bool, frozenset[int] | None]:
         with session_scope(factory) as db:
             user = users.user_for_token(db, token=token or "")
-            return user is not None and policy.may(user.role, LIVE_PERMISSION)
+            if user is None or not policy.may(user.role, LIVE_PERMISSION):
+                return False, None
+            return True, load_actor(db, user=user, ip=ip, via_cookie=False).org_ids
 
-    if not await asyncio.to_thread(check):
+    allowed, reach = await asyncio.to_thread(check)
+    if not allowed:
         raise _AuthError("Not signed in, or your role may not broadcast live audio.")
-    return PushDecoder(fmt=fmt, sample_rate=rate)
+    return reach, decoder
 
 
 async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: PushDecoder) -> None:
     """Decode messages into the session until it ends or the browser goes away."""
+    audio_seen = False
     while session.ended_at is None:
         try:
             message = await asyncio.wait_for(ws.receive(), 0.5)
@@ -181,13 +207,22 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
             return
         data = message.get("bytes")
         if data is None:
-            text = message.get("text") or ""
+            control: Any = None
             with contextlib.suppress(json.JSONDecodeError):
-                if json.loads(text) == {"type": "stop"}:
-                    await live.stop(session.id, reason="the microphone ended the broadcast")
-                    break
+                control = json.loads(message.get("text") or "")
+            if control == {"type": "stop"}:
+                await live.stop(session.id, reason="the microphone ended the broadcast")
+                break
+            if isinstance(control, dict) and "format" in control and not audio_seen:
+                try:
+                    dec = _decoder_for(control)
+                except IngestError as exc:
+                    await ws.close(CLOSE_UNSUPPORTED, str(exc)[:120])
+                    return
+                continue
             await ws.close(CLOSE_UNSUPPORTED, "send audio as binary messages")
             return
+        audio_seen = True
         try:
             live.ingest(session, dec.decode(data))
         except IngestError as exc:

@@ -86,6 +86,15 @@ class LiveSession:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def org_unit_ids(self) -> frozenset[int]:
+        """The org units of the targeted zones."""
+        return frozenset(d.target.org_unit_id for d in self.devices.values())
+
+    def visible_to(self, reach: frozenset[int] | None) -> bool:
+        """A user sees a session that reaches into their subtree (None: the whole system)."""
+        return reach is None or bool(self.org_unit_ids & reach)
+
     def view(self) -> LiveSessionOut:
         """The listing shape."""
         return LiveSessionOut(
@@ -229,11 +238,24 @@ class LiveService:
                 "live relay %s did not answer within %s s; starting anyway", url[:200], URL_PROBE_S
             )
 
-    async def stop(self, session_id: str, *, reason: str) -> LiveSession:
-        """End a session: flag the last frame, tell the devices to leave."""
+    def get(self, session_id: str, *, reach: frozenset[int] | None) -> LiveSession:
+        """A session the user may see, else LiveError 404 (existence never leaks)."""
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or not session.visible_to(reach):
             raise LiveError(f"No live session {session_id!r}.", status=404)
+        return session
+
+    async def stop(
+        self, session_id: str, *, reason: str, reach: frozenset[int] | None = None
+    ) -> LiveSession:
+        """End a session: flag the last frame, tell the devices to leave."""
+        session = self.get(session_id, reach=reach)
+        if reach is not None and not session.org_unit_ids <= reach:
+            raise LiveError(
+                "This session also reaches zones outside your org unit; "
+                "a user of the org unit above must stop it.",
+                status=403,
+            )
         if session.ended_at is None and session.end_reason is None:
             session.end_reason = reason
             session.publisher.stop()
@@ -247,10 +269,11 @@ class LiveService:
             if s.ended_at is None:
                 await self.stop(sid, reason="the server stopped")
 
-    def list(self) -> list[LiveSessionOut]:
-        """Running sessions first, then recently ended ones."""
+    def list(self, *, reach: frozenset[int] | None = None) -> list[LiveSessionOut]:
+        """Running sessions first, then recently ended ones (those the user may see)."""
         ordered = sorted(
-            self.sessions.values(), key=lambda s: (s.ended_at is not None, -s.started_at)
+            (s for s in self.sessions.values() if s.visible_to(reach)),
+            key=lambda s: (s.ended_at is not None, -s.started_at),
         )
         return [s.view() for s in ordered]
 
@@ -373,10 +396,10 @@ class LiveService:
 
     # -- microphone -------------------------------------------------------------------------
 
-    def mic_session(self, session_id: str) -> LiveSession:
+    def mic_session(self, session_id: str, *, reach: frozenset[int] | None) -> LiveSession:
         """The running mic session an ingest WebSocket feeds, or LiveError."""
         session = self.sessions.get(session_id)
-        if session is None or session.ended_at is not None:
+        if session is None or session.ended_at is not None or not session.visible_to(reach):
             raise LiveError(f"No running live session {session_id!r}.", status=404)
         if session.request.source != "mic":
             raise LiveError("This session's audio does not come from a microphone.", status=409)

@@ -22,6 +22,7 @@ class Target:
 
     uid: str
     zone_id: int
+    org_unit_id: int  # the zone's org unit: who may see and stop the session
 
 
 def resolve_targets(
@@ -55,4 +56,6 @@ def resolve_targets(
     lowest: dict[str, int] = {}
     for uid, zone_id in rows:
         lowest.setdefault(uid, zone_id)  # ordered by zone id: the first is the lowest
-    return [Target(uid, zone_id) for uid, zone_id in sorted(lowest.items())]
+    return [
+        Target(uid, zone_id, zones[zone_id].org_unit_id) for uid, zone_id in sorted(lowest.items())
+    ]

@@ -1,43 +1,21 @@
-"""A whole server with the live router and LiveService wired as the lead will wire them."""
+"""A whole server with live audio: SQLite, its own broker, admin signed in."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.broker.process import free_port, start_broker, stop_broker
 from server.broker.service import apply_broker_config
 from server.db import make_engine, make_session_factory, session_scope
-from server.live.routes import router as live_router
-from server.live.routes import start_live_service, stop_live_service
 from server.migrate import upgrade
 from server.settings import ServerSettings
 from tests.server.stack import ADMIN_PASSWORD, Stack
-
-
-def with_live(app: FastAPI) -> FastAPI:
-    """Add the live router and start/stop the LiveService inside the app's lifespan."""
-    app.include_router(live_router, prefix="/api/v1")
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[None]:
-        async with inner(a):
-            await start_live_service(a)
-            try:
-                yield
-            finally:
-                await stop_live_service(a)
-
-    app.router.lifespan_context = lifespan
-    return app
 
 
 @contextmanager
@@ -59,7 +37,7 @@ def live_stack(tmp_path: Path) -> Iterator[Stack]:
     broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
     engine.dispose()
     try:
-        with TestClient(with_live(create_app(settings))) as client:
+        with TestClient(create_app(settings)) as client:
             r = client.post(
                 "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
             )

@@ -25,14 +25,20 @@ class Subscriptions:
     def subscribe(self, topic_filter: str, qos: int = 1) -> None:
         self.topics.append(topic_filter)
 
+    def unsubscribe(self, topic_filter: str) -> None:
+        self.topics.remove(topic_filter)
+
 
 class Busy:
     """A player that refuses everything below emergency."""
 
-    def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
+    async def request_live(self, *, session_id: str, priority: LivePriority) -> Grant:
         return Grant(priority == "emergency", "an emergency programme is playing")
 
-    def release(self, *, session_id: str) -> None:
+    async def quiet(self) -> None:
+        pass
+
+    async def release(self, *, session_id: str) -> None:
         pass
 
 

@@ -42,6 +42,7 @@ ID_KINDS = {
     "clip_id": "clip",
     "programme_id": "programme",
     "user_id": "user",
+    "session_id": "live_session",
 }
 # Own calls that are expected to fail for a reason other than permissions.
 OWN_NOT_2XX = {("POST", "/api/v1/users/me/password"): 422}  # the current password is wrong
@@ -155,6 +156,9 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/programmes/{programme_id}/reject"): Body(
         (), lambda w, p, r: {"reason": "Nội dung chưa đúng"}
     ),
+    ("POST", "/api/v1/live"): Body(
+        ("zone",), lambda w, p, r: {"source": "mic", "zone_ids": [p("zone")], "label": "Thử"}
+    ),
     ("POST", "/api/v1/programmes/{programme_id}/cancel"): Body(
         (), lambda w, p, r: {"reason": "Hoãn"}
     ),
@@ -237,7 +241,7 @@ class Objects:
     def __init__(self, w: PermWorld) -> None:
         self.w = w
         assert w.a is not None and w.b is not None
-        self.shared: dict[tuple[str, bool], int] = {}
+        self.shared: dict[tuple[str, bool], int | str] = {}
 
     def org(self, foreign: bool) -> Org:
         """Commune B for foreign objects, A for own ones."""
@@ -245,7 +249,7 @@ class Objects:
         assert org is not None
         return org
 
-    def make(self, kind: str, *, foreign: bool, op: Operation, role: str) -> int:
+    def make(self, kind: str, *, foreign: bool, op: Operation, role: str) -> int | str:
         """A new object of `kind` for this call (so destructive calls never interfere)."""
         w, org = self.w, self.org(foreign)
         if kind == "org_unit":
@@ -258,6 +262,9 @@ class Objects:
             return w.db_clip(org.commune)
         if kind == "user":
             return w.user(org.commune)
+        if kind == "live_session":  # a microphone session to the org's zone, nobody speaking
+            body = {"source": "mic", "zone_ids": [org.zone], "idle_timeout_s": 60}
+            return str(w.admin("POST", "/live", body, expect=201)["id"])
         if kind == "programme":
             action = op.path.rsplit("/", 1)[-1]
             if action == "cancel" and role == "operator":
@@ -265,7 +272,7 @@ class Objects:
             return w.programme(org, status=PROGRAMME_STATUS.get(action, "draft"))
         raise AssertionError(f"no factory for {kind}")
 
-    def existing(self, kind: str, *, foreign: bool) -> int:
+    def existing(self, kind: str, *, foreign: bool) -> int | str:
         """A standing object of `kind` (used in bodies and filters, never destroyed)."""
         org = self.org(foreign)
         standing = {
@@ -284,7 +291,7 @@ class Objects:
 _NO_OP = Operation("GET", "/", policy.SESSION, {}, {}, frozenset(), False)
 
 
-def _fill(path: str, ids: dict[str, int]) -> str:
+def _fill(path: str, ids: dict[str, int | str]) -> str:
     return re.sub(r"\{([^}]+)\}", lambda m: str(ids[m.group(1)]), path)
 
 
@@ -294,7 +301,9 @@ def _call(w: PermWorld, op: Operation, role: str, objects: Objects, foreign: str
     fresh = allowed and (op.method != "GET")
 
     def pick(kind: str) -> int:
-        return objects.existing(kind, foreign=foreign == f"body:{kind}")
+        found = objects.existing(kind, foreign=foreign == f"body:{kind}")
+        assert isinstance(found, int)
+        return found
 
     path_ids = {
         name: (
