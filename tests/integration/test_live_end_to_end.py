@@ -120,6 +120,8 @@ def test_an_emergency_preempts_a_running_programme_which_then_resumes(tmp_path: 
         programme_clip_id = live.store_clip(programme_clip)
         warning_id = live.store_clip(warning)
 
+        called: list[float] = []
+
         async def scenario() -> str:
             async with running(agent):
                 zone = await asyncio.to_thread(w.zone, org, None, [devices[0][0]])
@@ -132,6 +134,7 @@ def test_an_emergency_preempts_a_running_programme_which_then_resumes(tmp_path: 
                 assert agent.runtime.player.busy
                 warn = {"source": "file", "clip_id": warning_id, "org_unit_id": org,
                         "priority": "emergency"}  # fmt: skip
+                called.append(time.time())
                 sid = (await asyncio.to_thread(w.post, "/live", warn, 201))["id"]
                 await eventually(partial(_ended, live, sid), timeout=20, what="the end")
                 await asyncio.sleep(start.timestamp() + 8 + 2 + 1.5 - time.time())
@@ -142,6 +145,10 @@ def test_an_emergency_preempts_a_running_programme_which_then_resumes(tmp_path: 
         audit = w.get("/audit", action="live.start")
     [proof] = agent.runtime.live.proofs
     assert proof.priority == "emergency" and proof.outcome == "played" and proof.played >= 90
+    assert proof.first_frame_at is not None
+    audible_after = proof.first_frame_at - called[0]
+    print(f"emergency audible {audible_after:.3f} s after the API call")
+    assert audible_after < 2.0  # the target, with the default 500 ms playout delay
     hardware = cast(SimHardware, agent.hardware)
     volumes = [c.value for c in hardware.calls if c.action == "volume"]
     assert agent.profile.volume.emergency in volumes, volumes  # forced for the emergency
