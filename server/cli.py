@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Literal, NoReturn
 
 import typer
 
@@ -139,6 +139,108 @@ def demo(
     from server.demo import run_demo
 
     sys.exit(run_demo(until_online=until_online, agent_count=agents))
+
+
+@app.command()
+def live(
+    input_path: Annotated[
+        str,
+        typer.Option(
+            "--input", "-i", help="audio file (any format FFmpeg reads), or - for raw PCM on stdin"
+        ),
+    ],
+    zone: Annotated[
+        list[int] | None, typer.Option(help="target zone id (repeat for several zones)")
+    ] = None,
+    org_unit: Annotated[
+        int | None, typer.Option(help="target an org unit and everything under it")
+    ] = None,
+    priority: Annotated[
+        Literal["normal", "priority", "emergency"],
+        typer.Option(help="emergency pre-empts everything and needs confirmation (or --yes)"),
+    ] = "normal",
+    delay_ms: Annotated[
+        int, typer.Option(help="playout delay on the devices, 100-5000 ms (sync margin)")
+    ] = 500,
+    label: Annotated[str, typer.Option(help="label shown in the console")] = "",
+    duration: Annotated[
+        float | None, typer.Option(help="end the session after this many seconds")
+    ] = None,
+    rate: Annotated[
+        int, typer.Option(help="sample rate of raw PCM on stdin (--input -), resampled to 48 kHz")
+    ] = 48000,
+    server: Annotated[
+        str, typer.Option(envvar="LOA_SERVER", help="server base URL")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option(envvar="LOA_TOKEN", help="bearer token (instead of a password)")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="sign in as this user")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="LOA_PASSWORD", help="password for --username (prompted if absent)"),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask to confirm an emergency")] = False,
+) -> None:
+    """Broadcast a local file, a line-in or a pipe live to zones now.
+
+    --input - reads raw s16le mono PCM (48 kHz unless --rate) from stdin, e.g.
+    `arecord -f S16_LE -r 48000 -c 1 -t raw | loa-server live --input - --zone 3`.
+    Ctrl-C stops the broadcast cleanly.
+    """
+    import asyncio
+
+    from server.live import client
+
+    def fail(message: str) -> NoReturn:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
+
+    from_stdin = input_path == "-"
+    if not zone and org_unit is None:
+        fail("choose where to broadcast: --zone ID (repeatable) or --org-unit ID")
+    if from_stdin and sys.stdin.isatty():
+        fail("--input - reads raw PCM from a pipe, e.g. arecord -t raw ... | loa-server live")
+    if priority == "emergency" and not yes:
+        if from_stdin or not sys.stdin.isatty():
+            fail("an emergency broadcast needs confirmation: add --yes (no terminal to ask)")
+        answer = typer.prompt("This is an EMERGENCY broadcast to every target. Type YES to go")
+        if answer.strip() != "YES":
+            fail("emergency broadcast cancelled")
+    try:
+        base = client.check_server(server)
+        if not token:
+            if username is None:
+                fail("sign in: --token (or LOA_TOKEN), or --username with a password")
+            if password is None:
+                if from_stdin:
+                    fail("stdin carries the audio: give the password in LOA_PASSWORD")
+                password = typer.prompt(f"Password for {username}", hide_input=True)
+            token = client.sign_in(server=base, username=str(username), password=str(password))
+        request = client.LiveRequest(
+            zone_ids=tuple(zone or ()), org_unit_id=org_unit, priority=priority,
+            playout_delay_ms=delay_ms, label=label or _live_label(input_path), duration_s=duration,
+        )  # fmt: skip
+        code = asyncio.run(
+            client.run_live(
+                server=base, token=token, request=request, input_path=input_path, rate=rate,
+                say=lambda line: typer.echo(line, err=True), out=typer.echo,
+            )
+        )  # fmt: skip
+    except client.ClientError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        # Before the session started, or a second Ctrl-C: an unfed session ends by itself
+        # after its idle timeout (10 s).
+        fail("interrupted")
+    raise typer.Exit(code)
+
+
+def _live_label(input_path: str) -> str:
+    """A console label for the input: the file name, or "line-in" for stdin."""
+    from pathlib import Path
+
+    return "line-in" if input_path == "-" else Path(input_path).name[:200]
 
 
 def main() -> None:

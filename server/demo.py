@@ -70,6 +70,19 @@ def _count_online(base: str, token: str) -> tuple[int, int]:
     return sum(1 for d in page["items"] if d["online"]), int(page["total"])
 
 
+def _say_live_hint(base: str, token: str, settings: ServerSettings) -> None:
+    """How to go live from a file, and where each simulated cluster records what it plays."""
+    zones = _api(base, "/api/v1/zones", token)
+    first = next(iter(zones), None) if isinstance(zones, list) else None
+    if not isinstance(first, dict):
+        return
+    _say(
+        f"live from a file: loa-server live --server {base} --username trucphat "
+        f"--zone {first['id']} --input FILE   (zone '{first['name']}'; or the console's Live page)"
+    )
+    _say(f"each cluster records what it plays in {settings.data_dir / 'agents'}/<uid>/sim/")
+
+
 def run_demo(*, until_online: bool, agent_count: int) -> int:
     """Run the whole stack in the foreground; returns the exit code."""
     os.environ["LOA_DEMO"] = "true"
@@ -137,6 +150,7 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         _say(f"sign in as: admin / {admin_password}")
         for username, role, unit in demo_users:
             _say(f"        or: {username} / {admin_password}   ({role}, {unit})")
+        _say_live_hint(base, token["access_token"], settings)
         _say("Ctrl-C stops everything this demo started.")
         started = time.monotonic()
         reported = -1

@@ -1,0 +1,464 @@
+"""`loa-server live`: stream a local file, a line-in or a pipe to zones as a live session.
+
+The client speaks the public API only: it signs in, POSTs /api/v1/live with source "mic",
+then pushes 48 kHz mono s16le over the session's ingest WebSocket (token in the query, so
+no hello is read: protocol/README.md, "Microphone ingest"), 20 ms per binary message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from audio.decode import iter_pcm_frames
+from audio.errors import AudioError
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, to_bytes
+from server.live.sources import IngestError, PushDecoder
+
+T = TypeVar("T")
+Say = Callable[[str], None]
+
+FRAME_BYTES = FRAME_SAMPLES * 2  # 20 ms of 48 kHz mono s16le: one WebSocket message
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+# How far the sent audio may run ahead of the wall clock: absorbs a bursty producer and event
+# loop jitter, while the server's queue (2 s, oldest dropped beyond) never overflows.
+AHEAD_S = 0.2
+# After the last chunk, wait until the server has played what it queued (AHEAD_S, plus its
+# 0.1 s prefill after an underrun, plus jitter) before saying stop: stop ends the session
+# with the next frame, dropping whatever is still queued.
+DRAIN_S = 0.3
+CLOSE_ENDED = 4000  # the server's close code for "the session ended" (server/live/routes.py)
+HTTP_TIMEOUT_S = 15.0
+PROGRESS_S = 5.0
+STOP_WAIT_S = 5.0
+
+
+class ClientError(Exception):
+    """A problem the operator can act on; the message says what happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRequest:
+    """What to broadcast and where (the body of POST /api/v1/live, source "mic")."""
+
+    zone_ids: tuple[int, ...] = ()
+    org_unit_id: int | None = None
+    priority: str = "normal"
+    playout_delay_ms: int = 500
+    label: str = ""
+    duration_s: float | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body."""
+        out: dict[str, Any] = {
+            "source": "mic",
+            "zone_ids": list(self.zone_ids),
+            "priority": self.priority,
+            "playout_delay_ms": self.playout_delay_ms,
+            "label": self.label,
+        }
+        if self.org_unit_id is not None:
+            out["org_unit_id"] = self.org_unit_id
+        if self.duration_s is not None:
+            out["duration_s"] = self.duration_s
+        return out
+
+
+# -- HTTP (stdlib urllib in a worker thread: the server extra needs no HTTP client) ---------
+
+
+def check_server(server: str) -> str:
+    """The server's base URL without a trailing slash, or ClientError."""
+    if not server.startswith(("http://", "https://")):
+        raise ClientError(f"--server must be an http:// or https:// URL, not {server!r}.")
+    return server.rstrip("/")
+
+
+def call_api(
+    *,
+    server: str,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    form: dict[str, str] | None = None,
+) -> Any:
+    """One API call (blocking); the JSON answer, or ClientError with the server's detail."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    elif form is not None:
+        data = urllib.parse.urlencode(form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"{server}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise ClientError(f"{_detail(exc.read())} (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ClientError(f"Cannot reach the server at {server}: {reason}.") from None
+    try:
+        return json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        raise ClientError(f"{server} did not answer with JSON: is it a Loa server?") from None
+
+
+def _detail(raw: bytes) -> str:
+    """The API's human-readable `detail`, else the start of the body."""
+    with contextlib.suppress(ValueError, AttributeError):
+        detail = json.loads(raw).get("detail")
+        if isinstance(detail, str) and detail:
+            return detail
+    return raw.decode("utf-8", "replace").strip()[:200] or "The server refused the request."
+
+
+def sign_in(*, server: str, username: str, password: str) -> str:
+    """Exchange a username and password for a bearer token (blocking)."""
+    answer = call_api(
+        server=server,
+        method="POST",
+        path="/api/v1/auth/token",
+        form={"username": username, "password": password},
+    )
+    token = answer.get("access_token") if isinstance(answer, dict) else None
+    if not isinstance(token, str):
+        raise ClientError("The server's sign-in answer carried no access token.")
+    return token
+
+
+def ingest_url(*, server: str, session: dict[str, Any], token: str | None) -> str:
+    """The ws(s):// address of a session's ingest, the token (if given) in the query."""
+    path = session.get("ingest_url") or f"/api/v1/live/{session['id']}/ingest"
+    scheme, rest = server.split("://", 1)
+    url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
+    return url if token is None else f"{url}?token={urllib.parse.quote(token, safe='')}"
+
+
+# -- audio in -----------------------------------------------------------------------------
+
+
+class Source(Protocol):
+    """20 ms chunks of 48 kHz mono s16le; b"" at the end."""
+
+    async def read(self) -> bytes:
+        """The next chunk (FRAME_BYTES, the last may be shorter) or b"" at the end."""
+        ...
+
+
+class FileSource:
+    """An audio file FFmpeg reads (PyAV, audio/decode.py), decoded in a worker thread."""
+
+    BLOCK = 25  # frames per thread hop: half a second
+
+    def __init__(self, frames: Iterator[Pcm], first: list[Pcm]) -> None:
+        self._frames = frames
+        self._ready = list(first)
+
+    async def read(self) -> bytes:
+        """The next 20 ms, decoding the next half second when needed."""
+        if not self._ready:
+            self._ready = await asyncio.to_thread(_next_block, self._frames, self.BLOCK)
+        return to_bytes(self._ready.pop(0)) if self._ready else b""
+
+
+def _next_block(frames: Iterator[Pcm], count: int) -> list[Pcm]:
+    """Up to `count` decoded frames; decoding errors become ClientError."""
+    out: list[Pcm] = []
+    try:
+        for pcm in frames:
+            out.append(pcm)
+            if len(out) >= count:
+                break
+    except AudioError as exc:
+        raise ClientError(exc.message) from None
+    return out
+
+
+async def open_file(path: Path) -> FileSource:
+    """Check the file decodes (before any session starts) and return it as a source."""
+    frames = iter_pcm_frames(path)
+    first = await asyncio.to_thread(_next_block, frames, FileSource.BLOCK)
+    if not first:
+        raise ClientError(f"{path.name} contains no audio.")
+    return FileSource(frames, first)
+
+
+class PipeSource:
+    """Raw s16le mono from a pipe (stdin), read by a daemon thread, resampled to 48 kHz."""
+
+    QUEUE = 50  # reads in flight: a producer faster than real time waits in its thread
+
+    def __init__(self, *, stream: BinaryIO, rate: int) -> None:
+        try:
+            self._decoder = PushDecoder(fmt="pcm_s16le", sample_rate=rate)
+        except IngestError as exc:
+            raise ClientError(str(exc)) from None
+        self._stream = stream
+        self._read_bytes = max(2, FRAME_BYTES * rate // SAMPLE_RATE // 2 * 2)
+        self._queue: asyncio.Queue[bytes] | None = None
+        self._pending = b""
+        self._eof = False
+
+    def _start(self) -> asyncio.Queue[bytes]:
+        """Start reading now (not earlier: a stale backlog would become latency)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes] = asyncio.Queue(self.QUEUE)
+
+        def reader() -> None:
+            while True:
+                try:
+                    data = self._stream.read(self._read_bytes) or b""
+                except (OSError, ValueError):
+                    data = b""
+                try:
+                    asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+                except (RuntimeError, CancelledError, asyncio.CancelledError):
+                    return  # the loop is gone or shutting down
+                if not data:
+                    return
+
+        # A daemon thread, not to_thread: a blocked read must not hold up the exit.
+        threading.Thread(target=reader, name="loa-live-stdin", daemon=True).start()
+        return queue
+
+    async def read(self) -> bytes:
+        """The next 20 ms of 48 kHz samples, or b"" once the pipe closed and all was sent."""
+        if self._queue is None:
+            self._queue = self._start()
+        while len(self._pending) < FRAME_BYTES and not self._eof:
+            data = await self._queue.get()
+            if not data:
+                self._eof = True
+                break
+            data = data[: len(data) // 2 * 2]  # an odd byte can only be the pipe's last
+            self._pending += to_bytes(self._decoder.decode(data)) if data else b""
+        chunk, self._pending = self._pending[:FRAME_BYTES], self._pending[FRAME_BYTES:]
+        return chunk
+
+
+async def open_source(*, input_path: str, rate: int, stdin: BinaryIO | None = None) -> Source:
+    """A FileSource for a path, a PipeSource for "-" (raw s16le mono at `rate`)."""
+    if input_path == "-":
+        return PipeSource(stream=stdin or sys.stdin.buffer, rate=rate)
+    return await open_file(Path(input_path))
+
+
+# -- pacing and sending -------------------------------------------------------------------
+
+
+class Pacer:
+    """Never more than AHEAD_S of audio ahead of the wall clock; stalls are not caught up."""
+
+    def __init__(self) -> None:
+        self.sent_s = 0.0
+        self._end = time.monotonic()  # when the audio sent so far will have been played
+
+    def ahead_s(self) -> float:
+        """Seconds of sent audio not yet due."""
+        return max(0.0, self._end - time.monotonic())
+
+    async def wait(self) -> None:
+        """Sleep until another chunk may go."""
+        await asyncio.sleep(max(0.0, self.ahead_s() - AHEAD_S))
+
+    def sent(self, n_bytes: int) -> None:
+        """Account for a chunk that went."""
+        seconds = n_bytes / 2 / SAMPLE_RATE
+        self.sent_s += seconds
+        self._end = max(self._end, time.monotonic()) + seconds
+
+
+async def or_stop(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of `aw`, or None (and `aw` cancelled) as soon as `stop` is set."""
+    task = asyncio.ensure_future(aw)
+    waiter = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return None
+
+
+async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyncio.Event) -> bool:
+    """Send chunks in real time; True at the end of the input, False when stopped."""
+    while True:
+        chunk = await or_stop(source.read(), stop)
+        if chunk is None:
+            return False
+        if not chunk:
+            return True
+        await or_stop(pacer.wait(), stop)
+        if stop.is_set():
+            return False
+        try:
+            await ws.send(chunk)
+        except ConnectionClosed:
+            return False
+        pacer.sent(len(chunk))
+
+
+# -- the whole broadcast ------------------------------------------------------------------
+
+
+@dataclass
+class Broadcast:
+    """One running session seen from the client."""
+
+    server: str
+    token: str
+    session: dict[str, Any]
+    say: Say
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+        return str(self.session["id"])
+
+    async def api(self, method: str, path: str, body: Any = None) -> Any:
+        """An API call off the event loop."""
+        return await asyncio.to_thread(
+            call_api, server=self.server, method=method, path=path, token=self.token, body=body
+        )
+
+    async def view(self) -> dict[str, Any] | None:
+        """The session as GET /api/v1/live lists it (None if it is gone or unreachable)."""
+        with contextlib.suppress(ClientError):
+            for item in await self.api("GET", "/api/v1/live") or []:
+                if item.get("id") == self.id:
+                    return dict(item)
+        return None
+
+    async def progress(self, pacer: Pacer) -> None:
+        """Every few seconds: seconds sent and devices listening, on stderr."""
+        while True:
+            await asyncio.sleep(PROGRESS_S)
+            view = await self.view()
+            heard = f", {view['listeners']}/{view['targeted']} listening" if view else ""
+            self.say(f"live {self.id}: {pacer.sent_s:.0f} s sent{heard}")
+
+    async def stop_on_server(self) -> None:
+        """DELETE the session if it still runs (ignores a session already ended)."""
+        view = await self.view()
+        if view is None or view.get("state") == "running":
+            with contextlib.suppress(ClientError):
+                await self.api("DELETE", f"/api/v1/live/{self.id}")
+
+
+async def start_session(*, server: str, token: str, request: LiveRequest, say: Say) -> Broadcast:
+    """POST /api/v1/live; the session to feed."""
+    session = await asyncio.to_thread(
+        call_api, server=server, method="POST", path="/api/v1/live", token=token,
+        body=request.body(),
+    )  # fmt: skip
+    if not isinstance(session, dict) or "id" not in session:
+        raise ClientError("The server's answer carried no session id.")
+    return Broadcast(server=server, token=token, session=session, say=say)
+
+
+async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -> int:
+    """Feed the session until the input ends, Ctrl-C or the server ends it; the exit code."""
+    url = ingest_url(server=broadcast.server, session=broadcast.session, token=broadcast.token)
+    try:
+        ws = await connect(url, compression=None, open_timeout=HTTP_TIMEOUT_S)
+    except (InvalidHandshake, InvalidURI, OSError, TimeoutError) as exc:
+        broadcast.say(f"error: the ingest WebSocket could not be opened: {exc}")
+        return 1
+    pacer = Pacer()
+    closed = asyncio.ensure_future(ws.wait_closed())
+    closed.add_done_callback(lambda _: stop.set())
+    ticker = asyncio.ensure_future(broadcast.progress(pacer))
+    try:
+        at_end = await pump(ws=ws, source=source, pacer=pacer, stop=stop)
+        if at_end:
+            await or_stop(asyncio.sleep(pacer.ahead_s() + DRAIN_S), stop)
+        if ws.close_code is None:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(json.dumps({"type": "stop"}))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), STOP_WAIT_S)
+    finally:
+        ticker.cancel()
+        closed.cancel()
+        await ws.close()
+    broadcast.say(f"live {broadcast.id}: {pacer.sent_s:.1f} s of audio sent")
+    if ws.close_code == CLOSE_ENDED:
+        return 0
+    broadcast.say(f"error: the ingest closed with code {ws.close_code}: {ws.close_reason}")
+    return 1
+
+
+@dataclass
+class OnInterrupt:
+    """Ctrl-C: the first stops the broadcast cleanly, a second one quits at once."""
+
+    stop: asyncio.Event
+    say: Say
+    hits: int = 0
+
+    def __call__(self) -> None:
+        """The SIGINT handler."""
+        self.hits += 1
+        if self.hits > 1:
+            raise KeyboardInterrupt
+        self.say("stopping the broadcast (Ctrl-C again to quit at once)")
+        self.stop.set()
+
+
+async def run_live(
+    *,
+    server: str,
+    token: str,
+    request: LiveRequest,
+    input_path: str,
+    rate: int = SAMPLE_RATE,
+    stdin: BinaryIO | None = None,
+    say: Say,
+    out: Say,
+) -> int:
+    """Open the input, start the session, stream it, stop it; the process exit code."""
+    source = await open_source(input_path=input_path, rate=rate, stdin=stdin)
+    broadcast = await start_session(server=server, token=token, request=request, say=say)
+    targeted = int(broadcast.session.get("targeted", 0))
+    out(f"live session {broadcast.id} started: {targeted} device{'' if targeted == 1 else 's'}")
+    out(f"ingest {ingest_url(server=server, session=broadcast.session, token=None)}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, OnInterrupt(stop, say))
+    try:
+        code = await stream(broadcast=broadcast, source=source, stop=stop)
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)
+        await broadcast.stop_on_server()
+    view = await broadcast.view()
+    if view is not None:
+        out(
+            f"live session {broadcast.id} ended: {view.get('end_reason') or 'stopped'}; "
+            f"{view.get('frames_sent', 0)} frames published"
+        )
+    return code

@@ -1,0 +1,318 @@
+"""`loa-server live` against a real server (uvicorn in a thread), its Mosquitto and ffmpeg."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import uvicorn
+from paho.mqtt.enums import CallbackAPIVersion
+from typer.testing import CliRunner
+
+from protocol import PREFIX, SERVER_USERNAME
+from protocol.liveframe import LiveFrame, decode_frame
+from server.app import create_app
+from server.broker.process import free_port, start_broker, stop_broker
+from server.broker.service import apply_broker_config
+from server.cli import app as cli
+from server.db import make_engine, make_session_factory, session_scope
+from server.migrate import upgrade
+from server.settings import ServerSettings
+from tests.server.stack import ADMIN_PASSWORD
+from tests.server.test_programmes_fixtures import has_mosquitto
+
+LOA_SERVER = Path(sys.executable).with_name("loa-server")
+
+
+@dataclass
+class Served:
+    """The running server, an admin API client and the zone (with one device) to target."""
+
+    base_url: str
+    settings: ServerSettings
+    admin: httpx.Client
+    token: str
+    zone: int = 0
+    org: int = 0
+    frames: dict[str, list[LiveFrame]] = field(default_factory=dict)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """GET /api/v1/live."""
+        r = self.admin.get("/api/v1/live")
+        assert r.status_code == 200, r.text
+        return list(r.json())
+
+    def session(self, sid: str) -> dict[str, Any]:
+        """One session as listed."""
+        return next(s for s in self.sessions() if s["id"] == sid)
+
+    def running(self) -> list[str]:
+        """Ids of the sessions still running."""
+        return [s["id"] for s in self.sessions() if s["state"] == "running"]
+
+
+def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    return server, thread
+
+
+def _subscribe(served: Served) -> mqtt.Client:
+    """A plain paho client (the server's account) that keeps every live frame of the zone."""
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-live-{secrets.token_hex(4)}")
+    sub.username_pw_set(SERVER_USERNAME, served.settings.mqtt_secret())
+    subscribed = threading.Event()
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        sid = msg.topic.rsplit("/", 1)[1]
+        served.frames.setdefault(sid, []).append(decode_frame(bytes(msg.payload)))
+
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.connect("127.0.0.1", served.settings.mqtt_port)
+    sub.loop_start()
+    sub.subscribe(f"{PREFIX}/zone/{served.zone}/live/+", qos=0)
+    assert subscribed.wait(10), "the test subscriber could not subscribe"
+    return sub
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """SQLite, Mosquitto, the app served on a free port, a zone with one device."""
+    if not has_mosquitto():
+        pytest.fail("mosquitto is not installed (make test installs it with apt-get)")
+    tmp = tmp_path_factory.mktemp("cli-live")
+    settings = ServerSettings(
+        data_dir=tmp / "data",
+        database_url=f"sqlite:///{tmp / 'loa.db'}",
+        mqtt_port=free_port(),
+        mqtt_password=secrets.token_urlsafe(12),
+        admin_password=ADMIN_PASSWORD,
+        manage_broker=True,
+        planner_enabled=False,
+    )
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as db:
+        conf = apply_broker_config(db, settings=settings)
+    engine.dispose()
+    broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
+    server, thread = _serve(create_app(settings), port := free_port())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        r = httpx.post(
+            f"{base}/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        token = r.json()["access_token"]
+        admin = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        s = Served(base_url=base, settings=settings, admin=admin, token=token)
+        s.org = admin.post(
+            "/api/v1/org-units", json={"name": "Xã Hải Ninh", "kind": "commune"}
+        ).json()["id"]
+        body = {
+            "uid": "cli-live-1",
+            "name": "Cụm loa 1",
+            "org_unit_id": s.org,
+            "firmware_profile": "sim",
+        }
+        device = admin.post("/api/v1/devices", json=body).json()["device"]["id"]
+        zone = {"org_unit_id": s.org, "name": "Loa chợ", "device_ids": [device]}
+        s.zone = admin.post("/api/v1/zones", json=zone).json()["id"]
+        sub = _subscribe(s)
+        yield s
+        sub.loop_stop()
+        sub.disconnect()
+        admin.close()
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        stop_broker(broker)
+
+
+def _wav(path: Path, *, seconds: float, rate: int = 44100, channels: int = 2) -> Path:
+    """A sine tone WAV (44.1 kHz stereo: the client must resample and downmix it)."""
+    t = np.arange(round(seconds * rate)) / rate
+    tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(tone, channels).tobytes())
+    return path
+
+
+def _invoke(served: Served, *args: str, env: dict[str, str | None] | None = None) -> Any:
+    """Run the command in-process (typer's CliRunner; stdin is not a terminal there)."""
+    full: dict[str, str | None] = {
+        "LOA_SERVER": served.base_url,
+        "LOA_TOKEN": served.token,
+        **(env or {}),
+    }
+    return CliRunner().invoke(cli, ["live", *args], env=full)
+
+
+def _session_id(stdout: str) -> str:
+    found = re.search(r"live session (\w+) started", stdout)
+    assert found, stdout
+    return found.group(1)
+
+
+def _audio_frames(view: dict[str, Any]) -> int:
+    """Frames that carried the source's audio (not the publisher's fill-in silence)."""
+    return int(view["frames_sent"]) - int(view["silent_frames"])
+
+
+def _wait_frames(served: Served, sid: str, count: int) -> list[LiveFrame]:
+    """The frames the subscriber got, once `count` arrived (QoS 0 on localhost: all of them)."""
+    deadline = time.monotonic() + 5
+    while len(served.frames.get(sid, [])) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return served.frames.get(sid, [])
+
+
+def test_a_file_streams_in_real_time_and_ends_the_session(served: Served, tmp_path: Path) -> None:
+    clip = _wav(tmp_path / "thong-bao.wav", seconds=2.0)
+    started = time.monotonic()
+    result = _invoke(served, "--input", str(clip), "--zone", str(served.zone), "--yes")
+    took = time.monotonic() - started
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    sid = _session_id(result.stdout)
+    assert f"ws://127.0.0.1:{served.base_url.rsplit(':', 1)[1]}/api/v1/live/{sid}/ingest" in (
+        result.stdout
+    )
+    assert served.token not in result.stdout + result.stderr  # never echo the credentials
+    assert took >= 1.8  # paced in real time, not pushed as fast as the socket takes it
+    view = served.session(sid)
+    assert view["state"] == "ended", view
+    assert view["end_reason"] == "the microphone ended the broadcast"
+    assert view["label"] == "thong-bao.wav"
+    assert 95 <= _audio_frames(view) <= 103, view  # 2 s of 20 ms frames, none dropped
+    assert view["frames_sent"] < 400, view
+    frames = _wait_frames(served, sid, view["frames_sent"])
+    assert len(frames) == view["frames_sent"]
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    assert frames[-1].last and not any(f.last for f in frames[:-1])
+
+
+def test_raw_pcm_on_stdin_at_another_rate_is_resampled(served: Served, tmp_path: Path) -> None:
+    t = np.arange(32000) / 16000  # 2 s at 16 kHz
+    pcm = (np.sin(2 * np.pi * 300 * t) * 8000).astype("<i2").tobytes()
+    env = {**os.environ, "LOA_SERVER": served.base_url, "LOA_TOKEN": served.token}
+    done = subprocess.run(
+        [str(LOA_SERVER), "live", "--input", "-", "--rate", "16000", "--zone", str(served.zone)],
+        input=pcm, capture_output=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, (out, err)
+    view = served.session(_session_id(out))
+    assert view["state"] == "ended" and view["label"] == "line-in"
+    assert 95 <= _audio_frames(view) <= 103, view
+    assert "2.0 s of audio sent" in err
+
+
+def test_ctrl_c_stops_a_pipe_cleanly(served: Served) -> None:
+    env = {**os.environ, "LOA_SERVER": served.base_url, "LOA_TOKEN": served.token}
+    proc = subprocess.Popen(
+        [str(LOA_SERVER), "live", "-i", "-", "--zone", str(served.zone)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    chunk = bytes(1920)  # 20 ms of silence, written faster than real time: the client paces
+
+    def produce() -> None:
+        try:
+            while proc.poll() is None:
+                proc.stdin.write(chunk)  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    feeder = threading.Thread(target=produce, daemon=True)
+    feeder.start()
+    sid = _session_id(proc.stdout.readline().decode())
+    deadline = time.monotonic() + 10
+    while served.session(sid)["frames_sent"] - served.session(sid)["silent_frames"] < 25:
+        assert time.monotonic() < deadline, "no audio reached the session"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(20)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, err
+    assert "Traceback" not in err and "Exception" not in err, err
+    assert "stopping the broadcast" in err and "s of audio sent" in err
+    view = served.session(sid)
+    assert view["state"] == "ended"
+    assert view["end_reason"] == "the microphone ended the broadcast"
+
+
+def test_a_session_the_server_ends_stops_the_client(served: Served, tmp_path: Path) -> None:
+    clip = _wav(tmp_path / "long.wav", seconds=4.0, rate=48000, channels=1)
+    args = ["--input", str(clip), "--zone", str(served.zone), "--duration", "1"]
+    result = _invoke(served, *args)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    view = served.session(_session_id(result.stdout))
+    assert view["end_reason"] == "the duration limit of 1 s was reached"
+    assert "ended: the duration limit" in result.stdout
+
+
+def test_a_file_that_is_not_audio_starts_nothing(served: Served, tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("Đây không phải âm thanh.\n" * 50)
+    before = set(served.running())
+    result = _invoke(served, "--input", str(bogus), "--zone", str(served.zone))
+    assert result.exit_code == 1
+    assert "could not be read as audio" in result.stderr and "Traceback" not in result.stderr
+    assert set(served.running()) == before
+    result = _invoke(served, "--input", str(tmp_path / "missing.mp3"), "--zone", "1")
+    assert result.exit_code == 1 and "could not be found" in result.stderr
+
+
+def test_bad_credentials_and_targets_get_the_servers_reason(served: Served, tmp_path: Path) -> None:
+    clip = _wav(tmp_path / "a.wav", seconds=0.5)
+    before = set(served.running())
+    result = _invoke(
+        served, "--input", str(clip), "--zone", str(served.zone), "--username", "admin",
+        env={"LOA_TOKEN": None, "LOA_PASSWORD": "sai-mat-khau"},
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "error:" in result.stderr and "HTTP 401" in result.stderr, result.stderr
+    result = _invoke(served, "--input", str(clip), "--zone", "987654")
+    assert result.exit_code == 1 and "No zone with id 987654" in result.stderr
+    result = _invoke(served, "--input", str(clip))
+    assert result.exit_code == 1 and "--zone" in result.stderr
+    result = _invoke(served, "--input", str(clip), "--zone", "1", "--server", "ftp://x")
+    assert result.exit_code == 1 and "http://" in result.stderr
+    assert set(served.running()) == before
+
+
+def test_emergency_needs_confirmation_it_cannot_ask_for(served: Served, tmp_path: Path) -> None:
+    clip = _wav(tmp_path / "khan-cap.wav", seconds=0.5)
+    before = set(served.running())
+    args = ["--input", str(clip), "--zone", str(served.zone), "--priority", "emergency"]
+    result = _invoke(served, *args)
+    assert result.exit_code == 1 and "--yes" in result.stderr
+    result = _invoke(served, "--input", "-", "--zone", "1", "--priority", "emergency")
+    assert result.exit_code == 1 and "--yes" in result.stderr
+    assert set(served.running()) == before

@@ -1,0 +1,142 @@
+"""`loa-server demo`, then `loa-server live --input FILE`: every cluster of the zone records it
+in sync (the issue's "done means", as a user would do it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audio.pcm import Pcm
+from audio.signals import make_marker, marker_track
+from server.broker.process import free_port
+from tests.live.sim import Recording, heard_times
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()),
+    reason="mosquitto is not installed (make test installs it with apt-get)",
+)
+
+
+def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> re.Match[str]:
+    """Read the demo's output until a line matches (the demo prints a line per change)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found
+    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+
+
+def _get(base: str, path: str, token: str) -> Any:
+    req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def _sign_in(base: str, username: str, password: str) -> str:
+    body = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    with urllib.request.urlopen(base + "/api/v1/auth/token", data=body, timeout=10) as r:
+        return str(json.load(r)["access_token"])
+
+
+def _heard(data_dir: Path, marker: Pcm) -> list[float]:
+    """Wall-clock instants the device played each marker (an underrun may lose one)."""
+    rec = Recording(data_dir / "sim" / "output.wav", data_dir / "sim" / "plays.jsonl")
+    return heard_times(rec, marker)[0]
+
+
+def _skews(heard: list[list[float]]) -> list[float]:
+    """For each marker every device played: latest - earliest instant (markers 0.5 s apart)."""
+    out = []
+    for t in heard[0]:
+        matches = [min(h, key=lambda x: abs(x - t)) for h in heard if h]
+        if len(matches) == len(heard) and all(abs(m - t) < 0.2 for m in matches):
+            out.append(max(matches) - min(matches))
+    return out
+
+
+def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "LOA_DATA_DIR": str(tmp_path / "var"),
+        "LOA_HTTP_PORT": str(free_port()),
+        "LOA_MQTT_PORT": str(free_port()),
+    }
+    env.pop("LOA_ADMIN_PASSWORD", None)
+    env.pop("LOA_MQTT_PASSWORD", None)
+    wav_path = tmp_path / "thong-bao.wav"
+    marker = make_marker(duration_s=0.05)
+    track = marker_track(duration_s=4.0, marker_times_s=[0.25 + 0.5 * i for i in range(7)],
+                         marker=marker)  # fmt: skip
+    with wave.open(str(wav_path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(track.tobytes())
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        password = _read_until(demo, r"sign in as: admin / (\S+)", 90).group(1)
+        hint = _read_until(demo, r"live from a file: .*--server (\S+) .*--zone (\d+)", 30)
+        base, zone = hint.group(1), int(hint.group(2))
+        _read_until(demo, r"12/12 devices online", 90)
+        time.sleep(3)  # the agents' first clock probes
+        done = subprocess.run(
+            [sys.executable, "-m", "server", "live", "--server", base, "--username", "trucphat",
+             "--zone", str(zone), "--input", str(wav_path)],
+            env={**env, "LOA_PASSWORD": password}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        token = _sign_in(base, "admin", password)
+        expected = len(_get(base, f"/api/v1/zones/{zone}", token)["device_ids"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            [session] = _get(base, "/api/v1/live", token)
+            if session["state"] == "ended" and all(
+                d["status"] in ("joined", "left") for d in session["devices"]
+            ):
+                break
+            time.sleep(0.5)
+        assert session["state"] == "ended", session
+        members = {d["uid"] for d in session["devices"]}
+        assert len(members) == expected >= 2, session
+        time.sleep(1.5)  # the last frames play out after the leave
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(60)
+    heard = [_heard(tmp_path / "var" / "agents" / uid, marker) for uid in sorted(members)]
+    assert all(len(h) >= 5 for h in heard), heard  # 7 markers; a starved process may lose one
+    skews = _skews(heard)
+    assert len(skews) >= 4, heard
+    # Separate processes, one machine clock: every cluster plays the same sample at once.
+    median_ms, max_ms = statistics.median(skews) * 1000, max(skews) * 1000
+    print(f"skew over {len(skews)} markers: median {median_ms:.3f} ms, max {max_ms:.3f} ms")
+    assert statistics.median(skews) < 0.002, skews
