@@ -465,6 +465,8 @@ class Agent:
         sample = await asyncio.to_thread(self.sensors.sample)
         if sample is None or not self.link.is_connected:
             return
+        estimate = self.runtime.sync.estimate
+        offset_ms = self.runtime.sync.offset_ms()
         try:
             message = Telemetry(
                 **vars(sample),
@@ -472,6 +474,8 @@ class Agent:
                 firmware_profile=self.profile.name,
                 state_version=self.held.state_version,
                 schedule_version=self.held.schedule_version,
+                clock_offset_ms=None if offset_ms is None else round(offset_ms, 3),
+                clock_error_ms=None if estimate is None else round(estimate.error * 1000, 3),
             )
         except ValidationError as exc:
             log.warning("%s: telemetry sample out of range, not sent: %s", self.device_id, exc)

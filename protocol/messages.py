@@ -70,6 +70,10 @@ class Telemetry(Message):
     firmware_profile: ShortStr
     state_version: int | None = None
     schedule_version: int | None = None
+    # The clock-offset estimate (edge_agent.clocksync): server clock minus device wall clock,
+    # and the estimate's error bound; null before the first answer.
+    clock_offset_ms: Annotated[float, Field(ge=-1e10, le=1e10)] | None = None
+    clock_error_ms: Annotated[float, Field(ge=0, le=1e7)] | None = None
 
 
 class DesiredState(Message):

@@ -14,16 +14,13 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-import wave
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from audio.pcm import Pcm
-from audio.signals import make_marker, marker_track
 from server.broker.process import free_port
-from tests.live.sim import Recording, heard_times
+from tests.live.markers import heard_by_device, marker_wav, matched_skews
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()),
@@ -59,22 +56,6 @@ def _sign_in(base: str, username: str, password: str) -> str:
         return str(json.load(r)["access_token"])
 
 
-def _heard(data_dir: Path, marker: Pcm) -> list[float]:
-    """Wall-clock instants the device played each marker (an underrun may lose one)."""
-    rec = Recording(data_dir / "sim" / "output.wav", data_dir / "sim" / "plays.jsonl")
-    return heard_times(rec, marker)[0]
-
-
-def _skews(heard: list[list[float]]) -> list[float]:
-    """For each marker every device played: latest - earliest instant (markers 0.5 s apart)."""
-    out = []
-    for t in heard[0]:
-        matches = [min(h, key=lambda x: abs(x - t)) for h in heard if h]
-        if len(matches) == len(heard) and all(abs(m - t) < 0.2 for m in matches):
-            out.append(max(matches) - min(matches))
-    return out
-
-
 def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
     tmp_path: Path,
 ) -> None:
@@ -87,14 +68,7 @@ def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
     env.pop("LOA_ADMIN_PASSWORD", None)
     env.pop("LOA_MQTT_PASSWORD", None)
     wav_path = tmp_path / "thong-bao.wav"
-    marker = make_marker(duration_s=0.05)
-    track = marker_track(duration_s=4.0, marker_times_s=[0.25 + 0.5 * i for i in range(7)],
-                         marker=marker)  # fmt: skip
-    with wave.open(str(wav_path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(48000)
-        out.writeframes(track.tobytes())
+    marker = marker_wav(wav_path)
     demo = subprocess.Popen(
         [sys.executable, "-m", "server", "demo"],
         env=env,
@@ -132,9 +106,9 @@ def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(60)
-    heard = [_heard(tmp_path / "var" / "agents" / uid, marker) for uid in sorted(members)]
+    heard = [heard_by_device(tmp_path / "var" / "agents" / uid, marker) for uid in sorted(members)]
     assert all(len(h) >= 5 for h in heard), heard  # 7 markers; a starved process may lose one
-    skews = _skews(heard)
+    skews = matched_skews(heard)
     assert len(skews) >= 4, heard
     # Separate processes, one machine clock: every cluster plays the same sample at once.
     median_ms, max_ms = statistics.median(skews) * 1000, max(skews) * 1000

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import partial
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
@@ -17,6 +19,7 @@ from server.console.render import page
 from server.console.session import ConsoleActor
 from server.deps import SessionDep
 from server.devices.health import is_alarm
+from server.live.schemas import LiveSessionOut
 from server.programmes.models import PLANNED, SUBMITTED, Programme
 from server.programmes.routes import now_of
 from server.programmes.validation import to_spec
@@ -58,9 +61,21 @@ def occurrences(
     return sorted(out, key=lambda o: (o.start, o.programme.id))
 
 
+def live_now(request: Request, actor: Actor) -> list[LiveSessionOut]:
+    """Running live sessions the user may see (none when live audio is off)."""
+    live = getattr(request.app.state, "live", None)
+    if live is None:
+        return []
+    # The sessions belong to the event loop: read them there, not from this worker thread.
+    sessions: list[LiveSessionOut] = anyio.from_thread.run_sync(
+        partial(live.list, reach=actor.org_ids)
+    )
+    return [s for s in sessions if s.state == "running"]
+
+
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResponse:
-    """Devices online, offline and with alarms; today's programmes; approvals waiting."""
+    """Devices online, offline and with alarms; today's programmes; live now; approvals."""
     rows = devices_with_flags(db, actor)
     online = sum(1 for d, _ in rows if d.online)
     alarms = [(d, f) for d, f in rows if is_alarm(f)]
@@ -84,4 +99,5 @@ def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         today=today,
         waiting=waiting or 0,
         day=to_local_wall(since),
+        live=live_now(request, actor),
     )

@@ -11,6 +11,7 @@ from server.console import (
     clip_pages,
     dashboard,
     device_pages,
+    live_pages,
     programme_pages,
     report_pages,
     session,
@@ -22,6 +23,14 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 def install_console(app: FastAPI) -> None:
     """Add the console's routes (outside /api/v1 and the OpenAPI schema) to the app."""
     session.install(app)
-    for module in (session, dashboard, device_pages, clip_pages, programme_pages, report_pages):
+    for module in (
+        session,
+        dashboard,
+        device_pages,
+        clip_pages,
+        programme_pages,
+        report_pages,
+        live_pages,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -10,6 +10,8 @@ HOT_C = 75.0  # a Pi throttles at 80-85 °C; warn before that
 DISK_FULL_PCT = 90.0
 WEAK_SIGNAL_DBM = -105.0
 STALE_TELEMETRY = timedelta(minutes=10)
+# Devices within earshot must agree to a few ms or villagers hear an echo; 20 ms is audible.
+CLOCK_ERROR_MS = 20.0
 
 
 def health_flags(device: Device, *, now: datetime, published_schedule: int | None) -> list[str]:
@@ -29,6 +31,9 @@ def health_flags(device: Device, *, now: datetime, published_schedule: int | Non
     signal = telemetry.get("signal_dbm")
     if isinstance(signal, int | float) and signal <= WEAK_SIGNAL_DBM:
         flags.append("weak_signal")
+    clock_error = telemetry.get("clock_error_ms")
+    if isinstance(clock_error, int | float) and clock_error > CLOCK_ERROR_MS:
+        flags.append("clock_unsynced")
     if device.online and (
         device.telemetry_at is None or now - device.telemetry_at > STALE_TELEMETRY
     ):

@@ -4,23 +4,23 @@ sync; an emergency live session cuts into a running programme, which resumes aft
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
-import wave
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-import numpy as np
 import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.hardware import SimHardware
 from tests.brokerfix import TestBroker
 from tests.edge_agent.harness import eventually, make_agent, running
-from tests.edge_agent.playfix import FAST, make_clip, timing_lines, wav_hz
+from tests.edge_agent.playfix import FAST, make_clip, wav_hz
 from tests.integration.test_end_to_end import Live, in_zone, live_server
+from tests.live.markers import heard_by_device, marker_clip, matched_skews
 from tests.server.test_programmes_fixtures import has_mosquitto, one_off
 
 
@@ -49,20 +49,10 @@ def _proved(agent: Agent) -> bool:
     return bool(agent.runtime.live.proofs)
 
 
-def _offset(line: dict[str, Any]) -> int:
-    return int(line["sample_offset"])
-
-
-def _onset_wall(agent: Agent) -> float:
-    """When the device played the first non-silent sample (wall clock)."""
-    with wave.open(str(agent.settings.state_dir / "sim" / "output.wav"), "rb") as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    onset = int(np.argmax(np.abs(samples) > 500))
-    segments = [r for r in timing_lines(agent.settings.state_dir) if r["event"] == "segment"]
-    seg = max(
-        (r for r in segments if r["sample_offset"] <= onset), key=lambda r: r["sample_offset"]
-    )
-    return float(seg["start_wall"] + (onset - seg["sample_offset"]) / 48000)
+def _clock_reported(live: Live, device_id: int) -> bool:
+    telemetry = live.w.get(f"/devices/{device_id}").get("telemetry") or {}
+    error = telemetry.get("clock_error_ms")
+    return isinstance(error, float) and 0 <= error < 20
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +62,7 @@ def _needs_mosquitto() -> None:
 
 
 def test_a_clip_played_live_reaches_every_device_of_the_zone_in_sync(tmp_path: Path) -> None:
-    clip = make_clip(tmp_path / "clips", seconds=3, freq=660)
+    clip, marker = marker_clip(tmp_path / "clips")
     with live_server(tmp_path) as live:
         w = live.w
         org = w.org()
@@ -93,20 +83,23 @@ def test_a_clip_played_live_reaches_every_device_of_the_zone_in_sync(tmp_path: P
                 await eventually(partial(_ended, live, sid), timeout=20, what="the end")
                 for agent in agents:
                     await eventually(partial(_proved, agent), timeout=5, what="live proof")
+                await agents[0]._send_telemetry()  # the clock estimate's quality reaches the server
+                await eventually(partial(_clock_reported, live, devices[0][0]), what="telemetry")
                 return cast(dict[str, Any], await asyncio.to_thread(_session, live, sid))
 
         session = asyncio.run(asyncio.wait_for(scenario(), 90))
     assert session["listeners"] + sum(d["status"] == "left" for d in session["devices"]) == 3
-    assert session["frames_sent"] >= 140  # 3 s of 20 ms frames (and a flagged last one)
-    starts = []
+    assert session["frames_sent"] >= 190  # 4 s of 20 ms frames (and a flagged last one)
     for agent in agents:
         [proof] = agent.runtime.live.proofs
-        assert proof.outcome == "played" and proof.played >= 140, proof
-        assert proof.concealed + proof.late + proof.dropped <= 5, proof
-        starts.append(_onset_wall(agent))
-        assert 640 < sorted(wav_hz(agent.settings.state_dir))[1] < 680  # the clip, not noise
-    # One machine, one clock: the devices play the clip's first sample within a few ms.
-    assert max(starts) - min(starts) < 0.005, starts
+        assert proof.outcome == "played" and proof.played >= 170, proof
+        # A loop starved by a busy machine skips ahead to stay in sync: allow a few.
+        assert proof.concealed + proof.late + proof.dropped <= 25, proof
+    heard = [heard_by_device(agent.settings.state_dir, marker) for agent in agents]
+    assert all(len(h) >= 5 for h in heard), heard  # 7 markers; a starved loop may lose one
+    skews = matched_skews(heard)
+    # One machine, one clock: the devices play the same sample at the same instant.
+    assert len(skews) >= 4 and statistics.median(skews) < 0.002, skews
 
 
 def test_an_emergency_preempts_a_running_programme_which_then_resumes(tmp_path: Path) -> None:

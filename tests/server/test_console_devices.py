@@ -246,6 +246,10 @@ def test_health_flags() -> None:
         "stale",
         "schedule_behind",
     ]
+    device.telemetry = {"clock_error_ms": 35.0}  # live audio would echo between clusters
+    assert health_flags(device, now=now, published_schedule=3) == ["clock_unsynced"]
+    device.telemetry = {"clock_error_ms": 0.4}
+    assert health_flags(device, now=now, published_schedule=3) == []
     device.online = False
     device.telemetry = {"disk_used_pct": 95, "signal_dbm": -110}
     assert health_flags(device, now=now, published_schedule=None) == [
