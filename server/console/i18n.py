@@ -69,6 +69,9 @@ JS_KEYS = (
     "live.js.started_ok",
     "live.js.stopped",
     "live.js.none",
+    "users.js.created",
+    "users.js.saved",
+    "users.js.password_reset",
 )
 
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from server.console import (
+    admin_pages,
     clip_pages,
     dashboard,
     device_pages,
@@ -31,6 +32,7 @@ def install_console(app: FastAPI) -> None:
         programme_pages,
         report_pages,
         live_pages,
+        admin_pages,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

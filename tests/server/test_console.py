@@ -160,6 +160,8 @@ def test_every_page_renders_in_both_languages_with_every_string_translated(
         "/reports",
         f"/reports?zone_id={w.a.zone}",
         "/live",
+        "/users",
+        "/audit",
     ]
     raw_key = re.compile(r">\s*([a-z_]+\.[a-z_]+(?:\.[a-z_]+)?)\s*<")
     for lang, word in (("vi", "Đăng xuất"), ("en", "Sign out")):
