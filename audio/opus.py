@@ -125,7 +125,8 @@ class OpusDecoder:
             self._codec = self._open()
             return None
         chunks = [_mono_int16(frame) for frame in frames]
-        pcm = np.concatenate(chunks) if chunks else silence(0)
+        # One frame per packet is the usual case: no copy.
+        pcm = chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks else silence(0)
         # A packet of another duration (e.g. 2.5 or 60 ms) would break the 20 ms cadence.
         return pcm if len(pcm) == self.frame_samples else None
 
@@ -157,6 +158,9 @@ class OpusDecoder:
 def _mono_int16(frame: av.AudioFrame) -> Pcm:
     """Samples of a decoded frame as mono int16, whatever sample format the decoder chose."""
     data = frame.to_ndarray()
+    if data.dtype == np.int16 and data.shape[0] == 1:
+        # libopus's usual s16 mono: already what we need (a fresh array).
+        return np.asarray(data.reshape(-1), dtype=np.int16)
     if data.dtype.kind == "f":
         data = data * 32768.0
     mono = data.reshape(-1) if data.shape[0] == 1 else data.mean(axis=0)

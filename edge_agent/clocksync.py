@@ -6,11 +6,16 @@ From each probe (t0 and t3 local, t1 and t2 on the server):
 
     offset = ((t1 - t0) + (t2 - t3)) / 2        delay = (t3 - t0) - (t2 - t1)
 
-A probe that waited in a queue on either side has a large delay and a skewed offset, so
-the estimate is the median offset of the smallest-delay samples in a sliding window (the
-fastest quarter, at least three, of which those within twice the fastest delay + 1 ms),
-and its error bound is half the smallest delay (the offset of a sample is off by at most
-half its delay).
+Each probe bounds the offset: it lies between `t2 - t3` (the answer took no time) and
+`t1 - t0` (the question took none). The estimate is the middle of the intersection of those
+intervals over a sliding window, i.e. the fastest way *up* and the fastest way *down* are
+taken separately, from whichever probes they came; its error bound is half the
+intersection's width. Picking the lowest round trips instead needs one probe lucky both ways
+at once: with 30 ms + exponential(15 ms) each way and 100 probes that is ~6 times the error,
+and a direction with more jitter biases it. If the intervals do not intersect (the server's
+clock stepped, or drift over the window exceeds the fastest round trip) the estimate falls
+back to the median offset of the fastest samples (the fastest quarter, at least three, of
+which those within twice the fastest delay + 1 ms), with half the fastest delay as error.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class ClockEstimate:
 
 
 class OffsetEstimator:
-    """Keeps the recent samples; the estimate is the median of the lowest-delay ones."""
+    """Keeps the recent samples; the estimate is the middle of their common offset interval."""
 
     def __init__(
         self, *, window_s: float, best_fraction: float = 0.25, min_best: int = 3, limit: int = 256
@@ -79,6 +84,13 @@ class OffsetEstimator:
             self._samples.popleft()
         if not self._samples:
             return None
+        # offset - delay/2 = t2 - t3 and offset + delay/2 = t1 - t0 (see the module doc).
+        low = max(s.offset - s.delay / 2 for s in self._samples)
+        high = min(s.offset + s.delay / 2 for s in self._samples)
+        if low <= high:
+            return ClockEstimate(
+                offset=(low + high) / 2, error=(high - low) / 2, samples=len(self._samples)
+            )
         ranked = sorted(self._samples, key=lambda s: s.delay)
         keep = max(self.min_best, round(len(ranked) * self.best_fraction))
         # Of those, only the ones nearly as fast as the fastest: with few samples a "best

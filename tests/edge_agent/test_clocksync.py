@@ -44,6 +44,34 @@ def test_queued_probes_are_outvoted_by_the_fastest_ones() -> None:
     assert estimate.error == pytest.approx(0.005, abs=1e-6)
 
 
+def test_the_fastest_way_up_and_the_fastest_way_down_may_come_from_different_probes() -> None:
+    est = OffsetEstimator(window_s=600)
+    probe(est, 10.0, up=0.030, down=0.045)  # lucky up, queued down: offset 7.5 ms low
+    probe(est, 11.0, up=0.045, down=0.030)  # the other way round: 7.5 ms high
+    for i in range(6):  # both ways a little late, asymmetric: offsets 2.5-5 ms high
+        probe(est, 12.0 + i, up=0.040 + i * 0.001, down=0.035)
+    estimate = est.estimate(20.0)
+    assert estimate is not None
+    # 30 ms is each way's floor: the middle of what every probe allows is exact.
+    assert estimate.offset == pytest.approx(SERVER_AHEAD, abs=1e-6)
+    assert estimate.error == pytest.approx(0.030, abs=1e-6)
+
+
+def test_samples_that_contradict_each_other_fall_back_to_the_fastest_ones() -> None:
+    est = OffsetEstimator(window_s=600)
+    for i in range(6):
+        probe(est, 10.0 + i, up=0.005, down=0.005 + i * 0.0002)
+    step = 0.2  # the server's clock then stepped 200 ms: no offset fits every probe
+    for i in range(2):
+        t0 = 20.0 + i
+        t1 = t0 + 0.008 + SERVER_AHEAD + step
+        assert est.add(t0=t0, t1=t1, t2=t1, t3=t1 - SERVER_AHEAD - step + 0.008) is not None
+    estimate = est.estimate(30.0)
+    assert estimate is not None
+    assert abs(estimate.offset - SERVER_AHEAD) < 0.001  # the majority of fast probes wins
+    assert estimate.error == pytest.approx(0.005, abs=1e-6)  # half the fastest delay
+
+
 def test_old_samples_leave_the_window_and_impossible_ones_are_dropped() -> None:
     est = OffsetEstimator(window_s=60)
     probe(est, 0.0, up=0.01, down=0.01)
