@@ -211,7 +211,8 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
             with contextlib.suppress(json.JSONDecodeError):
                 control = json.loads(message.get("text") or "")
             if control == {"type": "stop"}:
-                await live.stop(session.id, reason="the microphone ended the broadcast")
+                # What the microphone already sent is still heard, then the session ends.
+                await live.finish_input(session, reason="the microphone ended the broadcast")
                 break
             if isinstance(control, dict) and "format" in control and not audio_seen:
                 try:

@@ -263,6 +263,15 @@ class LiveService:
                 await asyncio.wait_for(session.done.wait(), 2.0)
         return session
 
+    async def finish_input(self, session: LiveSession, *, reason: str) -> None:
+        """The source said it ended: publish what is queued (≤ 2 s), then end the session."""
+        if session.end_reason is None:
+            session.end_reason = reason
+        session.queue.finish()
+        wait_s = session.queue.size / 48000 + 2.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.done.wait(), wait_s)
+
     async def close(self) -> None:
         """Stop every session (the server is shutting down)."""
         for sid, s in list(self.sessions.items()):

@@ -258,3 +258,64 @@ def test_bad_targets_and_sources_get_4xx(api: Stack, tmp_path: Path) -> None:
     assert r.status_code == 404 and "No clip with id 4242" in r.text
     assert api.client.delete("/api/v1/live/nope", headers=api.headers).status_code == 404
     assert api.client.get("/api/v1/live").status_code == 401
+
+
+def test_console_cookie_feeds_the_microphone_only_from_our_own_pages(api: Stack) -> None:
+    _, zones, _ = _fleet(api, {"c": ["dev-c1"]})
+    sid = _post(api, "/api/v1/live", {"source": "mic", "zone_ids": [zones["c"]]})["id"]
+    api.client.cookies.set("loa_session", _token(api))
+    try:
+        url = f"/api/v1/live/{sid}/ingest"
+        # Another site's page cannot use the operator's cookie (cross-site WebSocket hijacking).
+        evil = {"origin": "http://evil.example"}
+        with (
+            api.client.websocket_connect(url, headers=evil) as ws,
+            pytest.raises(WebSocketDisconnect) as closed,
+        ):
+            ws.receive_bytes()
+        assert closed.value.code == 1008 and "console" in closed.value.reason
+        with api.client.websocket_connect(url, headers={"origin": "http://testserver"}) as ws:
+            ws.send_text(json.dumps({"format": "pcm_s16le", "sample_rate": 48000}))
+            for _ in range(25):
+                ws.send_bytes(to_bytes(np.full(1920, 1000, dtype=np.int16)))
+            ws.send_text(json.dumps({"type": "stop"}))
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_bytes()
+        assert closed.value.code == 4000
+    finally:
+        api.client.cookies.clear()
+    view = _get(api, sid)
+    # All 1 s of audio sent before the stop is published (50 frames), then the session ends.
+    assert view["state"] == "ended" and view["frames_sent"] - view["silent_frames"] >= 50
+    assert view["end_reason"] == "the microphone ended the broadcast"
+
+
+def test_sessions_outside_the_users_subtree_are_invisible_and_unstoppable(api: Stack) -> None:
+    _, zones, _ = _fleet(api, {"x": ["dev-x1"]})
+    unit_b = _post(api, "/api/v1/org-units", {"name": "Xã Quảng Phú", "kind": "commune"})["id"]
+    body = {"org_unit_id": unit_b, "name": "Toàn xã"}
+    zone_b = _post(api, "/api/v1/zones", body)["id"]
+    dev = {"uid": "dev-y1", "name": "y", "org_unit_id": unit_b, "firmware_profile": "sim",
+           "zone_ids": [zone_b]}  # fmt: skip
+    _post(api, "/api/v1/devices", dev)
+    user = {"username": "trucphat-b", "password": "mat-khau-b-1", "role": "operator",
+            "org_unit_id": unit_b}  # fmt: skip
+    _post(api, "/api/v1/users", user)
+    r = api.client.post(
+        "/api/v1/auth/token", data={"username": "trucphat-b", "password": "mat-khau-b-1"}
+    )
+    headers_b = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    sid_a = _post(api, "/api/v1/live", {"source": "mic", "zone_ids": [zones["x"]]})["id"]
+    sid_b = _post(api, "/api/v1/live", {"source": "mic", "zone_ids": [zone_b]})["id"]
+    both = _post(api, "/api/v1/live", {"source": "mic", "zone_ids": [zones["x"], zone_b]})["id"]
+    seen = {s["id"] for s in api.client.get("/api/v1/live", headers=headers_b).json()}
+    assert sid_a not in seen and {sid_b, both} <= seen
+    r = api.client.delete(f"/api/v1/live/{sid_a}", headers=headers_b)
+    assert r.status_code == 404 and "No live session" in r.json()["detail"]
+    r = api.client.delete(f"/api/v1/live/{both}", headers=headers_b)
+    assert r.status_code == 403 and "outside your org unit" in r.json()["detail"]
+    r = api.client.post(
+        "/api/v1/live", json={"source": "mic", "zone_ids": [zones["x"]]}, headers=headers_b
+    )
+    assert r.status_code == 422 and "own org unit" in r.json()["detail"]
+    assert api.client.delete(f"/api/v1/live/{sid_b}", headers=headers_b).status_code == 200
