@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 COMMAND_TTL_S = 10.0
 REJOIN_EVERY_S = 5.0  # re-send the join to devices that have not answered (were offline)
 URL_PROBE_S = 3.0
+# A clip played as live waits this long at most for every device to answer its join, so
+# devices joining a few hundred ms late (4G, a busy board) still hear its first words.
+JOIN_WAIT_S = 0.5
 ENDED_KEPT = 50  # ended sessions still listed
 
 
@@ -290,6 +293,7 @@ class LiveService:
 
     async def _run(self, session: LiveSession) -> None:
         req = session.request
+        await self._preroll(session)
         frames = asyncio.create_task(session.publisher.run())
         try:
             while not frames.done():
@@ -317,6 +321,16 @@ class LiveService:
         finally:
             frames.cancel()
             self._end(session)
+
+    async def _preroll(self, session: LiveSession) -> None:
+        """Hold a clip (≤ JOIN_WAIT_S) until every device has answered its join."""
+        if session.request.source != "file":
+            return  # a speaker or a relayed station must not gain latency
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while time.monotonic() < deadline and session.end_reason is None:
+            if all(d.status != "pending" for d in session.devices.values()):
+                return
+            await asyncio.sleep(0.02)
 
     def _should_end(self, session: LiveSession) -> str | None:
         req = session.request
