@@ -28,8 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._http import request, sign_in  # noqa: E402
 from protocol import SERVER_USERNAME, zone_clip_filter, zone_clip_topic  # noqa: E402
 from protocol.clipchunk import ChunkError, chunk_count, decode_chunk  # noqa: E402
 from protocol.mqtt_client import MqttLink, Outgoing  # noqa: E402
@@ -89,16 +88,6 @@ class Receiver:
             else:
                 self.corrupt = True
             self.done.set()
-
-
-def _request(base: str, path: str, token: str, body: Any = None, method: str = "GET") -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        text = resp.read()
-        return json.loads(text) if text[:1] in (b"{", b"[") else text.decode()
 
 
 def _metric(text: str, name: str, target: str) -> float:
@@ -213,18 +202,18 @@ async def _measure(
             "org_unit_id": org_id,
         }
         programme = await asyncio.to_thread(
-            _request, base, "/api/v1/programmes", token, body, "POST"
+            request, base, "/api/v1/programmes", token, body, "POST"
         )
         path = f"/api/v1/programmes/{programme['id']}"
-        await asyncio.to_thread(_request, base, f"{path}/submit", token, {}, "POST")
+        await asyncio.to_thread(request, base, f"{path}/submit", token, {}, "POST")
         began = time.monotonic()
-        await asyncio.to_thread(_request, base, f"{path}/approve", token, {}, "POST")
+        await asyncio.to_thread(request, base, f"{path}/approve", token, {}, "POST")
         everyone = asyncio.gather(*(r.done.wait() for r in receivers))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(everyone, args.timeout)
         verified = [r.verified_at for r in receivers if r.verified_at is not None]
         await asyncio.sleep(1.0)  # let late duplicates, if any, show in the counter
-        metrics = await asyncio.to_thread(_request, base, "/metrics", token)
+        metrics = await asyncio.to_thread(request, base, "/metrics", token)
         zone_bytes = _metric(metrics, "loa_clip_bytes_sent_total", "zone")
         device_bytes = _metric(metrics, "loa_clip_bytes_sent_total", "device")
         return {
@@ -247,18 +236,6 @@ async def _measure(
         await asyncio.gather(*(lk.close(timeout=2) for lk in links))
         for task in tasks:
             task.cancel()
-
-
-def _sign_in(base: str, password: str) -> str:
-    deadline = time.monotonic() + 60
-    body = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/api/v1/auth/token", body, timeout=5) as r:
-                return str(json.loads(r.read())["access_token"])
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the server did not start within 60 s")
 
 
 def main() -> None:
@@ -292,7 +269,7 @@ def main() -> None:
         )  # fmt: skip
         try:
             base = f"http://127.0.0.1:{http_port}"
-            token = _sign_in(base, env["LOA_ADMIN_PASSWORD"])
+            token = sign_in(base, env["LOA_ADMIN_PASSWORD"])
             result = asyncio.run(_measure(args, base, token, settings, creds, ids, sha))
             print(json.dumps(result), flush=True)
             if result["verified"] < args.devices:

@@ -43,6 +43,7 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._http import proc_cpu_s, request, sign_in  # noqa: E402
 from server.broker.process import free_port, start_broker, stop_broker  # noqa: E402
 from server.broker.service import apply_broker_config  # noqa: E402
 from server.db import make_engine, make_session_factory, session_scope  # noqa: E402
@@ -58,33 +59,6 @@ RATE = 48000
 # Telemetry carries each agent's clock estimate: report it sooner than the 30 s default so
 # the wait for "every clock synced" is short.
 TELEMETRY_S = 5
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a live process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _request(base: str, path: str, token: str, body: Any = None, method: str = "GET") -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _sign_in(base: str, password: str) -> str:
-    deadline = time.monotonic() + 60
-    body = urllib.parse.urlencode({"username": "admin", "password": password}).encode()
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/api/v1/auth/token", body, timeout=5) as r:
-                return str(json.loads(r.read())["access_token"])
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the server did not start within 60 s")
 
 
 def _setup(devices: int, communes: int, creds_paths: list[Path]) -> tuple[ServerSettings, int]:
@@ -164,7 +138,7 @@ def _upload(base: str, token: str) -> tuple[int, float]:
 def _all_devices(base: str, token: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     while True:
-        page = _request(base, f"/api/v1/devices?limit=1000&offset={len(found)}", token)
+        page = request(base, f"/api/v1/devices?limit=1000&offset={len(found)}", token)
         found += page["items"]
         if not page["items"] or len(found) >= page["total"]:
             return found
@@ -177,7 +151,7 @@ def _wait_ready(base: str, token: str, devices: int, timeout: float) -> tuple[fl
     online_s = -1.0
     while time.monotonic() < deadline:
         if online_s < 0:
-            page = _request(base, "/api/v1/devices?online=true&limit=1", token)
+            page = request(base, "/api/v1/devices?online=true&limit=1", token)
             if page["total"] >= devices:
                 online_s = time.monotonic() - started
         else:
@@ -196,7 +170,7 @@ def _live_plays(base: str, token: str, item_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     offset = 0
     while True:
-        page = _request(base, f"/api/v1/plays?limit=1000&offset={offset}", token)
+        page = request(base, f"/api/v1/plays?limit=1000&offset={offset}", token)
         found += [p for p in page["items"] if p["item_id"] == item_id]
         offset += len(page["items"])
         if not page["items"] or offset >= page["total"]:
@@ -238,10 +212,10 @@ def _measure(
     clip_id, clip_s = _upload(base, token)
     time.sleep(1.0)  # let the upload's work settle: measure the emergency alone
     load_before = os.getloadavg()[0]
-    cpu_before = [_proc_cpu(pid) for pid in pids]
+    cpu_before = [proc_cpu_s(pid) for pid in pids]
     body = {"source": "file", "clip_id": clip_id, "org_unit_id": org, "priority": "emergency"}
     t0 = time.time()
-    session = _request(base, "/api/v1/live", token, body, "POST")
+    session = request(base, "/api/v1/live", token, body, "POST")
     api_s = time.time() - t0
     item_id = f"live:{session['id']}"
     deadline = time.monotonic() + args.timeout
@@ -250,9 +224,9 @@ def _measure(
         time.sleep(0.5)
         plays = _live_plays(base, token, item_id)
     reported_s = time.time() - t0
-    cpu_after = [_proc_cpu(pid) for pid in pids]
+    cpu_after = [proc_cpu_s(pid) for pid in pids]
     load_after = os.getloadavg()[0]
-    [ended] = [s for s in _request(base, "/api/v1/live", token) if s["id"] == session["id"]]
+    [ended] = [s for s in request(base, "/api/v1/live", token) if s["id"] == session["id"]]
     played = [_frames(p, "played") for p in plays]
     heard = [
         datetime.fromisoformat(p["actual_start"]).timestamp() - t0
@@ -363,7 +337,7 @@ def main() -> None:
         logs = [data / f"fleet-{n}.log" for n in range(args.fleets)]
         try:
             base = f"http://127.0.0.1:{http_port}"
-            token = _sign_in(base, env["LOA_ADMIN_PASSWORD"])
+            token = sign_in(base, env["LOA_ADMIN_PASSWORD"])
             for n, path in enumerate(creds):
                 count = len(path.read_text().splitlines())
                 with logs[n].open("wb") as log:

@@ -447,6 +447,7 @@ async def run_live(
     out(f"ingest {ingest_url(server=server, session=broadcast.session, token=None)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # No signal handlers on Windows or outside the main thread: Ctrl-C then just interrupts.
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, OnInterrupt(stop, say))
     try:

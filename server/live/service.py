@@ -332,15 +332,6 @@ class LiveService:
                 return
             await asyncio.sleep(0.02)
 
-    def _should_end(self, session: LiveSession) -> str | None:
-        req = session.request
-        elapsed = self.server_time() - session.started_at
-        if req.duration_s is not None and elapsed >= req.duration_s:
-            return f"the duration limit of {req.duration_s:g} s was reached"
-        if req.source == "mic" and time.monotonic() - session.last_input > req.idle_timeout_s:
-            return f"the microphone sent no audio for {req.idle_timeout_s:g} s"
-        return None
-
     def _end(self, session: LiveSession) -> None:
         if session.end_reason is None:
             session.end_reason = (
