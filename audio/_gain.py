@@ -9,7 +9,7 @@ from typing import Literal
 from audio._passes import Filters, Targets, integrated_lufs
 from audio.loudness import Loudness
 
-NormalizeMode = Literal["linear", "limited", "dynamic", "silent"]
+NormalizeMode = Literal["linear", "limited", "dynamic", "hard_limited", "peak", "silent"]
 
 # Never raise by more than this: a whisper at -66 LUFS stays a whisper rather than hiss.
 MAX_GAIN_DB = 50.0
@@ -25,6 +25,12 @@ SEARCH_TRIALS = 4
 # Long inputs are searched on a sample: this many stretches of this length, evenly spread.
 SAMPLE_WINDOWS = 8
 SAMPLE_WINDOW_S = 30.0
+# Short or very peaky clips (one spoken syllable, a chime) that the gentle limiter and
+# loudnorm cannot lift: a fast limiter (release shorter than a pitch period) lowers the
+# crest factor, up to this much limiting. Past it the clip is left as loud as that allows
+# ("peak" fallback), never quieter than it came in.
+MAX_HARD_LIMITING_DB = 24.0
+HARD_SEARCH_TRIALS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +60,62 @@ def limiting_db(before: Loudness, gain_db: float, true_peak_db: float) -> float:
 def gain_filters(plan: GainPlan, targets: Targets) -> Filters:
     """The static-gain part of pass 2: volume, plus the lookahead limiter when limited."""
     filters: Filters = []
-    if plan.mode in ("linear", "limited"):
+    if plan.mode in ("linear", "limited", "hard_limited", "peak"):
         filters.append(("volume", {"volume": f"{plan.gain_db}dB"}))
+    ceiling = 10 ** ((targets.true_peak_db - LIMITER_MARGIN_DB) / 20)
+    limiter = {"limit": max(ceiling, 0.0625), "level": 0, "latency": 1}
     if plan.mode == "limited":
-        ceiling = 10 ** ((targets.true_peak_db - LIMITER_MARGIN_DB) / 20)
-        limiter = {"limit": max(ceiling, 0.0625), "level": 0, "latency": 1}
         filters.append(("alimiter", {**limiter, "attack": 5, "release": 50}))
+    elif plan.mode in ("hard_limited", "peak"):
+        filters.append(("alimiter", {**limiter, "attack": 1, "release": 3}))
     return filters
+
+
+def max_gain_db(before: Loudness, targets: Targets, mode: NormalizeMode) -> float:
+    """The largest gain this mode allows: its limiting budget over the ceiling, MAX_GAIN_DB."""
+    budget = MAX_HARD_LIMITING_DB if mode in ("hard_limited", "peak") else MAX_LIMITING_DB
+    return round(min(targets.true_peak_db - before.true_peak_dbtp + budget, MAX_GAIN_DB), 2)
+
+
+def search_hard_limited_gain(
+    src: Path, before: Loudness, targets: Targets, *, timeout_s: float
+) -> GainPlan:
+    """The fast-limiter gain that reaches the target; at most the mode's budget ("peak").
+
+    Trials are whole-input passes without encoding (only short or peaky clips get here).
+    """
+    top = max_gain_db(before, targets, "hard_limited")
+    gain = min(targets.target_lufs - before.integrated_lufs, top)
+    tried: list[tuple[float, float]] = []
+    slope = 0.5
+    for _ in range(HARD_SEARCH_TRIALS):
+        if tried:
+            last_gain, reached = tried[-1]
+            if abs(reached - targets.target_lufs) <= SEARCH_TOLERANCE_LU:
+                break
+            gain = last_gain + (targets.target_lufs - reached) / slope
+        gain = round(min(gain, top), 2)
+        if any(g == gain for g, _ in tried):
+            break  # the budget is spent: nothing louder to try
+        filters = gain_filters(GainPlan("hard_limited", gain), targets)
+        tried.append((gain, integrated_lufs(src, filters, timeout_s=timeout_s)))
+        if len(tried) >= 2 and tried[-1][0] != tried[-2][0]:
+            (g0, i0), (g1, i1) = tried[-2], tried[-1]
+            slope = min(max((i1 - i0) / (g1 - g0), 0.1), 1.0)
+    best_gain, reached = min(tried, key=lambda point: abs(point[1] - targets.target_lufs))
+    if targets.target_lufs - reached <= SEARCH_TOLERANCE_LU:
+        return GainPlan("hard_limited", best_gain)
+    if all(g != top for g, _ in tried):
+        tried.append(
+            (
+                top,
+                integrated_lufs(
+                    src, gain_filters(GainPlan("peak", top), targets), timeout_s=timeout_s
+                ),
+            )
+        )
+    # Short of the target within the budget: the loudest gain tried is the fallback.
+    return GainPlan("peak", max(tried, key=lambda point: point[1])[0])
 
 
 def sample_windows(duration_s: float) -> list[tuple[float, float]] | None:

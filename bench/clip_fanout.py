@@ -137,7 +137,12 @@ def _setup(
 
 
 async def _connect_all(
-    creds: list[tuple[str, str]], port: int, zone_id: int, sha: str, server_password: str
+    creds: list[tuple[str, str]],
+    port: int,
+    zone_id: int,
+    sha: str,
+    server_password: str,
+    server_port: int,
 ) -> tuple[list[MqttLink], list[Receiver], list[asyncio.Task[None]]]:
     links, receivers, tasks = [], [], []
     for uid, password in creds:
@@ -160,7 +165,7 @@ async def _connect_all(
     prober = MqttLink(
         client_id="bench-probe",
         host="127.0.0.1",
-        port=port,
+        port=server_port,
         username=SERVER_USERNAME,
         password=server_password,
         on_message=lambda *_: None,
@@ -190,7 +195,7 @@ async def _measure(
 ) -> dict[str, Any]:
     org_id, zone_id, clip_id = ids
     links, receivers, tasks = await _connect_all(
-        creds, settings.mqtt_port, zone_id, sha, settings.mqtt_secret()
+        creds, settings.mqtt_port, zone_id, sha, settings.mqtt_secret(), settings.server_mqtt_port
     )
     try:
         start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()

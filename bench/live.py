@@ -73,6 +73,7 @@ class Broadcast:
     seconds: float
     host: str
     port: int
+    server_port: int  # the broker's server listener (the server account's client ids are free)
     password: str  # the server account's: the simulated receivers need no device accounts
     out_dir: Path
 
@@ -148,7 +149,7 @@ def join_for(b: Broadcast) -> LiveJoin:
 
 def server_link(b: Broadcast, client_id: str, on_message: Any = None) -> MqttLink:
     """An MQTT link with the server's account."""
-    return MqttLink(client_id=client_id, host=b.host, port=b.port, username=SERVER_USERNAME,
+    return MqttLink(client_id=client_id, host=b.host, port=b.server_port, username=SERVER_USERNAME,
                     password=b.password,
                     on_message=on_message or (lambda _t, _p: None))  # fmt: skip
 
@@ -156,7 +157,7 @@ def server_link(b: Broadcast, client_id: str, on_message: Any = None) -> MqttLin
 async def fan_out(b: Broadcast, listeners: list[SimListener], tag: str) -> MqttLink:
     """One subscription whose frames go to every listener, joined; returns the running link."""
     for li in listeners:
-        li.connect(host=b.host, port=b.port, password=b.password, username=SERVER_USERNAME)
+        li.connect(host=b.host, port=b.server_port, password=b.password, username=SERVER_USERNAME)
 
     def deliver(topic: str, payload: bytes) -> None:
         for li in listeners:
@@ -378,6 +379,7 @@ async def main() -> None:
                 sid = uuid.uuid4().hex[:12]
                 b = Broadcast(name=name, sid=sid, topic=live_topic(rng.randint(1000, 9999), sid),
                               seconds=args.seconds, host=broker.host, port=broker.port,
+                              server_port=broker.server_port,
                               password=broker.server_password, out_dir=tmp)  # fmt: skip
                 devs = devices(n, jitter=jitter, rng=rng, probes=args.probes)
                 if name == "scale":

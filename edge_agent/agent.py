@@ -15,7 +15,13 @@ from pydantic import ValidationError
 from audio.clock import Clock, SystemClock
 from audio.sinks import AudioSink
 from edge_agent import agent_version
-from edge_agent.commands import RECENT_COMMANDS, CommandRefused, tone_seconds_arg, volume_arg
+from edge_agent.commands import (
+    RECENT_COMMANDS,
+    CommandRefused,
+    refused_command_id,
+    tone_seconds_arg,
+    volume_arg,
+)
 from edge_agent.hardware import Hardware, HardwareError
 from edge_agent.localdb import LocalDbError
 from edge_agent.output import make_sink_factory
@@ -289,6 +295,8 @@ class Agent:
             message = decode(kind, payload)
         except ProtocolError as exc:
             self._reject(exc.reason, topic, str(exc))
+            if kind is TopicKind.COMMAND:
+                self._refuse_command(payload, exc)
             return
         if isinstance(message, DesiredState):
             await self._apply_state(message)
@@ -370,6 +378,16 @@ class Agent:
             return
         # A test tone takes seconds: run commands beside the inbox, not in it.
         self._track(self._run_command(cmd))
+
+    def _refuse_command(self, payload: bytes, exc: ProtocolError) -> None:
+        # A command with an id but a bad field (an expiry of NaN, year 9999...) is answered,
+        # so the operator sees why it was not carried out instead of a command left pending.
+        cmd_id = refused_command_id(payload)
+        if cmd_id is None or cmd_id in self._recent_commands:
+            return
+        self._recent_commands.append(cmd_id)
+        ack = Ack(id=cmd_id, ok=False, detail=f"refused: {exc}"[:500])
+        self._track(self._send_ack(ack))
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -474,6 +492,7 @@ class Agent:
                 firmware_profile=self.profile.name,
                 state_version=self.held.state_version,
                 schedule_version=self.held.schedule_version,
+                rejected_messages=sum(self.rejected.values()),
                 clock_offset_ms=None if offset_ms is None else round(offset_ms, 3),
                 clock_error_ms=None if estimate is None else round(estimate.error * 1000, 3),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 TEST_TONE_DEFAULT_S = 3.0
@@ -33,3 +34,19 @@ def tone_seconds_arg(args: dict[str, Any]) -> float:
     if not 0.1 <= value <= TEST_TONE_MAX_S:
         raise CommandRefused(f"args.seconds {value} is outside 0.1-{TEST_TONE_MAX_S:.0f}")
     return float(value)
+
+
+def refused_command_id(payload: bytes) -> str | None:
+    """The id of a command payload decode() refused, if it has a usable one (to ack it)."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(value, str) or not 1 <= len(value) <= 64 or "\x00" in value:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: an Ack could not carry it
+        return None
+    return value

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -139,6 +139,7 @@ class LiveReceiver:
         output_latency_s: float = 0.0,
         idle_timeout_s: float = 5.0,
         arrival_delay: Callable[[], float] | None = None,
+        zones: Callable[[], Collection[int]] | None = None,
     ) -> None:
         self.link = link
         self.clock = clock
@@ -152,6 +153,7 @@ class LiveReceiver:
         self.output_latency_s = output_latency_s
         self.idle_timeout_s = idle_timeout_s
         self._arrival_delay = arrival_delay  # simulated network delay (bench, tests)
+        self._zones = zones  # the zones of the desired state; None: no check (tests, bench)
         self.current: _Session | None = None
         self.proofs: list[LiveProof] = []
         self.rejected: dict[str, int] = {}
@@ -178,9 +180,15 @@ class LiveReceiver:
 
     async def _join(self, join: LiveJoin) -> None:
         try:
-            parse_live_topic(join.topic)
+            zone_id, topic_session = parse_live_topic(join.topic)
         except TopicError as exc:
             await self._ack(join.id, False, str(exc))
+            return
+        refusal = self._misdirected(join, zone_id, topic_session)
+        if refusal is not None:
+            self._count("misdirected_join")
+            log.warning("live %s: %s", join.session_id, refusal)
+            await self._ack(join.id, False, refusal)
             return
         cur = self.current
         if cur is not None and cur.join.session_id == join.session_id:
@@ -202,6 +210,18 @@ class LiveReceiver:
             await self._stop(cur, f"superseded by live session {join.session_id}", "preempted")
         await self._start(join)
         await self._ack(join.id, True, f"joined {join.topic}")
+
+    def _misdirected(self, join: LiveJoin, zone_id: int, topic_session: str) -> str | None:
+        """Why a join names a topic this device must not play, or None."""
+        if topic_session != join.session_id:
+            return f"refused: topic {join.topic} is not live session {join.session_id}'s"
+        if self._zones is None:
+            return None
+        zones = sorted(self._zones())
+        if zone_id not in zones:
+            held = ", ".join(map(str, zones)) or "none"
+            return f"refused: this device is not in zone {zone_id} (its zones: {held})"
+        return None
 
     async def _leave(self, leave: LiveLeave) -> None:
         cur = self.current

@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS started (
     item_id TEXT PRIMARY KEY,
     event TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS on_air (
+    item_id TEXT PRIMARY KEY,
+    position_s REAL NOT NULL,
+    heard_at REAL NOT NULL
+);
 """
 
 
@@ -69,6 +74,15 @@ class ClipRow:
     size: int
     last_used: float
     pinned: bool
+
+
+@dataclass(frozen=True)
+class OnAir:
+    """The segment last heard: an item from `position_s` on, since server time `heard_at`."""
+
+    item_id: str
+    position_s: float
+    heard_at: float
 
 
 @dataclass(frozen=True)
@@ -238,6 +252,7 @@ class LocalDb:
                 (item_id, event["outcome"], planned_start, seq),
             )
             c.execute("DELETE FROM started WHERE item_id = ?", (item_id,))
+            c.execute("DELETE FROM on_air WHERE item_id = ?", (item_id,))
         return seq
 
     def mark_ignored(self, items: Iterable[tuple[str, float]]) -> None:
@@ -274,6 +289,27 @@ class LocalDb:
         with self._tx() as c:
             rows = c.execute("SELECT event FROM started ORDER BY item_id").fetchall()
         return [dict(json.loads(r[0])) for r in rows]
+
+    def mark_on_air(self, *, item_id: str, position_s: float, heard_at: float) -> None:
+        """Remember the segment heard now (one at a time), so a restart rejoins it in step."""
+        with self._tx(durable=True) as c:
+            c.execute("DELETE FROM on_air")
+            c.execute(
+                "INSERT INTO on_air (item_id, position_s, heard_at) SELECT ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM outcomes WHERE item_id = ?)",
+                (item_id, position_s, heard_at, item_id),
+            )
+
+    def clear_on_air(self, item_id: str) -> None:
+        """The item stopped without an outcome (suspended): nothing of it is being heard."""
+        with self._tx(durable=True) as c:
+            c.execute("DELETE FROM on_air WHERE item_id = ?", (item_id,))
+
+    def on_air(self) -> OnAir | None:
+        """The segment that was being heard when the agent stopped, if any."""
+        with self._tx() as c:
+            row = c.execute("SELECT item_id, position_s, heard_at FROM on_air").fetchone()
+        return None if row is None else OnAir(str(row[0]), float(row[1]), float(row[2]))
 
     def outbox(self, *, limit: int) -> list[dict[str, Any]]:
         """The oldest unacknowledged events, oldest first."""

@@ -9,9 +9,12 @@ server stores them idempotently by (device, seq)).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
+
+from pydantic import ValidationError
 
 from audio.clock import Clock
 from edge_agent.localdb import LocalDb
@@ -58,7 +61,8 @@ class Outbox:
             self.db.record_outcome, item_id=item_id, planned_start=planned_start, event=event
         )
         if self._on_recorded is not None:
-            self._on_recorded(PlayEvent.model_validate({**event, "seq": seq}))
+            with contextlib.suppress(ValidationError):  # _publish_due logs and drops it
+                self._on_recorded(PlayEvent.model_validate({**event, "seq": seq}))
         self._wake.set()
         return seq
 
@@ -113,7 +117,17 @@ class Outbox:
         if room <= 0:
             return
         rows = await asyncio.to_thread(self.db.outbox, limit=len(self._in_flight) + room)
-        due = [PlayEvent.model_validate(r) for r in rows if r["seq"] not in self._in_flight]
+        due: list[PlayEvent] = []
+        for row in rows:
+            if row["seq"] in self._in_flight:
+                continue
+            try:
+                due.append(PlayEvent.model_validate(row))
+            except ValidationError as exc:
+                # Out of the protocol's ranges (a clock far off): no server would store it,
+                # and it must not stop every later event from being sent.
+                log.error("outbox: dropped event %s, it cannot be sent: %s", row["seq"], exc)
+                self._acked.add(row["seq"])
         for batch in _batches(due[:room]):
             payload = encode(EventBatch(events=batch))
             spec = SPECS[TopicKind.EVENTS]

@@ -27,6 +27,7 @@ T = TypeVar("T")
 Offload = Callable[..., Awaitable[Any]]
 READ_BLOCK = 48_000 // 5  # decode 200 ms per worker-thread call
 Outcome = Literal["played", "preempted", "failed", "missed"]
+INTERRUPTED = "interrupted: the agent stopped during playback"
 
 
 class ClipReader:
@@ -78,6 +79,7 @@ class Segment:
     stop_mono: float  # when it must end; moved earlier by a preemption or a removal
     volume: int
     stop_reason: str = ""  # why it ended early ("preempted by ...", "removed ...")
+    rejoined: bool = False  # placed in step after an agent restart cut the item
     actual_start_mono: float | None = None
     end_mono: float | None = None
     error: str | None = None
@@ -108,6 +110,17 @@ class PlayOutcome:
     actual_start: float | None = None
     ended_at: float | None = None
     reason: str = ""
+    # Item position (s) where it picked up again after an agent restart cut it; None if not.
+    resumed_at_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """An item an earlier run was playing when it died (times are server Unix seconds)."""
+
+    actual_start: float  # its first sample, as reported
+    position_s: float  # the item position heard at `heard_at`
+    heard_at: float
 
 
 class TimeBase(Protocol):
@@ -145,6 +158,12 @@ class PlayLog(Protocol):
 
     async def ignored(self, items: Sequence[PlaybackItem]) -> None:
         """Items that were over before this device held them (never reported)."""
+
+    async def on_air(self, item: PlaybackItem, *, position_s: float, at: float) -> None:
+        """A segment is heard from server time `at`, `position_s` into the item (for a restart)."""
+
+    async def off_air(self, item: PlaybackItem) -> None:
+        """The item stopped without an outcome (suspended): a restart must not rejoin it."""
 
 
 async def write_segment(

@@ -7,6 +7,9 @@ the segment playing now. Each is decided `lead_s` before it happens, in time ord
 the first sample exactly and a preemption cuts the playing segment at the very sample
 the preempting item starts. Outcomes (played, preempted, failed, missed) go to the
 play log as they become final.
+
+After a crash, the item the earlier run was playing *rejoins* in step (see
+schedules.arbiter.rejoin_position) and keeps its one proof of play, which says so.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from audio.clock import Clock
@@ -27,9 +31,11 @@ from edge_agent.amplifier import AmplifierControl
 from edge_agent.hardware import Hardware
 from edge_agent.live import Grant
 from edge_agent.playback import (
+    INTERRUPTED,
     READ_BLOCK,
     ClipReader,
     ClipSource,
+    Interrupted,
     Offload,
     PlayLog,
     PlayOutcome,
@@ -49,11 +55,13 @@ from schedules import (
     after_end,
     decide,
     latest_start,
+    rejoin_position,
 )
 
 log = logging.getLogger(__name__)
 
 PREP_S = 0.25  # decode the first audio and be ready when an item must start "now"
+REJOIN_PREP_S = 0.5  # more for a rejoin: it decodes what it skips, on a just-started agent
 IDLE_WAKE_S = 1.0  # re-read the clock offset at least this often
 RECENT_SEGMENTS = 64
 
@@ -98,6 +106,8 @@ class Player:
         self._suspended: list[Suspended] = []
         self._waiting: list[PlaybackItem] = []
         self._first_start: dict[str, float] = {}  # item id -> server time of its first sample
+        self._rejoin: dict[str, Interrupted] = {}  # cut by a restart, not yet dispatched
+        self._rejoined: dict[str, float] = {}  # item id -> position it picked up at
         self._chain: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sink: AudioSink | None = None
@@ -149,6 +159,12 @@ class Player:
             self._suspended.remove(stopped)
             await self._finish_suspended(stopped, "removed from the schedule while preempted")
         self._waiting = [by_id[w.item_id] for w in self._waiting if w.item_id in by_id]
+        for gone in [
+            p for p in self._pending if p.item_id in self._rejoin and p.item_id not in by_id
+        ]:
+            why = f"{INTERRUPTED}; removed from the schedule before it resumed"
+            cut = self._rejoin.pop(gone.item_id)
+            await self._finish(PlayOutcome(gone, "failed", cut.actual_start, reason=why))
         self._pending = sorted(
             (i for i in items if i.item_id not in self._done and i.item_id not in busy),
             key=lambda i: (i.start, -i.priority.rank, i.item_id),
@@ -157,6 +173,11 @@ class Player:
     def restore_done(self, item_ids: Iterable[str]) -> None:
         """Items with an outcome from an earlier run: never played or reported again."""
         self._done.update(item_ids)
+
+    def rejoin(self, item_id: str, cut: Interrupted) -> None:
+        """An earlier run died playing this item: pick it up in step when it is dispatched."""
+        self._rejoin[item_id] = cut
+        self._first_start[item_id] = cut.actual_start  # its proof keeps the real first sample
 
     @property
     def busy(self) -> bool:
@@ -287,6 +308,9 @@ class Player:
                 await self._dispatch(self._pending.pop(0), start)
 
     async def _dispatch(self, item: PlaybackItem, instant: float) -> None:
+        if item.item_id in self._rejoin:
+            await self._rejoin_item(item, self._rejoin.pop(item.item_id))
+            return
         if self._live is not None:
             session_id, rank = self._live
             if item.priority.outranks(rank) and self.on_live_preempted is not None:
@@ -314,6 +338,44 @@ class Player:
         else:
             await self._start(item, 0.0, at, preempt=decision.action is Action.PREEMPT)
 
+    async def _rejoin_item(self, item: PlaybackItem, cut: Interrupted) -> None:
+        now = self.clock.monotonic()
+        at = now + REJOIN_PREP_S
+        missing = [c.sha256 for c in item.clips if not self.clips.ready(c.sha256)]
+        why = ""
+        if self._rejoin_position(item, cut, at) is None:
+            pass  # its audio would be over by now: reported as before rejoining existed
+        elif missing:
+            why = f"; not resumed: clip {missing[0]} is no longer in the cache"
+        elif self._live is not None:
+            why = "; not resumed: a live session holds the output"
+        else:
+            at = await self.amplifier.ready_by(at, now=now)
+        position = self._rejoin_position(item, cut, at)
+        if position is None or why:
+            outcome = PlayOutcome(item, "failed", cut.actual_start, reason=INTERRUPTED + why)
+            await self._finish(outcome)
+            return
+        playing = self._current
+        if playing is not None and not item.priority.outranks(playing.item.priority):
+            # Something at least as important plays: go on from here after it, as if preempted.
+            self._suspended.append(Suspended(item, position, self._dt(at)))
+            self._rejoined[item.item_id] = position
+        elif await self._start(item, position, at, preempt=playing is not None, rejoined=True):
+            self._rejoined[item.item_id] = position
+        if item.item_id in self._rejoined:
+            log.info("item %s: picked up in step at %.2f s after a restart", item.item_id, position)
+
+    def _rejoin_position(self, item: PlaybackItem, cut: Interrupted, at: float) -> float | None:
+        heard_at = datetime.fromtimestamp(cut.heard_at, UTC)
+        return rejoin_position(
+            item,
+            position_s=cut.position_s,
+            heard_at=heard_at,
+            now=self._dt(at),
+            slot_grace=self.slot_grace,
+        )
+
     async def _after_end(self, end: float, due: list[PlaybackItem]) -> None:
         at = max(end, self.clock.monotonic() + PREP_S)
         waiting = self._waiting + due
@@ -340,15 +402,24 @@ class Player:
                 return
 
     async def _start(
-        self, item: PlaybackItem, position: float, at: float, *, preempt: bool
+        self,
+        item: PlaybackItem,
+        position: float,
+        at: float,
+        *,
+        preempt: bool,
+        rejoined: bool = False,
     ) -> bool:
+        started = self._first_start.get(item.item_id)
         missing = [c.sha256 for c in item.clips if not self.clips.ready(c.sha256)]
         if missing:
-            await self._finish(PlayOutcome(item, "failed", reason=f"missing clip {missing[0]}"))
+            why = f"missing clip {missing[0]}"
+            await self._finish(PlayOutcome(item, "failed", started, reason=why))
             return False
         volume, muted = self._volume_for(item)
         if muted:
-            await self._finish(PlayOutcome(item, "failed", reason="muted by the desired state"))
+            why = "muted by the desired state"
+            await self._finish(PlayOutcome(item, "failed", started, reason=why))
             return False
         at = await self.amplifier.ready_by(at, now=self.clock.monotonic())
         current = self._current
@@ -357,7 +428,7 @@ class Player:
             current.stop_reason = f"preempted by {item.item_id}"
             self._suspended.append(Suspended(current.item, current.position_at(at), self._dt(at)))
         remaining = item.duration.total_seconds() - position
-        segment = Segment(item, position, at, at + remaining, volume)
+        segment = Segment(item, position, at, at + remaining, volume, rejoined=rejoined)
         segment.task = self._spawn(self._play(segment, self._chain))
         self._chain = segment.task
         self._current = segment
@@ -401,10 +472,12 @@ class Player:
         item_id = seg.item.item_id
 
         def started(start: float) -> None:
+            heard = self.timebase.server_time(start)
+            # Not awaited: a disk write must never make the sink run dry.
             if item_id not in self._first_start:
-                self._first_start[item_id] = self.timebase.server_time(start)
-                # Not awaited: a disk write must never make the sink run dry.
-                self._spawn(self.play_log.started(seg.item, self._first_start[item_id]))
+                self._first_start[item_id] = heard
+                self._spawn(self.play_log.started(seg.item, heard))
+            self._spawn(self.play_log.on_air(seg.item, position_s=seg.position_s, at=heard))
 
         await write_segment(
             seg, sink, reader, block, gain=gain, offload=self._offload, on_started=started
@@ -423,9 +496,14 @@ class Player:
         elif seg.cut_short and seg.stop_reason.startswith("removed"):
             await self._finish(PlayOutcome(item, "preempted", started, ended, seg.stop_reason))
         elif not seg.cut_short:
-            reason = "resumed after a preemption" if seg.position_s > 0 else ""
+            reason = "resumed after a preemption" if seg.position_s > 0 and not seg.rejoined else ""
             ended = ended or self.timebase.server_time(seg.stop_mono)
             await self._finish(PlayOutcome(item, "played", started, ended, reason))
+        else:  # suspended: a restart now must not pick it up as if it were still playing
+            try:
+                await self.play_log.off_air(item)
+            except Exception:
+                log.exception("could not record that %s was suspended", item.item_id)
 
     async def _finish_suspended(self, stopped: Suspended, why: str) -> None:
         started = self._first_start.get(stopped.item.item_id)
@@ -438,6 +516,15 @@ class Player:
             return
         self._done.add(outcome.item.item_id)
         self._first_start.pop(outcome.item.item_id, None)
+        rejoined = self._rejoined.pop(outcome.item.item_id, None)
+        if rejoined is not None:  # one proof for the whole item, saying what really happened
+            total = outcome.item.duration.total_seconds()
+            note = (
+                "interrupted by an agent restart; "
+                f"resumed in step at {rejoined:.1f} s of {total:.1f} s"
+            )
+            reason = "; ".join(r for r in (note, outcome.reason) if r)
+            outcome = replace(outcome, reason=reason, resumed_at_s=round(rejoined, 3))
         if outcome.outcome != "played":
             log.warning("item %s: %s (%s)", outcome.item.item_id, outcome.outcome, outcome.reason)
         try:

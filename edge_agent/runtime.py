@@ -24,7 +24,7 @@ from edge_agent.hardware import Hardware
 from edge_agent.live import LiveReceiver
 from edge_agent.localdb import LocalDb
 from edge_agent.outbox import Outbox
-from edge_agent.playback import PlayOutcome
+from edge_agent.playback import INTERRUPTED, Interrupted, PlayOutcome
 from edge_agent.player import Player
 from edge_agent.settings import AgentSettings
 from edge_agent.soundcard import SoundCard
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 OUTCOME_MEMORY = timedelta(days=14)  # outcomes older than this can no longer recur
 ZONE_PREFIX = f"{PREFIX}/zone/"
-INTERRUPTED = "interrupted: the agent stopped during playback"
 Reject = Callable[[str, str, str], None]
 
 
@@ -138,6 +137,7 @@ class PlayoutRuntime:
             set_volume=set_volume,
             emergency_volume=profile.volume.emergency,
             output_latency_s=profile.audio.output_latency_ms / 1000,
+            zones=lambda: self.zone_ids,
         )
         self.player.on_live_preempted = self.live.preempt
         self.document: ScheduleDocument | None = None
@@ -165,7 +165,18 @@ class PlayoutRuntime:
         downloads = [row.sha256 for row in await asyncio.to_thread(self.db.downloads)]
         await asyncio.to_thread(self.cache.load, downloads=downloads)
         await asyncio.to_thread(self.fetcher.resume)
+        on_air = await asyncio.to_thread(self.db.on_air)
+        items = set() if self.document is None else {i.item_id for i in self.document.items}
         for event in await asyncio.to_thread(self.db.interrupted):
+            if (
+                on_air is not None
+                and on_air.item_id == event["item_id"]
+                and on_air.item_id in items
+            ):
+                # Cut while heard: the player picks it up in step; one proof when it ends.
+                cut = Interrupted(event["actual_start"], on_air.position_s, on_air.heard_at)
+                self.player.rejoin(on_air.item_id, cut)
+                continue
             await self.outbox.record(
                 item_id=event["item_id"], planned_start=event["planned_start"], event=event
             )
@@ -335,9 +346,21 @@ class PlayoutRuntime:
             outcome=outcome.outcome,
             reason=outcome.reason[:300],
         )
+        if outcome.resumed_at_s is not None:
+            event["resumed_at_s"] = outcome.resumed_at_s
         await self.outbox.record(
             item_id=outcome.item.item_id, planned_start=event["planned_start"], event=event
         )
+
+    async def on_air(self, item: PlaybackItem, *, position_s: float, at: float) -> None:
+        """Remember the segment heard now, so a restart inside the item rejoins it in step."""
+        await asyncio.to_thread(
+            self.db.mark_on_air, item_id=item.item_id, position_s=position_s, heard_at=at
+        )
+
+    async def off_air(self, item: PlaybackItem) -> None:
+        """The item was suspended: a restart must not rejoin it as if it were playing."""
+        await asyncio.to_thread(self.db.clear_on_air, item.item_id)
 
     async def ignored(self, items: Sequence[PlaybackItem]) -> None:
         """Items over before this device held them: remembered so a restart skips them too."""

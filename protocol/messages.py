@@ -6,15 +6,46 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from protocol.topics import SPECS, TopicKind
 from schedules import ScheduleDocument
 
 PROTOCOL_VERSION = 1
 
-ShortStr = Annotated[str, Field(max_length=200)]
+# Ranges: what the server's database stores (versions and ids are 32-bit INTEGER columns,
+# sequence numbers BIGINT), finite floats only (JSON columns and PostgreSQL refuse NaN and
+# Infinity), Unix times from 1970 to 2100 (year 9999 and negative times are refused).
+MAX_VERSION = 2**31 - 1
+MAX_ID = 2**31 - 1
+MAX_SEQ = 2**63 - 1
+MAX_CHUNK = 2**32 - 1  # a chunk index is 4 bytes on the wire
+UNIX_MAX = 4_102_444_800.0  # 2100-01-01T00:00:00Z
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:  # PostgreSQL text columns refuse NUL
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+NoNul = AfterValidator(_no_nul)
+ShortStr = Annotated[str, Field(max_length=200), NoNul]
+WireId = Annotated[str, Field(min_length=1, max_length=64), NoNul]
 Percent = Annotated[float, Field(ge=0, le=100)]
+Version = Annotated[int, Field(ge=0, le=MAX_VERSION)]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+Count = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+UnixTime = Annotated[float, Field(ge=0, le=UNIX_MAX)]
+Millis = Annotated[float, Field(ge=-1e10, le=1e10)]
 
 
 class ProtocolError(ValueError):
@@ -28,29 +59,29 @@ class ProtocolError(ValueError):
 class Message(BaseModel):
     """Envelope fields every message carries."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     v: Literal[1] = 1
-    ts: float = Field(default_factory=time.time, description="sender's clock, unix seconds")
+    ts: UnixTime = Field(default_factory=time.time, description="sender's clock, unix seconds")
 
 
 class Birth(Message):
     """Published retained on the status topic right after every connect."""
 
     type: Literal["birth"] = "birth"
-    conn_id: Annotated[str, Field(min_length=1, max_length=64)]
+    conn_id: WireId
     agent_version: ShortStr
     firmware_profile: ShortStr
-    boot_time: float
-    state_version: int | None = None
-    schedule_version: int | None = None
+    boot_time: UnixTime
+    state_version: Version | None = None
+    schedule_version: Version | None = None
 
 
 class Offline(Message):
     """The broker's will (or a clean shutdown): the device is gone."""
 
     type: Literal["offline"] = "offline"
-    conn_id: Annotated[str, Field(min_length=1, max_length=64)]
+    conn_id: WireId
     reason: Literal["will", "shutdown"] = "will"
 
 
@@ -58,18 +89,20 @@ class Telemetry(Message):
     """Periodic health sample."""
 
     type: Literal["telemetry"] = "telemetry"
-    uptime_s: Annotated[float, Field(ge=0)]
-    load_1m: Annotated[float, Field(ge=0)]
+    uptime_s: Annotated[float, Field(ge=0, le=1e10)]
+    load_1m: Annotated[float, Field(ge=0, le=1e6)]
     mem_used_pct: Percent
-    disk_free_mb: Annotated[float, Field(ge=0)]
+    disk_free_mb: Annotated[float, Field(ge=0, le=1e12)]
     disk_used_pct: Percent
     cpu_temp_c: Annotated[float, Field(ge=-60, le=150)] | None = None
     signal_dbm: Annotated[float, Field(ge=-150, le=0)] | None = None
     signal_source: Literal["wifi", "modem", "wired"] | None = None
     agent_version: ShortStr
     firmware_profile: ShortStr
-    state_version: int | None = None
-    schedule_version: int | None = None
+    state_version: Version | None = None
+    schedule_version: Version | None = None
+    # Incoming messages the agent refused since it started (logged on the device).
+    rejected_messages: Count | None = None
     # The clock-offset estimate (edge_agent.clocksync): server clock minus device wall clock,
     # and the estimate's error bound; null before the first answer.
     clock_offset_ms: Annotated[float, Field(ge=-1e10, le=1e10)] | None = None
@@ -80,13 +113,13 @@ class DesiredState(Message):
     """What the server wants a device to be: retained, versioned, never applied backwards."""
 
     type: Literal["state"] = "state"
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)]
     volume: Annotated[int, Field(ge=0, le=100)]
     muted: bool = False
     telemetry_interval_s: Annotated[int, Field(ge=5, le=3600)] = 30
     # The zones whose clip and live topics the device must subscribe to.
-    zone_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=256)] = Field(
-        default_factory=list
+    zone_ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=256)] = (
+        Field(default_factory=list)
     )
 
 
@@ -97,10 +130,10 @@ class Command(Message):
     """A do-it-now order: has an id to acknowledge and an expiry after which it is ignored."""
 
     type: Literal["command"] = "command"
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: WireId
     name: CommandName
     args: dict[str, Any] = Field(default_factory=dict)
-    expires_at: float
+    expires_at: UnixTime
 
     def expired(self, now: float) -> bool:
         """True when the command must no longer be carried out."""
@@ -114,9 +147,9 @@ class LiveJoin(Message):
     """Start playing a live session: subscribe to `topic` and play its frames in sync."""
 
     type: Literal["live_join"] = "live_join"
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: WireId
     session_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
-    topic: Annotated[str, Field(min_length=1, max_length=200)]
+    topic: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     codec: Literal["opus"] = "opus"
     sample_rate: Literal[48000] = 48000
     frame_ms: Literal[20] = 20
@@ -124,7 +157,7 @@ class LiveJoin(Message):
     playout_delay_ms: Annotated[int, Field(ge=50, le=10_000)] = 500
     priority: LivePriority = "normal"
     volume: Annotated[int, Field(ge=0, le=100)] | None = None
-    expires_at: float
+    expires_at: UnixTime
 
     def expired(self, now: float) -> bool:
         """True when the join must no longer be carried out."""
@@ -135,10 +168,10 @@ class LiveLeave(Message):
     """Stop playing a live session (it ended, or the device left the targeted zones)."""
 
     type: Literal["live_leave"] = "live_leave"
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: WireId
     session_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
-    reason: Annotated[str, Field(max_length=300)] = ""
-    expires_at: float
+    reason: Annotated[str, Field(max_length=300), NoNul] = ""
+    expires_at: UnixTime
 
     def expired(self, now: float) -> bool:
         """True when the leave is stale (the receiver also ends sessions that go silent)."""
@@ -149,9 +182,9 @@ class Ack(Message):
     """A device's answer to one command."""
 
     type: Literal["ack"] = "ack"
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: WireId
     ok: bool
-    detail: Annotated[str, Field(max_length=500)] = ""
+    detail: Annotated[str, Field(max_length=500), NoNul] = ""
 
 
 class ScheduleMessage(Message):
@@ -160,6 +193,13 @@ class ScheduleMessage(Message):
     type: Literal["schedule"] = "schedule"
     document: ScheduleDocument
 
+    @field_validator("document")
+    @classmethod
+    def _version_in_range(cls, document: ScheduleDocument) -> ScheduleDocument:
+        if document.version > MAX_VERSION:
+            raise ValueError(f"version must be at most {MAX_VERSION}")
+        return document
+
 
 Outcome = Literal["played", "preempted", "failed", "missed"]
 
@@ -167,28 +207,31 @@ Outcome = Literal["played", "preempted", "failed", "missed"]
 class PlayEvent(BaseModel):
     """Proof of play for one scheduled item (times are server-clock Unix seconds)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
-    seq: Annotated[int, Field(ge=1)]
+    seq: Seq
     # "live": a live session heard by the device; item_id is "live:<session id>".
     kind: Literal["play", "live"] = "play"
-    item_id: Annotated[str, Field(min_length=1, max_length=200)]
-    programme_id: int | None = None
+    item_id: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    programme_id: Count | None = None
     priority: Literal["normal", "priority", "emergency"] = "normal"
-    planned_start: float
-    actual_start: float | None = None
-    ended_at: float | None = None
+    planned_start: UnixTime
+    actual_start: UnixTime | None = None
+    ended_at: UnixTime | None = None
     outcome: Outcome
-    reason: Annotated[str, Field(max_length=300)] = ""
-    clock_offset_ms: float | None = None
-    clock_error_ms: float | None = None
+    reason: Annotated[str, Field(max_length=300), NoNul] = ""
+    clock_offset_ms: Millis | None = None
+    clock_error_ms: Annotated[float, Field(ge=0, le=1e10)] | None = None
     # Live proof (kind "live" only): planned_start = joined at, actual_start = first frame
     # heard, ended_at = left at; the counts are also summarised in `reason`.
-    session_id: Annotated[str, Field(max_length=40)] | None = None
-    frames_played: Annotated[int, Field(ge=0)] | None = None
-    frames_concealed: Annotated[int, Field(ge=0)] | None = None
-    frames_late: Annotated[int, Field(ge=0)] | None = None
-    frames_dropped: Annotated[int, Field(ge=0)] | None = None
+    session_id: Annotated[str, Field(max_length=40), NoNul] | None = None
+    frames_played: Count | None = None
+    frames_concealed: Count | None = None
+    frames_late: Count | None = None
+    frames_dropped: Count | None = None
+    # Set when an agent restart cut the item and it picked up again in step: the item
+    # position (s) it resumed at; what played before the cut is from actual_start on.
+    resumed_at_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
 
 
 class EventBatch(Message):
@@ -202,7 +245,7 @@ class EventAck(Message):
     """The server stored these sequence numbers; the device may drop them from its outbox."""
 
     type: Literal["evack"] = "evack"
-    seqs: Annotated[list[int], Field(max_length=1000)]
+    seqs: Annotated[list[Seq], Field(max_length=1000)]
 
 
 class ClipRequest(Message):
@@ -210,25 +253,27 @@ class ClipRequest(Message):
 
     type: Literal["clipreq"] = "clipreq"
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    chunks: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=4096)] | None = None
+    chunks: (
+        Annotated[list[Annotated[int, Field(ge=0, le=MAX_CHUNK)]], Field(max_length=4096)] | None
+    ) = None
 
 
 class TimeRequest(Message):
     """NTP-style clock probe: t0 is the device's send time."""
 
     type: Literal["time_req"] = "time_req"
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    t0: float
+    id: WireId
+    t0: UnixTime
 
 
 class TimeResponse(Message):
     """Answer to a probe: t1 server receive, t2 server send (server clock)."""
 
     type: Literal["time_resp"] = "time_resp"
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    t0: float
-    t1: float
-    t2: float
+    id: WireId
+    t0: UnixTime
+    t1: UnixTime
+    t2: UnixTime
 
 
 StatusMessage = Annotated[Birth | Offline, Field(discriminator="type")]
@@ -266,8 +311,10 @@ def decode(kind: TopicKind, payload: bytes) -> Any:
         raise ProtocolError("oversized", f"{len(payload)} bytes > {limit} allowed on {kind}")
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("not_json", str(exc)[:200]) from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad UTF-8 or JSON, or an integer of more than 4300 digits;
+        # RecursionError: arrays or objects nested thousands deep.
+        raise ProtocolError("not_json", str(exc)[:200] or type(exc).__name__) from None
     if not isinstance(data, dict):
         raise ProtocolError("not_object", f"got {type(data).__name__}")
     if data.get("v") != PROTOCOL_VERSION:
@@ -284,3 +331,28 @@ def decode(kind: TopicKind, payload: bytes) -> Any:
             loc = loc[1:]  # drop the union's branch tag ("command", "live_join"...)
         where = ".".join(str(p) for p in loc) or "message"
         raise ProtocolError("invalid", f"{where}: {first['msg']}") from None
+
+
+def salvage_events(payload: bytes) -> tuple[list[PlayEvent], list[int]]:
+    """Of an events payload decode() refused: its valid events, and the seqs of the others.
+
+    A device resends what is not acknowledged: acknowledging the seq of an event no server can
+    store keeps one bad event from blocking the device's outbox for ever.
+    """
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return [], []
+    events = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(events, list) or len(events) > 200:
+        return [], []
+    good: list[PlayEvent] = []
+    refused: list[int] = []
+    for raw in events:
+        try:
+            good.append(PlayEvent.model_validate(raw))
+        except ValidationError:
+            seq = raw.get("seq") if isinstance(raw, dict) else None
+            if type(seq) is int and 1 <= seq <= MAX_SEQ:
+                refused.append(seq)
+    return good, refused

@@ -11,6 +11,7 @@ from schedules.arbiter import (
     decide,
     fits_slot,
     latest_start,
+    rejoin_position,
     slot_end,
 )
 from schedules.conflicts import Conflict, find_conflicts
@@ -70,6 +71,7 @@ __all__ = [
     "normalise_rrule",
     "occurrences",
     "playback_item_id",
+    "rejoin_position",
     "slot_end",
     "to_local_wall",
     "total_duration",

@@ -6,6 +6,10 @@ from where it stopped, at `now` only if it can still finish inside its slot:
 `now + remaining ≤ slot_end`. A waiting item that no longer fits is *missed*; a
 suspended (preempted) item that no longer fits is *preempted* for good.
 
+An item cut by an agent restart (the process died mid-item) *rejoins* in step: it picks up
+at the position it would have reached had it never stopped, so clusters within earshot stay
+in step, as long as some of its audio is left and it fits its slot.
+
 Rules: a strictly higher priority preempts (so emergency preempts everything); equal or
 lower priority waits. When the playing item ends, the highest-priority item that still
 fits plays next; at equal priority a suspended item (it was playing first) goes before a
@@ -108,6 +112,27 @@ def fits_slot(
 ) -> bool:
     """True if playing the rest of the item from `now` ends inside its slot."""
     return now <= latest_start(item, position_s=position_s, slot_grace=slot_grace)
+
+
+def rejoin_position(
+    item: PlaybackItem,
+    *,
+    position_s: float,
+    heard_at: datetime,
+    now: datetime,
+    slot_grace: timedelta = DEFAULT_SLOT_GRACE,
+) -> float | None:
+    """Where an item cut by a restart picks up at `now` (`position_s` was heard at `heard_at`).
+
+    None when its audio would already have ended, or the rest no longer fits its slot.
+    """
+    _check_position(item, position_s)
+    position = position_s + max(0.0, (now - heard_at).total_seconds())
+    if position >= item.duration.total_seconds():
+        return None
+    if not fits_slot(item, now=now, position_s=position, slot_grace=slot_grace):
+        return None
+    return position
 
 
 def decide(

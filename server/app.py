@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
-from server import errors
+from server import errors, openapi
 from server.access.ratelimit import LoginLimiter
 from server.audit.routes import router as audit_router
 from server.broker.service import apply_broker_config
@@ -102,6 +102,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
         max_failures=settings.login_max_failures, window_s=settings.login_window_s
     )
     errors.install(app)
+    openapi.install(app)
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(users_router)
@@ -118,7 +119,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     app.include_router(api)
     install_console(app)
 
-    @app.get("/healthz", tags=["system"])
+    @app.get("/healthz", tags=["system"], responses=openapi.problems(503))
     def healthz() -> dict[str, str]:
         """Liveness and readiness: database and broker connection."""
         with app.state.engine.connect() as conn:

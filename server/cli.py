@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from typing import Annotated, Literal, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 
 from server.settings import ServerSettings, SettingsError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 app = typer.Typer(
     help="Loa central server: clips, programmes, live audio and device health for commune "
@@ -60,8 +64,27 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info"
+    server = uvicorn.Server(http_config(create_app(settings), settings))
+    server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does: the app did not start (port taken, lifespan failed)
+
+
+def http_config(
+    asgi_app: Any, settings: ServerSettings, *, log_level: str = "info"
+) -> uvicorn.Config:
+    """uvicorn's settings for `serve` (a uvicorn.Config; tests serve the app the same way)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        asgi_app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=log_level,
+        # uvicorn would otherwise rewrite the peer from X-Forwarded-For for 127.0.0.1 (its
+        # default FORWARDED_ALLOW_IPS), so any local client could pick its own address;
+        # client_ip() believes the header from LOA_TRUSTED_PROXIES only.
+        proxy_headers=False,
     )
 
 
@@ -100,6 +123,56 @@ def broker(
         _fail(f"port {settings.mqtt_port} is taken by another broker; set LOA_MQTT_PORT")
     subprocess.run([binary, "-c", str(conf), "-d"], check=True)
     typer.echo(f"Mosquitto started on {settings.mqtt_bind_host}:{settings.mqtt_port} with {conf}")
+
+
+@app.command()
+def backup(dest: Annotated[Path, typer.Argument(help="a new or empty directory")]) -> None:
+    """Snapshot the database, clips and broker secrets into DEST (safe while the server runs)."""
+    from server.backup import BackupError, write_backup
+
+    try:
+        manifest = write_backup(settings=_settings(), dest=dest)
+    except BackupError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"backup written to {dest}: {len(manifest['files'])} files, "
+        f"{manifest['database']['kind']} at revision {manifest['alembic_revision']}"
+    )
+    if manifest["missing_clips"]:
+        typer.echo(f"warning: clips deleted during the backup: {manifest['missing_clips']}")
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="a directory written by `loa-server backup`")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="the new LOA_DATA_DIR")],
+    force: Annotated[bool, typer.Option(help="replace the data of a non-empty data dir")] = False,
+) -> None:
+    """Verify a backup (sha256 of every file) and lay it out in a fresh data dir.
+
+    Then start it with LOA_DATA_DIR set to that directory: `loa-server broker`, `loa-server
+    serve`. Devices reconnect with their existing credentials.
+    """
+    from server.backup import BackupError, restore_backup
+    from server.broker.service import apply_broker_config
+    from server.db import make_engine, make_session_factory, session_scope
+
+    settings = ServerSettings(data_dir=data_dir)
+    try:
+        manifest = restore_backup(src=src, settings=settings, force=force)
+    except BackupError as exc:
+        _fail(str(exc))
+    typer.echo(f"restored the backup of {manifest['created_at']} into {data_dir}")
+    try:
+        settings.mqtt_secret()
+    except SettingsError as exc:
+        typer.echo(f"broker config not written ({exc}); run `loa-server broker` once it is set")
+        return
+    engine = make_engine(settings.db_url)
+    with session_scope(make_session_factory(engine)) as db:
+        conf = apply_broker_config(db, settings=settings)
+    engine.dispose()
+    typer.echo(f"broker config written: {conf}")
 
 
 @app.command("create-user")

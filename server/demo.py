@@ -92,10 +92,13 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
     if port_open("127.0.0.1", settings.http_port):
         _say(f"port {settings.http_port} is taken; set LOA_HTTP_PORT to a free port and retry")
         return 2
-    if port_open(settings.mqtt_bind_host, settings.mqtt_port):
+    if port_open(settings.mqtt_bind_host, settings.mqtt_port) or port_open(
+        "127.0.0.1", settings.server_mqtt_port
+    ):
         port = free_port()
         _say(f"MQTT port {settings.mqtt_port} is taken; using {port} for the demo broker")
         os.environ["LOA_MQTT_PORT"] = str(port)
+        os.environ["LOA_MQTT_SERVER_PORT"] = str(free_port())  # the server's own listener
         settings = ServerSettings()
 
     engine = make_engine(settings.db_url)

@@ -9,8 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _describe(error: dict[str, object]) -> str:
@@ -56,8 +59,44 @@ async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class AllowOn405:
+    """Every 405 carries `Allow` with all the methods of the path (RFC 9110).
+
+    Starlette names only the methods of the first route whose path matched, and the console's
+    error page drops the header; the full set is only known across all routes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                headers.append((b"allow", ", ".join(_methods_of(scope)).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+
+def _methods_of(scope: Scope) -> list[str]:
+    """The methods some route of the app accepts on this path (probed, routers may nest)."""
+    routes = scope["app"].router.routes
+    return [
+        method
+        for method in METHODS
+        if any(r.matches({**scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers."""
+    """Register the handlers and the Allow header of 405 answers."""
+    app.add_middleware(AllowOn405)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(OperationalError, unavailable)

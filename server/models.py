@@ -1,9 +1,11 @@
 """Imports every feature's models so metadata and Alembic see all tables."""
 
+from server.access.models import LoginAttempt
 from server.audit.models import AuditEntry
 from server.clips.models import Clip
 from server.db import Base
 from server.devices.models import Device, DeviceCommand, TelemetrySample
+from server.live.models import LiveSessionRow
 from server.orgs.models import OrgUnit, Zone, zone_devices
 from server.planner.models import DeviceSchedule, PlannerState, ZoneClip
 from server.plays.models import PlayRecord
@@ -23,6 +25,8 @@ __all__ = [
     "Device",
     "DeviceCommand",
     "DeviceSchedule",
+    "LiveSessionRow",
+    "LoginAttempt",
     "OrgUnit",
     "PlannerState",
     "PlayRecord",

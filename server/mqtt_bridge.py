@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from protocol import (
@@ -36,6 +37,7 @@ from protocol import (
     encode,
     parse_device_topic,
 )
+from protocol.messages import salvage_events
 from protocol.mqtt_client import MqttLink, Outgoing
 from schedules import ScheduleDocument
 from server.clips.storage import ClipStorage
@@ -63,9 +65,24 @@ READ_KINDS = (
 # Answered on the event loop the moment they arrive: queueing would add delay to t2 - t1
 # that the device cannot tell from network delay.
 IMMEDIATE_KINDS = (TopicKind.TIME_REQUEST,)
+# With several server processes on one broker, a shared subscription hands each of these to
+# exactly one of them: a clip request is answered once, an event batch stored and acknowledged
+# once, a clock probe answered once. Status stays a plain subscription (it is retained, and a
+# shared subscription receives no retained messages); acks too (the live session an ack
+# concerns runs in one process, and recording an ack twice changes nothing).
+SHARED_GROUP = "loa-server"
+SHARED_KINDS = frozenset(
+    {TopicKind.TELEMETRY, TopicKind.EVENTS, TopicKind.CLIP_REQUEST, TopicKind.TIME_REQUEST}
+)
 QUEUE_LIMIT = 50_000
 BATCH_LIMIT = 1_000
 EVENT_ACK_LIMIT = 1_000
+
+
+def bridge_filter(kind: TopicKind) -> str:
+    """The bridge's subscription for one kind: shared by all server processes where it may."""
+    topic_filter = device_filter(kind)
+    return f"$share/{SHARED_GROUP}/{topic_filter}" if kind in SHARED_KINDS else topic_filter
 
 
 @dataclass
@@ -75,6 +92,13 @@ class AfterCommit:
     acks: list[tuple[str, Ack]] = field(default_factory=list)
     event_seqs: dict[str, list[int]] = field(default_factory=dict)
     clip_jobs: list[ClipJob] = field(default_factory=list)
+
+    def extend(self, other: AfterCommit) -> None:
+        """Add what one message (whose savepoint was released) will send."""
+        self.acks.extend(other.acks)
+        for uid, seqs in other.event_seqs.items():
+            self.event_seqs.setdefault(uid, []).extend(seqs)
+        self.clip_jobs.extend(other.clip_jobs)
 
 
 class MqttBridge:
@@ -98,9 +122,10 @@ class MqttBridge:
         )
         self.queue: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue(QUEUE_LIMIT)
         self.link = MqttLink(
-            client_id=f"{SERVER_USERNAME}-{socket.gethostname()}-{os.getpid()}",
+            # Unique per link: two apps in one process (tests) must not push each other off.
+            client_id=f"{SERVER_USERNAME}-{socket.gethostname()}-{os.getpid()}-{id(self):x}",
             host=settings.mqtt_host,
-            port=settings.mqtt_port,
+            port=settings.server_mqtt_port,
             username=SERVER_USERNAME,
             password=settings.mqtt_secret(),
             on_message=self._on_message,
@@ -109,7 +134,7 @@ class MqttBridge:
             max_backoff=15,
         )
         for kind in READ_KINDS + IMMEDIATE_KINDS:
-            self.link.subscribe(device_filter(kind), SPECS[kind].qos)
+            self.link.subscribe(bridge_filter(kind), SPECS[kind].qos)
         storage = ClipStorage(settings.data_dir / "clips")
         self.clips = ClipSender(
             link=self.link,
@@ -171,7 +196,11 @@ class MqttBridge:
 
     def _on_connected(self, _conn_id: str) -> None:
         self.metrics.mqtt_connected.set(1)
-        log.info("connected to MQTT broker %s:%s", self.settings.mqtt_host, self.settings.mqtt_port)
+        log.info(
+            "connected to MQTT broker %s:%s",
+            self.settings.mqtt_host,
+            self.settings.server_mqtt_port,
+        )
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         received = time.time()
@@ -212,13 +241,20 @@ class MqttBridge:
                 await asyncio.to_thread(self._apply_batch, batch)
             except Exception:  # the database may be briefly unavailable; never stop consuming
                 log.exception("could not store %d MQTT messages", len(batch))
+                self.metrics.mqtt_rejected.labels("any", "database_error").inc(len(batch))
                 await asyncio.sleep(1)
 
     def _apply_batch(self, batch: list[tuple[str, bytes, float]]) -> None:
         after = AfterCommit()
         with session_scope(self.session_factory) as db:
+            if db.get_bind().dialect.name == "sqlite":
+                # pysqlite sends no BEGIN before a SAVEPOINT: the first savepoint would start
+                # a deferred transaction whose read snapshot then cannot take the write lock
+                # ("database is locked"). Take the write lock first, waiting as for any write.
+                db.connection().exec_driver_sql("BEGIN IMMEDIATE")
             for topic, payload, received in batch:
-                self._apply_one(db, topic, payload, datetime.fromtimestamp(received, UTC), after)
+                now = datetime.fromtimestamp(received, UTC)
+                self._apply_isolated(db, topic, payload, now, after)
             if self.samples.prune_due():
                 prune_samples(db, before=utcnow() - self.samples.retention)
             online = devices.count_online(db)
@@ -234,12 +270,31 @@ class MqttBridge:
             self.clips.submit(job)
         if self.on_ack is not None:
             for uid, ack in after.acks:
-                self.on_ack(uid, ack)
+                try:
+                    self.on_ack(uid, ack)
+                except Exception as exc:  # after the commit: never lose the other acks
+                    self._reject(TopicKind.ACK.value, "not_stored", uid, _why(exc))
         self.processed += len(batch)  # counted last: tests wait on it for acks too
 
-    def _reject(self, kind: str, reason: str, topic: str, why: str) -> None:
-        self.metrics.mqtt_rejected.labels(kind, reason).inc()
+    def _reject(self, kind: str, reason: str, topic: str, why: str, *, count: int = 1) -> None:
+        self.metrics.mqtt_rejected.labels(kind, reason).inc(count)
         log.warning("rejected MQTT message on %s: %s", topic[:200], why[:300])
+
+    def _apply_isolated(
+        self, db: Session, topic: str, payload: bytes, now: datetime, after: AfterCommit
+    ) -> None:
+        # One SAVEPOINT per message: a message the database refuses is rolled back alone and
+        # never costs the rest of the batch (other devices' births, events, acks).
+        mine = AfterCommit()
+        try:
+            with db.begin_nested():
+                self._apply_one(db, topic, payload, now, mine)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unavailable: the whole batch fails, as before
+        except Exception as exc:
+            self._reject(_kind_label(topic), "not_stored", topic, _why(exc))
+            return
+        after.extend(mine)
 
     def _apply_one(
         self, db: Session, topic: str, payload: bytes, now: datetime, after: AfterCommit
@@ -257,7 +312,10 @@ class MqttBridge:
         try:
             msg = decode(kind, payload)
         except ProtocolError as exc:
-            self._reject(kind.value, exc.reason, topic, str(exc))
+            if kind is TopicKind.EVENTS and exc.reason == "invalid":
+                self._salvage_events(db, uid, topic, payload, now, after, exc)
+            else:
+                self._reject(kind.value, exc.reason, topic, str(exc))
             return
         device = devices.by_uid(db, uid)
         if device is None:
@@ -286,3 +344,46 @@ class MqttBridge:
             else:
                 after.clip_jobs.append(answer)
         db.flush()
+
+    def _salvage_events(
+        self,
+        db: Session,
+        uid: str,
+        topic: str,
+        payload: bytes,
+        now: datetime,
+        after: AfterCommit,
+        error: ProtocolError,
+    ) -> None:
+        # Store a refused batch's valid events and acknowledge the seqs of the bad ones, so
+        # one bad event neither loses the others nor blocks the device's outbox.
+        good, refused = salvage_events(payload)
+        device = devices.by_uid(db, uid) if good or refused else None
+        if device is None:
+            self._reject(TopicKind.EVENTS.value, error.reason, topic, str(error))
+            return
+        if refused:
+            why = f"{len(refused)} event(s) refused, seqs acknowledged; first: {error}"
+            self._reject(TopicKind.EVENTS.value, "bad_event", topic, why, count=len(refused))
+        else:  # the envelope was wrong, or events without a usable seq
+            self._reject(TopicKind.EVENTS.value, error.reason, topic, str(error))
+        seqs = list(refused)
+        if good:
+            stored = store_events(db, device=device, batch=EventBatch(events=good), now=now)
+            seqs.extend(stored.seqs)
+        after.event_seqs.setdefault(uid, []).extend(seqs)
+        db.flush()
+
+
+def _kind_label(topic: str) -> str:
+    """The metrics label of a topic's kind ("unknown" for a topic outside protocol v1)."""
+    try:
+        return parse_device_topic(topic)[1].value
+    except TopicError:
+        return "unknown"
+
+
+def _why(exc: Exception) -> str:
+    """One readable line about a store error (the driver's text can span many lines)."""
+    text = " ".join(str(exc).split())
+    return f"could not be stored ({type(exc).__name__}: {text[:200]})"

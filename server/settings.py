@@ -8,8 +8,11 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.access.proxies import parse_trusted_proxies
+from server.live.urlguard import AllowList
 
 
 class SettingsError(RuntimeError):
@@ -28,6 +31,9 @@ class ServerSettings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_bind_host: str = "127.0.0.1"
+    # The broker's loopback listener for the server account (devices use mqtt_port, where
+    # the client id is forced to the username); default mqtt_port + 1.
+    mqtt_server_port: int | None = None
     mqtt_password: SecretStr | None = None
     admin_password: SecretStr | None = None
     demo: bool = False
@@ -35,6 +41,12 @@ class ServerSettings(BaseSettings):
     session_ttl_hours: float = 12.0  # console cookie lifetime
     login_max_failures: int = 5  # per username + address ...
     login_window_s: float = 300.0  # ... within this many seconds
+    # Reverse proxies whose X-Forwarded-For is believed: addresses or CIDRs, comma-separated.
+    # Default none: the peer address is the client, whatever the request's headers say.
+    trusted_proxies: str = ""
+    # Hosts a relay may reach although not public: names (*.lan) or CIDRs, comma-separated.
+    # Default none: loopback, private, link-local... addresses are refused for relays.
+    relay_allowed_hosts: str = ""
     cookie_secure: bool = True  # false only for plain-HTTP installs (the demo)
     command_ttl_s: float = 60.0  # a device ignores a command older than this
     telemetry_sample_interval_s: float = (
@@ -59,12 +71,29 @@ class ServerSettings(BaseSettings):
     tts_max_chars: int = 2000
     piper_model_path: Path | None = None
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        parse_trusted_proxies(value)  # a typo fails at start-up, not at the first sign-in
+        return value
+
+    @field_validator("relay_allowed_hosts")
+    @classmethod
+    def _check_relay_allowed_hosts(cls, value: str) -> str:
+        AllowList.parse(value)  # a typo fails at start-up, not at the first relay
+        return value
+
     @cached_property
     def db_url(self) -> str:
         """The SQLAlchemy URL: LOA_DATABASE_URL, else SQLite under the data dir."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'loa.db').resolve()}"
+
+    @property
+    def server_mqtt_port(self) -> int:
+        """The port the server's own MQTT links connect to (LOA_MQTT_SERVER_PORT)."""
+        return self.mqtt_server_port if self.mqtt_server_port is not None else self.mqtt_port + 1
 
     @property
     def broker_dir(self) -> Path:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.broker.process import (
+    free_port,
     reload_broker,
     start_broker,
     stop_broker,
@@ -27,6 +28,8 @@ class TestBroker:
 
     port: int
     broker_dir: Path
+    # The loopback listener for the server account (devices use `port`).
+    server_port: int = field(default_factory=free_port)
     server_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     accounts: dict[str, BrokerAccount] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
@@ -37,6 +40,7 @@ class TestBroker:
         return write_broker_files(
             broker_dir=self.broker_dir,
             port=self.port,
+            server_port=self.server_port,
             bind_host=self.host,
             server_hash=mosquitto_hash(self.server_password),
             devices=self.accounts.values(),

@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 
 from server.access import policy
 from server.access.actor import Actor, load_actor
+from server.access.proxies import forwarded_client, parse_trusted_proxies
 from server.deps import SessionDep
 from server.users import service as users
 
@@ -24,8 +25,16 @@ oauth2_scheme = OAuth2PasswordBearer(
 
 
 def client_ip(request: Request) -> str:
-    """The peer address (uvicorn's --proxy-headers puts the real client here behind a proxy)."""
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer, or X-Forwarded-For's when the peer is a trusted proxy.
+
+    `loa-server serve` turns uvicorn's own proxy-header handling off (it trusts 127.0.0.1 by
+    default), so request.client is the real peer and LOA_TRUSTED_PROXIES alone decides.
+    """
+    peer = request.client.host if request.client else "unknown"
+    trusted = parse_trusted_proxies(request.app.state.settings.trusted_proxies)
+    if not trusted:
+        return peer
+    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
 
 def csrf_token_for(session_token: str) -> str:

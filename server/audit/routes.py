@@ -13,10 +13,10 @@ from server.access.policy import AUDIT_READ
 from server.access.reach import visible_user
 from server.audit import service
 from server.audit.schemas import AuditOut, AuditPage
+from server.bounds import IdFilter, Limit, Offset, When
 from server.deps import SessionDep
 
 router = APIRouter(tags=["audit"])
-DbId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -29,14 +29,14 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 def list_audit(
     db: SessionDep,
     actor: Annotated[Actor, allow(AUDIT_READ)],
-    user_id: DbId = None,
+    user_id: IdFilter = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     object_type: Annotated[str | None, Query(max_length=32)] = None,
     object_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    since: When | None = None,
+    until: When | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> AuditPage:
     """Who did what, newest first; filter by user, action ('programme.' = family), object, time."""
     if user_id is not None:

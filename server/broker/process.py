@@ -18,6 +18,7 @@ from server.broker.render import (
     render_acl,
     render_config,
     render_password_file,
+    render_server_password_file,
     write_atomic,
 )
 
@@ -32,24 +33,27 @@ def write_broker_files(
     *,
     broker_dir: Path,
     port: int,
+    server_port: int,
     bind_host: str,
     server_hash: str,
     devices: Iterable[BrokerAccount],
     max_packet_bytes: int,
     log_to_file: bool = True,
 ) -> Path:
-    """Write mosquitto.conf, passwd and acl atomically; return the config path."""
+    """Write mosquitto.conf, the password files and acl atomically; return the config path."""
     accounts = list(devices)
     broker_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(
         broker_dir / "passwd", render_password_file(server_hash=server_hash, devices=accounts)
     )
+    write_atomic(broker_dir / "passwd-server", render_server_password_file(server_hash=server_hash))
     write_atomic(broker_dir / "acl", render_acl(accounts))
     conf = broker_dir / "mosquitto.conf"
     write_atomic(
         conf,
         render_config(
             port=port,
+            server_port=server_port,
             bind_host=bind_host,
             broker_dir=broker_dir,
             max_packet_bytes=max_packet_bytes,

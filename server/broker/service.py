@@ -33,6 +33,7 @@ def apply_broker_config(db: Session, *, settings: ServerSettings, log_to_file: b
         conf = write_broker_files(
             broker_dir=settings.broker_dir,
             port=settings.mqtt_port,
+            server_port=settings.server_mqtt_port,
             bind_host=settings.mqtt_bind_host,
             server_hash=mosquitto_hash(settings.mqtt_secret()),
             devices=device_accounts(db),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -17,11 +16,13 @@ from server.access.deps import allow
 from server.access.policy import CLIPS_READ, CLIPS_WRITE
 from server.access.reach import check_clip_ids, readable_clip, writable_clip
 from server.audit import service as audit
+from server.bounds import IdPath, Offset, page_limit
 from server.clips import schemas, service
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
 from server.clips.upload import UploadError, receive_upload
 from server.deps import SessionDep, SettingsDep
+from server.openapi import REASONS, problems
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,11 @@ def get_storage(settings: SettingsDep) -> ClipStorage:
 StorageDep = Annotated[ClipStorage, Depends(get_storage)]
 Reader = Annotated[Actor, allow(CLIPS_READ)]
 Writer = Annotated[Actor, allow(CLIPS_WRITE)]
-ClipId = Annotated[int, PathParam(ge=1, le=2_147_483_647)]
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+# A clip whose audio the caller's library already holds answers 200 with that clip.
+ALREADY_THERE: dict[int | str, dict[str, Any]] = {
+    200: {"model": schemas.ClipOut, "description": "the same audio was already in the library"}
+}
 
 
 def _answer(db: Session, actor: Actor, clip: Clip, created: bool) -> JSONResponse:
@@ -99,7 +104,7 @@ def _meta(settings: ServerSettings, actor: Actor, **fields: str | None) -> servi
     "/clips",
     response_model=schemas.ClipOut,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "the same audio was already in the library"}},
+    responses=ALREADY_THERE | problems(413, 415),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -150,7 +155,12 @@ async def upload_clip(
     return _answer(db, actor, clip, created)
 
 
-@router.post("/clips/tts", response_model=schemas.ClipOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/clips/tts",
+    response_model=schemas.ClipOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=ALREADY_THERE,
+)
 async def tts_clip(
     body: schemas.TtsRequest,
     db: SessionDep,
@@ -167,7 +177,12 @@ async def tts_clip(
     return _answer(db, actor, clip, created)
 
 
-@router.post("/clips/compose", response_model=schemas.ClipOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/clips/compose",
+    response_model=schemas.ClipOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=ALREADY_THERE,
+)
 async def compose_clip(
     body: schemas.ComposeRequest,
     db: SessionDep,
@@ -190,12 +205,10 @@ def list_clips(
     actor: Reader,
     q: Annotated[str | None, Query(max_length=100)] = None,
     topic: Annotated[str | None, Query(max_length=40)] = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: Annotated[int, page_limit(500)] = 50,
+    offset: Offset = 0,
 ) -> schemas.ClipPage:
     """Clips, newest first; search by title or notes, filter by topic."""
-    if not 1 <= limit <= 500 or offset < 0:
-        raise HTTPException(422, detail="limit must be 1-500 and offset must not be negative.")
     rows, total = service.list_clips(
         db,
         q=q,
@@ -207,19 +220,27 @@ def list_clips(
     return schemas.ClipPage(items=[schemas.ClipOut.model_validate(c) for c in rows], total=total)
 
 
-@router.get("/clips/{clip_id}", response_model=schemas.ClipDetail)
-def get_clip(db: SessionDep, actor: Reader, clip_id: ClipId) -> Clip:
+@router.get("/clips/{clip_id:int}", response_model=schemas.ClipDetail)
+def get_clip(db: SessionDep, actor: Reader, clip_id: IdPath) -> Clip:
     """A clip's metadata and waveform peaks."""
     return readable_clip(db, actor, clip_id)
 
 
-@router.get("/clips/{clip_id}/audio", response_model=None)
+@router.get(
+    "/clips/{clip_id:int}/audio",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "Ogg/Opus audio", "content": {"audio/ogg": BINARY}},
+        304: {"description": REASONS[304]},
+    }
+    | problems(410),
+)
 def clip_audio(
     db: SessionDep,
     storage: StorageDep,
     actor: Reader,
-    clip_id: ClipId,
-    if_none_match: Annotated[str | None, Header()] = None,
+    clip_id: IdPath,
+    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> Response:
     """The normalised Ogg/Opus file (HTTP Range supported; the ETag is its sha256)."""
     clip = readable_clip(db, actor, clip_id)
@@ -237,8 +258,13 @@ def clip_audio(
     )
 
 
-@router.get("/clips/{clip_id}/original", response_model=None)
-def clip_original(db: SessionDep, storage: StorageDep, actor: Reader, clip_id: ClipId) -> Response:
+@router.get(
+    "/clips/{clip_id:int}/original",
+    response_class=FileResponse,
+    responses={200: {"description": "the file as uploaded", "content": {"*/*": BINARY}}}
+    | problems(410),
+)
+def clip_original(db: SessionDep, storage: StorageDep, actor: Reader, clip_id: IdPath) -> Response:
     """The file exactly as it was uploaded."""
     clip = readable_clip(db, actor, clip_id)
     path = storage.orig_path(clip.original_sha256, clip.original_ext)
@@ -251,8 +277,8 @@ def clip_original(db: SessionDep, storage: StorageDep, actor: Reader, clip_id: C
     )
 
 
-@router.delete("/clips/{clip_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_clip(db: SessionDep, storage: StorageDep, actor: Writer, clip_id: ClipId) -> None:
+@router.delete("/clips/{clip_id:int}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_clip(db: SessionDep, storage: StorageDep, actor: Writer, clip_id: IdPath) -> None:
     """Delete a clip unless a programme that has not ended uses it."""
     clip = writable_clip(db, actor, clip_id)
     audit.record(

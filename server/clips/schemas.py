@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.bounds import Finite, Id, RequestBody
+
 # The subjects commune radio carries; Vietnamese labels are what the console shows.
 TOPICS: dict[str, str] = {
     "news": "Tin tức",
@@ -53,7 +55,7 @@ class ClipOut(BaseModel):
 class ClipDetail(ClipOut):
     """A clip with waveform peaks for drawing: [min, max] pairs in [-1, 1]."""
 
-    peaks: list[tuple[float, float]]
+    peaks: list[Annotated[list[Finite], Field(min_length=2, max_length=2)]]
 
 
 class ClipPage(BaseModel):
@@ -66,39 +68,41 @@ class ClipPage(BaseModel):
 Voice = Literal["vi", "vi-vn-x-central", "vi-vn-x-south"]
 
 
-class TtsRequest(BaseModel):
+class TtsRequest(RequestBody):
     """Make a clip from Vietnamese text."""
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(description="the text to speak (length limit: LOA_TTS_MAX_CHARS)")
-    voice: str = "vi"
+    text: str = Field(
+        max_length=100_000, description="the text to speak (length limit: LOA_TTS_MAX_CHARS)"
+    )
+    voice: str = Field(default="vi", max_length=64)
     title: str | None = Field(default=None, max_length=300)
-    topic: str | None = None
+    topic: str | None = Field(default=None, max_length=40)
 
 
-class ChimePart(BaseModel):
+class ChimePart(RequestBody):
     """The project's own announcement chime."""
 
     type: Literal["chime"]
 
 
-class ClipPart(BaseModel):
+class ClipPart(RequestBody):
     """An existing clip."""
 
     type: Literal["clip"]
-    clip_id: int
+    clip_id: Id
 
 
-class TextPart(BaseModel):
+class TextPart(RequestBody):
     """Spoken text."""
 
     type: Literal["text"]
     text: str = Field(min_length=1)
-    voice: str = "vi"
+    voice: str = Field(default="vi", max_length=64)
 
 
-class SilencePart(BaseModel):
+class SilencePart(RequestBody):
     """A pause."""
 
     type: Literal["silence"]
@@ -108,11 +112,11 @@ class SilencePart(BaseModel):
 Part = Annotated[ChimePart | ClipPart | TextPart | SilencePart, Field(discriminator="type")]
 
 
-class ComposeRequest(BaseModel):
+class ComposeRequest(RequestBody):
     """Build an announcement from parts."""
 
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=300)
-    topic: str | None = None
+    topic: str | None = Field(default=None, max_length=40)
     parts: list[Part] = Field(min_length=1, max_length=50)

@@ -17,6 +17,7 @@ from server.access import policy
 from server.access.actor import Actor
 from server.access.reach import visible_user
 from server.audit import service as audit
+from server.bounds import MAX_ID
 from server.console.catalogue import CATALOGUE
 from server.console.render import page
 from server.console.session import ConsoleActor
@@ -120,7 +121,7 @@ def _suffixes(prefix: str) -> frozenset[str]:
 def _optional_id(value: str) -> int | None:
     if not value.strip():
         return None
-    if not value.strip().isdigit() or not 1 <= int(value) <= 2_147_483_647:
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_ID:
         raise HTTPException(422, detail=f"user_id must be a user number, not {value!r}.")
     return int(value)
 

@@ -58,6 +58,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "dash.waiting": ("{n} chương trình đang chờ duyệt", "{n} programme(s) waiting for approval"),
     "dash.today": ("Lịch phát hôm nay, {day}", "Today's programmes, {day}"),
     "dash.nothing_today": ("Hôm nay không có chương trình nào.", "Nothing plays today."),
+    "dash.played_of": ("{n}/{total} cụm loa", "{n}/{total} devices"),
     "dash.attention": ("Cụm loa cần kiểm tra", "Devices that need attention"),
     "dash.all_well": ("Mọi cụm loa đều ổn.", "All devices are fine."),
     "dash.live": ("Đang phát trực tiếp", "Live now"),
@@ -141,6 +142,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "outcome.missed": ("Bị lỡ", "Missed"),
     "outcome.no_report": ("Chưa có báo cáo", "Not reported"),
     "outcome.upcoming": ("Sắp tới", "Upcoming"),
+    "outcome.on_air": ("Đang phát", "On air"),
     "outcome.unplanned": ("Ngoài lịch", "Unplanned"),
     # Clips
     "clips.title": ("Bản tin và âm thanh", "Clips"),
@@ -294,8 +296,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "when you are done.",
     ),
     "live.url": (
-        "Địa chỉ luồng phát (http, https, rtmp, rtsp)",
-        "Stream address (http, https, rtmp, rtsp)",
+        "Địa chỉ luồng phát (http, https)",
+        "Stream address (http, https)",
     ),
     "live.url_start": ("Bắt đầu tiếp sóng", "Start relaying"),
     "live.clip": ("Bản tin", "Clip"),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from server.access.reach import readable_clip
+from server.bounds import IdPath
 from server.clips import service
 from server.clips.models import Clip
 from server.clips.schemas import TOPICS
@@ -54,7 +55,7 @@ def clip_page(
     request: Request,
     db: SessionDep,
     actor: ConsoleActor,
-    clip_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    clip_id: IdPath,
 ) -> HTMLResponse:
     """One clip: waveform, playback in the browser, loudness before and after."""
     clip = readable_clip(db, actor, clip_id)

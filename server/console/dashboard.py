@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 
 from schedules import expand_programme, local_tz, to_local_wall, wall_to_utc
 from server.access.actor import Actor
-from server.console.device_pages import devices_with_flags
+from server.console.device_pages import devices_with_flags, needs_attention
 from server.console.render import page
 from server.console.session import ConsoleActor
 from server.deps import SessionDep
-from server.devices.health import is_alarm
+from server.devices.models import Device
 from server.live.schemas import LiveSessionOut
-from server.programmes.models import PLANNED, SUBMITTED, Programme
+from server.plays.models import PlayRecord
+from server.programmes.models import ENDED, PLANNED, SUBMITTED, Programme
 from server.programmes.routes import now_of
 from server.programmes.validation import to_spec
 
@@ -34,6 +35,21 @@ class Occurrence:
     start: datetime
     end: datetime
     programme: Programme
+    item_id: str = ""
+
+
+# Today's box lists what already played too: a one-off programme is "ended" once played.
+TODAY_STATUSES = (*PLANNED, ENDED)
+
+
+@dataclass(frozen=True)
+class TodayItem:
+    """One of today's playbacks with its state (outcome.* key) and how many devices played it."""
+
+    occurrence: Occurrence
+    state: str
+    played: int
+    reported: int
 
 
 def local_day(now: datetime) -> tuple[datetime, datetime]:
@@ -57,8 +73,44 @@ def occurrences(
             continue
         for item in expand_programme(spec, window_start=since, window_end=until):
             if since <= item.start < until:
-                out.append(Occurrence(item.start, item.end, programme))
+                out.append(Occurrence(item.start, item.end, programme, item.item_id))
     return sorted(out, key=lambda o: (o.start, o.programme.id))
+
+
+def today_items(
+    db: Session, actor: Actor, *, since: datetime, until: datetime, now: datetime
+) -> list[TodayItem]:
+    """Today's playbacks, played and still to come, each with what the devices reported."""
+    found = occurrences(db, actor, since=since, until=until, statuses=TODAY_STATUSES)
+    records = list(
+        db.scalars(
+            select(PlayRecord).where(
+                PlayRecord.item_id.in_([o.item_id for o in found]),
+                PlayRecord.planned_start >= since,
+                PlayRecord.planned_start < until,
+            )
+        )
+    )
+    out: list[TodayItem] = []
+    for o in found:
+        mine = [r for r in records if r.item_id == o.item_id]
+        played = sum(1 for r in mine if r.outcome == "played")
+        if played:
+            state = "played"
+        elif mine:
+            state = mine[0].outcome
+        elif o.start <= now < o.end:
+            state = "on_air"
+        else:
+            state = "upcoming" if o.start > now else "no_report"
+        out.append(TodayItem(o, state, played, len(mine)))
+    return out
+
+
+def attention_list(rows: list[tuple[Device, list[str]]]) -> list[tuple[Device, list[str]]]:
+    """Devices that need a technician, offline ones first, then by name."""
+    found = [(d, f) for d, f in rows if needs_attention(d, f)]
+    return sorted(found, key=lambda row: ("offline" not in row[1], row[0].name, row[0].uid))
 
 
 def live_now(request: Request, actor: Actor) -> list[LiveSessionOut]:
@@ -67,9 +119,7 @@ def live_now(request: Request, actor: Actor) -> list[LiveSessionOut]:
     if live is None:
         return []
     # The sessions belong to the event loop: read them there, not from this worker thread.
-    sessions: list[LiveSessionOut] = anyio.from_thread.run_sync(
-        partial(live.list, reach=actor.org_ids)
-    )
+    sessions: list[LiveSessionOut] = anyio.from_thread.run(partial(live.list, reach=actor.org_ids))
     return [s for s in sessions if s.state == "running"]
 
 
@@ -78,9 +128,10 @@ def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
     """Devices online, offline and with alarms; today's programmes; live now; approvals."""
     rows = devices_with_flags(db, actor)
     online = sum(1 for d, _ in rows if d.online)
-    alarms = [(d, f) for d, f in rows if is_alarm(f)]
-    since, until = local_day(now_of(request))
-    today = occurrences(db, actor, since=since, until=until, statuses=PLANNED)
+    alarms = attention_list(rows)
+    now = now_of(request)
+    since, until = local_day(now)
+    today = today_items(db, actor, since=since, until=until, now=now)
     waiting = db.scalar(
         select(func.count()).where(
             Programme.status == SUBMITTED, actor.org_clause(Programme.org_unit_id)

@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.access.actor import Actor
 from server.access.reach import visible_device
+from server.bounds import IdPath
 from server.console.render import page
 from server.console.session import ConsoleActor
 from server.db import utcnow
 from server.deps import SessionDep
 from server.devices import commands
-from server.devices.health import health_flags, is_alarm
+from server.devices.health import health_flags
 from server.devices.models import Device
 from server.orgs.models import OrgUnit, Zone
 from server.planner.compile import latest_schedule
@@ -52,6 +53,11 @@ def devices_with_flags(db: Session, actor: Actor, *, q: str = "") -> list[tuple[
     return [(d, health_flags(d, now=now, published_schedule=versions.get(d.id))) for d in devices]
 
 
+def needs_attention(device: Device, flags: list[str]) -> bool:
+    """Any warning, offline included (a revoked device was put aside on purpose)."""
+    return device.revoked_at is None and bool(flags)
+
+
 @router.get("/devices", response_class=HTMLResponse)
 def devices_page(
     request: Request,
@@ -67,7 +73,7 @@ def devices_page(
     elif status == "offline":
         rows = [(d, f) for d, f in rows if not d.online]
     elif status == "alarm":
-        rows = [(d, f) for d, f in rows if is_alarm(f)]
+        rows = [(d, f) for d, f in rows if needs_attention(d, f)]
     versions = published_versions(db, [d.id for d, _ in rows])
     return page(
         request,
@@ -87,7 +93,7 @@ def device_page(
     request: Request,
     db: SessionDep,
     actor: ConsoleActor,
-    device_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    device_id: IdPath,
 ) -> HTMLResponse:
     """One device: health now and over 24 h, schedule, proof of play, remote commands."""
     device = visible_device(db, actor, device_id)

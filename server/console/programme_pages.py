@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from schedules import PRESETS, local_tz, to_local_wall, wall_to_utc
 from server.access import policy
 from server.access.actor import Actor
 from server.access.reach import visible_programme, visible_zone
+from server.bounds import IdFilter, IdPath
 from server.clips.models import Clip
 from server.console.dashboard import occurrences
 from server.console.render import page
@@ -54,7 +55,7 @@ def programmes_page(
     request: Request,
     db: SessionDep,
     actor: ConsoleActor,
-    zone_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+    zone_id: IdFilter = None,
     week: date | None = None,
     status: Annotated[str, Query(max_length=20)] = "",
 ) -> HTMLResponse:
@@ -137,7 +138,7 @@ def programme_page(
     db: SessionDep,
     settings: SettingsDep,
     actor: ConsoleActor,
-    programme_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    programme_id: IdPath,
 ) -> HTMLResponse:
     """One programme: what, when, where, its history and the actions the user may take."""
     programme = visible_programme(db, actor, programme_id)

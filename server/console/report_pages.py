@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from schedules import local_tz, to_local_wall, wall_to_utc
 from server.access.reach import visible_zone
+from server.bounds import IdFilter
 from server.console.programme_pages import my_zones
 from server.console.render import page
 from server.console.session import ConsoleActor
@@ -28,7 +28,7 @@ def reports_page(
     request: Request,
     db: SessionDep,
     actor: ConsoleActor,
-    zone_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+    zone_id: IdFilter = None,
     start: date | None = None,
     end: date | None = None,
 ) -> HTMLResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from protocol import TopicKind
 from server.access.actor import Actor
@@ -13,6 +13,7 @@ from server.access.deps import allow
 from server.access.policy import DEVICES_COMMAND, DEVICES_READ
 from server.access.reach import visible_device
 from server.audit import service as audit
+from server.bounds import IdPath, When, page_limit
 from server.db import utcnow
 from server.deps import SessionDep, SettingsDep
 from server.devices import commands, telemetry
@@ -20,7 +21,6 @@ from server.devices.models import DeviceCommand
 from server.devices.schemas import CommandCreate, CommandOut, TelemetryHistory, TelemetryPoint
 
 router = APIRouter(tags=["devices"])
-DeviceId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 MAX_SPAN = timedelta(days=31)
 
 
@@ -55,7 +55,7 @@ def _args(body: CommandCreate) -> dict[str, Any]:
 
 
 @router.post(
-    "/devices/{device_id}/commands",
+    "/devices/{device_id:int}/commands",
     response_model=CommandOut,
     status_code=status.HTTP_202_ACCEPTED,
 )
@@ -64,7 +64,7 @@ def send_command(
     request: Request,
     settings: SettingsDep,
     actor: Annotated[Actor, allow(DEVICES_COMMAND)],
-    device_id: DeviceId,
+    device_id: IdPath,
     body: CommandCreate,
 ) -> CommandOut:
     """Send a command now; the device's acknowledgement shows up in the command list."""
@@ -97,12 +97,12 @@ def send_command(
     return command_out(row, now)
 
 
-@router.get("/devices/{device_id}/commands", response_model=list[CommandOut])
+@router.get("/devices/{device_id:int}/commands", response_model=list[CommandOut])
 def list_commands(
     db: SessionDep,
     actor: Annotated[Actor, allow(DEVICES_READ)],
-    device_id: DeviceId,
-    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    device_id: IdPath,
+    limit: Annotated[int, page_limit(200)] = 20,
 ) -> list[CommandOut]:
     """The device's latest commands and their acknowledgements, newest first."""
     device = visible_device(db, actor, device_id)
@@ -111,13 +111,13 @@ def list_commands(
                                                                    limit=limit)]  # fmt: skip
 
 
-@router.get("/devices/{device_id}/telemetry", response_model=TelemetryHistory)
+@router.get("/devices/{device_id:int}/telemetry", response_model=TelemetryHistory)
 def telemetry_history(
     db: SessionDep,
     actor: Annotated[Actor, allow(DEVICES_READ)],
-    device_id: DeviceId,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    device_id: IdPath,
+    since: When | None = None,
+    until: When | None = None,
 ) -> TelemetryHistory:
     """Stored health samples, by default of the last 24 hours (at most 31 days at once)."""
     device = visible_device(db, actor, device_id)

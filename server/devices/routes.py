@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -13,6 +13,7 @@ from server.access.deps import allow
 from server.access.policy import DEVICES_MANAGE, DEVICES_READ
 from server.access.reach import check_org_unit, check_zone_ids, visible_device, visible_zone
 from server.audit import service as audit
+from server.bounds import IdFilter, IdPath, Limit, Offset
 from server.broker.service import broker_config_changed
 from server.deps import SessionDep, SettingsDep
 from server.devices import service
@@ -32,8 +33,6 @@ from server.settings import ServerSettings
 router = APIRouter(tags=["devices"])
 Reader = Annotated[Actor, allow(DEVICES_READ)]
 Manager = Annotated[Actor, allow(DEVICES_MANAGE)]
-DeviceId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-FilterId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 
 def to_out(device: Device) -> DeviceOut:
@@ -87,16 +86,14 @@ def _audit(db: Session, actor: Actor, action: str, device: Device, **details: ob
 def list_devices(
     db: SessionDep,
     actor: Reader,
-    org_unit_id: FilterId = None,
-    zone_id: FilterId = None,
+    org_unit_id: IdFilter = None,
+    zone_id: IdFilter = None,
     online: bool | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
-    limit: int = 100,
-    offset: int = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> DevicePage:
     """Devices of your subtree with their health, filtered and paginated."""
-    if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
-        raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
     query = select(Device).where(actor.org_clause(Device.org_unit_id))
     if org_unit_id is not None:
         check_org_unit(db, actor, org_unit_id, status=404)
@@ -134,15 +131,15 @@ def register_device(
     )
 
 
-@router.get("/devices/{device_id}", response_model=DeviceOut)
-def get_device(db: SessionDep, actor: Reader, device_id: DeviceId) -> DeviceOut:
+@router.get("/devices/{device_id:int}", response_model=DeviceOut)
+def get_device(db: SessionDep, actor: Reader, device_id: IdPath) -> DeviceOut:
     """One device with its health."""
     return to_out(visible_device(db, actor, device_id))
 
 
-@router.patch("/devices/{device_id}", response_model=DeviceOut)
+@router.patch("/devices/{device_id:int}", response_model=DeviceOut)
 def update_device(
-    db: SessionDep, request: Request, actor: Manager, device_id: DeviceId, body: DeviceUpdate
+    db: SessionDep, request: Request, actor: Manager, device_id: IdPath, body: DeviceUpdate
 ) -> DeviceOut:
     """Change a device's fields; a volume change is pushed as a new desired state."""
     device = visible_device(db, actor, device_id)
@@ -160,9 +157,9 @@ def update_device(
     return to_out(device)
 
 
-@router.post("/devices/{device_id}/credentials", response_model=DeviceRegistered)
+@router.post("/devices/{device_id:int}/credentials", response_model=DeviceRegistered)
 def rotate_credentials(
-    db: SessionDep, request: Request, settings: SettingsDep, actor: Manager, device_id: DeviceId
+    db: SessionDep, request: Request, settings: SettingsDep, actor: Manager, device_id: IdPath
 ) -> DeviceRegistered:
     """Issue a new MQTT password (also re-enables a revoked device)."""
     device = visible_device(db, actor, device_id)
@@ -174,10 +171,8 @@ def rotate_credentials(
     )
 
 
-@router.post("/devices/{device_id}/revoke", response_model=DeviceOut)
-def revoke_device(
-    db: SessionDep, request: Request, actor: Manager, device_id: DeviceId
-) -> DeviceOut:
+@router.post("/devices/{device_id:int}/revoke", response_model=DeviceOut)
+def revoke_device(db: SessionDep, request: Request, actor: Manager, device_id: IdPath) -> DeviceOut:
     """Withdraw a device's broker access; it is refused at its next connect."""
     device = visible_device(db, actor, device_id)
     service.revoke_device(db, device=device)

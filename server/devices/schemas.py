@@ -7,21 +7,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.bounds import Id, RequestBody, Volume
 
-class DeviceCreate(BaseModel):
+
+class DeviceCreate(RequestBody):
     """Register a cluster; its MQTT credentials come back once in the answer."""
 
     model_config = ConfigDict(extra="forbid")
 
     uid: str = Field(min_length=3, max_length=63, description="wire id, e.g. 'xa-an-binh-01'")
     name: str = Field(min_length=1, max_length=200)
-    org_unit_id: int
+    org_unit_id: Id
     firmware_profile: str = Field(min_length=1, max_length=100)
     location: str = Field(default="", max_length=300)
-    zone_ids: list[int] = Field(default_factory=list, max_length=1000)
+    zone_ids: list[Id] = Field(default_factory=list, max_length=1000)
 
 
-class DeviceUpdate(BaseModel):
+class DeviceUpdate(RequestBody):
     """Fields of a device that may change; volume becomes a new desired state."""
 
     model_config = ConfigDict(extra="forbid")
@@ -29,8 +31,8 @@ class DeviceUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     location: str | None = Field(default=None, max_length=300)
     firmware_profile: str | None = Field(default=None, min_length=1, max_length=100)
-    org_unit_id: int | None = None
-    volume: int | None = Field(default=None, ge=0, le=100)
+    org_unit_id: Id | None = None
+    volume: Volume | None = None
 
 
 class DeviceOut(BaseModel):
@@ -87,13 +89,13 @@ class DevicePage(BaseModel):
 CommandName = Literal["test_tone", "set_volume", "restart_agent", "resync"]
 
 
-class CommandCreate(BaseModel):
+class CommandCreate(RequestBody):
     """A remote command: volume for set_volume, seconds for test_tone."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: CommandName
-    volume: int | None = Field(default=None, ge=0, le=100, description="set_volume only")
+    volume: Volume | None = Field(default=None, description="set_volume only")
     seconds: float | None = Field(default=None, ge=0.5, le=30, description="test_tone only")
 
 

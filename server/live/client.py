@@ -379,6 +379,13 @@ async def start_session(*, server: str, token: str, request: LiveRequest, say: S
     return Broadcast(server=server, token=token, session=session, say=say)
 
 
+def stop_reason(source: Source, at_end: bool) -> str:
+    """What the stop message says ended the input (the server words the end reason)."""
+    if not at_end:
+        return "stopped"
+    return "pipe_ended" if isinstance(source, PipeSource) else "file_ended"
+
+
 async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -> int:
     """Feed the session until the input ends, Ctrl-C or the server ends it; the exit code."""
     url = ingest_url(server=broadcast.server, session=broadcast.session, token=broadcast.token)
@@ -397,7 +404,7 @@ async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -
             await or_stop(asyncio.sleep(pacer.ahead_s() + DRAIN_S), stop)
         if ws.close_code is None:
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(json.dumps({"type": "stop"}))
+                await ws.send(json.dumps({"type": "stop", "reason": stop_reason(source, at_end)}))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ws.wait_closed(), STOP_WAIT_S)
     finally:

@@ -22,6 +22,7 @@ from server.db import session_scope
 from server.live.schemas import LiveSessionOut, LiveStart
 from server.live.service import LiveError, LiveService, LiveSession
 from server.live.sources import IngestError, PushDecoder
+from server.live.urlguard import AllowList
 from server.users import service as users
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ FIRST_MESSAGE_S = 10.0
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_ENDED = 4000
+# End reasons of a pushed stream: fixed wording per input, never the sender's own text.
+MIC_STOPPED = "the microphone ended the broadcast"
+STOP_REASONS = {
+    "file_ended": "the file ended",
+    "pipe_ended": "the piped audio ended",
+    "stopped": "the sender stopped the broadcast",
+}
 CLOSE_NOT_FOUND = 4404
 
 
@@ -55,9 +63,7 @@ async def start_live(
     if body.priority == "emergency" and not actor.may_run_emergency():
         raise HTTPException(403, detail="You may not start an emergency broadcast.")
     try:
-        session = await _service(request.app).start(
-            request=body, user_id=actor.user.id, reach=actor.org_ids
-        )
+        session = await _service(request.app).start(request=body, actor=actor)
     except LiveError as exc:
         raise HTTPException(exc.status, detail=str(exc)) from None
     out = session.view()
@@ -86,21 +92,20 @@ async def list_live(
     request: Request, actor: Annotated[Actor, allow(DEVICES_READ)]
 ) -> list[LiveSessionOut]:
     """Running and recently ended sessions, with listeners and per-device answers."""
-    return _service(request.app).list(reach=actor.org_ids)
+    return await _service(request.app).list(reach=actor.org_ids)
 
 
 @router.delete("/live/{session_id}", response_model=LiveSessionOut)
 async def stop_live(
     session_id: str, request: Request, actor: Annotated[Actor, allow(LIVE_PERMISSION)]
 ) -> LiveSessionOut:
-    """Stop a session: the last frame is flagged and every device is told to leave."""
+    """Stop a session (of any server process): the devices are told to leave."""
     try:
-        session = await _service(request.app).stop(
+        out = await _service(request.app).stop_anywhere(
             session_id, reason=f"stopped by {actor.user.username}", reach=actor.org_ids
         )
     except LiveError as exc:
         raise HTTPException(exc.status, detail=str(exc)) from None
-    out = session.view()
     await _audit(request.app, actor, "live.stop", out, {"end_reason": out.end_reason})
     return out
 
@@ -210,9 +215,12 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
             control: Any = None
             with contextlib.suppress(json.JSONDecodeError):
                 control = json.loads(message.get("text") or "")
-            if control == {"type": "stop"}:
-                # What the microphone already sent is still heard, then the session ends.
-                await live.finish_input(session, reason="the microphone ended the broadcast")
+            if isinstance(control, dict) and control.get("type") == "stop":
+                # What was already sent is still heard, then the session ends. The browser's
+                # microphone sends a bare stop; `loa-server live` says what its input was.
+                said = control.get("reason")
+                reason = STOP_REASONS.get(said if isinstance(said, str) else "", MIC_STOPPED)
+                await live.finish_input(session, reason=reason)
                 break
             if isinstance(control, dict) and "format" in control and not audio_seen:
                 try:
@@ -238,7 +246,10 @@ async def start_live_service(app: Any) -> LiveService:
     bridge = app.state.bridge
     storage = ClipStorage(app.state.settings.data_dir / "clips")
     live = LiveService(
-        session_factory=app.state.session_factory, outlet=bridge.link, clip_path=storage.dist_path
+        session_factory=app.state.session_factory,
+        outlet=bridge.link,
+        clip_path=storage.dist_path,
+        relay_allow=AllowList.parse(app.state.settings.relay_allowed_hosts),
     )
     live.attach_bridge_acks(bridge)
     app.state.live = live

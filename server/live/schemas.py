@@ -6,24 +6,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from server.bounds import Id, RequestBody, Volume
+
 Priority = Literal["normal", "priority", "emergency"]
 
 
-class LiveStart(BaseModel):
+class LiveStart(RequestBody):
     """POST /api/v1/live: what to broadcast, where, how urgently."""
 
     source: Literal["mic", "url", "file"]
     url: Annotated[str, Field(max_length=2000)] | None = None
-    clip_id: int | None = None
-    zone_ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=1000)] = Field(
-        default_factory=list
-    )
-    org_unit_id: int | None = None
+    clip_id: Id | None = None
+    zone_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+    org_unit_id: Id | None = None
     priority: Priority = "normal"
     playout_delay_ms: Annotated[int, Field(ge=100, le=5000)] = 500
     duration_s: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
     idle_timeout_s: Annotated[float, Field(ge=1, le=600)] = 10.0
-    volume: Annotated[int, Field(ge=0, le=100)] | None = None
+    volume: Volume | None = None
     label: Annotated[str, Field(max_length=200)] = ""
 
     @model_validator(mode="after")

@@ -1,8 +1,10 @@
 """Live sessions in this server process: start, target, publish, track device answers, stop.
 
-Sessions live in memory (a restart ends them; the devices stop on their own when frames
-stop). Proof that devices played arrives as PlayEvents of kind "live" through the normal
-events ingestion.
+Sessions run in the memory of the process that started them (a restart ends them; the
+devices stop on their own when frames stop); each is also written to the live-session
+registry table so that every other server process lists it and can ask for its stop.
+Proof that devices played arrives as PlayEvents of kind "live" through the normal events
+ingestion.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio.clock import Clock, SystemClock
 from protocol import Ack, LiveJoin, LiveLeave, live_topic
-from server.clips.models import Clip
+from server.access.actor import Actor
+from server.access.reach import readable_clip
 from server.db import session_scope
+from server.live import registry
 from server.live.buffer import PcmQueue
 from server.live.publisher import FramePublisher, LiveOutlet, command_out
 from server.live.schemas import DeviceHealth, LiveSessionOut, LiveStart
@@ -35,7 +40,8 @@ from server.live.sources import (
     feed_url,
     probe_url,
 )
-from server.live.targets import Target, resolve_targets
+from server.live.targets import Target, TargetError, resolve_targets
+from server.live.urlguard import AllowList, Resolver, system_resolve
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,20 @@ URL_PROBE_S = 3.0
 # devices joining a few hundred ms late (4G, a busy board) still hear its first words.
 JOIN_WAIT_S = 0.5
 ENDED_KEPT = 50  # ended sessions still listed
+STOP_POLL_S = 0.25  # how often the owner looks for stop requests from other processes
+REFRESH_S = 1.0  # how often running sessions' rows are rewritten
+REMOTE_STOP_WAIT_S = 5.0  # a DELETE through another process waits this long for the end
+AFTER_END_S = 10.0  # ended rows are still refreshed this long: the devices' leave answers
+
+
+def _check_may_stop(org_unit_ids: frozenset[int], reach: frozenset[int] | None) -> None:
+    """Stopping a session needs every one of its zones in the user's subtree."""
+    if reach is not None and not org_unit_ids <= reach:
+        raise LiveError(
+            "This session also reaches zones outside your org unit; "
+            "a user of the org unit above must stop it.",
+            status=403,
+        )
 
 
 class LiveError(Exception):
@@ -98,6 +118,10 @@ class LiveSession:
         """A user sees a session that reaches into their subtree (None: the whole system)."""
         return reach is None or bool(self.org_unit_ids & reach)
 
+    def entry(self) -> registry.Entry:
+        """The session as the registry table stores it."""
+        return registry.Entry(id=self.id, org_unit_ids=self.org_unit_ids, view=self.view())
+
     def view(self) -> LiveSessionOut:
         """The listing shape."""
         return LiveSessionOut(
@@ -142,8 +166,12 @@ class LiveService:
         clip_path: Callable[[str], Path],
         clock: Clock | None = None,
         server_time: Callable[[], float] = time.time,
+        relay_allow: AllowList | None = None,
+        resolve: Resolver = system_resolve,
     ) -> None:
         self.session_factory = session_factory
+        self.relay_allow = relay_allow or AllowList()  # LOA_RELAY_ALLOWED_HOSTS
+        self.resolve = resolve
         self.outlet = outlet
         self.clip_path = clip_path
         self.clock = clock or SystemClock()
@@ -151,14 +179,15 @@ class LiveService:
         self.sessions: dict[str, LiveSession] = {}
         self._commands: dict[str, tuple[str, str]] = {}  # command id -> (session, device)
         self._loop = asyncio.get_running_loop()
+        self.owner = uuid.uuid4().hex  # this service's name in the registry table
+        self._sync: asyncio.Task[None] | None = None
+        self._stops: set[asyncio.Task[LiveSession]] = set()  # stops asked by other processes
 
     # -- start / stop -----------------------------------------------------------------------
 
-    async def start(
-        self, *, request: LiveStart, user_id: int | None, reach: frozenset[int] | None
-    ) -> LiveSession:
+    async def start(self, *, request: LiveStart, actor: Actor) -> LiveSession:
         """Resolve targets, check the source, start publishing and send the joins."""
-        targets, clip_file = await asyncio.to_thread(self._lookup, request, reach)
+        targets, clip_file = await asyncio.to_thread(self._lookup, request, actor)
         if request.source == "url":
             await self._probe(request.url or "")
         sid = uuid.uuid4().hex[:12]
@@ -168,7 +197,7 @@ class LiveService:
         session = LiveSession(
             id=sid,
             request=request,
-            user_id=user_id,
+            user_id=actor.user.id,
             started_at=self.server_time(),
             queue=queue,
             publisher=FramePublisher(
@@ -189,7 +218,15 @@ class LiveService:
             )
         elif request.source == "url":
             session.tasks.append(
-                asyncio.create_task(feed_url(request.url or "", queue, session.source_status))
+                asyncio.create_task(
+                    feed_url(
+                        request.url or "",
+                        queue,
+                        session.source_status,
+                        allow=self.relay_allow,
+                        resolve=self.resolve,
+                    )
+                )
             )
         else:
             session.source_status.state = "waiting for the microphone"
@@ -197,30 +234,33 @@ class LiveService:
         for state in session.devices.values():
             self._send_join(session, state)
         log.info("live %s started: %s to %d devices", sid, request.source, len(targets))
+        await self._save([session])
+        if self._sync is None or self._sync.done():
+            self._sync = asyncio.create_task(self._sync_loop(), name="live-registry")
         return session
 
-    def _lookup(
-        self, request: LiveStart, reach: frozenset[int] | None
-    ) -> tuple[list[Target], Path | None]:
+    def _lookup(self, request: LiveStart, actor: Actor) -> tuple[list[Target], Path | None]:
+        """Targets and clip file; ids outside the caller's reach are refused as missing ones."""
         with session_scope(self.session_factory) as db:
             try:
                 targets = resolve_targets(
-                    db,
-                    zone_ids=request.zone_ids,
-                    org_unit_id=request.org_unit_id,
-                    reach=reach,
+                    db, zone_ids=request.zone_ids, org_unit_id=request.org_unit_id, actor=actor
                 )
-            except ValueError as exc:
+                clip = (
+                    readable_clip(db, actor, request.clip_id)
+                    if request.source == "file" and request.clip_id is not None
+                    else None
+                )
+            except TargetError as exc:
                 raise LiveError(str(exc)) from None
+            except HTTPException as exc:  # the reach helpers' "does not exist" answers
+                raise LiveError(str(exc.detail), status=exc.status_code) from None
             if not targets:
                 raise LiveError(
                     "No device is in the chosen zones: there is nobody to broadcast to."
                 )
-            if request.source != "file":
-                return targets, None
-            clip = db.get(Clip, request.clip_id)
             if clip is None:
-                raise LiveError(f"No clip with id {request.clip_id}.", status=404)
+                return targets, None
             path = self.clip_path(clip.sha256)
         if not path.is_file():
             raise LiveError(
@@ -232,7 +272,14 @@ class LiveService:
         try:
             check_url(url)
             await asyncio.wait_for(
-                asyncio.to_thread(probe_url, url, timeout_s=URL_PROBE_S), URL_PROBE_S + 2
+                asyncio.to_thread(
+                    probe_url,
+                    url,
+                    allow=self.relay_allow,
+                    timeout_s=URL_PROBE_S,
+                    resolve=self.resolve,
+                ),
+                URL_PROBE_S + 2,
             )
         except SourceError as exc:
             raise LiveError(str(exc)) from None
@@ -253,18 +300,39 @@ class LiveService:
     ) -> LiveSession:
         """End a session: flag the last frame, tell the devices to leave."""
         session = self.get(session_id, reach=reach)
-        if reach is not None and not session.org_unit_ids <= reach:
-            raise LiveError(
-                "This session also reaches zones outside your org unit; "
-                "a user of the org unit above must stop it.",
-                status=403,
-            )
+        _check_may_stop(session.org_unit_ids, reach)
         if session.ended_at is None and session.end_reason is None:
             session.end_reason = reason
             session.publisher.stop()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.done.wait(), 2.0)
         return session
+
+    async def stop_anywhere(
+        self, session_id: str, *, reason: str, reach: frozenset[int] | None
+    ) -> LiveSessionOut:
+        """Stop a session of this process, or ask its owner through the registry and wait."""
+        if session_id in self.sessions:
+            return (await self.stop(session_id, reason=reason, reach=reach)).view()
+        found = await asyncio.to_thread(self._load, session_id)
+        if found is None or found.owner == self.owner or not found.visible_to(reach):
+            raise LiveError(f"No live session {session_id!r}.", status=404)
+        _check_may_stop(found.org_unit_ids, reach)
+        if found.view.state == "ended":
+            return found.view
+        await asyncio.to_thread(
+            registry.request_stop, self.session_factory, session_id=session_id, reason=reason
+        )
+        deadline = time.monotonic() + REMOTE_STOP_WAIT_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            found = await asyncio.to_thread(self._load, session_id) or found
+            if found.view.state == "ended":
+                break
+        return found.view
+
+    def _load(self, session_id: str) -> registry.Remote | None:
+        return registry.load(self.session_factory, session_id=session_id, now=self.server_time())
 
     async def finish_input(self, session: LiveSession, *, reason: str) -> None:
         """The source said it ended: publish what is queued (≤ 2 s), then end the session."""
@@ -276,18 +344,32 @@ class LiveService:
             await asyncio.wait_for(session.done.wait(), wait_s)
 
     async def close(self) -> None:
-        """Stop every session (the server is shutting down)."""
+        """Stop every session and write their ends (the server is shutting down)."""
         for sid, s in list(self.sessions.items()):
             if s.ended_at is None:
                 await self.stop(sid, reason="the server stopped")
+        runs = [
+            t for s in self.sessions.values() for t in s.tasks if t.get_name() == f"live-{s.id}"
+        ]
+        if runs:
+            await asyncio.wait(runs, timeout=5.0)  # each writes its ended row on the way out
+        if self._sync is not None:
+            self._sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync
 
-    def list(self, *, reach: frozenset[int] | None = None) -> list[LiveSessionOut]:
-        """Running sessions first, then recently ended ones (those the user may see)."""
-        ordered = sorted(
-            (s for s in self.sessions.values() if s.visible_to(reach)),
-            key=lambda s: (s.ended_at is not None, -s.started_at),
+    async def list(self, *, reach: frozenset[int] | None = None) -> list[LiveSessionOut]:
+        """Running sessions first, then recently ended ones: this process's and the others'."""
+        views = [s.view() for s in self.sessions.values() if s.visible_to(reach)]
+        remote = await asyncio.to_thread(
+            registry.others, self.session_factory, owner=self.owner, now=self.server_time()
         )
-        return [s.view() for s in ordered]
+        shown = {v.id for v in views}
+        theirs = [r.view for r in remote if r.visible_to(reach) and r.id not in shown]
+        running = [v for v in theirs if v.state == "running"]
+        ended = sorted((v for v in theirs if v.state == "ended"), key=lambda v: -(v.ended_at or 0))
+        views += running + ended[: registry.LISTED_ENDED]
+        return sorted(views, key=lambda v: (v.state == "ended", -v.started_at))
 
     # -- the session's life -----------------------------------------------------------------
 
@@ -321,6 +403,7 @@ class LiveService:
         finally:
             frames.cancel()
             self._end(session)
+            await self._save([session])
 
     async def _preroll(self, session: LiveSession) -> None:
         """Hold a clip (≤ JOIN_WAIT_S) until every device has answered its join."""
@@ -356,6 +439,53 @@ class LiveService:
         ended = [s for s in self.sessions.values() if s.ended_at is not None]
         for old in sorted(ended, key=lambda s: s.ended_at or 0)[:-ENDED_KEPT]:
             self.sessions.pop(old.id, None)
+
+    # -- the registry (other processes) --------------------------------------------------
+
+    async def _save(self, sessions: Iterable[LiveSession]) -> None:
+        """Write the sessions' rows; a database hiccup must not end a broadcast."""
+        entries = [s.entry() for s in sessions]
+        try:
+            await asyncio.to_thread(
+                registry.save,
+                self.session_factory,
+                owner=self.owner,
+                entries=entries,
+                now=self.server_time(),
+            )
+        except Exception:
+            log.exception("could not write %d live session(s) to the registry", len(entries))
+
+    def _recent(self) -> tuple[LiveSession, ...]:
+        """Sessions running or ended moments ago (whose devices may still answer)."""
+        now = self.server_time()
+        return tuple(
+            s
+            for s in self.sessions.values()
+            if s.ended_at is None or now - s.ended_at < AFTER_END_S
+        )
+
+    async def _sync_loop(self) -> None:
+        """While sessions run: refresh their rows, carry out stops asked by other processes."""
+        last_refresh = time.monotonic()
+        while self._recent():
+            await asyncio.sleep(STOP_POLL_S)
+            try:
+                asked = await asyncio.to_thread(
+                    registry.stop_requests, self.session_factory, owner=self.owner
+                )
+            except Exception:
+                log.exception("could not read live stop requests")
+                asked = {}
+            for sid, reason in asked.items():
+                session = self.sessions.get(sid)
+                if session is not None and session.end_reason is None:
+                    task = asyncio.create_task(self.stop(sid, reason=reason))
+                    self._stops.add(task)
+                    task.add_done_callback(self._stops.discard)
+            if time.monotonic() - last_refresh >= REFRESH_S:
+                last_refresh = time.monotonic()
+                await self._save(self._recent())
 
     def _send_join(self, session: LiveSession, state: DeviceState) -> None:
         req = session.request

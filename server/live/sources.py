@@ -5,25 +5,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
 import av.error
+import httpx
 import numpy as np
 
 from audio.decode import iter_pcm_frames
 from audio.errors import AudioError
 from audio.pcm import SAMPLE_RATE, Pcm, clip_to_int16, from_bytes, silence
 from server.live.buffer import PcmQueue
+from server.live.fetch import Fetcher, StreamFailed
+from server.live.urlguard import (
+    AddressRefused,
+    AddressUnusable,
+    AllowList,
+    Resolver,
+    system_resolve,
+)
 
 log = logging.getLogger(__name__)
 
-URL_SCHEMES = ("http://", "https://", "rtmp://", "rtsp://", "icecast://")
+URL_SCHEMES = ("http://", "https://")
 OPEN_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 5.0
-_FAILURES = (av.error.FFmpegError, OSError, ValueError, EOFError)
+REFUSED = "this address is not allowed for relays"
+_FAILURES = (
+    av.error.FFmpegError, OSError, ValueError, EOFError, httpx.HTTPError, httpx.StreamError,
+    AddressRefused, AddressUnusable, StreamFailed,
+)  # fmt: skip
 
 
 class SourceError(Exception):
@@ -74,61 +88,76 @@ def _next_block(frames: Iterator[Pcm], count: int) -> list[Pcm]:
 
 
 def check_url(url: str) -> str:
-    """Refuse what is obviously not a stream address."""
-    if not url.startswith(URL_SCHEMES) or len(url) > 2000:
+    """Refuse what is plainly not an http(s) stream address (addresses are checked later)."""
+    if not url.lower().startswith(URL_SCHEMES) or len(url) > 2000:
         raise SourceError(
-            "The relay address must be an http(s) (Icecast, HLS) or rtmp/rtsp URL of an "
-            "audio stream."
+            "The relay address must be an http(s) URL of an audio stream (Icecast, HLS)."
         )
     return url
 
 
-def _open(url: str, open_s: float, read_s: float) -> Any:
-    """Open a stream with PyAV, with timeouts so a silent server cannot hang the thread."""
-    return av.open(url, timeout=(open_s, read_s))
+def _open(url: str, fetcher: Fetcher) -> Any:
+    """Open a stream through our checked fetcher: FFmpeg never connects by itself."""
+    stream = fetcher.open(url)
+    # A playlist's URLs come back through io_open (checked too); HLS keep-alive would
+    # reuse FFmpeg's own HTTP context, which a Python file object does not have.
+    return av.open(stream, io_open=fetcher.io_open, container_options={"http_persistent": "0"})
 
 
-def probe_url(url: str, *, timeout_s: float) -> None:
+def probe_url(
+    url: str, *, allow: AllowList, timeout_s: float, resolve: Resolver = system_resolve
+) -> None:
     """Open the stream and check it has audio; SourceError if it cannot be, TimeoutError."""
+    fetcher = Fetcher(
+        allow=allow, resolve=resolve, connect_s=timeout_s, read_s=timeout_s,
+        deadline=time.monotonic() + timeout_s,
+    )  # fmt: skip
     try:
-        container = _open(url, timeout_s, timeout_s)
+        with _open(url, fetcher) as container:
+            has_audio = bool(container.streams.audio)
     except _FAILURES as exc:
+        log.warning("live relay %s could not be opened: %r", url[:200], exc)
         if _is_timeout(exc):
             raise TimeoutError(str(exc)) from None
-        raise SourceError(f"The relay address could not be played: {_plain(exc)}.") from None
-    with container:
-        if not container.streams.audio:
-            raise SourceError("The relay address answers, but it carries no audio stream.")
+        raise SourceError(f"The relay address could not be played{_reason(exc)}.") from None
+    finally:
+        fetcher.close()
+    if not has_audio:
+        log.warning("live relay %s carries no audio stream", url[:200])
+        raise SourceError("The relay address could not be played.")
 
 
 def _is_timeout(exc: BaseException) -> bool:
     # PyAV's timeout interrupts FFmpeg, which reports it as an "immediate exit".
-    text = str(exc).lower()
-    return isinstance(exc, TimeoutError | av.error.ExitError) or any(
-        word in text for word in ("timed out", "timeout", "immediate exit")
+    if isinstance(exc, TimeoutError | httpx.TimeoutException | av.error.ExitError):
+        return True
+    return isinstance(exc, av.error.FFmpegError) and any(
+        word in str(exc).lower() for word in ("timed out", "timeout", "immediate exit")
     )
 
 
-def _plain(exc: BaseException) -> str:
-    """FFmpeg's message without the codec noise (errno and the URL repeated)."""
-    text = getattr(exc, "strerror", None) or str(exc)
-    return str(text).split(":")[0].strip() or type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """The only reason an operator is told: never what answered at the address."""
+    return f": {REFUSED}" if isinstance(exc, AddressRefused) else ""
 
 
 class StreamReader:
     """Blocking reader of one stream connection: yields resampled 48 kHz mono chunks."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, fetcher: Fetcher) -> None:
         self.url = url
+        self.fetcher = fetcher
         self._container: Any = None
         self._iter: Iterator[Pcm] | None = None
 
     def next_chunk(self) -> Pcm | None:
         """The next chunk, or None at the end of the stream (raises on a failure)."""
         if self._iter is None:
-            self._container = _open(self.url, OPEN_TIMEOUT_S, READ_TIMEOUT_S)
+            self.fetcher.deadline = time.monotonic() + OPEN_TIMEOUT_S + READ_TIMEOUT_S
+            self._container = _open(self.url, self.fetcher)
+            self.fetcher.deadline = None
             if not self._container.streams.audio:
-                raise SourceError("the stream carries no audio")
+                raise SourceError("could not be played")  # never what answered
             self._iter = self._decode()
         return next(self._iter, None)
 
@@ -144,15 +173,25 @@ class StreamReader:
         if self._container is not None:
             self._container.close()
             self._container = None
+        self.fetcher.close()
 
 
 async def feed_url(
-    url: str, queue: PcmQueue, status: SourceStatus, *, max_backoff_s: float = 30.0
+    url: str,
+    queue: PcmQueue,
+    status: SourceStatus,
+    *,
+    allow: AllowList,
+    resolve: Resolver = system_resolve,
+    max_backoff_s: float = 30.0,
 ) -> None:
     """Relay a stream forever; on a drop, reconnect with backoff (the publisher sends silence)."""
     backoff = 1.0
     while True:
-        reader = StreamReader(url)
+        fetcher = Fetcher(
+            allow=allow, resolve=resolve, connect_s=OPEN_TIMEOUT_S, read_s=READ_TIMEOUT_S
+        )
+        reader = StreamReader(url, fetcher)
         status.state = "connecting"
         try:
             while True:
@@ -164,9 +203,13 @@ async def feed_url(
                     status.state, status.error, backoff = "playing", None, 1.0
                 queue.put(chunk)
         except (SourceError, *_FAILURES) as exc:
-            status.state, status.error = "reconnecting", f"{_plain(exc)}"
+            # The status is shown to operators: it never says what answered at the address.
+            status.state = "reconnecting"
+            status.error = (
+                str(exc) if isinstance(exc, SourceError) else f"could not be played{_reason(exc)}"
+            )
             status.reconnects += 1
-            log.warning("live relay %s: %s; reconnecting in %.0f s", url[:200], exc, backoff)
+            log.warning("live relay %s: %r; reconnecting in %.0f s", url[:200], exc, backoff)
         finally:
             await asyncio.to_thread(reader.close)
         await asyncio.sleep(random.uniform(backoff / 2, backoff))

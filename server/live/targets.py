@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.access.actor import Actor
+from server.access.reach import check_org_unit, check_zone_ids
 from server.devices.models import Device
-from server.orgs.models import OrgUnit, Zone, zone_devices
+from server.orgs.models import Zone, zone_devices
 from server.orgs.service import subtree_ids
 
 
 class TargetError(ValueError):
-    """Targets that do not exist or are outside the user's reach; the text says which."""
+    """Targets that name nobody to broadcast to; the text says why."""
 
 
 @dataclass(frozen=True)
@@ -26,25 +28,21 @@ class Target:
 
 
 def resolve_targets(
-    db: Session, *, zone_ids: list[int], org_unit_id: int | None, reach: frozenset[int] | None
+    db: Session, *, zone_ids: list[int], org_unit_id: int | None, actor: Actor
 ) -> list[Target]:
-    """Devices of the zones (or of every zone under org_unit_id), one zone each."""
+    """Devices of the zones (or of every zone under org_unit_id), one zone each.
+
+    A zone or org unit outside the caller's reach is refused exactly like a missing one
+    (the reach helpers' HTTPException), so the answer never tells which ids exist.
+    """
+    check_zone_ids(db, actor, zone_ids)
     zones: dict[int, Zone] = {}
     if zone_ids:
-        found = {z.id: z for z in db.scalars(select(Zone).where(Zone.id.in_(zone_ids)))}
-        missing = sorted(set(zone_ids) - set(found))
-        if missing:
-            raise TargetError(f"No zone with id {', '.join(map(str, missing))}.")
-        zones.update(found)
+        zones.update({z.id: z for z in db.scalars(select(Zone).where(Zone.id.in_(zone_ids)))})
     if org_unit_id is not None:
-        if db.get(OrgUnit, org_unit_id) is None:
-            raise TargetError(f"Org unit {org_unit_id} does not exist.")
-        units = subtree_ids(db, root_id=org_unit_id)
+        check_org_unit(db, actor, org_unit_id)
+        units = subtree_ids(db, root_id=org_unit_id)  # inside reach: reach is a subtree
         zones.update({z.id: z for z in db.scalars(select(Zone).where(Zone.org_unit_id.in_(units)))})
-    if reach is not None:  # None: a user of the whole system
-        outside = sorted(z.id for z in zones.values() if z.org_unit_id not in reach)
-        if outside or (org_unit_id is not None and org_unit_id not in reach):
-            raise TargetError("You may only broadcast to zones of your own org unit's subtree.")
     if not zones:
         raise TargetError("The chosen org unit has no zones: there is nobody to broadcast to.")
     rows = db.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,6 +13,7 @@ from server.access.deps import allow
 from server.access.policy import ORGS_READ, ORGS_WRITE
 from server.access.reach import check_device_ids, check_org_unit, visible_org_unit, visible_zone
 from server.audit import service as audit
+from server.bounds import IdFilter, IdPath
 from server.broker.service import broker_config_changed
 from server.deps import SessionDep
 from server.devices.models import Device
@@ -33,8 +34,6 @@ from server.planner import request_replan
 router = APIRouter(tags=["org units and zones"])
 Reader = Annotated[Actor, allow(ORGS_READ)]
 Writer = Annotated[Actor, allow(ORGS_WRITE)]
-DbId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-FilterId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 
 def _push_states(request: Request, devices: list[Device]) -> None:
@@ -84,7 +83,7 @@ def _audit_zone(db: Session, actor: Actor, action: str, zone: Zone, **details: o
 
 
 @router.get("/org-units", response_model=list[OrgUnitOut])
-def list_org_units(db: SessionDep, actor: Reader, parent_id: FilterId = None) -> list[OrgUnit]:
+def list_org_units(db: SessionDep, actor: Reader, parent_id: IdFilter = None) -> list[OrgUnit]:
     """The org units of your subtree, or the children of parent_id."""
     query = select(OrgUnit).where(actor.org_clause(OrgUnit.id)).order_by(OrgUnit.id)
     if parent_id is not None:
@@ -105,14 +104,14 @@ def create_org_unit(db: SessionDep, actor: Writer, body: OrgUnitCreate) -> OrgUn
     return unit
 
 
-@router.get("/org-units/{unit_id}", response_model=OrgUnitOut)
-def get_org_unit(db: SessionDep, actor: Reader, unit_id: DbId) -> OrgUnit:
+@router.get("/org-units/{unit_id:int}", response_model=OrgUnitOut)
+def get_org_unit(db: SessionDep, actor: Reader, unit_id: IdPath) -> OrgUnit:
     """One org unit."""
     return visible_org_unit(db, actor, unit_id)
 
 
-@router.patch("/org-units/{unit_id}", response_model=OrgUnitOut)
-def update_org_unit(db: SessionDep, actor: Writer, unit_id: DbId, body: OrgUnitUpdate) -> OrgUnit:
+@router.patch("/org-units/{unit_id:int}", response_model=OrgUnitOut)
+def update_org_unit(db: SessionDep, actor: Writer, unit_id: IdPath, body: OrgUnitUpdate) -> OrgUnit:
     """Rename, re-code or move an org unit (inside your subtree)."""
     unit = visible_org_unit(db, actor, unit_id)
     changes = body.model_dump(exclude_unset=True)
@@ -132,8 +131,8 @@ def update_org_unit(db: SessionDep, actor: Writer, unit_id: DbId, body: OrgUnitU
     return unit
 
 
-@router.delete("/org-units/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_org_unit(db: SessionDep, actor: Writer, unit_id: DbId) -> None:
+@router.delete("/org-units/{unit_id:int}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_org_unit(db: SessionDep, actor: Writer, unit_id: IdPath) -> None:
     """Delete an org unit that has nothing left under it."""
     unit = visible_org_unit(db, actor, unit_id)
     if unit.id == actor.user.org_unit_id:
@@ -146,7 +145,7 @@ def delete_org_unit(db: SessionDep, actor: Writer, unit_id: DbId) -> None:
 
 
 @router.get("/zones", response_model=list[ZoneOut])
-def list_zones(db: SessionDep, actor: Reader, org_unit_id: FilterId = None) -> list[ZoneOut]:
+def list_zones(db: SessionDep, actor: Reader, org_unit_id: IdFilter = None) -> list[ZoneOut]:
     """The zones of your subtree, or those of one org unit."""
     query = select(Zone).where(actor.org_clause(Zone.org_unit_id)).order_by(Zone.id)
     if org_unit_id is not None:
@@ -174,14 +173,14 @@ def create_zone(db: SessionDep, request: Request, actor: Writer, body: ZoneCreat
     return _zone_out(db, zone)
 
 
-@router.get("/zones/{zone_id}", response_model=ZoneOut)
-def get_zone(db: SessionDep, actor: Reader, zone_id: DbId) -> ZoneOut:
+@router.get("/zones/{zone_id:int}", response_model=ZoneOut)
+def get_zone(db: SessionDep, actor: Reader, zone_id: IdPath) -> ZoneOut:
     """One zone with its device ids."""
     return _zone_out(db, visible_zone(db, actor, zone_id))
 
 
-@router.patch("/zones/{zone_id}", response_model=ZoneOut)
-def update_zone(db: SessionDep, actor: Writer, zone_id: DbId, body: ZoneUpdate) -> ZoneOut:
+@router.patch("/zones/{zone_id:int}", response_model=ZoneOut)
+def update_zone(db: SessionDep, actor: Writer, zone_id: IdPath, body: ZoneUpdate) -> ZoneOut:
     """Rename or describe a zone."""
     zone = visible_zone(db, actor, zone_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
@@ -192,9 +191,9 @@ def update_zone(db: SessionDep, actor: Writer, zone_id: DbId, body: ZoneUpdate) 
     return _zone_out(db, zone)
 
 
-@router.put("/zones/{zone_id}/devices", response_model=ZoneOut)
+@router.put("/zones/{zone_id:int}/devices", response_model=ZoneOut)
 def set_zone_devices(
-    db: SessionDep, request: Request, actor: Writer, zone_id: DbId, body: ZoneDevices
+    db: SessionDep, request: Request, actor: Writer, zone_id: IdPath, body: ZoneDevices
 ) -> ZoneOut:
     """Replace the zone's device membership (updates the broker ACL)."""
     zone = visible_zone(db, actor, zone_id)
@@ -209,8 +208,8 @@ def set_zone_devices(
     return _zone_out(db, zone)
 
 
-@router.delete("/zones/{zone_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_zone(db: SessionDep, request: Request, actor: Writer, zone_id: DbId) -> None:
+@router.delete("/zones/{zone_id:int}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_zone(db: SessionDep, request: Request, actor: Writer, zone_id: IdPath) -> None:
     """Delete a zone (its devices stay registered)."""
     zone = visible_zone(db, actor, zone_id)
     _audit_zone(db, actor, "zone.delete", zone)

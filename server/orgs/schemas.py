@@ -7,28 +7,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.bounds import Id, RequestBody
+
 OrgKind = Literal["province", "district", "commune", "village", "other"]
 
 
-class OrgUnitCreate(BaseModel):
+class OrgUnitCreate(RequestBody):
     """A new node of the administrative tree."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     kind: OrgKind
-    parent_id: int | None = None
+    parent_id: Id | None = None
     code: str | None = Field(default=None, max_length=32)
 
 
-class OrgUnitUpdate(BaseModel):
+class OrgUnitUpdate(RequestBody):
     """Fields of an org unit that may change (parent_id moves it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     kind: OrgKind | None = None
-    parent_id: int | None = None
+    parent_id: Id | None = None
     code: str | None = Field(default=None, max_length=32)
 
 
@@ -45,18 +47,18 @@ class OrgUnitOut(BaseModel):
     created_at: datetime
 
 
-class ZoneCreate(BaseModel):
+class ZoneCreate(RequestBody):
     """A new zone under an org unit."""
 
     model_config = ConfigDict(extra="forbid")
 
-    org_unit_id: int
+    org_unit_id: Id
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=1000)
-    device_ids: list[int] = Field(default_factory=list, max_length=10000)
+    device_ids: list[Id] = Field(default_factory=list, max_length=10000)
 
 
-class ZoneUpdate(BaseModel):
+class ZoneUpdate(RequestBody):
     """Fields of a zone that may change."""
 
     model_config = ConfigDict(extra="forbid")
@@ -65,12 +67,12 @@ class ZoneUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=1000)
 
 
-class ZoneDevices(BaseModel):
+class ZoneDevices(RequestBody):
     """The full device membership of a zone."""
 
     model_config = ConfigDict(extra="forbid")
 
-    device_ids: list[int] = Field(max_length=10000)
+    device_ids: list[Id] = Field(max_length=10000)
 
 
 class ZoneOut(BaseModel):

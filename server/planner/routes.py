@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import DEVICES_READ
 from server.access.reach import visible_device
+from server.bounds import IdPath
 from server.deps import SessionDep
 from server.planner.compile import latest_schedule
 
@@ -34,11 +35,11 @@ class DeviceScheduleOut(BaseModel):
     in_sync: bool
 
 
-@router.get("/devices/{device_id}/schedule", response_model=DeviceScheduleOut)
+@router.get("/devices/{device_id:int}/schedule", response_model=DeviceScheduleOut)
 def device_schedule(
     db: SessionDep,
     actor: Annotated[Actor, allow(DEVICES_READ)],
-    device_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    device_id: IdPath,
 ) -> DeviceScheduleOut:
     """The schedule the planner last published to the device, and whether it has it."""
     device = visible_device(db, actor, device_id)

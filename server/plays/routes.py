@@ -5,19 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException
 
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import PLAYS_READ
 from server.access.reach import visible_device, visible_zone
+from server.bounds import IdFilter, Limit, Offset, When
 from server.deps import SessionDep
 from server.plays import service
 from server.plays.schemas import PlayOut, PlayPage
 
 router = APIRouter(tags=["proof of play"])
-
-DbId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -30,16 +29,14 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
 def list_plays(
     db: SessionDep,
     actor: Annotated[Actor, allow(PLAYS_READ)],
-    device_id: DbId = None,
-    zone_id: DbId = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    device_id: IdFilter = None,
+    zone_id: IdFilter = None,
+    since: When | None = None,
+    until: When | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> PlayPage:
     """Plays of your devices by device, zone (current members) and planned start [since, until)."""
-    if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
-        raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
     if device_id is not None:
         visible_device(db, actor, device_id)
     if zone_id is not None:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from server.access.reach import (
     visible_zone,
 )
 from server.audit import service as audit
+from server.bounds import IdFilter, IdPath, Limit, Offset
 from server.db import utcnow
 from server.deps import SessionDep, SettingsDep
 from server.planner import request_replan
@@ -55,8 +56,6 @@ from server.programmes.validation import ProgrammeError, check_fields, to_spec
 from server.settings import ServerSettings
 
 router = APIRouter(tags=["programmes"])
-ProgrammeId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-FilterId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 Reader = Annotated[Actor, allow(PROGRAMMES_READ)]
 Creator = Annotated[Actor, allow(PROGRAMMES_CREATE)]
 Editor = Annotated[Actor, allow(PROGRAMMES_EDIT)]
@@ -191,14 +190,12 @@ def list_programmes(
     db: SessionDep,
     actor: Reader,
     status_: Annotated[str | None, Query(alias="status", max_length=40)] = None,
-    zone_id: FilterId = None,
-    org_unit_id: FilterId = None,
-    limit: int = 100,
-    offset: int = 0,
+    zone_id: IdFilter = None,
+    org_unit_id: IdFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> ProgrammePage:
     """Programmes of your subtree, newest first, filtered by status, zone and owner org unit."""
-    if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
-        raise HTTPException(422, detail="limit must be 1-1000 and offset must not be negative.")
     query = select(Programme).where(actor.org_clause(Programme.org_unit_id))
     if status_ is not None:
         if status_ not in STATUSES:
@@ -276,19 +273,19 @@ def check_programme(
     return _report(window, findings)
 
 
-@router.get("/programmes/{programme_id}", response_model=ProgrammeDetail)
-def get_programme(db: SessionDep, actor: Reader, programme_id: ProgrammeId) -> ProgrammeDetail:
+@router.get("/programmes/{programme_id:int}", response_model=ProgrammeDetail)
+def get_programme(db: SessionDep, actor: Reader, programme_id: IdPath) -> ProgrammeDetail:
     """One programme with its history."""
     return _detail(db, visible_programme(db, actor, programme_id))
 
 
-@router.get("/programmes/{programme_id}/conflicts", response_model=ConflictReport)
+@router.get("/programmes/{programme_id:int}/conflicts", response_model=ConflictReport)
 def programme_conflicts(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
     actor: Reader,
-    programme_id: ProgrammeId,
+    programme_id: IdPath,
 ) -> ConflictReport:
     """Programmes this one overlaps (same priority, shared zone) over the planning horizon."""
     programme = visible_programme(db, actor, programme_id)
@@ -301,12 +298,12 @@ def programme_conflicts(
     return _report(window, findings)
 
 
-@router.patch("/programmes/{programme_id}", response_model=ProgrammeDetail)
+@router.patch("/programmes/{programme_id:int}", response_model=ProgrammeDetail)
 def update_programme(
     db: SessionDep,
     request: Request,
     actor: Editor,
-    programme_id: ProgrammeId,
+    programme_id: IdPath,
     body: ProgrammeUpdate,
 ) -> ProgrammeDetail:
     """Edit a draft or rejected programme (a rejected one returns to draft)."""
@@ -321,8 +318,8 @@ def update_programme(
     return _detail(db, programme)
 
 
-@router.delete("/programmes/{programme_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_programme(db: SessionDep, actor: Editor, programme_id: ProgrammeId) -> None:
+@router.delete("/programmes/{programme_id:int}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_programme(db: SessionDep, actor: Editor, programme_id: IdPath) -> None:
     """Delete a draft."""
     programme = visible_programme(db, actor, programme_id)
     _audit(db, actor, "programme.delete", programme)
@@ -330,13 +327,13 @@ def delete_programme(db: SessionDep, actor: Editor, programme_id: ProgrammeId) -
         service.delete_programme(db, programme=programme)
 
 
-@router.post("/programmes/{programme_id}/submit", response_model=ProgrammeDetail)
+@router.post("/programmes/{programme_id:int}/submit", response_model=ProgrammeDetail)
 def submit_programme(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
     actor: Editor,
-    programme_id: ProgrammeId,
+    programme_id: IdPath,
 ) -> ProgrammeDetail:
     """Send for approval; refused with 409 when it overlaps a same-priority programme."""
     programme = visible_programme(db, actor, programme_id)
@@ -352,13 +349,13 @@ def submit_programme(
     return _detail(db, programme)
 
 
-@router.post("/programmes/{programme_id}/approve", response_model=ProgrammeDetail)
+@router.post("/programmes/{programme_id:int}/approve", response_model=ProgrammeDetail)
 def approve_programme(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
     actor: Approver,
-    programme_id: ProgrammeId,
+    programme_id: IdPath,
     body: ReasonBody | None = None,
 ) -> ProgrammeDetail:
     """Approve a submitted programme of your subtree; the planner then publishes it."""
@@ -378,9 +375,9 @@ def approve_programme(
     return _detail(db, programme)
 
 
-@router.post("/programmes/{programme_id}/reject", response_model=ProgrammeDetail)
+@router.post("/programmes/{programme_id:int}/reject", response_model=ProgrammeDetail)
 def reject_programme(
-    db: SessionDep, request: Request, actor: Approver, programme_id: ProgrammeId, body: ReasonBody
+    db: SessionDep, request: Request, actor: Approver, programme_id: IdPath, body: ReasonBody
 ) -> ProgrammeDetail:
     """Send a submitted programme back; the reason is required."""
     programme = visible_programme(db, actor, programme_id)
@@ -392,12 +389,12 @@ def reject_programme(
     return _detail(db, programme)
 
 
-@router.post("/programmes/{programme_id}/cancel", response_model=ProgrammeDetail)
+@router.post("/programmes/{programme_id:int}/cancel", response_model=ProgrammeDetail)
 def cancel_programme(
     db: SessionDep,
     request: Request,
     actor: Canceller,
-    programme_id: ProgrammeId,
+    programme_id: IdPath,
     body: ReasonBody | None = None,
 ) -> ProgrammeDetail:
     """Cancel a programme that has not ended; devices get a schedule without it.

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schedules import Priority
+from server.bounds import Id, RequestBody, Volume, When
 
-Id = Annotated[int, Field(ge=1, le=2_147_483_647)]
 
-
-class ProgrammeFields(BaseModel):
+class ProgrammeFields(RequestBody):
     """Fields shared by create and check (the check endpoint takes an unsaved programme)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -22,7 +20,7 @@ class ProgrammeFields(BaseModel):
     priority: Priority = Priority.NORMAL
     clip_ids: list[Id] = Field(max_length=100, description="clips played back to back, in order")
     zone_ids: list[Id] = Field(max_length=1000)
-    start: datetime | None = Field(default=None, description="one-off: UTC start (with zone)")
+    start: When | None = Field(default=None, description="one-off: UTC start (with zone)")
     rrule: str | None = Field(
         default=None, max_length=500, description="recurring: RFC 5545 RRULE, local time"
     )
@@ -31,12 +29,12 @@ class ProgrammeFields(BaseModel):
         max_length=64,
         description="a key of GET /programmes/presets, instead of rrule",
     )
-    dtstart: datetime | None = Field(
+    dtstart: When | None = Field(
         default=None, description="recurring: first occurrence, Asia/Ho_Chi_Minh wall time"
     )
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-    volume: int | None = Field(default=None, ge=0, le=100)
+    valid_from: When | None = None
+    valid_until: When | None = None
+    volume: Volume | None = None
     org_unit_id: Id | None = Field(default=None, description="owner; default: your org unit")
 
 
@@ -48,7 +46,7 @@ class ProgrammeCreate(ProgrammeFields):
     )
 
 
-class ProgrammeUpdate(BaseModel):
+class ProgrammeUpdate(RequestBody):
     """Changes to a draft or rejected programme; null clears an optional field."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,17 +56,17 @@ class ProgrammeUpdate(BaseModel):
     priority: Priority | None = None
     clip_ids: list[Id] | None = Field(default=None, max_length=100)
     zone_ids: list[Id] | None = Field(default=None, max_length=1000)
-    start: datetime | None = None
+    start: When | None = None
     rrule: str | None = Field(default=None, max_length=500)
     recurrence_preset: str | None = Field(default=None, max_length=64)
-    dtstart: datetime | None = None
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
-    volume: int | None = Field(default=None, ge=0, le=100)
+    dtstart: When | None = None
+    valid_from: When | None = None
+    valid_until: When | None = None
+    volume: Volume | None = None
     org_unit_id: Id | None = None
 
 
-class ReasonBody(BaseModel):
+class ReasonBody(RequestBody):
     """A reason or note for a status change."""
 
     model_config = ConfigDict(extra="forbid")

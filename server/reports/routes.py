@@ -14,6 +14,7 @@ from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import PLAYS_READ
 from server.access.reach import visible_zone
+from server.bounds import MAX_ID, When
 from server.deps import SessionDep
 from server.programmes.routes import now_of
 from server.reports import service
@@ -21,8 +22,9 @@ from server.reports.schemas import ReportRowOut, ZoneReportOut
 
 router = APIRouter(tags=["reports"])
 MAX_SPAN = timedelta(days=93)
-ZoneId = Annotated[int, Query(ge=1, le=2_147_483_647)]
+ZoneId = Annotated[int, Query(ge=1, le=MAX_ID)]
 Reader = Annotated[Actor, allow(PLAYS_READ)]
+TEXT = {"schema": {"type": "string"}}
 
 
 def _period(since: datetime, until: datetime) -> tuple[datetime, datetime]:
@@ -48,8 +50,8 @@ def zone_plays(
     request: Request,
     actor: Reader,
     zone_id: ZoneId,
-    since: datetime,
-    until: datetime,
+    since: When,
+    until: When,
 ) -> ZoneReportOut:
     """Planned against played for one zone of yours over [since, until)."""
     report = _build(db, request, actor, zone_id, since, until)
@@ -64,14 +66,23 @@ def zone_plays(
     )
 
 
-@router.get("/reports/plays.csv", response_class=Response)
+@router.get(
+    "/reports/plays.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the report as CSV",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def zone_plays_csv(
     db: SessionDep,
     request: Request,
     actor: Reader,
     zone_id: ZoneId,
-    since: datetime,
-    until: datetime,
+    since: When,
+    until: When,
 ) -> Response:
     """The same report as a CSV file (local times, Asia/Ho_Chi_Minh)."""
     report = _build(db, request, actor, zone_id, since, until)

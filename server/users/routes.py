@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,7 +17,9 @@ from server.access.policy import SESSION, USERS_MANAGE
 from server.access.ratelimit import LoginLimiter, too_many_attempts_detail
 from server.access.reach import check_org_unit, visible_user
 from server.audit import service as audit
+from server.bounds import IdPath
 from server.deps import SessionDep, SettingsDep
+from server.openapi import problems
 from server.users import service
 from server.users.models import AuthToken, User
 from server.users.schemas import (
@@ -31,7 +33,6 @@ from server.users.schemas import (
 )
 
 router = APIRouter(tags=["users"])
-UserId = Annotated[int, Path(ge=1, le=2_147_483_647)]
 Manager = Annotated[Actor, allow(USERS_MANAGE)]
 
 
@@ -58,17 +59,23 @@ def open_session(
 def sign_in(db: SessionDep, request: Request, *, username: str, password: str) -> User:
     """Check credentials under the rate limit (429), auditing the outcome; 401 when wrong."""
     limiter: LoginLimiter = request.app.state.login_limiter
+    factory = request.app.state.session_factory
     ip = client_ip(request)
-    wait = limiter.retry_after(username=username, ip=ip)
+    wait = limiter.begin(factory, username=username, ip=ip)
     if wait:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=too_many_attempts_detail(wait),
             headers={"Retry-After": str(wait)},
         )
-    user = service.authenticate(db, username=username, password=password)
-    if user is None:
-        limiter.failed(username=username, ip=ip)
+    user = db.scalar(select(User).where(User.username == username))
+    # End the read before the deliberately slow hash: no transaction stays open while it runs.
+    db.commit()
+    ok = service.verify_password(
+        password_hash=user.password_hash if user else None, password=password
+    )
+    if user is None or not ok or not user.is_active:
+        # The attempt's row stays in login_attempts: it is the failure the limit counts.
         audit.record(
             db,
             actor=None,
@@ -80,11 +87,11 @@ def sign_in(db: SessionDep, request: Request, *, username: str, password: str) -
         )
         db.commit()  # kept although the request fails
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong username or password.")
-    limiter.succeeded(username=username, ip=ip)
+    limiter.succeeded(factory, username=username, ip=ip)
     return user
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post("/auth/token", response_model=TokenOut, responses=problems(401, 429, 503))
 def login(
     db: SessionDep,
     request: Request,
@@ -176,8 +183,8 @@ def create_user(db: SessionDep, actor: Manager, body: UserCreate) -> User:
     return user
 
 
-@router.get("/users/{user_id}", response_model=UserOut)
-def get_user(db: SessionDep, actor: Manager, user_id: UserId) -> User:
+@router.get("/users/{user_id:int}", response_model=UserOut)
+def get_user(db: SessionDep, actor: Manager, user_id: IdPath) -> User:
     """One user of the caller's subtree."""
     return visible_user(db, actor, user_id)
 
@@ -189,8 +196,8 @@ def _not_self(actor: Actor, user: User, what: str) -> None:
         )
 
 
-@router.patch("/users/{user_id}", response_model=UserOut)
-def update_user(db: SessionDep, actor: Manager, user_id: UserId, body: UserUpdate) -> User:
+@router.patch("/users/{user_id:int}", response_model=UserOut)
+def update_user(db: SessionDep, actor: Manager, user_id: IdPath, body: UserUpdate) -> User:
     """Change a user's role, org unit, name or emergency permission."""
     user = visible_user(db, actor, user_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
@@ -225,8 +232,8 @@ def update_user(db: SessionDep, actor: Manager, user_id: UserId, body: UserUpdat
     return user
 
 
-@router.post("/users/{user_id}/deactivate", response_model=UserOut)
-def deactivate_user(db: SessionDep, actor: Manager, user_id: UserId) -> User:
+@router.post("/users/{user_id:int}/deactivate", response_model=UserOut)
+def deactivate_user(db: SessionDep, actor: Manager, user_id: IdPath) -> User:
     """Block a user: every token and session of theirs stops working at once."""
     user = visible_user(db, actor, user_id)
     _not_self(actor, user, "deactivate")
@@ -243,8 +250,8 @@ def deactivate_user(db: SessionDep, actor: Manager, user_id: UserId) -> User:
     return user
 
 
-@router.post("/users/{user_id}/activate", response_model=UserOut)
-def activate_user(db: SessionDep, actor: Manager, user_id: UserId) -> User:
+@router.post("/users/{user_id:int}/activate", response_model=UserOut)
+def activate_user(db: SessionDep, actor: Manager, user_id: IdPath) -> User:
     """Let a deactivated user sign in again (old tokens stay revoked)."""
     user = visible_user(db, actor, user_id)
     service.set_active(db, user=user, active=True)
@@ -260,8 +267,8 @@ def activate_user(db: SessionDep, actor: Manager, user_id: UserId) -> User:
     return user
 
 
-@router.post("/users/{user_id}/password", status_code=status.HTTP_204_NO_CONTENT)
-def reset_password(db: SessionDep, actor: Manager, user_id: UserId, body: PasswordReset) -> None:
+@router.post("/users/{user_id:int}/password", status_code=status.HTTP_204_NO_CONTENT)
+def reset_password(db: SessionDep, actor: Manager, user_id: IdPath, body: PasswordReset) -> None:
     """Set a new password for a user; they are signed out everywhere."""
     user = visible_user(db, actor, user_id)
     service.set_password(db, user=user, password=body.password)

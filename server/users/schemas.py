@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.bounds import Id, RequestBody
 from server.users.models import ROLES
 
 Password = Annotated[str, Field(min_length=8, max_length=200)]
@@ -42,7 +43,7 @@ class MeOut(UserOut):
     may_run_emergency: bool
 
 
-class UserCreate(BaseModel):
+class UserCreate(RequestBody):
     """A new user."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,25 +51,25 @@ class UserCreate(BaseModel):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     password: Password
     full_name: str = Field(default="", max_length=200)
-    role: str = Field(description=f"one of {', '.join(ROLES)}")
-    org_unit_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    role: str = Field(max_length=32, description=f"one of {', '.join(ROLES)}")
+    org_unit_id: Id | None = None
     can_emergency: bool = Field(
         default=False, description="operators and approvers: may run emergency broadcasts"
     )
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(RequestBody):
     """Changes to a user (role, org unit, name, emergency permission)."""
 
     model_config = ConfigDict(extra="forbid")
 
     full_name: str | None = Field(default=None, max_length=200)
-    role: str | None = Field(default=None, description=f"one of {', '.join(ROLES)}")
-    org_unit_id: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    role: str | None = Field(default=None, max_length=32, description=f"one of {', '.join(ROLES)}")
+    org_unit_id: Id | None = None
     can_emergency: bool | None = None
 
 
-class PasswordReset(BaseModel):
+class PasswordReset(RequestBody):
     """A new password set by an administrator."""
 
     model_config = ConfigDict(extra="forbid")
@@ -76,7 +77,7 @@ class PasswordReset(BaseModel):
     password: Password
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(RequestBody):
     """A user changing their own password."""
 
     model_config = ConfigDict(extra="forbid")

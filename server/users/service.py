@@ -9,6 +9,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError, VerifyMismatchError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.db import utcnow
@@ -63,23 +64,34 @@ def ensure_admin(db: Session, *, password: str) -> bool:
     """Create the bootstrap user 'admin' when no admin exists; True if created."""
     if db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
         return False
-    create_user(
-        db,
-        username="admin",
-        password=password,
-        role="admin",
-        org_unit_id=None,
-        full_name="Quản trị hệ thống",
-    )
+    try:
+        with db.begin_nested():
+            create_user(
+                db,
+                username="admin",
+                password=password,
+                role="admin",
+                org_unit_id=None,
+                full_name="Quản trị hệ thống",
+            )
+    except IntegrityError:
+        return False  # another server process starting at the same moment created it
     return True
+
+
+def verify_password(*, password_hash: str | None, password: str) -> bool:
+    """True when password matches the hash (None: an unknown user, which takes as long)."""
+    try:
+        _hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError):
+        return False
+    return password_hash is not None
 
 
 def authenticate(db: Session, *, username: str, password: str) -> User | None:
     """The active user with these credentials, or None."""
     user = db.scalar(select(User).where(User.username == username))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerifyMismatchError, VerificationError):
+    if not verify_password(password_hash=user.password_hash if user else None, password=password):
         return None
     if user is None or not user.is_active:
         return None

@@ -397,3 +397,112 @@ def video_without_audio(media: Path) -> Path:
             str(p),
         ),
     )
+
+
+# --- short and sparse clips (issue 11: short announcements came out 10-20 dB quieter) ----
+
+
+def _espeak(path: Path, text: str, *, speed: int = 150) -> None:
+    subprocess.run(
+        ["espeak-ng", "-v", "vi", "-s", str(speed), "-w", str(path), "--stdin"],
+        input=text.encode("utf-8"),
+        check=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def short_word_m4a(media: Path) -> Path:
+    """One spoken syllable ("Họp", about 0.7 s) in M4A: very peaky, under loudnorm's 3 s."""
+
+    def make(path: Path) -> None:
+        _espeak(media / "word.wav", "Họp")
+        ffmpeg("-i", str(media / "word.wav"), "-c:a", "aac", str(path))
+
+    return _once(media, "word.m4a", make)
+
+
+@pytest.fixture(scope="session")
+def short_phrase_m4a(media: Path) -> Path:
+    """A 1.4-1.9 s spoken announcement in M4A, as a phone records it."""
+
+    def make(path: Path) -> None:
+        _espeak(media / "phrase.wav", "Mời bà con ra đình họp", speed=175)
+        ffmpeg("-i", str(media / "phrase.wav"), "-c:a", "aac", str(path))
+
+    return _once(media, "phrase.m4a", make)
+
+
+@pytest.fixture(scope="session")
+def chime_then_phrase(media: Path, short_phrase_m4a: Path) -> Path:
+    """A 0.6 s two-tone chime, then the short announcement (about 2.5 s in all)."""
+    chime = "sine=f=880:d=0.3:r=44100[a];sine=f=660:d=0.3:r=44100[b]"
+    return _once(
+        media,
+        "chime_phrase.wav",
+        lambda p: ffmpeg(
+            "-i",
+            str(short_phrase_m4a),
+            "-filter_complex",
+            f"{chime};[a][b]concat=n=2:v=0:a=1,aresample=44100[c];"
+            "[0:a]aresample=44100,aformat=channel_layouts=mono[s];[c][s]concat=n=2:v=0:a=1",
+            str(p),
+        ),
+    )
+
+
+def _tone(path: Path, seconds: float, volume_db: float, pad_to: float | None = None) -> None:
+    pad = f",apad=whole_dur={pad_to}" if pad_to else ""
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=f=880:d={seconds}:r=44100",
+        "-af",
+        f"volume={volume_db}dB{pad}",
+        str(path),
+    )
+
+
+@pytest.fixture(scope="session")
+def short_quiet_tone(media: Path) -> Path:
+    """A 0.5 s tone at about -41 LUFS."""
+    return _once(media, "tone05.wav", lambda p: _tone(p, 0.5, -20))
+
+
+@pytest.fixture(scope="session")
+def short_loud_tone(media: Path) -> Path:
+    """A 0.8 s tone at about -6 LUFS (must come down)."""
+    return _once(media, "tone08.wav", lambda p: _tone(p, 0.8, 15))
+
+
+@pytest.fixture(scope="session")
+def word_in_silence(media: Path, short_word_m4a: Path) -> Path:
+    """One spoken word, then 8 s of silence: mostly silence, peaky speech."""
+    return _once(
+        media,
+        "word_silence.wav",
+        lambda p: ffmpeg("-i", str(short_word_m4a), "-af", "apad=whole_dur=9", str(p)),
+    )
+
+
+@pytest.fixture(scope="session")
+def beep_in_silence(media: Path) -> Path:
+    """A 0.2 s beep in 10 s of silence."""
+    return _once(media, "beep_silence.wav", lambda p: _tone(p, 0.2, -20, pad_to=10))
+
+
+@pytest.fixture(scope="session")
+def sparse_clicks(media: Path) -> Path:
+    """1.5 s of 2 ms bursts every 250 ms: a crest factor no limiter budget can reach -16 with."""
+    expr = "0.5*lt(mod(t\\,0.25)\\,0.002)*sin(2*PI*2000*t)"
+    return _once(
+        media,
+        "clicks.wav",
+        lambda p: ffmpeg("-f", "lavfi", "-i", f"aevalsrc=exprs='{expr}':s=48000:d=1.5", str(p)),
+    )
+
+
+@pytest.fixture(scope="session")
+def gated_tone(media: Path) -> Path:
+    """0.7 s of a tone at about -71 LUFS: every block is under the absolute gate."""
+    return _once(media, "gated.wav", lambda p: _tone(p, 0.7, -50))

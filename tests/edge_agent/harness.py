@@ -64,7 +64,7 @@ class Observer:
         self.link = MqttLink(
             client_id=f"obs-{uuid.uuid4().hex[:8]}",
             host=broker.host,
-            port=broker.port,
+            port=broker.server_port,
             username=SERVER_USERNAME,
             password=broker.server_password,
             on_message=self._on_message,

@@ -161,7 +161,7 @@ class ServerDouble:
         self.link = MqttLink(
             client_id=f"srv-{uuid.uuid4().hex[:8]}",
             host=self.broker.host,
-            port=self.broker.port,
+            port=self.broker.server_port,
             username=SERVER_USERNAME,
             password=self.broker.server_password,
             on_message=self._on_message,

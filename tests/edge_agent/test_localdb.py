@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.localdb import DB_FILE, LocalDb, LocalDbError
+from edge_agent.localdb import DB_FILE, LocalDb, LocalDbError, OnAir
 
 
 def opened(path: Path) -> LocalDb:
@@ -66,6 +66,28 @@ def test_a_start_without_an_outcome_is_reported_as_interrupted(tmp_path: Path) -
     db.mark_started(item_id="c", event=event("c", "failed"))  # late marker after the outcome
     db.close()
     assert [e["item_id"] for e in opened(tmp_path).interrupted()] == ["a"]
+
+
+def test_the_segment_on_air_survives_a_restart_until_its_item_has_an_outcome(
+    tmp_path: Path,
+) -> None:
+    db = opened(tmp_path)
+    assert db.on_air() is None
+    db.mark_on_air(item_id="a", position_s=0.0, heard_at=100.0)
+    db.mark_on_air(item_id="b", position_s=0.0, heard_at=101.0)  # one segment at a time
+    db.mark_on_air(item_id="a", position_s=1.0, heard_at=102.0)  # a resumed after b
+    db.close()
+    db = opened(tmp_path)
+    assert db.on_air() == OnAir("a", 1.0, 102.0)
+    db.clear_on_air("b")  # someone else's: a stays
+    assert db.on_air() == OnAir("a", 1.0, 102.0)
+    db.clear_on_air("a")  # suspended
+    assert db.on_air() is None
+    db.mark_on_air(item_id="a", position_s=2.0, heard_at=103.0)
+    db.record_outcome(item_id="a", planned_start=1e9, event=event("a"))
+    assert db.on_air() is None
+    db.mark_on_air(item_id="a", position_s=3.0, heard_at=104.0)  # a late marker after it
+    assert db.on_air() is None
 
 
 def test_ignored_items_count_as_finished_and_old_outcomes_are_pruned(tmp_path: Path) -> None:

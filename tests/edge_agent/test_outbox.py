@@ -103,3 +103,27 @@ def test_events_are_resent_until_acknowledged_and_survive_a_restart(
             await server.stop()
 
     run(scenario(), timeout=40)
+
+
+def test_an_event_out_of_the_protocol_ranges_is_dropped_not_blocking_the_others(
+    broker: TestBroker, tmp_path: Path
+) -> None:
+    uid = new_device_id()
+    password = broker.add_device(uid)
+
+    async def scenario() -> None:
+        server = ServerDouble(broker, [uid])
+        await server.start()
+        try:
+            async with outbox_for(broker, uid, password, tmp_path) as outbox:
+                for n, planned in enumerate((-5.0, 1.9e9), start=1):  # 1969: before the window
+                    event = {"kind": "play", "item_id": f"7@{n}", "planned_start": planned,
+                             "outcome": "played"}  # fmt: skip
+                    await outbox.record(item_id=f"7@{n}", planned_start=planned, event=event)
+                await eventually(lambda: outbox.acknowledged == 2, what="both gone")
+                assert [e.seq for e in server.events(uid)] == [2]
+                assert await outbox.pending() == 0
+        finally:
+            await server.stop()
+
+    run(scenario(), timeout=40)

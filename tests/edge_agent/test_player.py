@@ -42,6 +42,7 @@ class ListLog:
     outcomes: list[PlayOutcome] = field(default_factory=list)
     starts: dict[str, float] = field(default_factory=dict)
     ignored_ids: list[str] = field(default_factory=list)
+    aired: list[tuple[str, float | None, float | None]] = field(default_factory=list)
 
     async def started(self, it: PlaybackItem, actual_start: float) -> None:
         self.starts[it.item_id] = actual_start
@@ -51,6 +52,12 @@ class ListLog:
 
     async def ignored(self, items: Sequence[PlaybackItem]) -> None:
         self.ignored_ids.extend(i.item_id for i in items)
+
+    async def on_air(self, it: PlaybackItem, *, position_s: float, at: float) -> None:
+        self.aired.append((it.item_id, position_s, at))
+
+    async def off_air(self, it: PlaybackItem) -> None:
+        self.aired.append((it.item_id, None, None))
 
     def of(self, item_id: str) -> PlayOutcome:
         found = [o for o in self.outcomes if o.item.item_id == item_id]

@@ -1,17 +1,28 @@
-"""`loa-agent run --sim` killed with SIGKILL mid-download and mid-playback: nothing is lost."""
+"""`loa-agent run --sim` killed with SIGKILL mid-download and mid-playback: nothing is lost.
+
+Killed mid-item and back while some of it is left, the agent picks the item up at the sample
+it would have reached (in step with the clusters that kept playing) and sends one proof of
+play that says so; back after its audio would have ended, the proof says it was interrupted.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import sqlite3
 import time
+import wave
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from audio.decode import decode_to_pcm
 from edge_agent.localdb import DB_FILE
 from edge_agent.output import sim_timing_path
-from protocol import DesiredState, TopicKind, encode
+from protocol import DesiredState, PlayEvent, TopicKind, encode
 from protocol.clipchunk import encode_chunk, split
 from protocol.mqtt_client import Outgoing
 from protocol.topics import zone_clip_topic
@@ -25,7 +36,8 @@ from tests.edge_agent.harness import (
     run,
     start_process,
 )
-from tests.edge_agent.playfix import ServerDouble, at, document, item, make_clip
+from tests.edge_agent.playfix import ServerDouble, at, document, heard, item, make_clip
+from tests.edge_agent.test_rejoin import noise_clip
 
 FAST_ENV = {
     "LOA_AGENT_CLIP_HOLDOFF_S": "0.5",
@@ -157,6 +169,8 @@ def test_a_kill_during_playback_loses_no_proof_of_play(broker: TestBroker, tmp_p
             await asyncio.sleep(second.timestamp() + 1.5 - time.time())
             await kill(proc, tmp_path)  # p@2 is half played; p@1's proof is not acknowledged
             assert query(data_dir, "SELECT seq FROM outbox") == [(1,)]
+            # Back only after p@2's audio would have ended: nothing of it is left to rejoin.
+            await asyncio.sleep(second.timestamp() + 5.5 - time.time())
 
             server.auto_ack = True
             proc = await start_agent(broker, uid, password, tmp_path, data_dir)
@@ -172,7 +186,99 @@ def test_a_kill_during_playback_loses_no_proof_of_play(broker: TestBroker, tmp_p
             (3, "p@3", "played"),
         ]
         assert events[2].reason == "interrupted: the agent stopped during playback"
+        assert events[2].resumed_at_s is None
         assert abs(events[2].actual_start - second.timestamp()) < 0.1  # type: ignore[operator]
         assert abs(events[3].actual_start - third.timestamp()) < 0.1  # type: ignore[operator]
 
     run(scenario(), timeout=90)
+
+
+RATE = 48_000
+
+
+def wav_from(path: Path, offset: int) -> np.ndarray:
+    """The file sink's WAV samples from `offset` on."""
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")[offset:]
+
+
+def locate(segment: np.ndarray, reference: np.ndarray) -> int:
+    """The sample of `reference` where `segment` begins (FFT cross-correlation)."""
+    size = 1 << (len(reference) + len(segment)).bit_length()
+    spectrum = np.fft.rfft(reference.astype(np.float64), size) * np.conj(
+        np.fft.rfft(segment.astype(np.float64), size)
+    )
+    correlation = np.fft.irfft(spectrum, size)[: len(reference) - len(segment) + 1]
+    return int(np.argmax(correlation))
+
+
+def test_a_kill_mid_item_and_a_restart_within_its_slot_resume_it_at_the_right_sample(
+    broker: TestBroker, tmp_path: Path
+) -> None:
+    """The probe's case: killed 5 s into a 17.8 s clip, restarted 5 s later."""
+    uid = new_device_id()
+    password = broker.add_device(uid, zone_ids=(7,))
+    clips = tmp_path / "clips"
+    clip = noise_clip(clips, seconds=17.8, seed=11)  # noise: every stretch is unique
+    reference = decode_to_pcm(clips / "noise-11.opus")
+    data_dir = tmp_path / "data"
+    sim = data_dir / "sim"
+    first_run = tmp_path / "first-run"
+    times: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        server = ServerDouble(broker, [uid])
+        await server.start()
+        try:
+            state = DesiredState(version=1, volume=50, zone_ids=[7])
+            await server.publish_raw(uid, TopicKind.STATE, encode(state))
+            proc = await start_agent(broker, uid, password, tmp_path, data_dir)
+            await asyncio.sleep(1.0)
+            start = times["start"] = at(6)
+            await server.publish_schedule(document(uid, 1, [item("p@1", start, [clip])]))
+            await server.publish_zone_clip(7, clip)
+            await eventually(lambda: bool(heard(data_dir, "p@1")), timeout=15, what="p@1")
+            await asyncio.sleep(start.timestamp() + 5 - time.time())
+            await kill(proc, tmp_path)
+            times["killed"] = time.time()
+            shutil.copytree(sim, first_run)  # the restarted sink writes its files anew
+            await asyncio.sleep(times["killed"] + 5 - time.time())
+            times["restarted"] = time.time()
+            proc = await start_agent(broker, uid, password, tmp_path, data_dir)
+            end = start.timestamp() + clip.duration_s
+            await eventually(
+                lambda: bool(server.events(uid)), timeout=end - time.time() + 10, what="proof"
+            )
+            await asyncio.sleep(2 * 2.0)  # two resend periods: a duplicate would show by now
+            await stop(proc, tmp_path)
+            times["events"] = server.events(uid)
+        finally:
+            await server.stop()
+
+    run(scenario(), timeout=120)
+    planned: float = times["start"].timestamp()
+    # The first run started on time and was killed about 5 s in.
+    [before] = [r for r in map(json.loads, (first_run / "plays.jsonl").read_text().splitlines())
+                if r["event"] == "item"]  # fmt: skip
+    assert abs(before["start_wall"] - planned) < 0.05
+    # The restarted run's one segment: where in the item its first sample is, from the
+    # recorded audio, against where the item should be at the instant the sink heard it.
+    [after] = heard(data_dir, "p@1")
+    assert after["start_wall"] > times["restarted"], "nothing of p@1 played after the restart"
+    resumed = wav_from(sim / "output.wav", after["sample_offset"])
+    found = locate(resumed[:RATE], reference)
+    should = (after["start_wall"] - planned) * RATE
+    assert abs(found - should) < 0.05 * RATE, (found / RATE, should / RATE)
+    assert np.array_equal(resumed[:RATE], reference[found : found + RATE])
+    # It plays on to the planned end: the rest of the clip, and no more.
+    assert abs(found + len(resumed) - len(reference)) < 0.02 * RATE
+    # One proof of play for the item (resends carry the same seq), saying what happened.
+    events: list[PlayEvent] = times["events"]
+    assert len({e.seq for e in events}) == 1, events
+    proof = events[0]
+    assert (proof.item_id, proof.outcome) == ("p@1", "played")
+    assert proof.resumed_at_s is not None and abs(proof.resumed_at_s * RATE - found) < 0.05 * RATE
+    assert proof.reason.startswith("interrupted by an agent restart; resumed in step at ")
+    assert proof.actual_start is not None and abs(proof.actual_start - planned) < 0.05
+    assert proof.ended_at is not None
+    assert abs(proof.ended_at - (planned + clip.duration_s)) < 0.05

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -21,6 +21,13 @@ from tests.server.stack import ADMIN_PASSWORD, Stack
 @contextmanager
 def live_stack(tmp_path: Path) -> Iterator[Stack]:
     """SQLite, a broker from server-generated files, the app with live audio, admin signed in."""
+    with live_stacks(tmp_path, count=1) as (stack,):
+        yield stack
+
+
+@contextmanager
+def live_stacks(tmp_path: Path, *, count: int) -> Iterator[tuple[Stack, ...]]:
+    """Like live_stack, with `count` apps (as server processes would be) on one DB and broker."""
     settings = ServerSettings(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'loa.db'}",
@@ -37,12 +44,16 @@ def live_stack(tmp_path: Path) -> Iterator[Stack]:
     broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
     engine.dispose()
     try:
-        with TestClient(create_app(settings)) as client:
-            r = client.post(
-                "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-            )
-            r.raise_for_status()
-            headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
-            yield Stack(client=client, settings=settings, headers=headers)
+        with ExitStack() as apps:
+            stacks = []
+            for _ in range(count):
+                client = apps.enter_context(TestClient(create_app(settings)))
+                r = client.post(
+                    "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+                )
+                r.raise_for_status()
+                headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+                stacks.append(Stack(client=client, settings=settings, headers=headers))
+            yield tuple(stacks)
     finally:
         stop_broker(broker)

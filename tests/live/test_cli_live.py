@@ -207,7 +207,7 @@ def test_a_file_streams_in_real_time_and_ends_the_session(served: Served, tmp_pa
     assert took >= 1.8  # paced in real time, not pushed as fast as the socket takes it
     view = served.session(sid)
     assert view["state"] == "ended", view
-    assert view["end_reason"] == "the microphone ended the broadcast"
+    assert view["end_reason"] == "the file ended"  # not "the microphone" (issue 11)
     assert view["label"] == "thong-bao.wav"
     assert 95 <= _audio_frames(view) <= 103, view  # 2 s of 20 ms frames, none dropped
     assert view["frames_sent"] < 400, view
@@ -229,6 +229,7 @@ def test_raw_pcm_on_stdin_at_another_rate_is_resampled(served: Served, tmp_path:
     assert done.returncode == 0, (out, err)
     view = served.session(_session_id(out))
     assert view["state"] == "ended" and view["label"] == "line-in"
+    assert view["end_reason"] == "the piped audio ended"
     assert 95 <= _audio_frames(view) <= 103, view
     assert "2.0 s of audio sent" in err
 
@@ -264,7 +265,7 @@ def test_ctrl_c_stops_a_pipe_cleanly(served: Served) -> None:
     assert "stopping the broadcast" in err and "s of audio sent" in err
     view = served.session(sid)
     assert view["state"] == "ended"
-    assert view["end_reason"] == "the microphone ended the broadcast"
+    assert view["end_reason"] == "the sender stopped the broadcast"
 
 
 def test_a_session_the_server_ends_stops_the_client(served: Served, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def _server_link(broker: TestBroker) -> MqttLink:
     return MqttLink(
         client_id=f"loa-server-{uuid.uuid4().hex[:6]}",
         host=broker.host,
-        port=broker.port,
+        port=broker.server_port,
         username=SERVER_USERNAME,
         password=broker.server_password,
         on_message=lambda _t, _p: None,

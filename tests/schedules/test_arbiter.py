@@ -15,6 +15,7 @@ from schedules import (
     decide,
     fits_slot,
     latest_start,
+    rejoin_position,
     slot_end,
 )
 from tests.schedules.factories import item, utc
@@ -192,3 +193,27 @@ def test_at_equal_priority_the_suspended_item_goes_before_a_waiting_one() -> Non
     second = after_end(suspended=[], waiting=first.waiting, now=now, slot_grace=GRACE)
     assert second.start == early  # earlier planned start first
     assert second.waiting == (late,)
+
+
+def test_an_item_cut_by_a_restart_rejoins_in_step_while_some_of_it_is_left() -> None:
+    def rejoin(position_s: float, heard_after_s: float, now_after_s: float) -> float | None:
+        heard_at, now = T0 + timedelta(seconds=heard_after_s), T0 + timedelta(seconds=now_after_s)
+        return rejoin_position(
+            NORMAL_10_MIN, position_s=position_s, heard_at=heard_at, now=now, slot_grace=GRACE
+        )
+
+    assert rejoin(0, 0, 130.5) == 130.5  # the position it would have reached
+    assert rejoin(60, 100, 130) == 90  # a segment that began at 60 s (after a preemption)
+    assert rejoin(0, 0, 599.9) == pytest.approx(599.9)
+    assert rejoin(0, 0, 600) is None  # its audio would be over: nothing to play in step
+    assert rejoin(0, 0, 900) is None  # and its slot too
+    assert rejoin(0, 30, 20) == 0  # a clock step backwards never rewinds before the segment
+    # A segment that started late (it waited) would end past its slot: no rejoin.
+    late = T0 + timedelta(seconds=400)
+    now = late + timedelta(seconds=10)
+    assert (
+        rejoin_position(
+            NORMAL_10_MIN, position_s=0, heard_at=late, now=now, slot_grace=timedelta(0)
+        )
+        is None
+    )

@@ -21,11 +21,12 @@ def upgrade() -> None:
     # counted in the database so that every server process shares it.
     op.create_table('login_attempts',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('key', sa.String(length=400), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=False),  # sha256 of username + address
     sa.Column('at', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_login_attempts_key_at', 'login_attempts', ['key', 'at'])
+    op.create_index('ix_login_attempts_at', 'login_attempts', ['at'])  # prune by age
     # Live sessions of every server process: listed and stopped through any of them.
     op.create_table('live_sessions',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -41,5 +42,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('live_sessions')
+    op.drop_index('ix_login_attempts_at', table_name='login_attempts')
     op.drop_index('ix_login_attempts_key_at', table_name='login_attempts')
     op.drop_table('login_attempts')
