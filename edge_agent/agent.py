@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from audio.clock import Clock, SystemClock
 from audio.sinks import AudioSink
-from edge_agent import agent_version
+from edge_agent import agent_version, sdnotify
 from edge_agent.commands import (
     RECENT_COMMANDS,
     CommandRefused,
@@ -163,6 +163,8 @@ class Agent:
             asyncio.create_task(self._process_inbox()),
             asyncio.create_task(self._telemetry_loop()),
             asyncio.create_task(self._watch_refusals()),
+            # READY=1 now, then watchdog pings from this loop (nothing unless under systemd).
+            asyncio.create_task(sdnotify.serve(status=f"{self.device_id}: running")),
             *(asyncio.create_task(coro) for coro in self.runtime.coroutines()),
         ]
         stop_task = asyncio.create_task(self._stop.wait())

@@ -183,6 +183,61 @@ def fleet(
 
 
 @app.command()
+def install(
+    registration: Annotated[
+        Path,
+        typer.Option(
+            "--registration",
+            dir_okay=False,
+            help="the server's JSON answer to POST /api/v1/devices (or .../credentials)",
+        ),
+    ],
+    wheels: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheels",
+            file_okay=False,
+            help="directory with the loa wheel and its dependencies (pip installs offline)",
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            file_okay=False,
+            help="write every file under this directory and run no system command (print it)",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check and print every step; change nothing")
+    ] = False,
+    skip_audio_check: Annotated[
+        bool,
+        typer.Option("--skip-audio-check", help="do not look for the profile's sound card"),
+    ] = False,
+) -> None:
+    """Install this Pi as the registered device: user, venv, /etc/loa/agent.toml, CA, service.
+
+    Run as root on the Pi. It checks the firmware profile's sound card and mixer first and,
+    when they are missing, says what to fix and changes nothing. Exit code 2: fix and rerun.
+    """
+    from edge_agent.install import InstallError
+    from edge_agent.install import install as install_agent
+
+    try:
+        install_agent(
+            registration_file=registration,
+            wheels=wheels,
+            root=root,
+            dry_run=dry_run,
+            check_audio=not skip_audio_check,
+            say=typer.echo,
+        )
+    except InstallError as exc:
+        _fail(str(exc))
+
+
+@app.command()
 def profiles() -> None:
     """List the firmware profiles shipped with the agent (name, board, description)."""
     broken = False

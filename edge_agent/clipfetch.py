@@ -20,7 +20,7 @@ from audio.clock import Clock
 from edge_agent.clips import ClipCache
 from edge_agent.localdb import LocalDb
 from protocol import ClipRequest
-from protocol.clipchunk import Chunk, ChunkError, decode_chunk
+from protocol.clipchunk import CHUNK_SIZE, Chunk, ChunkError, decode_chunk
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,14 @@ class ClipFetcher:
         if topic_sha is not None and chunk.sha256 != topic_sha:
             self.stats.chunks_corrupt += 1
             log.warning("dropped a chunk of %s sent on %s's topic", chunk.sha256, topic_sha)
+            return
+        if (chunk.count - 1) * CHUNK_SIZE > self.cache.quota_bytes:
+            # A clip larger than the whole cache could never be kept; writing at its offset
+            # would only make a huge sparse file.
+            self.stats.chunks_corrupt += 1
+            log.warning(
+                "dropped a chunk of %s: %d chunks exceed the cache", chunk.sha256, chunk.count
+            )
             return
         sha = chunk.sha256
         if self.cache.ready(sha):

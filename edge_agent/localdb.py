@@ -300,10 +300,10 @@ class LocalDb:
                 (item_id, position_s, heard_at, item_id),
             )
 
-    def clear_on_air(self, item_id: str) -> None:
-        """The item stopped without an outcome (suspended): nothing of it is being heard."""
+    def clear_on_air(self, *, item_id: str, heard_at: float) -> None:
+        """That segment stopped without an outcome (suspended); a later one's row stays."""
         with self._tx(durable=True) as c:
-            c.execute("DELETE FROM on_air WHERE item_id = ?", (item_id,))
+            c.execute("DELETE FROM on_air WHERE item_id = ? AND heard_at = ?", (item_id, heard_at))
 
     def on_air(self) -> OnAir | None:
         """The segment that was being heard when the agent stopped, if any."""

@@ -81,6 +81,7 @@ class Segment:
     stop_reason: str = ""  # why it ended early ("preempted by ...", "removed ...")
     rejoined: bool = False  # placed in step after an agent restart cut the item
     actual_start_mono: float | None = None
+    heard_at: float | None = None  # server time of actual_start_mono, as reported on air
     end_mono: float | None = None
     error: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -162,8 +163,8 @@ class PlayLog(Protocol):
     async def on_air(self, item: PlaybackItem, *, position_s: float, at: float) -> None:
         """A segment is heard from server time `at`, `position_s` into the item (for a restart)."""
 
-    async def off_air(self, item: PlaybackItem) -> None:
-        """The item stopped without an outcome (suspended): a restart must not rejoin it."""
+    async def off_air(self, item: PlaybackItem, *, at: float) -> None:
+        """The segment heard from `at` stopped without an outcome (suspended): not to rejoin."""
 
 
 async def write_segment(

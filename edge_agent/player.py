@@ -472,7 +472,7 @@ class Player:
         item_id = seg.item.item_id
 
         def started(start: float) -> None:
-            heard = self.timebase.server_time(start)
+            heard = seg.heard_at = self.timebase.server_time(start)
             # Not awaited: a disk write must never make the sink run dry.
             if item_id not in self._first_start:
                 self._first_start[item_id] = heard
@@ -499,11 +499,9 @@ class Player:
             reason = "resumed after a preemption" if seg.position_s > 0 and not seg.rejoined else ""
             ended = ended or self.timebase.server_time(seg.stop_mono)
             await self._finish(PlayOutcome(item, "played", started, ended, reason))
-        else:  # suspended: a restart now must not pick it up as if it were still playing
-            try:
-                await self.play_log.off_air(item)
-            except Exception:
-                log.exception("could not record that %s was suspended", item.item_id)
+        elif seg.heard_at is not None:  # suspended: a restart must not pick it up
+            # Not awaited: the preempting segment is about to start on the sink.
+            self._spawn(self.play_log.off_air(item, at=seg.heard_at))
 
     async def _finish_suspended(self, stopped: Suspended, why: str) -> None:
         started = self._first_start.get(stopped.item.item_id)

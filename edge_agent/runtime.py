@@ -358,9 +358,9 @@ class PlayoutRuntime:
             self.db.mark_on_air, item_id=item.item_id, position_s=position_s, heard_at=at
         )
 
-    async def off_air(self, item: PlaybackItem) -> None:
+    async def off_air(self, item: PlaybackItem, *, at: float) -> None:
         """The item was suspended: a restart must not rejoin it as if it were playing."""
-        await asyncio.to_thread(self.db.clear_on_air, item.item_id)
+        await asyncio.to_thread(self.db.clear_on_air, item_id=item.item_id, heard_at=at)
 
     async def ignored(self, items: Sequence[PlaybackItem]) -> None:
         """Items over before this device held them: remembered so a restart skips them too."""

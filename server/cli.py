@@ -110,6 +110,8 @@ def broker(
         settings.mqtt_secret()
     except SettingsError as exc:
         _fail(str(exc))
+    if foreground:
+        _forget_stale_broker(settings)
     with session_scope(make_session_factory(make_engine(settings.db_url))) as db:
         conf = apply_broker_config(db, settings=settings)
     pid = running_pid(settings.broker_dir)
@@ -123,6 +125,18 @@ def broker(
         _fail(f"port {settings.mqtt_port} is taken by another broker; set LOA_MQTT_PORT")
     subprocess.run([binary, "-c", str(conf), "-d"], check=True)
     typer.echo(f"Mosquitto started on {settings.mqtt_bind_host}:{settings.mqtt_port} with {conf}")
+
+
+def _forget_stale_broker(settings: ServerSettings) -> None:
+    """Before a foreground start: refuse if a broker runs, else drop a pid file left by a crash."""
+    from server.broker.process import port_open, running_pid
+
+    pid = running_pid(settings.broker_dir)
+    if pid is not None and port_open(settings.mqtt_bind_host, settings.mqtt_port):
+        _fail(f"Mosquitto (pid {pid}) already runs on port {settings.mqtt_port}; stop it first")
+    # After a crash or a power cut the recorded pid may belong to another process by now:
+    # it must not get the reload's SIGHUP (the service manager stopped the old broker).
+    (settings.broker_dir / "mosquitto.pid").unlink(missing_ok=True)
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import partial
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -17,11 +18,15 @@ from server.access import policy
 from server.access.actor import Actor
 from server.access.reach import visible_user
 from server.audit import service as audit
+from server.audit.models import AuditEntry
 from server.bounds import MAX_ID
+from server.console.audit_text import audit_summary
 from server.console.catalogue import CATALOGUE
+from server.console.i18n import Translator, language_of
 from server.console.render import page
 from server.console.session import ConsoleActor
 from server.deps import SessionDep
+from server.devices.models import Device
 from server.orgs.models import OrgUnit
 from server.users.models import ROLES, AuthToken, User
 
@@ -113,6 +118,18 @@ def users_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLRes
     )
 
 
+def _device_names(db: Session, entries: list[AuditEntry]) -> dict[str, str]:
+    """uid -> name of the devices the entries' summaries mention (people know names)."""
+    ids = {
+        int(e.object_id)
+        for e in entries
+        if e.object_type == "device" and (e.object_id or "").isdigit()
+    }
+    if not ids:
+        return {}
+    return {d.uid: d.name for d in db.scalars(select(Device).where(Device.id.in_(ids)))}
+
+
 def _suffixes(prefix: str) -> frozenset[str]:
     """The values the catalogue has a label for under prefix (others are shown raw)."""
     return frozenset(k.removeprefix(prefix) for k in CATALOGUE if k.startswith(prefix))
@@ -189,6 +206,11 @@ def audit_page(
         start=start,
         end=end,
         users=users_in_reach(db, actor),
+        summary_of=partial(
+            audit_summary,
+            t=Translator(language_of(request)),
+            device_names=_device_names(db, entries),
+        ),
         labelled=_suffixes("audit.act."),
         object_types=_suffixes("audit.obj."),
     )

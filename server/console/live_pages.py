@@ -80,6 +80,13 @@ def live_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         active="live",
         groups=groups,
         zone_names={z.id: z.name for g in groups for z in g.zones},
+        device_names=dict(
+            db.execute(
+                select(Device.uid, Device.name)
+                .where(actor.org_clause(Device.org_unit_id))
+                .limit(5000)
+            ).all()
+        ),
         clips=rows,
         may_emergency=actor.may_run_emergency(),
     )

@@ -132,6 +132,16 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
     )
 
 
+# History notes the server itself writes (programmes.service), shown through the catalogue.
+SYSTEM_NOTES = {
+    "created": "prog.note.created",
+    "emergency, approved at creation": "prog.note.emergency_created",
+    "edited": "prog.note.edited",
+    "first playback": "prog.note.first_playback",
+    "last playback over": "prog.note.last_playback",
+}
+
+
 @router.get("/programmes/{programme_id}", response_class=HTMLResponse)
 def programme_page(
     request: Request,
@@ -155,6 +165,7 @@ def programme_page(
         active="programmes",
         p=programme,
         history=service.history(db, programme_id=programme.id),
+        system_notes=SYSTEM_NOTES,
         findings=findings,
         presets={p.rrule: p for p in PRESETS.values()},
         may_cancel=actor.may(policy.PROGRAMMES_CANCEL)

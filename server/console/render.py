@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from schedules import to_local_wall
+from schedules.rule_text import rule_text
 from server.access import policy
 from server.access.actor import Actor
 from server.access.deps import SESSION_COOKIE, csrf_token_for
@@ -38,6 +39,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["localtime"] = local_time
+    env.filters["rule_text"] = lambda rrule, lang="vi": rule_text(rrule or "", lang=lang)
     env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
     return env
 

@@ -182,6 +182,7 @@ class LiveService:
         self.owner = uuid.uuid4().hex  # this service's name in the registry table
         self._sync: asyncio.Task[None] | None = None
         self._stops: set[asyncio.Task[LiveSession]] = set()  # stops asked by other processes
+        self._writing = asyncio.Lock()  # one registry write at a time: the newest view wins
 
     # -- start / stop -----------------------------------------------------------------------
 
@@ -444,17 +445,18 @@ class LiveService:
 
     async def _save(self, sessions: Iterable[LiveSession]) -> None:
         """Write the sessions' rows; a database hiccup must not end a broadcast."""
-        entries = [s.entry() for s in sessions]
-        try:
-            await asyncio.to_thread(
-                registry.save,
-                self.session_factory,
-                owner=self.owner,
-                entries=entries,
-                now=self.server_time(),
-            )
-        except Exception:
-            log.exception("could not write %d live session(s) to the registry", len(entries))
+        async with self._writing:
+            entries = [s.entry() for s in sessions]  # taken in turn: never an older view last
+            try:
+                await asyncio.to_thread(
+                    registry.save,
+                    self.session_factory,
+                    owner=self.owner,
+                    entries=entries,
+                    now=self.server_time(),
+                )
+            except Exception:
+                log.exception("could not write %d live session(s) to the registry", len(entries))
 
     def _recent(self) -> tuple[LiveSession, ...]:
         """Sessions running or ended moments ago (whose devices may still answer)."""

@@ -6,6 +6,7 @@
   const form = document.getElementById("live-form");
   if (!form) return;
   const zoneNames = JSON.parse(document.getElementById("live-zone-names").textContent || "{}");
+  const deviceNames = JSON.parse(document.getElementById("live-device-names").textContent || "{}");
   const RATE = 48000;
   const CHUNK = RATE / 25; // 40 ms of audio per WebSocket message
   const API = "/api/v1/live";
@@ -309,6 +310,47 @@
     dl.append(dd);
   }
 
+  // The server and the devices word end reasons and details in English for logs and the
+  // API; the console shows the known ones through the catalogue, anything else as a
+  // technician's detail (a <code> element).
+  const REASONS = [
+    [/^the microphone ended the broadcast$/, "live.js.why.mic"],
+    [/^the file ended$/, "live.js.why.file"],
+    [/^the piped audio ended$/, "live.js.why.pipe"],
+    [/^the sender stopped the broadcast$/, "live.js.why.sender"],
+    [/^the clip finished$/, "live.js.why.clip"],
+    [/^the source ended$/, "live.js.why.source"],
+    [/^the server stopped$/, "live.js.why.server"],
+    [/^the server process running it stopped answering$/, "live.js.why.server"],
+    [/^stopped by (.+)$/, "live.js.why.stopped_by"],
+    [/^the duration limit of ([\d.]+) s was reached$/, "live.js.why.duration"],
+    [/^the microphone sent no audio for ([\d.]+) s$/, "live.js.why.idle"],
+    [/^frames played (\d+), concealed (\d+), late (\d+), dropped (\d+)$/, "live.js.why.frames"],
+    [/^joined \S+$/, "live.js.why.joined"],
+    [/^left$/, "live.js.why.left"],
+    [/^already playing this session$/, "live.js.why.joined"],
+    [/^not playing this session$/, "live.js.why.left"],
+  ];
+
+  function said(textIn) {
+    const value = textIn || "";
+    for (const [pattern, key] of REASONS) {
+      const found = value.match(pattern);
+      if (found) {
+        let out = Loa.t(key);
+        found.slice(1).forEach(function (part, i) { out = out.replace("{" + i + "}", part); });
+        return out;
+      }
+    }
+    return null;
+  }
+
+  function saidNode(textIn) {
+    const known = said(textIn);
+    if (known !== null || !textIn) return document.createTextNode(known || "–");
+    return text("code", "tech", textIn);
+  }
+
   function newCard(s) {
     const card = text("article", "live-session");
     card.dataset.id = s.id;
@@ -369,13 +411,14 @@
     card.querySelector(".stop").hidden = !running;
     const field = function (key) { return card.querySelector("[data-field=" + key + "]"); };
     const status = s.source_status || {};
-    field("source").textContent = Loa.t("live.js.src." + s.source) + (status.error ? " — " + status.error : "");
+    field("source").textContent = Loa.t("live.js.src." + s.source);
+    if (status.error) field("source").append(" — ", saidNode(status.error));
     field("started").textContent = new Date(s.started_at * 1000).toLocaleTimeString("vi-VN", {
       timeZone: "Asia/Ho_Chi_Minh",
     });
     field("listeners").textContent = s.listeners + " / " + s.targeted;
     field("frames").textContent = String(s.frames_sent);
-    field("reason").textContent = s.end_reason || "–";
+    field("reason").replaceChildren(saidNode(s.end_reason));
     const tbody = card.querySelector("tbody");
     tbody.textContent = "";
     s.devices.forEach(function (d) {
@@ -384,10 +427,10 @@
       tr.dataset.status = d.status;
       const badge = text("span", "badge dev-" + d.status, Loa.t("live.js.dev." + d.status));
       tr.append(
-        cell("live.js.device", d.uid),
+        cell("live.js.device", deviceNames[d.uid] || d.uid),
         cell("live.js.zone", zoneNames[d.zone_id] || "#" + d.zone_id),
         cell("live.js.status", badge),
-        cell("live.js.detail", d.detail || ""),
+        cell("live.js.detail", d.detail ? saidNode(d.detail) : ""),
       );
       tbody.append(tr);
     });

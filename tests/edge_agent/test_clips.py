@@ -286,3 +286,18 @@ def test_pinned_clips_stay_even_over_quota(
 
     asyncio.run(scenario())
     assert "more than the quota" in caplog.text
+
+
+def test_a_chunk_of_a_clip_larger_than_the_cache_is_dropped_unwritten(tmp_path: Path) -> None:
+    _data, sha = blob(100)
+    # Chunk 2**32 - 2 of 2**32 - 1: would be written 281 TB into a sparse file.
+    huge = Chunk(sha256=sha, index=2**32 - 2, count=2**32 - 1, data=b"x")
+
+    async def scenario() -> None:
+        async with fetching(tmp_path, quota=10 * CHUNK_SIZE) as rig:
+            rig.offer(huge)
+            await eventually(lambda: rig.fetcher.stats.chunks_corrupt == 1, what="the drop")
+            assert rig.fetcher.stats.chunks_dropped == 0  # refused before any write
+            assert rig.fetcher.download(sha) is None and files(tmp_path) == []
+
+    asyncio.run(scenario())

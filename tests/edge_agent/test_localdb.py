@@ -79,9 +79,10 @@ def test_the_segment_on_air_survives_a_restart_until_its_item_has_an_outcome(
     db.close()
     db = opened(tmp_path)
     assert db.on_air() == OnAir("a", 1.0, 102.0)
-    db.clear_on_air("b")  # someone else's: a stays
+    db.clear_on_air(item_id="b", heard_at=101.0)  # someone else's: a stays
+    db.clear_on_air(item_id="a", heard_at=100.0)  # an earlier segment's, written late
     assert db.on_air() == OnAir("a", 1.0, 102.0)
-    db.clear_on_air("a")  # suspended
+    db.clear_on_air(item_id="a", heard_at=102.0)  # suspended
     assert db.on_air() is None
     db.mark_on_air(item_id="a", position_s=2.0, heard_at=103.0)
     db.record_outcome(item_id="a", planned_start=1e9, event=event("a"))

@@ -56,8 +56,8 @@ class ListLog:
     async def on_air(self, it: PlaybackItem, *, position_s: float, at: float) -> None:
         self.aired.append((it.item_id, position_s, at))
 
-    async def off_air(self, it: PlaybackItem) -> None:
-        self.aired.append((it.item_id, None, None))
+    async def off_air(self, it: PlaybackItem, *, at: float) -> None:
+        self.aired.append((it.item_id, None, at))
 
     def of(self, item_id: str) -> PlayOutcome:
         found = [o for o in self.outcomes if o.item.item_id == item_id]

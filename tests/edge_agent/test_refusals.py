@@ -46,6 +46,11 @@ def test_a_command_that_never_expires_is_refused_in_its_ack(
             assert hw.actions("test_tone") == []
             assert agent.runtime.live.current is None
             assert len(obs.of(TopicKind.ACK)) == 4
+            # The count goes out with the next telemetry (a new interval sends one at once).
+            state = DesiredState(version=1, volume=50, telemetry_interval_s=60)
+            await obs.send(TopicKind.STATE, encode(state))
+            sample = await obs.wait_for(TopicKind.TELEMETRY, lambda m: m.rejected_messages)
+            assert sample.rejected_messages == 5
 
     run(scenario())
 

@@ -138,7 +138,7 @@ def test_a_rejoined_item_can_still_be_preempted_and_keeps_one_truthful_proof(
     assert rig.items_heard() == [("n@1", 0.5, 0), ("e@1", 1.5, RATE), ("n@1", 2.5, 2 * RATE)]
     assert rig.log.aired == [
         ("n@1", 2.5, START_WALL + 0.5),
-        ("n@1", None, None),  # suspended: a restart now must not pick it up
+        ("n@1", None, START_WALL + 0.5),  # suspended: a restart now must not pick it up
         ("e@1", 0.0, START_WALL + 1.5),
         ("n@1", 3.5, START_WALL + 2.5),
     ]

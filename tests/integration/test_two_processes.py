@@ -29,6 +29,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from protocol import (
     ClipRequest,
+    EventBatch,
+    PlayEvent,
     ScheduleMessage,
     TimeRequest,
     TopicKind,
@@ -46,6 +48,8 @@ from server.clips.storage import ClipStorage
 from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.settings import ServerSettings
+from server.users import service as users
+from tests.edge_agent.playfix import make_clip
 from tests.security.test_signin_limit import LIMIT, burst, evaluated
 from tests.server.conftest import BACKENDS
 from tests.server.stack import ADMIN_PASSWORD, database
@@ -217,10 +221,10 @@ class Device:
         self.client.disconnect()
 
 
-def _store_clip(cluster: Cluster, size: int) -> Clip:
+def _store_clip(cluster: Cluster, data: bytes) -> Clip:
     """A clip in the shared store and database, as the upload pipeline leaves it."""
-    data = os.urandom(size)
     sha = hashlib.sha256(data).hexdigest()
+    size = len(data)
     path = ClipStorage(cluster.settings.data_dir / "clips").dist_path(sha)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -265,7 +269,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         yield running
 
 
-def test_two_processes_plan_fan_out_and_answer_once(cluster: Cluster) -> None:
+def _commune(cluster: Cluster) -> tuple[int, int, str]:
+    """An org unit, a device registered through one process, its zone made through the other."""
     one, two = cluster.apis
     org = one.call("POST", "/org-units", {"name": "Xã Hai", "kind": "commune"}, expect=201)["id"]
     answer = two.call(
@@ -278,15 +283,22 @@ def test_two_processes_plan_fan_out_and_answer_once(cluster: Cluster) -> None:
         "POST", "/zones", {"org_unit_id": org, "name": "Thôn 1", "device_ids": [device_id]},
         expect=201,
     )["id"]  # fmt: skip
+    return int(org), int(zone), str(password)
+
+
+def test_two_processes_plan_fan_out_and_answer_once(cluster: Cluster) -> None:
+    one, two = cluster.apis
+    org, zone, password = _commune(cluster)
     with ExitStack() as stack:
         device = Device(
             cluster.settings.mqtt_port, "dev-two-01", password,
             [zone_clip_filter(zone), device_topic("dev-two-01", TopicKind.CLIP),
              device_topic("dev-two-01", TopicKind.SCHEDULE),
-             device_topic("dev-two-01", TopicKind.TIME_RESPONSE)],
+             device_topic("dev-two-01", TopicKind.TIME_RESPONSE),
+             device_topic("dev-two-01", TopicKind.EVENTS_ACK)],
         )  # fmt: skip
         stack.callback(device.close)
-        clip = _store_clip(cluster, 3 * CHUNK_SIZE + 100)
+        clip = _store_clip(cluster, os.urandom(3 * CHUNK_SIZE + 100))
         start = datetime.now(UTC) + timedelta(hours=2)
         body = {"org_unit_id": org, "title": "Tin", "clip_ids": [clip.id], "zone_ids": [zone],
                 "start": start.isoformat()}  # fmt: skip
@@ -317,9 +329,19 @@ def test_two_processes_plan_fan_out_and_answer_once(cluster: Cluster) -> None:
         device.publish(TopicKind.TIME_REQUEST, encode(TimeRequest(id="probe-1", t0=time.time())))
         answers = device_topic("dev-two-01", TopicKind.TIME_RESPONSE)
         _wait(lambda: len(device.on(answers)) >= 1, 15, "the time response")
+        played = time.time() - 60
+        event = PlayEvent(
+            seq=1, item_id="two@1", planned_start=played, actual_start=played,
+            ended_at=played + 5, outcome="played",
+        )  # fmt: skip
+        device.publish(TopicKind.EVENTS, encode(EventBatch(events=[event])))
+        acks = device_topic("dev-two-01", TopicKind.EVENTS_ACK)
+        _wait(lambda: len(device.on(acks)) >= 1, 15, "the events ack")
         time.sleep(SETTLE_S)
         assert [decode_chunk(p).index for p in device.on(own)] == [2], "chunk answered twice"
         assert len(device.on(answers)) == 1, "clock probe answered twice"
+        assert len(device.on(acks)) == 1, "events stored and acknowledged twice"
+        assert one.call("GET", "/plays", None)["total"] == 1
 
     # One planner: exactly one process leads, and only it ran planning passes.
     logs = [api.logged() for api in cluster.apis]
@@ -354,3 +376,63 @@ def test_the_sign_in_limit_holds_across_both_processes(cluster: Cluster) -> None
             timeout=60,
         )
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_a_live_session_started_through_one_process_is_stopped_through_the_other(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    one, two = cluster.apis
+    _org, zone, password = _commune(cluster)
+    clip = _store_clip(cluster, make_clip(tmp_path / "tone", seconds=60).data)
+    started = one.call(
+        "POST", "/live", {"source": "file", "clip_id": clip.id, "zone_ids": [zone]}, expect=201
+    )
+    device = Device(cluster.settings.mqtt_port, "dev-two-01", password, started["zone_topics"])
+    try:
+
+        def frames() -> int:
+            return sum(len(device.on(t)) for t in started["zone_topics"])
+
+        _wait(lambda: frames() > 0, 15, "live frames at the device")
+        listed = two.call("GET", "/live")
+        assert [(s["id"], s["state"]) for s in listed] == [(started["id"], "running")]
+        stopped = two.call("DELETE", f"/live/{started['id']}")
+        assert stopped["state"] == "ended", stopped
+        _wait(lambda: one.call("GET", "/live")[0]["state"] == "ended", 10, "the end at the owner")
+        time.sleep(1.0)  # frames already on the way
+        heard = frames()
+        time.sleep(2.0)
+        assert frames() == heard, "the owner kept sending after the stop through the other"
+    finally:
+        device.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_processes_starting_at_once_both_start(backend: str, tmp_path: Path) -> None:
+    """Each start creates the bootstrap admin if none exists: the slower one must not crash."""
+    with database(backend, tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        factory = make_session_factory(engine)
+        second: list[object] = []
+
+        def start_second() -> None:
+            try:
+                with session_scope(factory) as db:
+                    second.append(users.ensure_admin(db, password="another-password"))
+            except Exception as exc:  # noqa: BLE001 - the test reports what the start raised
+                second.append(exc)
+
+        try:
+            with session_scope(factory) as db:
+                assert users.ensure_admin(db, password=ADMIN_PASSWORD)
+                # The other process looks before this one commits, then waits on its insert.
+                thread = threading.Thread(target=start_second)
+                thread.start()
+                time.sleep(0.5)
+            thread.join(60)
+            assert second == [False]
+            with session_scope(factory) as db:
+                assert users.ensure_admin(db, password="third") is False
+        finally:
+            engine.dispose()

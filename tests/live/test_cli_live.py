@@ -300,7 +300,7 @@ def test_bad_credentials_and_targets_get_the_servers_reason(served: Served, tmp_
     assert result.exit_code == 1
     assert "error:" in result.stderr and "HTTP 401" in result.stderr, result.stderr
     result = _invoke(served, "--input", str(clip), "--zone", "987654")
-    assert result.exit_code == 1 and "No zone with id 987654" in result.stderr
+    assert result.exit_code == 1 and "Unknown zone id(s): 987654." in result.stderr
     result = _invoke(served, "--input", str(clip))
     assert result.exit_code == 1 and "--zone" in result.stderr
     result = _invoke(served, "--input", str(clip), "--zone", "1", "--server", "ftp://x")

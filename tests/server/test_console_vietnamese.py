@@ -6,12 +6,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from server.audit.models import AuditEntry
 from server.devices.models import Device
 from server.orgs.models import Zone
 from server.plays.models import PlayRecord
@@ -97,14 +97,27 @@ def _history(stack: Stack) -> dict[str, int]:
     assert c.post(f"/api/v1/programmes/{programme}/approve", headers=h).status_code == 200
     r = c.post("/api/v1/programmes", json={**body, "title": "Nháp thông báo"}, headers=editor)
     draft = int(r.json()["id"])
-    r = c.post(
-        f"/api/v1/devices/{device_id}/commands", json={"name": "test_tone"}, headers=h
-    )
+    r = c.post(f"/api/v1/devices/{device_id}/commands", json={"name": "test_tone"}, headers=h)
     assert r.status_code in (200, 201, 202), r.text
+    r = c.post(
+        "/api/v1/users",
+        json={
+            "username": "nguoimoi",
+            "password": PASSWORD,
+            "role": "viewer",
+            "org_unit_id": commune,
+        },
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
     now = datetime.now(UTC).replace(microsecond=0)
     with stack.session() as db:
         db.add_all(
             [
+                # What live.routes writes when a session starts (no live audio in this stack).
+                AuditEntry(action="live.start", object_type="live", object_id="1ad973bb601a",
+                           username="trucphat", org_unit_id=commune,
+                           summary="emergency live (file) to 6 devices"),
                 PlayRecord(device_id=device_id, seq=1, item_id="live:1ad973bb601a",
                            programme_id=None, priority="normal", planned_start=now,
                            actual_start=now, ended_at=now, outcome="played"),
@@ -122,7 +135,14 @@ USERS = [("admin", ADMIN_PASSWORD)] + [(u[0], PASSWORD) for u in DEMO_USERS]
 def test_every_page_is_in_vietnamese(demo: Demo, username: str, password: str) -> None:
     client = _sign_in(demo.stack, username, password)
     vocabulary = vietnamese_vocabulary(
-        ("Thông báo tiêm phòng", "Bản tin sáng", "Nháp thông báo", "thong-bao")
+        (
+            "Thông báo tiêm phòng",
+            "Bản tin sáng",
+            "Nháp thông báo",
+            "thong-bao",
+            "testclient",
+            "nguoimoi",
+        )
     )
     found: dict[str, list[str]] = {}
     for template in PAGES:

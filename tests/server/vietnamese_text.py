@@ -17,9 +17,16 @@ SHOWN_ATTRS = ("title", "placeholder", "aria-label", "alt", "data-label", "value
 ALLOWED = {
     "loa", "admin", "mic", "url", "http", "https", "csv", "xlsx", "json", "api", "mqtt",
     "mp3", "wav", "ogg", "opus", "m4a", "lufs", "dbtp", "db", "dbm", "kbps", "ms",
-    "cpu", "ip", "gpio", "alsa", "tts", "id", "sha", "pi", "raspberry", "sim",
+    "cpu", "ip", "gpio", "alsa", "tts", "id", "sha", "pi", "raspberry", "sim", "vi", "en",
 }  # fmt: skip
 WORD = re.compile(r"[^\W\d_]+")
+# Letters and digits together: "bao-ninh-01" is three runs, "live:1ad973bb601a" two.
+RUN = re.compile(r"[^\W_]+")
+
+
+# Elements whose text a reader does not get as console words: code, and device-reported
+# technical detail (<code class="tech">, the English a device or ffmpeg wrote).
+SKIPPED = ("script", "style", "template", "code")
 
 
 class _Visible(HTMLParser):
@@ -29,19 +36,17 @@ class _Visible(HTMLParser):
         self._skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style", "template"):
+        if tag in SKIPPED:
             self._skip += 1
-        hidden_input = tag == "input" and ("type", "hidden") in attrs
+        shown_button = tag == "input" and any(
+            a in attrs for a in (("type", "submit"), ("type", "button"))
+        )
         for name, value in attrs:
-            if value and name in SHOWN_ATTRS and not (hidden_input or tag == "option" and name == "value"):
-                if name == "value" and tag not in ("input", "button"):
-                    continue
-                if name == "value" and ("type", "submit") not in attrs and ("type", "button") not in attrs:
-                    continue
+            if value and name in SHOWN_ATTRS and (name != "value" or shown_button):
                 self.parts.append(value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style", "template") and self._skip:
+        if tag in SKIPPED and self._skip:
             self._skip -= 1
 
     def handle_data(self, data: str) -> None:
@@ -67,14 +72,11 @@ def vietnamese_vocabulary(extra: tuple[str, ...] = ()) -> set[str]:
 
 
 def english_words(text: str, *, vocabulary: set[str]) -> list[str]:
-    """ASCII words that are neither Vietnamese here nor on the allow-list (codes excluded)."""
+    """ASCII words that are neither Vietnamese here nor on the allow-list."""
     found = []
-    for token in re.findall(r"[\w.:/-]+", text):
-        if any(ch.isdigit() for ch in token) or "/" in token or "_" in token:
-            continue  # numbers, times, paths and codes are not words
-        for word in WORD.findall(token):
-            if not word.isascii() or len(word) < 2:
-                continue  # a word with Vietnamese letters is Vietnamese
-            if word.lower() not in vocabulary and word.lower() not in ALLOWED:
-                found.append(word)
+    for run in RUN.findall(text):
+        if any(ch.isdigit() for ch in run) or not run.isascii() or len(run) < 2:
+            continue  # numbers and codes are not words; Vietnamese letters are Vietnamese
+        if run.lower() not in vocabulary and run.lower() not in ALLOWED:
+            found.append(run)
     return found
