@@ -16,8 +16,8 @@ from edge_agent import agent_version
 from edge_agent.settings import DEFAULT_CONFIG_FILE, SettingsError, load_settings
 from firmware_profiles import ProfileError, available_profiles, load_profile
 
-# 2 = configuration a technician must fix; a service manager should not restart on it
-# (systemd: RestartPreventExitStatus=2).
+# 2 = configuration a technician must fix. deploy/loa-agent.service still restarts on it
+# (every 5 s): on a pole, a USB sound card that appears late must not leave the agent dead.
 CONFIG_EXIT_CODE = 2
 
 app = typer.Typer(

@@ -16,6 +16,11 @@ and a direction with more jitter biases it. If the intervals do not intersect (t
 clock stepped, or drift over the window exceeds the fastest round trip) the estimate falls
 back to the median offset of the fastest samples (the fastest quarter, at least three, of
 which those within twice the fastest delay + 1 ms), with half the fastest delay as error.
+
+Probing: a burst after each connect; then every `fast_interval_s` while the error bound is
+above `stable_error_s` (a jittery link needs more samples for the same bound), and every
+`interval_s` once it is below. A sample whose interval misses the current estimate's proves
+the offset moved (a clock step): the older samples are dropped and a burst follows.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ PROBE_TIMEOUT_S = 10.0
 BURST = 8  # probes right after a (re)connect, so the first estimate comes quickly
 BURST_GAP_S = 0.2
 NEAR_FASTEST_S = 0.001
+JUMP_MARGIN_S = 0.001  # drift allowance before a disagreeing sample counts as a clock step
+JUMP_BURST_EVERY_S = 60.0  # at most one step-triggered burst per minute
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class OffsetEstimator:
         self._samples.append(sample)
         return sample
 
+    def forget_before(self, at: float) -> None:
+        """Drop the samples taken before local time `at` (they predate a clock step)."""
+        while self._samples and self._samples[0].at < at:
+            self._samples.popleft()
+
     def estimate(self, now: float) -> ClockEstimate | None:
         """The current estimate from samples taken within the window, or None."""
         while self._samples and now - self._samples[0].at > self.window_s:
@@ -114,10 +126,16 @@ class ClockSync:
         send: Callable[[TimeRequest], bool],
         interval_s: float,
         window_s: float,
+        fast_interval_s: float | None = None,
+        stable_error_s: float = 0.0,
     ) -> None:
         self.clock = clock
         self._send = send
         self.interval_s = interval_s
+        self.fast_interval_s = min(interval_s, fast_interval_s or interval_s)
+        self.stable_error_s = stable_error_s
+        self._last_jump: float | None = None
+        self.jumps = 0
         self.estimator = OffsetEstimator(window_s=window_s)
         self._pending: dict[str, float] = {}  # probe id -> local monotonic send time
         self._estimate: ClockEstimate | None = None
@@ -174,6 +192,8 @@ class ClockSync:
             return
         self.answers += 1
         previous = self._estimate
+        if previous is not None and self._stepped(previous, sample):
+            self.estimator.forget_before(sample.at)
         self._estimate = self.estimator.estimate(received)
         if previous is None and self._estimate is not None:
             log.info(
@@ -181,6 +201,25 @@ class ClockSync:
                 self.offset_ms() or 0.0,
                 self._estimate.error * 1000,
             )
+
+    def _stepped(self, previous: ClockEstimate, sample: ClockSample) -> bool:
+        """True (and a burst is due) if the sample proves the offset moved since `previous`."""
+        gap = abs(sample.offset - previous.offset) - sample.delay / 2 - previous.error
+        if gap <= JUMP_MARGIN_S:
+            return False
+        self.jumps += 1
+        log.warning("clock: the offset moved by %+.1f ms; re-probing", gap * 1000)
+        if self._last_jump is None or sample.at - self._last_jump >= JUMP_BURST_EVERY_S:
+            self._last_jump = sample.at
+            self._burst.set()
+        return True
+
+    def next_gap(self) -> float:
+        """Seconds to the next regular probe: fast until the error bound is small enough."""
+        estimate = self.estimator.estimate(self.clock.monotonic())
+        if estimate is None or estimate.error > self.stable_error_s:
+            return self.fast_interval_s
+        return self.interval_s
 
     def probe(self) -> bool:
         """Send one probe; False if it could not be sent (not connected)."""
@@ -195,7 +234,7 @@ class ClockSync:
         return True
 
     async def run(self) -> None:
-        """Probe in a burst after each connect, then once per interval (until cancelled)."""
+        """Probe in a burst after each connect or step, then at `next_gap` (until cancelled)."""
         while True:
             if self._burst.is_set():
                 self._burst.clear()
@@ -208,7 +247,7 @@ class ClockSync:
                         break
             else:
                 self.probe()
-            deadline = self.clock.monotonic() + self.interval_s
+            deadline = self.clock.monotonic() + self.next_gap()
             sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
             waker = asyncio.ensure_future(self._burst.wait())
             try:

@@ -102,6 +102,8 @@ class PlayoutRuntime:
             send=self._send_time_request,
             interval_s=settings.clock_sync_interval_s,
             window_s=settings.clock_sync_window_s,
+            fast_interval_s=settings.clock_sync_fast_interval_s,
+            stable_error_s=settings.clock_sync_stable_error_ms / 1000,
         )
         self.outbox = Outbox(
             db=self.db,

@@ -55,6 +55,12 @@ class AgentSettings(BaseSettings):
     clip_retry_max_s: float = Field(default=300.0, gt=0, le=3600)
     clock_sync_interval_s: float = Field(default=30.0, gt=0, le=3600)
     clock_sync_window_s: float = Field(default=600.0, gt=0, le=86400)
+    clock_sync_fast_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="probe this often while the error is above"
+    )
+    clock_sync_stable_error_ms: float = Field(
+        default=0.25, ge=0, le=1000, description="error bound below which probing slows down"
+    )
     player_lead_s: float = Field(
         default=1.0, ge=0.1, le=30, description="how far ahead the player decides and decodes"
     )

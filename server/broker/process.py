@@ -138,7 +138,24 @@ def port_open(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now, nor on the next one.
+
+    The broker's server listener defaults to LOA_MQTT_PORT + 1, so a port chosen here for a
+    broker must leave its successor free too.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+            if port < 65535 and _bindable(host, port + 1):
+                return port
+    raise BrokerError("no two consecutive free TCP ports found")
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True

@@ -73,7 +73,7 @@ class FakeSystem:
         self._script(
             "amixer",
             f'f="{self.bin}/controls-$2"\n[ -f "$f" ] && exec cat "$f"\n'
-            'echo "amixer: Invalid card number \'$2\'." >&2\nexit 1\n',
+            "echo \"amixer: Invalid card number '$2'.\" >&2\nexit 1\n",
         )
         monkeypatch.setenv("PATH", f"{self.bin}{os.pathsep}{os.environ['PATH']}")
 
@@ -122,9 +122,7 @@ def install(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_root_mode_writes_the_tree_and_runs_no_command(
-    system: FakeSystem, tmp_path: Path
-) -> None:
+def test_root_mode_writes_the_tree_and_runs_no_command(system: FakeSystem, tmp_path: Path) -> None:
     system.sound(PI_CARDS + HIFIBERRY, {"sndrpihifiberry": HIFIBERRY_CONTROLS})
     reg = registration(tmp_path, profile="rpi3bplus-hifiberry-dac", ca_pem=CA_PEM)
     root, wheels = tmp_path / "root", wheel_dir(tmp_path)
@@ -219,7 +217,6 @@ def test_dry_run_checks_and_prints_but_changes_nothing(
     system.sound(PI_CARDS + USB, {"Device": "Simple mixer control 'Speaker',0\n"})
     reg = registration(tmp_path, profile="rpi4-usb-pa", ca_pem=CA_PEM)
     monkeypatch.chdir(tmp_path)
-    before = sorted(tmp_path.rglob("*"))
     code, output = install("--registration", str(reg), "--dry-run", "--wheels", "wheels-none")
     assert code == 2 and "no loa-*.whl in wheels-none" in output
     wheel_dir(tmp_path)

@@ -42,6 +42,7 @@ from protocol import (
 )
 from protocol.clipchunk import CHUNK_SIZE, decode_chunk
 from server.broker.process import free_port, start_broker, stop_broker
+from server.broker.render import write_atomic
 from server.broker.service import apply_broker_config
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
@@ -420,7 +421,7 @@ def test_two_processes_starting_at_once_both_start(backend: str, tmp_path: Path)
             try:
                 with session_scope(factory) as db:
                     second.append(users.ensure_admin(db, password="another-password"))
-            except Exception as exc:  # noqa: BLE001 - the test reports what the start raised
+            except Exception as exc:  # the test reports what the start raised
                 second.append(exc)
 
         try:
@@ -436,3 +437,26 @@ def test_two_processes_starting_at_once_both_start(backend: str, tmp_path: Path)
                 assert users.ensure_admin(db, password="third") is False
         finally:
             engine.dispose()
+
+
+def test_broker_files_written_by_two_processes_at_once_stay_whole(tmp_path: Path) -> None:
+    """Every server process regenerates the broker files on start and on device changes."""
+    target = tmp_path / "mosquitto" / "acl"
+    texts = [f"# writer {w}\n" + "topic read loa/v1/x\n" * 2000 for w in range(4)]
+    errors: list[BaseException] = []
+
+    def writer(text: str) -> None:
+        try:
+            for _ in range(150):
+                write_atomic(target, text)
+        except BaseException as exc:  # the test reports what a writer raised
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert target.read_text() in texts
+    assert sorted(p.name for p in target.parent.iterdir()) == ["acl"]  # no temporary file left

@@ -35,7 +35,7 @@ def _dashboard(api: Stack) -> str:
     finally:
         api.client.cookies.clear()
     assert r.status_code == 200, r.text[:300]
-    return r.text
+    return str(r.text)
 
 
 def _user(api: Stack, name: str, unit: int) -> dict[str, str]:

@@ -1,0 +1,94 @@
+"""Devices running the agent's real ClockSync loop on virtual time over a jittery network.
+
+Each device has its own true offset and its own one-way delays; the server answers at once.
+The estimate's error (estimate minus true offset) is sampled for every device at the same
+instants, so the skew between devices at an instant is the spread of their errors: what
+synchronised playout would show, before the output's own timing adds to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+from audio.clock import FakeClock
+from edge_agent.clocksync import ClockSync
+from protocol import TimeRequest, TimeResponse
+
+Delay = Callable[[], float]
+
+
+def live_bench_delay(rng: random.Random) -> float:
+    """bench/live.py's jitter profile: 30 ms plus exponential (mean 15 ms, capped 300 ms)."""
+    return 0.030 + min(rng.expovariate(1 / 0.015), 0.300)
+
+
+async def _simulate(
+    clock: FakeClock, devices: int, seconds: float, every_s: float, from_s: float,
+    rng: random.Random, sync_kwargs: dict[str, Any],
+) -> tuple[list[list[float]], list[int]]:  # fmt: skip
+    syncs: list[ClockSync] = []
+    truths: list[float] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    def device(truth: float) -> ClockSync:
+        def send(request: TimeRequest) -> bool:
+            up, down = live_bench_delay(rng), live_bench_delay(rng)
+            sent = clock.monotonic()
+
+            async def answer() -> None:
+                await clock.sleep_until(sent + up + down)
+                t1 = sent + up + truth
+                response = TimeResponse(id=request.id, t0=request.t0, t1=t1, t2=t1)
+                sync.on_response(response, received=clock.monotonic())
+
+            task = asyncio.ensure_future(answer())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            return True
+
+        sync = ClockSync(clock=clock, send=send, **sync_kwargs)
+        return sync
+
+    for _ in range(devices):
+        truth = 1_700_000_000.0 + rng.uniform(-2, 2)
+        truths.append(truth)
+        syncs.append(device(truth))
+    loops = []
+    for sync in syncs:
+        sync.connected()
+        loops.append(asyncio.ensure_future(sync.run()))
+    start = clock.monotonic()
+    errors: list[list[float]] = []
+    t = start + from_s
+    while t < start + seconds:
+        await clock.sleep_until(t)
+        row = []
+        for sync, truth in zip(syncs, truths, strict=True):
+            est = sync.estimate
+            row.append(float("nan") if est is None else est.offset - truth)
+        errors.append(row)
+        t += every_s
+    for task in [*loops, *pending]:
+        task.cancel()
+    await asyncio.gather(*loops, *pending, return_exceptions=True)
+    return errors, [s.probes_sent for s in syncs]
+
+
+def simulate(
+    *, devices: int = 10, seconds: float = 3600, every_s: float = 7.0, from_s: float = 60.0,
+    seed: int = 7, **sync_kwargs: Any,
+) -> tuple[list[list[float]], list[int]]:  # fmt: skip
+    """Per-instant estimate errors (s) of every device, and the probes each sent."""
+    clock = FakeClock(monotonic=1000.0)
+    rng = random.Random(seed)
+    return asyncio.run(
+        clock.run(_simulate(clock, devices, seconds, every_s, from_s, rng, sync_kwargs))
+    )
+
+
+def skews_ms(errors: list[list[float]]) -> list[float]:
+    """Spread (max - min) of the devices' errors at each instant, in ms."""
+    return [(max(row) - min(row)) * 1000 for row in errors]
