@@ -17,9 +17,9 @@ clock stepped, or drift over the window exceeds the fastest round trip) the esti
 back to the median offset of the fastest samples (the fastest quarter, at least three, of
 which those within twice the fastest delay + 1 ms), with half the fastest delay as error.
 
-Probing: a burst after each connect; then every `fast_interval_s` while the error bound is
-above `stable_error_s` (a jittery link needs more samples for the same bound), and every
-`interval_s` once it is below. A sample whose interval misses the current estimate's proves
+Probing: a burst after each connect; then every `fast_interval_s` while one more probe could
+still move the estimate by more than `stable_error_s` (a jittery link needs more samples for
+the same accuracy: see `OffsetEstimator.residual`), and every `interval_s` once it could not. A sample whose interval misses the current estimate's proves
 the offset moved (a clock step): the older samples are dropped and a burst follows.
 """
 
@@ -84,6 +84,18 @@ class OffsetEstimator:
         sample = ClockSample(at=t3, offset=((t1 - t0) + (t2 - t3)) / 2, delay=delay)
         self._samples.append(sample)
         return sample
+
+    def residual(self, now: float) -> float | None:
+        """About how much one more probe could still tighten the estimate (s), or None.
+
+        The spread of round trips (median - fastest) over the number of samples: the fastest
+        of n draws sits ~spread/n above the floor. A quiet LAN needs a few samples, a jittery
+        cell many; the error bound cannot say which, as it never drops below the floor."""
+        self.estimate(now)  # drops samples older than the window
+        if len(self._samples) < self.min_best:
+            return None
+        delays = [s.delay for s in self._samples]
+        return (statistics.median(delays) - min(delays)) / len(delays)
 
     def forget_before(self, at: float) -> None:
         """Drop the samples taken before local time `at` (they predate a clock step)."""
@@ -215,9 +227,9 @@ class ClockSync:
         return True
 
     def next_gap(self) -> float:
-        """Seconds to the next regular probe: fast until the error bound is small enough."""
-        estimate = self.estimator.estimate(self.clock.monotonic())
-        if estimate is None or estimate.error > self.stable_error_s:
+        """Seconds to the next regular probe: fast until more probes would barely help."""
+        residual = self.estimator.residual(self.clock.monotonic())
+        if residual is None or residual > self.stable_error_s:
             return self.fast_interval_s
         return self.interval_s
 

@@ -150,3 +150,21 @@ def test_schema_declares_one_error_model(contract_stack: Stack) -> None:
                 if code.startswith(("4", "5")):
                     ref = answer["content"]["application/json"]["schema"]["$ref"]
                     assert ref.endswith("/ErrorOut"), f"{method} {path} {code}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/api/v1/clips", "GET, POST"),  # two routes share the path
+        ("PUT", "/api/v1/clips/7", "GET, DELETE"),
+        ("GET", "/api/v1/clips/tts", "POST"),  # not an id: no GET /clips/{clip_id} here
+        ("PATCH", "/api/v1/users/me", "GET"),
+        ("PUT", "/healthz", "GET"),  # outside /api: the console's error page answers
+    ],
+)
+def test_405_names_every_allowed_method(
+    contract_stack: Stack, method: str, path: str, allow: str
+) -> None:
+    r = contract_stack.client.request(method, path, headers=contract_stack.headers)
+    assert r.status_code == 405
+    assert sorted(r.headers["allow"].split(", ")) == sorted(allow.split(", "))
