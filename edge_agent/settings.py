@@ -59,7 +59,7 @@ class AgentSettings(BaseSettings):
         default=5.0, gt=0, le=3600, description="probe this often while the error is above"
     )
     clock_sync_stable_error_ms: float = Field(
-        default=0.3, ge=0, le=1000, description="probe slowly once a probe gains less than this"
+        default=0.2, ge=0, le=1000, description="probe slowly once a probe gains less than this"
     )
     player_lead_s: float = Field(
         default=1.0, ge=0.1, le=30, description="how far ahead the player decides and decodes"

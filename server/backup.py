@@ -272,8 +272,10 @@ def _save_broker_persistence(broker_dir: Path) -> None:
 
 
 def _copy_if_present(src: Path, dest: Path) -> None:
+    if not src.is_file():
+        return  # e.g. no broker managed here: the manifest lists what is there
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # A clip deleted or a broker file not written yet: the manifest lists what is there.
+    # A clip deleted between the listing and the copy.
     with contextlib.suppress(FileNotFoundError):
         shutil.copy2(src, dest)
 

@@ -123,6 +123,8 @@ def broker(
         os.execv(binary, [binary, "-c", str(conf)])
     if port_open(settings.mqtt_bind_host, settings.mqtt_port):
         _fail(f"port {settings.mqtt_port} is taken by another broker; set LOA_MQTT_PORT")
+    if port_open("127.0.0.1", settings.server_mqtt_port):
+        _fail(f"port {settings.server_mqtt_port} is taken; set LOA_MQTT_SERVER_PORT")
     subprocess.run([binary, "-c", str(conf), "-d"], check=True)
     typer.echo(f"Mosquitto started on {settings.mqtt_bind_host}:{settings.mqtt_port} with {conf}")
 

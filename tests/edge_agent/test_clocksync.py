@@ -142,3 +142,46 @@ def test_nothing_is_sent_while_disconnected() -> None:
     clock = FakeClock()
     sync = ClockSync(clock=clock, send=lambda _r: False, interval_s=30, window_s=600)
     assert not sync.probe() and sync.probes_sent == 0
+
+
+def _answer_after(clock: FakeClock, sync: ClockSync, rtts: list[float]) -> None:
+    """Send one probe and answer it at once with the next symmetric round trip."""
+    sent: list[TimeRequest] = []
+    sync._send = lambda r: sent.append(r) or True  # type: ignore[method-assign,func-returns-value]
+    for rtt in rtts:
+        assert sync.probe()
+        t1 = clock.monotonic() + rtt / 2 + SERVER_AHEAD
+        clock.advance(rtt)
+        answer = TimeResponse(id=sent[-1].id, t0=sent[-1].t0, t1=t1, t2=t1)
+        sync.on_response(answer, received=clock.monotonic())
+        clock.advance(1.0)
+
+
+def test_probing_is_fast_on_a_jittery_link_and_slow_on_a_quiet_one() -> None:
+    clock = FakeClock()
+    kwargs = {"interval_s": 30, "window_s": 600, "fast_interval_s": 5, "stable_error_s": 0.0002}
+    quiet = ClockSync(clock=clock, send=lambda _r: True, **kwargs)  # type: ignore[arg-type]
+    assert quiet.next_gap() == 5  # nothing known yet
+    _answer_after(clock, quiet, [0.010 + 0.0001 * (k % 3) for k in range(8)])
+    assert quiet.next_gap() == 30  # round trips barely vary: more probes would not help
+    jittery = ClockSync(clock=clock, send=lambda _r: True, **kwargs)  # type: ignore[arg-type]
+    _answer_after(clock, jittery, [0.060 + 0.030 * (k % 4) for k in range(8)])
+    assert jittery.next_gap() == 5  # a 30 ms spread over 8 samples: keep probing
+
+
+def test_a_clock_step_drops_older_samples_and_triggers_a_burst() -> None:
+    clock = FakeClock()
+    sync = ClockSync(clock=clock, send=lambda _r: True, interval_s=30, window_s=600)
+    _answer_after(clock, sync, [0.020] * 5)
+    before = sync.estimate
+    assert before is not None and before.samples == 5 and not sync._burst.is_set()
+    global SERVER_AHEAD
+    saved, SERVER_AHEAD = SERVER_AHEAD, SERVER_AHEAD + 0.5  # the server clock steps 500 ms
+    try:
+        _answer_after(clock, sync, [0.020])
+    finally:
+        SERVER_AHEAD = saved
+    after = sync.estimate
+    assert after is not None and after.samples == 1  # only the post-step sample counts
+    assert after.offset == pytest.approx(before.offset + 0.5, abs=1e-6)
+    assert sync.jumps == 1 and sync._burst.is_set()

@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from server.app import create_app
+from server.backup import BackupError, write_backup
 from server.broker.process import free_port, start_broker, stop_broker
 from server.broker.service import apply_broker_config
 from server.clips.models import Clip as ClipRow
@@ -230,3 +231,15 @@ def test_the_database_round_trips_on_every_backend(kind: str, tmp_path: Path) ->
                      env=target)  # fmt: skip
         assert again.returncode == 2
         assert "not empty" in again.stderr or "exists" in again.stderr
+
+
+def test_without_pg_dump_a_postgresql_backup_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    settings = ServerSettings(
+        data_dir=tmp_path, database_url="postgresql+psycopg://loa:pw@127.0.0.1:1/loa"
+    )
+    with pytest.raises(BackupError, match="pg_dump is not on PATH: install the PostgreSQL client"):
+        write_backup(settings=settings, dest=tmp_path / "backup")
+    assert not (tmp_path / "backup" / "manifest.json").exists()
