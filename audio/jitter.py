@@ -6,10 +6,13 @@ device at `capture_n + playout_delay - output_latency` (server clock), so that i
 for the next chunk to write, where `now` is the server-clock instant at which the device will
 consume the first sample of that chunk. The buffer answers with audio aligned to the sample:
 
-* too early (first start, or the clock jumped back): silence up to the exact instant;
+* the first sample: exactly at its instant, whether early (silence up to it) or late (the
+  stream is entered that far in), so every device starts aligned;
+* off by more than `jump_s` (a few ms: the clock estimate moved, a stall, a sink that ran
+  dry): one step at once -- silence inserted when early, audio skipped when late;
 * slightly off (clock drift between the device's sample clock and the server clock):
-  one sample inserted or dropped at most every 10 ms, by averaging neighbours (inaudible);
-* far behind (clock jumped forward, a stall): skip ahead in the stream in one go.
+  one sample inserted or dropped at most every 10 ms, by averaging neighbours (inaudible).
+  Sliding is for drift only: at 2 ms/s a 30 ms error would take 15 s to close.
 
 A live receiver loops: `pcm = buffer.pull(now=server_now(sink.next_sample_monotonic()))`,
 then `await sink.write(pcm)`; the sink's pacing sets the rhythm.
@@ -74,6 +77,7 @@ class JitterBuffer:
         max_ahead_s: float = 10.0,
         tolerance_s: float = 0.0002,
         resync_s: float = 0.06,
+        jump_s: float = 0.003,
         correction_interval_s: float = 0.010,
     ) -> None:
         self.stats = JitterStats()
@@ -84,7 +88,8 @@ class JitterBuffer:
         self._lead_s = playout_delay_s - output_latency_s
         self._max_ahead = max(1, math.ceil(max_ahead_s / self._frame_s))
         self._tolerance_s = tolerance_s
-        self._resync_s = resync_s
+        self._resync_s = resync_s  # stamps further off the timeline than this are outliers
+        self._jump_s = jump_s
         self._max_corrections = max(1, round(self._frame_s / correction_interval_s))
         self._frames: dict[int, bytes] = {}
         self._highest_seq: int | None = None
@@ -135,7 +140,7 @@ class JitterBuffer:
             return silence(self._frame)  # nothing received yet
         error = now - self._due_time(seq, self._offset)
         self.error_s = error
-        if error < -self._resync_s or (not self._aligned and error * self._rate < -0.5):
+        if error < -self._jump_s or (not self._aligned and error * self._rate < -0.5):
             # Early: play silence exactly up to the instant the stream is due. Until then the
             # first frame is not chosen, so an earlier one arriving late can still lead.
             if self._aligned:
@@ -143,8 +148,9 @@ class JitterBuffer:
                 self._aligned = False
             return silence(min(self._frame, round(-error * self._rate)))
         self._seq = seq
-        if error > self._resync_s:
-            self.stats.resyncs += 1
+        if error > self._jump_s or (not self._aligned and error * self._rate > 0.5):
+            if self._aligned:
+                self.stats.resyncs += 1
             self._skip(round(error * self._rate))
             error = now - self._due_time(self._seq, self._offset)
             self.error_s = error

@@ -61,11 +61,6 @@ def duration_s(n_samples: int, sample_rate: int = SAMPLE_RATE) -> float:
     return n_samples / sample_rate
 
 
-def samples_for(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
-    """Whole number of samples nearest to `seconds`."""
-    return round(seconds * sample_rate)
-
-
 def clip_to_int16(samples: NDArray[np.floating] | NDArray[np.integer]) -> Pcm:
     """Round and clip any numeric samples into int16 (no wrap-around on overflow)."""
     return cast(Pcm, np.clip(np.rint(samples), _INT16_MIN, _INT16_MAX).astype(np.int16))

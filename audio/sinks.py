@@ -452,6 +452,78 @@ class ClockedFileSink(PacedSink):
                 resource.close()
 
 
+class RawSink(PacedSink):
+    """Raw s16le mono handed to a file or a FIFO as the device's sample clock plays it.
+
+    For devices that feed another process and for measuring from outside: a device task
+    consumes period by period in real time, so a reader sees each sample at most one period
+    after its instant. A FIFO is opened non-blocking: with no reader (or a slow one) the
+    audio is dropped and counted, the agent never blocks, and the next reader is picked up.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        clock: Clock,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        buffer_frames: int = 4800,
+        period_frames: int = 480,
+        output_latency_s: float = 0.0,
+    ) -> None:
+        super().__init__(
+            clock,
+            sample_rate=sample_rate,
+            buffer_frames=buffer_frames,
+            period_frames=period_frames,
+            output_latency_s=output_latency_s,
+        )
+        self._keeps_audio = True
+        self.path = Path(path)
+        self._raw: RawPcmOutput | None = None
+        self._device_task: asyncio.Task[None] | None = None
+        self._device_wakeup = asyncio.Event()
+
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes dropped because no reader was there or it fell behind."""
+        return self._raw.dropped_bytes if self._raw else 0
+
+    async def _open(self) -> None:
+        self._raw = RawPcmOutput(self.path)
+        self._device_task = asyncio.create_task(self._run_device())
+
+    async def _run_device(self) -> None:
+        """Consume period by period in real time while a segment runs."""
+        period_s = self.period_frames / self.sample_rate
+        try:
+            while not self._closed:
+                if not self._running:
+                    self._device_wakeup.clear()
+                    await self._device_wakeup.wait()
+                    continue
+                await self.clock.sleep_until(self.clock.monotonic() + period_s)
+                self._advance(self.clock.monotonic())
+        except Exception as exc:  # surfaced to the writer by _check_usable
+            self._failure = exc
+
+    def _on_played(self, chunk: Pcm) -> None:
+        assert self._raw is not None
+        self._raw.write(to_bytes(chunk))
+
+    def _on_segment_start(self, offset: int, device_time: float) -> None:
+        self._device_wakeup.set()
+
+    async def _close_output(self, *, drained: bool) -> None:
+        self._device_wakeup.set()
+        if self._device_task is not None:
+            self._device_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._device_task
+        if self._raw is not None:
+            self._raw.close()
+
+
 class AlsaSink(PacedSink):
     """A real ALSA output through `aplay` (alsa-utils), fed from the event loop without blocking.
 
@@ -566,5 +638,6 @@ __all__ = [
     "NullSink",
     "PacedSink",
     "Playout",
+    "RawSink",
     "SinkError",
 ]

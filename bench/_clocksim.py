@@ -84,6 +84,7 @@ def simulate(
     """Per-instant estimate errors (s) of every device, and the probes each sent."""
     clock = FakeClock(monotonic=1000.0)
     rng = random.Random(seed)
+    random.seed(seed)  # ClockSync jitters its burst gaps with the module's generator
     return asyncio.run(
         clock.run(_simulate(clock, devices, seconds, every_s, from_s, rng, sync_kwargs))
     )

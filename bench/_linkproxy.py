@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 READ_SIZE = 4096  # small reads, so the bandwidth cap paces data instead of letting bursts through
 
@@ -203,14 +204,14 @@ class LinkProxy:
         """Cut as soon as check() is true (e.g. some chunks of a clip have arrived)."""
 
         async def watch() -> None:
-            while not check():
+            while not check():  # noqa: ASYNC110 - a condition on counters, no event to wait on
                 await asyncio.sleep(poll_s)
             self.cut()
 
         return self._spawn(watch())
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

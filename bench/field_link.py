@@ -102,10 +102,10 @@ async def fleet(
     server.egress = 0  # type: ignore[attr-defined]
     publish_wait = server.link.publish_wait
 
-    async def counting(out: Outgoing) -> None:
-        if "/clip" in out.topic:
-            server.egress += len(out.payload)  # type: ignore[attr-defined]
-        await publish_wait(out)
+    async def counting(msg: Outgoing, *, timeout: float = 10.0) -> None:
+        if "/clip" in msg.topic:
+            server.egress += len(msg.payload)  # type: ignore[attr-defined]
+        await publish_wait(msg, timeout=timeout)
 
     server.link.publish_wait = counting  # type: ignore[method-assign]
     await server.start()
@@ -130,7 +130,8 @@ async def clip_scenario(broker: TestBroker, work: Path, quick: bool) -> dict[str
     clip = random_clip(size)
     async with fleet(broker, n, profile, work) as (agents, _proxies, server):
         for a in agents:
-            await server.publish_schedule(document(a.device_id, 1, [item("c@1", at(86400), [clip])]))  # fmt: skip
+            doc = document(a.device_id, 1, [item("c@1", at(86400), [clip])])
+            await server.publish_schedule(doc)
         await eventually(lambda: all(a.runtime.schedule_version == 1 for a in agents), 120, "docs")
         began = time.monotonic()
         done: dict[str, float] = {}
@@ -158,7 +159,10 @@ async def clip_scenario(broker: TestBroker, work: Path, quick: bool) -> dict[str
 async def catchup_scenario(broker: TestBroker, work: Path, quick: bool) -> dict[str, Any]:
     """Scenario 2."""
     profile = QUICK if quick else BAD_4G
-    clips = [random_clip(64 * 1024 if quick else 512 * 1024) for _ in range(4)]
+    # Real Opus (the offline items are played): a short one to play, then 3 more to fetch.
+    seconds = 4 if quick else 60  # ~24 kB or ~360 kB each
+    clips = [make_clip(work / "clips", seconds=4 if k == 0 else seconds, freq=300 + 100 * k)
+             for k in range(4)]  # fmt: skip
     async with fleet(broker, 1, profile, work, event_resend_s=5, clip_holdoff_s=2) as (
         [agent], [proxy], server,
     ):  # fmt: skip
@@ -171,7 +175,7 @@ async def catchup_scenario(broker: TestBroker, work: Path, quick: bool) -> dict[
 
         agent.runtime.db.save_schedule = recording  # type: ignore[method-assign]
         uid = agent.device_id
-        offline = [item(f"o@{k}", at(8 + 2 * k), [clips[0]]) for k in range(3)]
+        offline = [item(f"o@{k}", at(8 + 5 * k), [clips[0]]) for k in range(3)]
         await server.publish_schedule(document(uid, 1, offline))
         await server.publish_zone_clip(ZONE, clips[0])
         await eventually(lambda: agent.runtime.cache.ready(clips[0].sha256), 120, "first clip")
@@ -211,7 +215,8 @@ async def starts_scenario(broker: TestBroker, work: Path, quick: bool) -> dict[s
     clip = make_clip(work / "clip", seconds=2)  # a real Opus file: the player decodes it
     async with fleet(broker, n, profile, work) as (agents, _proxies, server):
         for a in agents:
-            await server.publish_schedule(document(a.device_id, 1, [item("w@1", at(86400), [clip])]))  # fmt: skip
+            doc = document(a.device_id, 1, [item("w@1", at(86400), [clip])])
+            await server.publish_schedule(doc)
         await server.publish_zone_clip(ZONE, clip)
         await eventually(lambda: all(a.runtime.cache.ready(clip.sha256) for a in agents), 300)
         await asyncio.sleep(20)  # clock probes over the link: the burst and a few more

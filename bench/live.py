@@ -48,13 +48,13 @@ from audio.clock import SystemClock  # noqa: E402
 from audio.signals import make_marker, marker_track  # noqa: E402
 from edge_agent.clocksync import OffsetEstimator  # noqa: E402
 from edge_agent.live import LiveProof  # noqa: E402
+from loa_testkit.brokerfix import TestBroker  # noqa: E402
+from loa_testkit.livesim import Recording, SimListener, heard_times, skews, summary_ms  # noqa: E402
 from protocol import SERVER_USERNAME, LiveJoin, live_topic, parse_live_topic  # noqa: E402
 from protocol.mqtt_client import MqttLink  # noqa: E402
 from server.broker.process import free_port  # noqa: E402
 from server.live.buffer import PcmQueue  # noqa: E402
 from server.live.publisher import FramePublisher, command_out  # noqa: E402
-from tests.brokerfix import TestBroker  # noqa: E402
-from tests.live.sim import Recording, SimListener, heard_times, skews, summary_ms  # noqa: E402
 
 DELAY_MS = 500
 # The agent's defaults (600 s window, a probe every 30 s, 8 more after each connect) keep ~28

@@ -1,7 +1,7 @@
 """Start accuracy of scheduled playout: N simulated agents, one programme starting in 5 s.
 
 One process runs a local Mosquitto, N `--sim` agents (fleet-style, one event loop, a
-ClockedFileSink each) and a stand-in for the server (tests/edge_agent/playfix.ServerDouble:
+ClockedFileSink each) and a stand-in for the server (loa_testkit/playfix.ServerDouble:
 a server-account client that answers clock probes and clip requests, publishes the
 desired states, the zone clip and the schedules, and acknowledges proof of play). The
 error of each agent is its file sink's recorded start (server time) minus the planned
@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from edge_agent.fleet import Fleet, FleetCredential  # noqa: E402
 from edge_agent.output import sim_timing_path  # noqa: E402
+from loa_testkit.brokerfix import TestBroker  # noqa: E402
+from loa_testkit.playfix import ServerDouble, at, document, item, make_clip  # noqa: E402
 from protocol import DesiredState, TopicKind, encode  # noqa: E402
 from server.broker.process import free_port  # noqa: E402
 from server.broker.render import BrokerAccount, mosquitto_hash  # noqa: E402
-from tests.brokerfix import TestBroker  # noqa: E402
-from tests.edge_agent.playfix import ServerDouble, at, document, item, make_clip  # noqa: E402
 
 ZONE = 1
 CLIP_SECONDS = 3.0

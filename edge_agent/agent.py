@@ -48,6 +48,7 @@ from protocol import (
     encode,
 )
 from protocol.mqtt_client import MqttLink, Outgoing, PublishError
+from protocol.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Agent:
             min_backoff=settings.min_backoff_s,
             max_backoff=settings.max_backoff_s,
             connect_timeout=settings.connect_timeout_s,
+            tls=client_context(settings.tls_ca_file) if settings.tls else None,
+            clock_wait=settings.clock_wait_s,
         )
         for kind in (TopicKind.STATE, TopicKind.COMMAND):
             self.link.subscribe(self._topics[kind], SPECS[kind].qos)
@@ -126,7 +129,11 @@ class Agent:
             clock=self.timing_clock,
             open_sink=open_sink
             or make_sink_factory(
-                profile=profile, data_dir=settings.state_dir, sim=sim, clock=self.timing_clock
+                profile=profile,
+                data_dir=settings.state_dir,
+                sim=sim,
+                clock=self.timing_clock,
+                output=settings.audio_output,
             ),
             desired_volume=lambda: (self._capped(self.held.volume), self.held.muted),
             set_volume=self._set_player_volume,
@@ -487,6 +494,7 @@ class Agent:
             return
         estimate = self.runtime.sync.estimate
         offset_ms = self.runtime.sync.offset_ms()
+        refused = self.link.tls_refusals
         try:
             message = Telemetry(
                 **vars(sample),
@@ -497,6 +505,8 @@ class Agent:
                 rejected_messages=sum(self.rejected.values()),
                 clock_offset_ms=None if offset_ms is None else round(offset_ms, 3),
                 clock_error_ms=None if estimate is None else round(estimate.error * 1000, 3),
+                tls_refusals=self.link.tls_refusal_count or None,
+                tls_refused=refused[-1].summary() if refused else None,
             )
         except ValidationError as exc:
             log.warning("%s: telemetry sample out of range, not sent: %s", self.device_id, exc)

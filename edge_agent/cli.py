@@ -111,6 +111,11 @@ def run(
     except SettingsError as exc:
         _fail(str(exc))
     _configure_logging(settings.log_level)
+    if settings.tls and settings.tls_ca_file is not None and not settings.tls_ca_file.is_file():
+        _fail(
+            f"tls_ca_file {settings.tls_ca_file} does not exist: save the server's "
+            "GET /api/v1/broker/ca.pem there"
+        )
     try:
         profile = load_profile(settings.profile_name)
     except ProfileError as exc:

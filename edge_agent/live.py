@@ -22,7 +22,6 @@ from typing import Any, NamedTuple, Protocol
 
 from audio.clock import Clock
 from audio.jitter import Arrival, JitterBuffer
-from audio.opus import OpusDecoder
 from audio.sinks import AudioSink, SinkError
 from protocol import Ack, LiveJoin, LiveLeave, LivePriority, TopicError, parse_live_topic
 from protocol.liveframe import FrameError, decode_frame
@@ -297,6 +296,9 @@ class LiveReceiver:
     # -- playout --------------------------------------------------------------------------
 
     async def _start(self, join: LiveJoin) -> None:
+        # PyAV (~20 MB resident) loads with the first live session, not at idle.
+        from audio.opus import OpusDecoder
+
         decoder = OpusDecoder()
         buffer = JitterBuffer(
             decode=decoder.decode,

@@ -1,4 +1,9 @@
-"""Which audio sink an agent plays into: a recording file sink (--sim) or ALSA."""
+"""Which audio sink an agent plays into: a recording file sink (--sim), ALSA or raw PCM.
+
+The `audio_output` setting overrides the profile: `sim` (the recorder), `alsa:<device>`, or
+`raw:<path>` (s16le mono 48 kHz written as the sample clock plays it; the path may be a FIFO
+another process reads, e.g. to measure from outside).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from audio.clock import Clock
-from audio.sinks import AlsaSink, AudioSink, ClockedFileSink
+from audio.sinks import AlsaSink, AudioSink, ClockedFileSink, RawSink
 from firmware_profiles import FirmwareProfile
 
 SIM_DIR = "sim"
@@ -18,13 +23,41 @@ class OutputError(Exception):
     """The profile does not say where audio goes."""
 
 
+def parse_output(value: str) -> tuple[str, str]:
+    """("sim", ""), ("alsa", device) or ("raw", path) from an audio_output setting."""
+    kind, _, target = value.partition(":")
+    if value == "sim":
+        return "sim", ""
+    if kind in ("alsa", "raw") and target:
+        return kind, target
+    raise OutputError(f"audio output {value!r} is not one of 'sim', 'alsa:<device>', 'raw:<path>'")
+
+
 def make_sink_factory(
-    *, profile: FirmwareProfile, data_dir: Path, sim: bool, clock: Clock
+    *,
+    profile: FirmwareProfile,
+    data_dir: Path,
+    sim: bool,
+    clock: Clock,
+    output: str | None = None,
 ) -> Callable[[], AudioSink]:
-    """A function opening the agent's sink: ClockedFileSink under data_dir/sim, else ALSA."""
+    """A function opening the agent's sink: `output` if set, else the recorder or ALSA."""
     audio = profile.audio
     latency_s = audio.output_latency_ms / 1000
-    if sim or profile.simulated:
+    kind, target = parse_output(output) if output else ("", "")
+    if kind == "raw":
+
+        def raw_sink() -> AudioSink:
+            return RawSink(
+                Path(target),
+                clock,
+                buffer_frames=audio.buffer_frames,
+                period_frames=audio.period_frames,
+                output_latency_s=latency_s,
+            )
+
+        return raw_sink
+    if kind == "sim" or (not kind and (sim or profile.simulated)):
         out = data_dir / SIM_DIR
 
         def file_sink() -> AudioSink:
@@ -39,7 +72,7 @@ def make_sink_factory(
             )
 
         return file_sink
-    device = audio.alsa_device
+    device = target or audio.alsa_device
     if device is None:
         raise OutputError(f"profile {profile.name} has no audio.alsa_device to play into")
 

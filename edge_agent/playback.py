@@ -18,7 +18,6 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from audio.decode import iter_pcm_frames
 from audio.pcm import FRAME_SAMPLES, Pcm, silence
 from audio.sinks import AudioSink
 from schedules import PlaybackItem
@@ -44,6 +43,9 @@ class ClipReader:
             if self._frames is None:
                 if not self._paths:
                     return None
+                # PyAV (~20 MB resident) loads with the first clip played, not at idle.
+                from audio.decode import iter_pcm_frames
+
                 self._frames = iter_pcm_frames(self._paths.pop(0), FRAME_SAMPLES, pad_last=False)
             frame = next(self._frames, None)
             if frame is not None:

@@ -38,6 +38,11 @@ class AgentSettings(BaseSettings):
         default=None, description="profile name (loa-agent profiles) or a YAML file path"
     )
     data_dir: Path | None = Field(default=None, description="defaults to ./var/agent/<device_id>")
+    audio_output: str | None = Field(
+        default=None,
+        pattern=r"^(sim|alsa:.+|raw:.+)$",
+        description="'sim', 'alsa:<device>' or 'raw:<path>' (file or FIFO); default: the profile",
+    )
     keepalive_s: int = Field(default=15, ge=2, le=600)
     telemetry_interval_s: float = Field(
         default=30, ge=1, le=3600, description="until a desired state from the server sets it"
@@ -45,6 +50,13 @@ class AgentSettings(BaseSettings):
     min_backoff_s: float = Field(default=1.0, gt=0, le=600)
     max_backoff_s: float = Field(default=60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    tls: bool = Field(default=False, description="connect over TLS, verifying the broker")
+    tls_ca_file: Path | None = Field(
+        default=None, description="the CA the broker's certificate must chain to (ca.pem)"
+    )
+    clock_wait_s: float = Field(
+        default=300.0, gt=0, le=86400, description="retry a not-yet-valid certificate after this"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     clip_quota_mb: float = Field(
         default=2048, gt=0, description="disk for clips; unpinned ones are evicted beyond it"

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from protocol.tls import TlsRefusal, refusal
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class MqttLink:
         min_backoff: float = 1.0,
         max_backoff: float = 60.0,
         connect_timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+        clock_wait: float = 300.0,
     ) -> None:
         self.client_id = client_id
         self.host, self.port, self.keepalive = host, port, keepalive
@@ -68,6 +74,12 @@ class MqttLink:
         self._connect_timeout = connect_timeout
         self.conn_id = ""  # new for every connection; births and wills carry it
         self.refused_reason: str | None = None
+        # Broker certificates refused since start (kept for telemetry: a man in the middle
+        # is reported once the device reaches the right broker).
+        self.tls_refusals: list[TlsRefusal] = []  # the last ten
+        self.tls_refusal_count = 0
+        self._clock_wait = clock_wait
+        self._clock_suspect = False
         self.connects = 0
         self.connected = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,6 +97,9 @@ class MqttLink:
             protocol=mqtt.MQTTv5,
         )
         c.username_pw_set(username, password)
+        if tls is not None:
+            c.tls_set_context(tls)
+            c.connect_timeout = connect_timeout  # the TLS handshake's own timeout
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -147,6 +162,9 @@ class MqttLink:
                     await self._lost.wait()
                 if self._stopping:
                     break
+                if self._clock_suspect:
+                    await self._wait_for_clock()
+                    continue
                 # Full jitter keeps a thousand clusters from reconnecting in lockstep
                 # after the broker comes back.
                 delay = random.uniform(backoff / 2, backoff)
@@ -182,10 +200,16 @@ class MqttLink:
             self._client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 0
+        self._clock_suspect = False
         try:
-            # connect() resolves the name and opens the TCP socket: blocking, so a thread.
+            # connect() resolves the name, opens the socket and does the TLS handshake:
+            # blocking, so a thread.
             await loop.run_in_executor(None, self._blocking_connect, props)
             code = await asyncio.wait_for(asyncio.shield(self._connack), self._connect_timeout)
+        except ssl.SSLCertVerificationError as exc:
+            self._refuse_certificate(exc)
+            self._client.disconnect()
+            return False
         except (OSError, TimeoutError) as exc:
             log.warning(
                 "%s: cannot reach MQTT broker %s:%s (%s); check the link and the broker",
@@ -208,6 +232,31 @@ class MqttLink:
             await self._lost.wait()
             return False
         return True
+
+    def _refuse_certificate(self, exc: ssl.SSLCertVerificationError) -> None:
+        r = refusal(exc, host=self.host, port=self.port)
+        self._clock_suspect = r.clock_suspect
+        if not r.clock_suspect:
+            self.tls_refusals = [*self.tls_refusals[-9:], r]
+            self.tls_refusal_count += 1
+        log.error(
+            "%s: refusing MQTT broker %s:%s: %s", self.client_id, self.host, self.port, r.reason
+        )
+
+    async def _wait_for_clock(self) -> None:
+        """Sleep clock_wait, or less if the wall clock jumps (time sync): no TLS retry storm."""
+        log.warning(
+            "%s: retrying the broker in %.0fs, or as soon as the clock is set",
+            self.client_id,
+            self._clock_wait,
+        )
+        skew = time.time() - time.monotonic()
+        deadline = time.monotonic() + self._clock_wait
+        while not self._stopping and time.monotonic() < deadline:
+            await asyncio.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))
+            if abs(time.time() - time.monotonic() - skew) > 60:
+                log.info("%s: the clock was set; retrying the broker now", self.client_id)
+                return
 
     def _blocking_connect(self, props: Properties) -> None:
         self._client.connect(
@@ -277,7 +326,21 @@ class MqttLink:
 
     def _add_reader(self, client: mqtt.Client, sock: Any) -> None:
         if self._loop is not None and sock.fileno() >= 0:
-            self._loop.add_reader(sock, client.loop_read)
+            self._loop.add_reader(sock, self._read, client, sock)
+
+    def _read(self, client: mqtt.Client, sock: Any) -> None:
+        client.loop_read()
+        # Over TLS, bytes already decrypted into the SSL buffer never make the socket
+        # readable again: read on while any are pending.
+        if not isinstance(sock, ssl.SSLSocket):
+            return
+        tls_sock: ssl.SSLSocket = sock
+        for _ in range(10_000):
+            if client.socket() is not tls_sock or tls_sock.fileno() < 0:
+                break
+            if not tls_sock.pending():
+                break
+            client.loop_read()
 
     def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
         self._in_loop(self._remove_fd, sock)

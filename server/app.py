@@ -14,6 +14,7 @@ from sqlalchemy import text
 from server import errors, openapi
 from server.access.ratelimit import LoginLimiter
 from server.audit.routes import router as audit_router
+from server.broker.routes import router as broker_router
 from server.broker.service import apply_broker_config
 from server.clips.routes import router as clips_router
 from server.console.routes import install_console
@@ -116,6 +117,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(reports_router)
     api.include_router(audit_router)
     api.include_router(live_router)
+    api.include_router(broker_router)
     app.include_router(api)
     install_console(app)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +46,15 @@ def migrate() -> None:
 @app.command()
 def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="serve HTTPS with this certificate (PEM, full chain)")
+    ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="the certificate's private key")] = None,
 ) -> None:
-    """Run the HTTP API and the MQTT bridge (LOA_HTTP_HOST:LOA_HTTP_PORT)."""
+    """Run the HTTP API and the MQTT bridge (LOA_HTTP_HOST:LOA_HTTP_PORT).
+
+    HTTPS: --ssl-certfile and --ssl-keyfile, or a reverse proxy (deploy/Caddyfile).
+    """
     import uvicorn
 
     from server.app import create_app
@@ -59,19 +65,33 @@ def serve(
         settings.admin_secret()
     except SettingsError as exc:
         _fail(str(exc))
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        _fail("give both --ssl-certfile and --ssl-keyfile, or neither")
+    for path in (ssl_certfile, ssl_keyfile):
+        if path is not None and not path.is_file():
+            _fail(f"{path} does not exist")
     if migrate_first:
         migrate()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    from server.logs import configure_logging
+
+    configure_logging()  # LOA_LOG_LEVEL; the planner's 15 s scheduler ticks only at DEBUG
+    server = uvicorn.Server(
+        http_config(
+            create_app(settings), settings, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
+        )
     )
-    server = uvicorn.Server(http_config(create_app(settings), settings))
     server.run()
     if not server.started:
         sys.exit(3)  # as uvicorn.run does: the app did not start (port taken, lifespan failed)
 
 
 def http_config(
-    asgi_app: Any, settings: ServerSettings, *, log_level: str = "info"
+    asgi_app: Any,
+    settings: ServerSettings,
+    *,
+    log_level: str = "info",
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
 ) -> uvicorn.Config:
     """uvicorn's settings for `serve` (a uvicorn.Config; tests serve the app the same way)."""
     import uvicorn
@@ -85,6 +105,8 @@ def http_config(
         # default FORWARDED_ALLOW_IPS), so any local client could pick its own address;
         # client_ip() believes the header from LOA_TRUSTED_PROXIES only.
         proxy_headers=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
 
 
@@ -101,6 +123,7 @@ def broker(
     """
     import os
 
+    from server.broker.pki import PkiError
     from server.broker.process import find_mosquitto, port_open, running_pid
     from server.broker.service import apply_broker_config
     from server.db import make_engine, make_session_factory, session_scope
@@ -113,7 +136,10 @@ def broker(
     if foreground:
         _forget_stale_broker(settings)
     with session_scope(make_session_factory(make_engine(settings.db_url))) as db:
-        conf = apply_broker_config(db, settings=settings)
+        try:
+            conf = apply_broker_config(db, settings=settings)
+        except PkiError as exc:
+            _fail(str(exc))
     pid = running_pid(settings.broker_dir)
     if pid is not None:
         typer.echo(f"Mosquitto (pid {pid}) reloaded {conf}")
@@ -125,8 +151,15 @@ def broker(
         _fail(f"port {settings.mqtt_port} is taken by another broker; set LOA_MQTT_PORT")
     if port_open("127.0.0.1", settings.server_mqtt_port):
         _fail(f"port {settings.server_mqtt_port} is taken; set LOA_MQTT_SERVER_PORT")
+    if settings.mqtt_tls_port and port_open("127.0.0.1", settings.mqtt_tls_port):
+        _fail(f"port {settings.mqtt_tls_port} is taken; set LOA_MQTT_TLS_PORT")
     subprocess.run([binary, "-c", str(conf), "-d"], check=True)
     typer.echo(f"Mosquitto started on {settings.mqtt_bind_host}:{settings.mqtt_port} with {conf}")
+    if settings.mqtt_tls_port:
+        typer.echo(
+            f"devices: TLS on {settings.mqtt_tls_bind_host}:{settings.mqtt_tls_port} "
+            f"as {settings.device_mqtt_host} (CA: GET /api/v1/broker/ca.pem)"
+        )
 
 
 def _forget_stale_broker(settings: ServerSettings) -> None:

@@ -12,13 +12,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from select import select as wait_readable
+from typing import TextIO
 
+from sqlalchemy import Engine, func, select
+
+from server.broker.pki import pki_dir
 from server.broker.process import BrokerError, free_port, port_open, start_broker, stop_broker
 from server.broker.service import apply_broker_config
 from server.db import make_engine, make_session_factory, session_scope
+from server.devices.models import Device
 from server.migrate import upgrade
 from server.seed import demo_credentials, seed_demo, seed_demo_users
 from server.settings import ServerSettings
+
+# The sign-ins are printed once the clusters are online, or after this long at the latest.
+SIGNINS_AFTER_S = 30.0
 
 
 def _say(message: str) -> None:
@@ -31,8 +40,10 @@ def _write_agent_configs(settings: ServerSettings, creds: dict[str, str]) -> lis
     paths = []
     for uid, password in creds.items():
         path = agents_dir / f"{uid}.toml"
+        # Over TLS, as in the field: the broker's certificate is checked against the demo's CA.
         path.write_text(
-            f'device_id = "{uid}"\nmqtt_host = "127.0.0.1"\nmqtt_port = {settings.mqtt_port}\n'
+            f'device_id = "{uid}"\nmqtt_host = "127.0.0.1"\nmqtt_port = {settings.mqtt_tls_port}\n'
+            f'tls = true\ntls_ca_file = "{(pki_dir(settings.data_dir) / "ca.pem").resolve()}"\n'
             f'mqtt_password = "{password}"\nfirmware_profile = "sim"\n'
             f'data_dir = "{(agents_dir / uid).resolve()}"\n'
         )
@@ -64,10 +75,42 @@ def _wait_for_server(base: str, server: subprocess.Popen[bytes], timeout: float)
     raise RuntimeError(f"the server did not answer on {base} within {timeout:.0f}s")
 
 
-def _count_online(base: str, token: str) -> tuple[int, int]:
-    page = _api(base, "/api/v1/devices?limit=1000", token)
-    assert isinstance(page, dict)
-    return sum(1 for d in page["items"] if d["online"]), int(page["total"])
+def _count_online(engine: Engine) -> tuple[int, int]:
+    """(online, total) devices, read from the database: polling the API every second would
+    put an access-log line a second into the output the sign-ins are printed in."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(func.count(Device.id).filter(Device.online), func.count(Device.id)).where(
+                Device.revoked_at.is_(None)
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def _say_signins(base: str, password: str, users: list[tuple[str, str, str]]) -> None:
+    """The block an operator needs: where to open the console and who to sign in as."""
+    _say("-" * 60)
+    _say(f"console and API: {base}/   (API docs: {base}/docs)")
+    _say(f"sign in as: admin / {password}")
+    for username, role, unit in users:
+        _say(f"        or: {username} / {password}   ({role}, {unit})")
+    _say("press Enter to show this again; Ctrl-C stops everything this demo started.")
+    _say("-" * 60)
+
+
+def _wait_for_enter(stream: TextIO | None, timeout: float) -> str:
+    """Wait up to `timeout` s for a line on `stream`: "line", "none", or "eof" (stop asking)."""
+    if stream is None or stream.closed:
+        time.sleep(timeout)
+        return "eof"
+    try:
+        ready, _, _ = wait_readable([stream], [], [], timeout)
+    except (OSError, ValueError):  # not selectable: nobody can press Enter here
+        time.sleep(timeout)
+        return "eof"
+    if not ready:
+        return "none"
+    return "line" if stream.readline() else "eof"
 
 
 def _say_live_hint(base: str, token: str, settings: ServerSettings) -> None:
@@ -87,6 +130,7 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
     """Run the whole stack in the foreground; returns the exit code."""
     os.environ["LOA_DEMO"] = "true"
     os.environ.setdefault("LOA_COOKIE_SECURE", "false")  # the demo serves plain HTTP
+    os.environ.setdefault("LOA_MQTT_TLS_BIND_HOST", "127.0.0.1")  # agents run on this machine
     settings = ServerSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if port_open("127.0.0.1", settings.http_port):
@@ -99,6 +143,16 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         _say(f"MQTT port {settings.mqtt_port} is taken; using {port} for the demo broker")
         os.environ["LOA_MQTT_PORT"] = str(port)
         os.environ["LOA_MQTT_SERVER_PORT"] = str(free_port())  # the server's own listener
+        settings = ServerSettings()
+    if port_open("127.0.0.1", settings.mqtt_tls_port):
+        # Another broker holds the TLS port: Mosquitto would exit at once ("address in use").
+        port = free_port()
+        _say(f"MQTT TLS port {settings.mqtt_tls_port} is taken; using {port} for the demo broker")
+        os.environ["LOA_MQTT_TLS_PORT"] = str(port)
+        settings = ServerSettings()
+    if settings.mqtt_tls_port == 0 or port_open("127.0.0.1", settings.mqtt_tls_port):
+        # The demo's agents always use TLS: on a free port when 8883 is taken (or set to 0).
+        os.environ["LOA_MQTT_TLS_PORT"] = str(free_port())
         settings = ServerSettings()
 
     engine = make_engine(settings.db_url)
@@ -129,6 +183,10 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         _say(
             f"Mosquitto listening on {settings.mqtt_bind_host}:{settings.mqtt_port} (config {conf})"
         )
+        _say(
+            f"agents connect over TLS to {settings.mqtt_tls_bind_host}:{settings.mqtt_tls_port} "
+            f"(CA {pki_dir(settings.data_dir) / 'ca.pem'}, also at /api/v1/broker/ca.pem)"
+        )
         server = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--no-migrate"],
             env=env,
@@ -149,25 +207,32 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         token_body = urllib.parse.urlencode({"username": "admin", "password": admin_password})
         token = _api(base, "/api/v1/auth/token", data=token_body.encode())
         assert isinstance(token, dict)
-        _say(f"console and API: {base}/   (API docs: {base}/docs)")
-        _say(f"sign in as: admin / {admin_password}")
-        for username, role, unit in demo_users:
-            _say(f"        or: {username} / {admin_password}   ({role}, {unit})")
         _say_live_hint(base, token["access_token"], settings)
-        _say("Ctrl-C stops everything this demo started.")
         started = time.monotonic()
         reported = -1
+        shown = False
+        counter = make_engine(settings.db_url)
+        keys: TextIO | None = sys.stdin
         while not stop:
-            online, total = _count_online(base, token["access_token"])
+            online, total = _count_online(counter)
             if online != reported:
                 _say(f"{online}/{total} devices online after {time.monotonic() - started:.1f}s")
                 reported = online
-            if until_online and online >= min(agent_count, total):
+            settled = online >= min(agent_count, total)
+            # The sign-ins come last, once the start-up lines are done (or after a while).
+            if not shown and (settled or time.monotonic() - started > SIGNINS_AFTER_S):
+                _say_signins(base, admin_password, demo_users)
+                shown = True
+            if until_online and settled:
                 return 0
             if any(c.poll() is not None for c in children[:1]):
                 _say("the server stopped unexpectedly")
                 return 1
-            time.sleep(1.0)
+            said = _wait_for_enter(keys, 1.0)
+            if said == "eof":
+                keys = None  # stdin closed (e.g. run from a script): just sleep from now on
+            elif said == "line" and not stop:
+                _say_signins(base, admin_password, demo_users)
         return 0
     except (BrokerError, RuntimeError, urllib.error.URLError) as exc:
         _say(f"error: {exc}")

@@ -1,13 +1,15 @@
-"""FastAPI dependencies: settings and the database session (sign-in: server.access.deps)."""
+"""FastAPI dependencies: settings, the database session, the clock (sign-in: access.deps)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from server.db import utcnow
 from server.settings import ServerSettings
 
 
@@ -15,6 +17,13 @@ def get_settings(request: Request) -> ServerSettings:
     """The settings the app was created with."""
     settings: ServerSettings = request.app.state.settings
     return settings
+
+
+def now_of(request: Request) -> datetime:
+    """The app's clock (tests replace app.state.clock)."""
+    clock = getattr(request.app.state, "clock", utcnow)
+    value: datetime = clock()
+    return value
 
 
 def get_db(request: Request) -> Iterator[Session]:

@@ -9,7 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
-from starlette.routing import Match
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,12 @@ class AllowOn405:
             await self.app(scope, receive, send)
             return
 
+        request_scope = dict(scope)  # routing rewrites path and root_path in `scope` itself
+
         async def send_with_allow(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
-                headers.append((b"allow", ", ".join(_methods_of(scope)).encode()))
+                headers.append((b"allow", ", ".join(_methods_of(request_scope)).encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -85,13 +88,15 @@ class AllowOn405:
 
 
 def _methods_of(scope: Scope) -> list[str]:
-    """The methods some route of the app accepts on this path (probed, routers may nest)."""
-    routes = scope["app"].router.routes
-    return [
-        method
-        for method in METHODS
-        if any(r.matches({**scope, "method": method})[0] is Match.FULL for r in routes)
-    ]
+    """The methods some route of the app accepts on this path (probed: routers may nest)."""
+    allowed: set[str] = set()
+    for route in scope["app"].router.routes:
+        if isinstance(route, Mount):  # matches any method; static files take GET and HEAD
+            if isinstance(route.app, StaticFiles) and route.matches(scope)[0] is Match.FULL:
+                allowed |= {"GET", "HEAD"}
+            continue
+        allowed |= {m for m in METHODS if route.matches({**scope, "method": m})[0] is Match.FULL}
+    return [m for m in METHODS if m in allowed]
 
 
 def install(app: FastAPI) -> None:

@@ -92,6 +92,7 @@ class AfterCommit:
     acks: list[tuple[str, Ack]] = field(default_factory=list)
     event_seqs: dict[str, list[int]] = field(default_factory=dict)
     clip_jobs: list[ClipJob] = field(default_factory=list)
+    states: list[tuple[str, DesiredState]] = field(default_factory=list)
 
     def extend(self, other: AfterCommit) -> None:
         """Add what one message (whose savepoint was released) will send."""
@@ -99,6 +100,7 @@ class AfterCommit:
         for uid, seqs in other.event_seqs.items():
             self.event_seqs.setdefault(uid, []).extend(seqs)
         self.clip_jobs.extend(other.clip_jobs)
+        self.states.extend(other.states)
 
 
 class MqttBridge:
@@ -268,6 +270,8 @@ class MqttBridge:
                 )
         for job in after.clip_jobs:
             self.clips.submit(job)
+        for uid, state in after.states:
+            self.publish_state(uid, state)
         if self.on_ack is not None:
             for uid, ack in after.acks:
                 try:
@@ -323,6 +327,11 @@ class MqttBridge:
             return
         if isinstance(msg, Birth):
             devices.apply_birth(db, device=device, birth=msg, now=now)
+            state = devices.desired_state(device)
+            if msg.state_version is None or msg.state_version < state.version:
+                # It never got its desired state (seeded in the database, a broker that lost
+                # its retained messages): without it the device does not know its zones.
+                after.states.append((uid, state))
         elif isinstance(msg, Offline):
             devices.apply_offline(db, device=device, msg=msg, now=now)
         elif isinstance(msg, Telemetry):

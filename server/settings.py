@@ -30,7 +30,17 @@ class ServerSettings(BaseSettings):
     http_port: int = 8000
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # The plain device listener: loopback unless opened on purpose (devices use TLS).
     mqtt_bind_host: str = "127.0.0.1"
+    # The TLS device listener (0 turns it off). Devices are told mqtt_public_host.
+    mqtt_tls_port: int = 8883
+    mqtt_tls_bind_host: str = "0.0.0.0"
+    mqtt_public_host: str | None = None
+    # The operator's own certificate (e.g. Let's Encrypt fullchain.pem, privkey.pem) and,
+    # for a private CA of theirs, its certificate; unset: a CA kept under data_dir/pki.
+    mqtt_tls_certfile: Path | None = None
+    mqtt_tls_keyfile: Path | None = None
+    mqtt_tls_cafile: Path | None = None
     # The broker's loopback listener for the server account (devices use mqtt_port, where
     # the client id is forced to the username); default mqtt_port + 1.
     mqtt_server_port: int | None = None
@@ -94,6 +104,11 @@ class ServerSettings(BaseSettings):
     def server_mqtt_port(self) -> int:
         """The port the server's own MQTT links connect to (LOA_MQTT_SERVER_PORT)."""
         return self.mqtt_server_port if self.mqtt_server_port is not None else self.mqtt_port + 1
+
+    @property
+    def device_mqtt_host(self) -> str:
+        """The broker's name as devices reach it (LOA_MQTT_PUBLIC_HOST, else LOA_MQTT_HOST)."""
+        return self.mqtt_public_host or self.mqtt_host
 
     @property
     def broker_dir(self) -> Path:

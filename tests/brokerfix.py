@@ -1,75 +1,11 @@
-"""A real Mosquitto for tests, running on files the server's broker module generates."""
+"""Moved to loa_testkit/brokerfix.py (bench/ uses it too); kept for importers not yet switched."""
 
-from __future__ import annotations
-
-import secrets
-import subprocess
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from server.broker.process import (
-    free_port,
-    reload_broker,
-    start_broker,
-    stop_broker,
-    write_broker_files,
+from loa_testkit.brokerfix import (
+    HOST,
+    TestBroker,
 )
-from server.broker.render import BrokerAccount, mosquitto_hash
 
-HOST = "127.0.0.1"
-
-
-@dataclass
-class TestBroker:
-    __test__ = False  # not a test class, despite the name
-
-    """A Mosquitto on a free port whose accounts tests add and revoke."""
-
-    port: int
-    broker_dir: Path
-    # The loopback listener for the server account (devices use `port`).
-    server_port: int = field(default_factory=free_port)
-    server_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
-    accounts: dict[str, BrokerAccount] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    host: str = HOST
-
-    def write(self) -> Path:
-        """Render config, password and ACL files from the current accounts."""
-        return write_broker_files(
-            broker_dir=self.broker_dir,
-            port=self.port,
-            server_port=self.server_port,
-            bind_host=self.host,
-            server_hash=mosquitto_hash(self.server_password),
-            devices=self.accounts.values(),
-            max_packet_bytes=2 * 1024 * 1024,
-        )
-
-    def start(self) -> None:
-        """Start (or restart after stop) the broker process."""
-        self.proc = start_broker(self.write(), host=self.host, port=self.port)
-
-    def stop(self) -> None:
-        """Stop the broker process (retained messages persist to disk)."""
-        if self.proc is not None:
-            stop_broker(self.proc)
-            self.proc = None
-
-    def add_device(self, uid: str, zone_ids: tuple[int, ...] = ()) -> str:
-        """Create broker credentials for a device; return its password."""
-        password = secrets.token_urlsafe(12)
-        self.accounts[uid] = BrokerAccount(uid, mosquitto_hash(password), zone_ids)
-        self._reload()
-        return password
-
-    def revoke_device(self, uid: str) -> None:
-        """Remove a device's credentials (it is refused at its next connect)."""
-        self.accounts.pop(uid, None)
-        self._reload()
-
-    def _reload(self) -> None:
-        self.write()
-        if reload_broker(self.broker_dir):
-            time.sleep(0.3)  # SIGHUP is handled asynchronously by Mosquitto's main loop
+__all__ = [
+    "HOST",
+    "TestBroker",
+]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,10 +51,6 @@ class Actor:
             return True
         return org_unit_id is not None and org_unit_id in self.org_ids
 
-    def reaches_all(self, org_unit_ids: Iterable[int]) -> bool:
-        """True when every org unit is inside the user's subtree."""
-        return all(self.reaches(i) for i in org_unit_ids)
-
     def reads_clip_of(self, org_unit_id: int | None) -> bool:
         """Clips are shared down the tree: system-wide (None), own subtree, or an ancestor's."""
         return (
@@ -94,9 +89,3 @@ def load_actor(db: Session, *, user: User, ip: str, via_cookie: bool) -> Actor:
 def not_found(what: str, object_id: object) -> HTTPException:
     """The one answer for 'missing' and 'outside your org units', so existence never leaks."""
     return HTTPException(404, detail=f"{what} {object_id} does not exist.")
-
-
-def ensure_reach(actor: Actor, org_unit_id: int | None, *, what: str, object_id: object) -> None:
-    """404 unless the org unit is inside the actor's subtree."""
-    if not actor.reaches(org_unit_id):
-        raise not_found(what, object_id)

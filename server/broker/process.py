@@ -15,6 +15,7 @@ from pathlib import Path
 
 from server.broker.render import (
     BrokerAccount,
+    TlsListener,
     render_acl,
     render_config,
     render_password_file,
@@ -39,6 +40,7 @@ def write_broker_files(
     devices: Iterable[BrokerAccount],
     max_packet_bytes: int,
     log_to_file: bool = True,
+    tls: TlsListener | None = None,
 ) -> Path:
     """Write mosquitto.conf, the password files and acl atomically; return the config path."""
     accounts = list(devices)
@@ -59,6 +61,7 @@ def write_broker_files(
             max_packet_bytes=max_packet_bytes,
             log_to_file=log_to_file,
             run_as_user=getpass.getuser(),
+            tls=tls,
         ),
     )
     return conf

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.broker.pki import broker_tls
 from server.broker.process import reload_broker, write_broker_files
-from server.broker.render import BrokerAccount, mosquitto_hash
+from server.broker.render import BrokerAccount, TlsListener, mosquitto_hash
 from server.devices.models import Device
 from server.settings import ServerSettings
 
@@ -28,8 +29,19 @@ def device_accounts(db: Session) -> list[BrokerAccount]:
 
 
 def apply_broker_config(db: Session, *, settings: ServerSettings, log_to_file: bool = True) -> Path:
-    """Write the broker files from the database and reload a running broker."""
+    """Write the broker files from the database and reload a running broker.
+
+    Also issues the TLS certificate, or renews it when it nears expiry (same CA).
+    """
     with _write_lock:
+        files = broker_tls(settings)
+        tls = (
+            None
+            if files is None
+            else TlsListener(
+                settings.mqtt_tls_port, settings.mqtt_tls_bind_host, files.certfile, files.keyfile
+            )
+        )
         conf = write_broker_files(
             broker_dir=settings.broker_dir,
             port=settings.mqtt_port,
@@ -39,6 +51,7 @@ def apply_broker_config(db: Session, *, settings: ServerSettings, log_to_file: b
             devices=device_accounts(db),
             max_packet_bytes=settings.mqtt_max_packet_bytes,
             log_to_file=log_to_file,
+            tls=tls,
         )
         reload_broker(settings.broker_dir)
     return conf

@@ -37,10 +37,19 @@ def get_storage(settings: SettingsDep) -> ClipStorage:
 StorageDep = Annotated[ClipStorage, Depends(get_storage)]
 Reader = Annotated[Actor, allow(CLIPS_READ)]
 Writer = Annotated[Actor, allow(CLIPS_WRITE)]
-BINARY = {"schema": {"type": "string", "format": "binary"}}
+BINARY: dict[str, Any] = {"schema": {"type": "string", "format": "binary"}}
 # A clip whose audio the caller's library already holds answers 200 with that clip.
 ALREADY_THERE: dict[int | str, dict[str, Any]] = {
     200: {"model": schemas.ClipOut, "description": "the same audio was already in the library"}
+}
+AUDIO_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Ogg/Opus audio", "content": {"audio/ogg": BINARY}},
+    304: {"description": REASONS[304]},
+    **problems(410),
+}
+ORIGINAL_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file as uploaded", "content": {"*/*": BINARY}},
+    **problems(410),
 }
 
 
@@ -114,10 +123,10 @@ def _meta(settings: ServerSettings, actor: Actor, **fields: str | None) -> servi
                         "required": ["file", "title"],
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "title": {"type": "string"},
+                            "title": {"type": "string", "minLength": 1, "maxLength": 300},
                             "topic": {"type": "string", "enum": list(schemas.TOPICS)},
-                            "language": {"type": "string"},
-                            "notes": {"type": "string"},
+                            "language": {"type": "string", "maxLength": 16},
+                            "notes": {"type": "string", "maxLength": 2000},
                         },
                     }
                 }
@@ -229,11 +238,7 @@ def get_clip(db: SessionDep, actor: Reader, clip_id: IdPath) -> Clip:
 @router.get(
     "/clips/{clip_id:int}/audio",
     response_class=FileResponse,
-    responses={
-        200: {"description": "Ogg/Opus audio", "content": {"audio/ogg": BINARY}},
-        304: {"description": REASONS[304]},
-    }
-    | problems(410),
+    responses=AUDIO_ANSWERS,
 )
 def clip_audio(
     db: SessionDep,
@@ -261,8 +266,7 @@ def clip_audio(
 @router.get(
     "/clips/{clip_id:int}/original",
     response_class=FileResponse,
-    responses={200: {"description": "the file as uploaded", "content": {"*/*": BINARY}}}
-    | problems(410),
+    responses=ORIGINAL_ANSWERS,
 )
 def clip_original(db: SessionDep, storage: StorageDep, actor: Reader, clip_id: IdPath) -> Response:
     """The file exactly as it was uploaded."""

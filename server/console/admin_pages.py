@@ -120,11 +120,8 @@ def users_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLRes
 
 def _device_names(db: Session, entries: list[AuditEntry]) -> dict[str, str]:
     """uid -> name of the devices the entries' summaries mention (people know names)."""
-    ids = {
-        int(e.object_id)
-        for e in entries
-        if e.object_type == "device" and (e.object_id or "").isdigit()
-    }
+    codes = [e.object_id or "" for e in entries if e.object_type == "device"]
+    ids = {int(code) for code in codes if code.isdigit()}
     if not ids:
         return {}
     return {d.uid: d.name for d in db.scalars(select(Device).where(Device.id.in_(ids)))}

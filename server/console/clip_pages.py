@@ -50,6 +50,17 @@ def clips_page(
     )
 
 
+def loudness_key(before: float | None, after: float | None) -> str:
+    """What normalising did, in plain words (the numbers go on a line for technicians)."""
+    if before is None or after is None:
+        return "clip.loudness_silent"
+    if after - before > 1.0:
+        return "clip.loudness_raised"
+    if before - after > 1.0:
+        return "clip.loudness_lowered"
+    return "clip.loudness_done"
+
+
 @router.get("/clips/{clip_id}", response_class=HTMLResponse)
 def clip_page(
     request: Request,
@@ -68,4 +79,5 @@ def clip_page(
         topics=TOPICS,
         owner=db.get(OrgUnit, clip.org_unit_id) if clip.org_unit_id is not None else None,
         deletable=actor.reaches(clip.org_unit_id),
+        loudness_key=loudness_key(clip.loudness_before_lufs, clip.loudness_after_lufs),
     )

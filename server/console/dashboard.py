@@ -17,12 +17,12 @@ from server.access.actor import Actor
 from server.console.device_pages import devices_with_flags, needs_attention
 from server.console.render import page
 from server.console.session import ConsoleActor
-from server.deps import SessionDep
+from server.console.zones import unit_names
+from server.deps import SessionDep, now_of
 from server.devices.models import Device
 from server.live.schemas import LiveSessionOut
 from server.plays.models import PlayRecord
 from server.programmes.models import ENDED, PLANNED, SUBMITTED, Programme
-from server.programmes.routes import now_of
 from server.programmes.validation import to_spec
 
 router = APIRouter(include_in_schema=False)
@@ -141,6 +141,7 @@ def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         request,
         "dashboard.html",
         actor=actor,
+        units=unit_names(db, actor),
         active="dashboard",
         total=len(rows),
         online=online,

@@ -19,9 +19,11 @@ from server.clips.models import Clip
 from server.console.dashboard import occurrences
 from server.console.render import page
 from server.console.session import ConsoleActor
-from server.deps import SessionDep, SettingsDep
+from server.console.zones import unit_names
+from server.deps import SessionDep, SettingsDep, now_of
 from server.orgs.models import OrgUnit, Zone
 from server.programmes import conflicts, service
+from server.programmes.conflicts import conflict_days
 from server.programmes.models import (
     ACTIVE,
     APPROVED,
@@ -32,7 +34,6 @@ from server.programmes.models import (
     Programme,
     programme_zones,
 )
-from server.programmes.routes import conflict_days, now_of
 from server.programmes.validation import to_spec
 
 router = APIRouter(include_in_schema=False)
@@ -87,6 +88,7 @@ def programmes_page(
         request,
         "programmes.html",
         actor=actor,
+        units=unit_names(db, actor),
         active="programmes",
         programmes=programmes,
         zones=zones,
@@ -113,7 +115,7 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
             .limit(300)
         )
     )
-    units = list(
+    owners = list(
         db.scalars(select(OrgUnit).where(actor.org_clause(OrgUnit.id)).order_by(OrgUnit.id))
     )
     today = to_local_wall(now_of(request)).date()
@@ -121,10 +123,11 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
         request,
         "programme_new.html",
         actor=actor,
+        units=unit_names(db, actor),
         active="programmes",
         clips=clips,
         zones=my_zones(db, actor),
-        units=units,
+        owners=owners,
         presets=list(PRESETS.values()),
         today=today,
         may_edit=actor.may(policy.PROGRAMMES_EDIT),
@@ -162,6 +165,7 @@ def programme_page(
         request,
         "programme.html",
         actor=actor,
+        units=unit_names(db, actor),
         active="programmes",
         p=programme,
         history=service.history(db, programme_id=programme.id),
@@ -201,6 +205,7 @@ def approvals_page(
         request,
         "approvals.html",
         actor=actor,
+        units=unit_names(db, actor),
         active="approvals",
         waiting=waiting,
         presets={p.rrule: p for p in PRESETS.values()},

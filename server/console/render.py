@@ -18,6 +18,7 @@ from server.access import policy
 from server.access.actor import Actor
 from server.access.deps import SESSION_COOKIE, csrf_token_for
 from server.console.i18n import JS_KEYS, Translator, language_of
+from server.console.zones import grouped, zone_label
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -39,9 +40,19 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["localtime"] = local_time
+    env.globals["zone_label"] = zone_label
+    env.globals["zones_grouped"] = grouped
     env.filters["rule_text"] = lambda rrule, lang="vi": rule_text(rrule or "", lang=lang)
     env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)
     return env
+
+
+def schedule_state(reported: int | None, published: int | None) -> str:
+    """Whether a device holds the newest schedule, in words (versions are technical detail)."""
+    key = "devices.schedule_none"
+    if published is not None:
+        key = "devices.schedule_current" if reported == published else "devices.schedule_behind"
+    return key
 
 
 def nav_items(actor: Actor) -> list[tuple[str, str, str]]:
@@ -81,6 +92,7 @@ def page(
             active=active,
             csrf=csrf_token_for(session) if session and actor else "",
             js_strings=t.subset(JS_KEYS),
+            schedule_state=lambda reported, published: t(schedule_state(reported, published)),
             may=(lambda perm: actor is not None and actor.may(perm)),
             P=policy,
             **context,

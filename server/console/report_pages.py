@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from schedules import local_tz, to_local_wall, wall_to_utc
 from server.access.reach import visible_zone
@@ -14,13 +16,22 @@ from server.bounds import IdFilter
 from server.console.programme_pages import my_zones
 from server.console.render import page
 from server.console.session import ConsoleActor
-from server.deps import SessionDep
-from server.programmes.routes import now_of
+from server.console.zones import unit_names
+from server.deps import SessionDep, now_of
+from server.devices.models import Device
 from server.reports import service
 
 router = APIRouter(include_in_schema=False)
 SHOWN_ROWS = 500
 MAX_DAYS = 93
+
+
+def _device_names(db: Session, report: service.ZoneReport | None) -> dict[int, str]:
+    """Names of the report's devices: people know a cluster by its name, not its code."""
+    ids = {r.device_id for r in report.rows} if report else set()
+    if not ids:
+        return {}
+    return dict(db.execute(select(Device.id, Device.name).where(Device.id.in_(ids))).all())
 
 
 @router.get("/reports", response_class=HTMLResponse)
@@ -53,6 +64,7 @@ def reports_page(
         request,
         "reports.html",
         actor=actor,
+        units=unit_names(db, actor),
         active="reports",
         zones=zones,
         zone_id=zone_id,
@@ -60,5 +72,6 @@ def reports_page(
         end=last,
         report=report,
         csv_url=csv_url,
+        device_names=_device_names(db, report),
         shown=SHOWN_ROWS,
     )

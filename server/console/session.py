@@ -20,7 +20,7 @@ from server.console.i18n import LANG_COOKIE, LANGS
 from server.console.render import page
 from server.deps import SessionDep, SettingsDep
 from server.users import service as users
-from server.users.routes import open_session, sign_in
+from server.users.signin import open_session, sign_in
 
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "loa_login"  # the sign-in form's own CSRF token (double submit)

@@ -14,6 +14,7 @@ from server.access.policy import DEVICES_MANAGE, DEVICES_READ
 from server.access.reach import check_org_unit, check_zone_ids, visible_device, visible_zone
 from server.audit import service as audit
 from server.bounds import IdFilter, IdPath, Limit, Offset
+from server.broker.pki import ca_pem
 from server.broker.service import broker_config_changed
 from server.deps import SessionDep, SettingsDep
 from server.devices import service
@@ -33,6 +34,7 @@ from server.settings import ServerSettings
 router = APIRouter(tags=["devices"])
 Reader = Annotated[Actor, allow(DEVICES_READ)]
 Manager = Annotated[Actor, allow(DEVICES_MANAGE)]
+CA_FILE = "/etc/loa/ca.pem"  # where the Pi installer (edge_agent/install.py) writes ca_pem
 
 
 def to_out(device: Device) -> DeviceOut:
@@ -47,18 +49,29 @@ def to_out(device: Device) -> DeviceOut:
 
 
 def _credentials(settings: ServerSettings, device: Device, password: str) -> Credentials:
+    tls_port = settings.mqtt_tls_port or None
+    ca = ca_pem(settings) if tls_port else None
+    link = (
+        f"mqtt_port = {settings.mqtt_port}\n"
+        if tls_port is None
+        else f"mqtt_port = {tls_port}\ntls = true\n"
+        # The installer writes ca_pem to this path; without a CA, the system's CAs verify.
+        + (f'tls_ca_file = "{CA_FILE}"\n' if ca is not None else "")
+    )
     toml = (
         f'device_id = "{device.uid}"\n'
-        f'mqtt_host = "{settings.mqtt_host}"\n'
-        f"mqtt_port = {settings.mqtt_port}\n"
+        f'mqtt_host = "{settings.device_mqtt_host}"\n'
+        f"{link}"
         f'mqtt_password = "{password}"\n'
         f'firmware_profile = "{device.firmware_profile}"\n'
     )
     return Credentials(
         username=device.uid,
         password=password,
-        mqtt_host=settings.mqtt_host,
+        mqtt_host=settings.device_mqtt_host,
         mqtt_port=settings.mqtt_port,
+        mqtt_tls_port=tls_port,
+        ca_pem=ca,
         agent_config_toml=toml,
     )
 

@@ -68,7 +68,11 @@ class Credentials(BaseModel):
     username: str
     password: str
     mqtt_host: str
-    mqtt_port: int
+    mqtt_port: int = Field(description="the plain listener (the broker's loopback only)")
+    mqtt_tls_port: int | None = Field(description="the TLS listener devices use; null: TLS off")
+    ca_pem: str | None = Field(
+        description="the CA devices trust (write to /etc/loa/ca.pem); null: a public CA"
+    )
     agent_config_toml: str = Field(description="drop into /etc/loa/agent.toml on the Pi")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -16,11 +18,32 @@ class PcmQueue:
     A source that delivers bursts (a browser over a WebSocket) refills `prefill_s` before
     audio flows again after running dry, so one late packet does not chop every frame after
     it; a source faster than real time (a file, a relay's burst) waits for room instead.
+
+    A live source (`live=True`: a microphone, a line-in) is real time: its audio must not
+    wait in here. The publisher folds the audio's age (`age_s`, mostly the prefill) into the
+    frames' capture stamps, so the playout delay includes it instead of adding to it; and
+    audio queued more than `stale_s` beyond the prefill (a backlog after a hiccup) is
+    dropped, oldest first, so latency returns to what it was (`stale_samples` counts it).
     """
 
-    def __init__(self, *, max_s: float = 2.0, prefill_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_s: float = 2.0,
+        prefill_s: float = 0.0,
+        live: bool = False,
+        stale_s: float = 0.06,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_samples = round(max_s * SAMPLE_RATE)
         self.prefill = round(prefill_s * SAMPLE_RATE)
+        self.live = live
+        self.stale = round(stale_s * SAMPLE_RATE)
+        self._clock = clock
+        self.last_put: float | None = None  # when the newest sample arrived
+        self.flow_starts = 0  # times audio started flowing (first, after running dry)
+        self.stale_samples = 0
+        self.stale_drops = 0
         self._chunks: deque[Pcm] = deque()
         self._size = 0
         self._flowing = self.prefill == 0
@@ -41,6 +64,7 @@ class PcmQueue:
             return
         self._chunks.append(pcm)
         self._size += len(pcm)
+        self.last_put = self._clock()
         excess = self._size - self.max_samples
         if excess > 0:
             self.overflow_samples += excess
@@ -61,12 +85,24 @@ class PcmQueue:
         """The source ended and everything was taken."""
         return self.finished and self._size == 0
 
+    def age_s(self, now: float) -> float:
+        """How long ago the oldest queued sample was captured (the newest arrived fresh)."""
+        if self.last_put is None:
+            return self.prefill / SAMPLE_RATE
+        return max(0.0, now - self.last_put) + self._size / SAMPLE_RATE
+
     def take(self, n: int) -> Pcm | None:
         """Exactly `n` samples, or None (play silence) while empty or refilling."""
         if not self._flowing:
             if self._size < max(self.prefill, n) and not self.finished:
                 return None
             self._flowing = True
+            self.flow_starts += 1
+        if self.live and self._size > max(self.prefill, n) + self.stale:
+            excess = self._size - max(self.prefill, n)
+            self.stale_samples += excess
+            self.stale_drops += 1
+            self._discard(excess)
         if self._size < n:
             if not self.finished:
                 self.underruns += 1

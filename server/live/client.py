@@ -1,8 +1,9 @@
 """`loa-server live`: stream a local file, a line-in or a pipe to zones as a live session.
 
 The client speaks the public API only: it signs in, POSTs /api/v1/live with source "mic",
-then pushes 48 kHz mono s16le over the session's ingest WebSocket (token in the query, so
-no hello is read: protocol/README.md, "Microphone ingest"), 20 ms per binary message.
+then pushes 48 kHz mono s16le over the session's ingest WebSocket, 20 ms per binary message.
+The bearer token goes in the first (text) message, never in the URL: a URL ends up in access
+logs (protocol/README.md, "Microphone ingest").
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 # How far the sent audio may run ahead of the wall clock: absorbs a bursty producer and event
 # loop jitter, while the server's queue (2 s, oldest dropped beyond) never overflows.
 AHEAD_S = 0.2
+# A live pipe (see Pacer) that gets this far ahead is handing over a stale backlog.
+LIVE_AHEAD_S = 0.06
+PROBE_S = 1.0
 # After the last chunk, wait until the server has played what it queued (AHEAD_S, plus its
 # 0.1 s prefill after an underrun, plus jitter) before saying stop: stop ends the session
 # with the next frame, dropping whatever is still queued.
@@ -147,12 +151,16 @@ def sign_in(*, server: str, username: str, password: str) -> str:
     return token
 
 
-def ingest_url(*, server: str, session: dict[str, Any], token: str | None) -> str:
-    """The ws(s):// address of a session's ingest, the token (if given) in the query."""
+def ingest_url(*, server: str, session: dict[str, Any]) -> str:
+    """The ws(s):// address of a session's ingest (no credentials in it)."""
     path = session.get("ingest_url") or f"/api/v1/live/{session['id']}/ingest"
     scheme, rest = server.split("://", 1)
-    url = f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
-    return url if token is None else f"{url}?token={urllib.parse.quote(token, safe='')}"
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
+
+
+def hello(token: str) -> str:
+    """The first message: the bearer token and the format of the audio that follows."""
+    return json.dumps({"token": token, "format": "pcm_s16le", "sample_rate": SAMPLE_RATE})
 
 
 # -- audio in -----------------------------------------------------------------------------
@@ -268,10 +276,19 @@ async def open_source(*, input_path: str, rate: int, stdin: BinaryIO | None = No
 
 
 class Pacer:
-    """Never more than AHEAD_S of audio ahead of the wall clock; stalls are not caught up."""
+    """Never more than AHEAD_S of audio ahead of the wall clock; stalls are not caught up.
 
-    def __init__(self) -> None:
+    A pipe is either a producer faster than real time (a file piped in: its audio is content,
+    paced, never dropped) or a live one (a line-in: it delivers in real time, and after a
+    hiccup hands over its backlog at once). Which it is shows in the first PROBE_S: a fast
+    producer gets AHEAD_S ahead at once. From a live one, audio arriving more than LIVE_AHEAD_S
+    ahead is a stale backlog: dropped (counted), so latency does not grow by the hiccup.
+    """
+
+    def __init__(self, *, may_drop: bool = False) -> None:
         self.sent_s = 0.0
+        self.dropped_s = 0.0
+        self.live: bool | None = None if may_drop else False
         self._end = time.monotonic()  # when the audio sent so far will have been played
 
     def ahead_s(self) -> float:
@@ -281,6 +298,19 @@ class Pacer:
     async def wait(self) -> None:
         """Sleep until another chunk may go."""
         await asyncio.sleep(max(0.0, self.ahead_s() - AHEAD_S))
+
+    def stale(self, n_bytes: int) -> bool:
+        """Whether a chunk from a live source is a stale backlog to drop (and count it)."""
+        ahead = self.ahead_s()
+        if self.live is None:
+            if ahead > AHEAD_S - FRAME_S:
+                self.live = False  # faster than real time from the start: a file piped in
+            elif self.sent_s >= PROBE_S:
+                self.live = True
+        if self.live and ahead > LIVE_AHEAD_S:
+            self.dropped_s += n_bytes / 2 / SAMPLE_RATE
+            return True
+        return False
 
     def sent(self, n_bytes: int) -> None:
         """Account for a chunk that went."""
@@ -311,6 +341,8 @@ async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyn
             return False
         if not chunk:
             return True
+        if pacer.stale(len(chunk)):
+            continue
         await or_stop(pacer.wait(), stop)
         if stop.is_set():
             return False
@@ -388,13 +420,14 @@ def stop_reason(source: Source, at_end: bool) -> str:
 
 async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -> int:
     """Feed the session until the input ends, Ctrl-C or the server ends it; the exit code."""
-    url = ingest_url(server=broadcast.server, session=broadcast.session, token=broadcast.token)
+    url = ingest_url(server=broadcast.server, session=broadcast.session)
     try:
         ws = await connect(url, compression=None, open_timeout=HTTP_TIMEOUT_S)
-    except (InvalidHandshake, InvalidURI, OSError, TimeoutError) as exc:
+        await ws.send(hello(broadcast.token))
+    except (InvalidHandshake, InvalidURI, OSError, TimeoutError, ConnectionClosed) as exc:
         broadcast.say(f"error: the ingest WebSocket could not be opened: {exc}")
         return 1
-    pacer = Pacer()
+    pacer = Pacer(may_drop=isinstance(source, PipeSource))
     closed = asyncio.ensure_future(ws.wait_closed())
     closed.add_done_callback(lambda _: stop.set())
     ticker = asyncio.ensure_future(broadcast.progress(pacer))
@@ -411,7 +444,8 @@ async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -
         ticker.cancel()
         closed.cancel()
         await ws.close()
-    broadcast.say(f"live {broadcast.id}: {pacer.sent_s:.1f} s of audio sent")
+    dropped = f" ({pacer.dropped_s:.1f} s of stale backlog dropped)" if pacer.dropped_s else ""
+    broadcast.say(f"live {broadcast.id}: {pacer.sent_s:.1f} s of audio sent{dropped}")
     if ws.close_code == CLOSE_ENDED:
         return 0
     broadcast.say(f"error: the ingest closed with code {ws.close_code}: {ws.close_reason}")
@@ -451,7 +485,7 @@ async def run_live(
     broadcast = await start_session(server=server, token=token, request=request, say=say)
     targeted = int(broadcast.session.get("targeted", 0))
     out(f"live session {broadcast.id} started: {targeted} device{'' if targeted == 1 else 's'}")
-    out(f"ingest {ingest_url(server=server, session=broadcast.session, token=None)}")
+    out(f"ingest {ingest_url(server=server, session=broadcast.session)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # No signal handlers on Windows or outside the main thread: Ctrl-C then just interrupts.

@@ -77,6 +77,10 @@ class FramePublisher:
         t0_server = self.server_time()
         self.started_at = t0_server  # the first sample of the source was captured then
         seq = 0
+        # How old a frame's audio is when taken (live sources; see PcmQueue): the stamps say
+        # when it was captured, so the devices' playout delay includes the time it waited.
+        lead = self.queue.age_s(self.clock.monotonic()) if self.queue.live else 0.0
+        marks = (self.queue.flow_starts, self.queue.stale_drops)
         while True:
             deadline = t0_mono + seq * FRAME_S
             await self.clock.sleep_until(deadline)
@@ -89,13 +93,20 @@ class FramePublisher:
                 continue
             cpu0 = time.process_time()
             last = self._stop or self.queue.drained
+            now = self.clock.monotonic()
+            age = self.queue.age_s(now) - (now - deadline) if self.queue.live else 0.0
             pcm = self.queue.take(FRAME_SAMPLES)
             if pcm is None:
                 pcm = silence(FRAME_SAMPLES)
                 self.silent_frames += 1
+            elif marks != (self.queue.flow_starts, self.queue.stale_drops):
+                # Audio (re)started or a backlog was dropped: measure its age again. In
+                # between the timeline stays regular, so arrival jitter never reaches it.
+                marks = (self.queue.flow_starts, self.queue.stale_drops)
+                lead = age
             frame = LiveFrame(
                 seq=seq,
-                capture_us=round((t0_server + seq * FRAME_S - OPUS_LOOKAHEAD_S) * 1_000_000),
+                capture_us=round((t0_server + seq * FRAME_S - lead - OPUS_LOOKAHEAD_S) * 1_000_000),
                 payload=self.encoder.encode(pcm),
                 last=last,
             )

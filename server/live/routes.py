@@ -9,7 +9,7 @@ import logging
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request, WebSocket, status
+from fastapi import APIRouter, HTTPException, Path, Request, WebSocket, status
 from starlette.websockets import WebSocketDisconnect
 
 from server.access import policy
@@ -19,6 +19,7 @@ from server.access.policy import DEVICES_READ, LIVE_BROADCAST
 from server.audit import service as audit
 from server.clips.storage import ClipStorage
 from server.db import session_scope
+from server.live import redact
 from server.live.schemas import LiveSessionOut, LiveStart
 from server.live.service import LiveError, LiveService, LiveSession
 from server.live.sources import IngestError, PushDecoder
@@ -28,6 +29,7 @@ from server.users import service as users
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["live"])
+redact.install()  # uvicorn logs the ingest URL: an old client's ?token= must not reach a log
 
 LIVE_PERMISSION = LIVE_BROADCAST
 FIRST_MESSAGE_S = 10.0
@@ -97,7 +99,9 @@ async def list_live(
 
 @router.delete("/live/{session_id}", response_model=LiveSessionOut)
 async def stop_live(
-    session_id: str, request: Request, actor: Annotated[Actor, allow(LIVE_PERMISSION)]
+    session_id: Annotated[str, Path(max_length=64)],
+    request: Request,
+    actor: Annotated[Actor, allow(LIVE_PERMISSION)],
 ) -> LiveSessionOut:
     """Stop a session (of any server process): the devices are told to leave."""
     try:
@@ -163,12 +167,20 @@ def _decoder_for(hello: dict[str, Any]) -> PushDecoder:
 
 
 async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder]:
-    """Authenticate (query token, console cookie or first message); return reach and decoder.
+    """Authenticate (Authorization header, console cookie or first message); reach, decoder.
 
-    With a query token or the cookie the audio may start at once (48 kHz s16le) or after an
+    With the header or the cookie the audio may start at once (48 kHz s16le) or after an
     optional hello text message; otherwise the first message is the hello with the token.
+    A token in the URL is refused: URLs are written to access logs.
     """
-    token = ws.query_params.get("token")
+    if "token" in ws.query_params:
+        raise _AuthError(
+            "Send the token in the first message or an Authorization header, not in the URL."
+        )
+    token: str | None = None
+    scheme, _, credentials = ws.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        token = credentials.strip()
     decoder = PushDecoder(fmt="pcm_s16le", sample_rate=48000)
     if token is None and ws.cookies.get(SESSION_COOKIE):
         if not _same_origin(ws):

@@ -56,6 +56,7 @@ STOP_POLL_S = 0.25  # how often the owner looks for stop requests from other pro
 REFRESH_S = 1.0  # how often running sessions' rows are rewritten
 REMOTE_STOP_WAIT_S = 5.0  # a DELETE through another process waits this long for the end
 AFTER_END_S = 10.0  # ended rows are still refreshed this long: the devices' leave answers
+MIC_PREFILL_S = 0.1
 
 
 def _check_may_stop(org_unit_ids: frozenset[int], reach: frozenset[int] | None) -> None:
@@ -66,6 +67,15 @@ def _check_may_stop(org_unit_ids: frozenset[int], reach: frozenset[int] | None) 
             "a user of the org unit above must stop it.",
             status=403,
         )
+
+
+def _queue_for(request: LiveStart) -> PcmQueue:
+    """A file or relay queue paces its source; a microphone's is live (see PcmQueue)."""
+    if request.source != "mic":
+        return PcmQueue()
+    # A browser sends 20-100 ms messages with network jitter: keep up to 100 ms in hand. It
+    # is part of the playout delay (the frames' stamps include it), so it stays well inside.
+    return PcmQueue(prefill_s=min(MIC_PREFILL_S, request.playout_delay_ms / 1000 / 3), live=True)
 
 
 class LiveError(Exception):
@@ -192,8 +202,7 @@ class LiveService:
         if request.source == "url":
             await self._probe(request.url or "")
         sid = uuid.uuid4().hex[:12]
-        # A browser sends 20-100 ms messages with network jitter: keep 100 ms in hand.
-        queue = PcmQueue(prefill_s=0.1 if request.source == "mic" else 0.0)
+        queue = _queue_for(request)
         topics = sorted({live_topic(t.zone_id, sid) for t in targets})
         session = LiveSession(
             id=sid,
@@ -562,8 +571,12 @@ class LiveService:
         previous: Callable[[str, Ack], None] | None = bridge.on_ack
 
         def both(uid: str, ack: Ack) -> None:
-            if previous is not None:
+            # A live join/leave is not a stored device command: it is answered here only
+            # (the command recorder would log every one as matching no command).
+            if ack.id in self._commands:
+                log.debug("live ack %s from %s: ok=%s %s", ack.id, uid, ack.ok, ack.detail[:80])
+                self.on_ack(uid, ack)
+            elif previous is not None:
                 previous(uid, ack)
-            self.on_ack(uid, ack)
 
         bridge.on_ack = both

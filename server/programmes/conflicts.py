@@ -13,11 +13,17 @@ from schedules import Conflict, ProgrammeSpec, find_conflicts, to_local_wall
 from server.orgs.models import Zone
 from server.programmes.models import ACTIVE, APPROVED, SUBMITTED, Programme, programme_zones
 from server.programmes.validation import ProgrammeError, specs_of
+from server.settings import ServerSettings
 
 # A submitted programme is checked against everything that may still go live ...
 COMPETING_AT_SUBMIT = (SUBMITTED, APPROVED, ACTIVE)
 # ... an approval only against what is live already (two rival submissions cannot both pass).
 COMPETING_AT_APPROVAL = (APPROVED, ACTIVE)
+
+
+def conflict_days(settings: ServerSettings) -> int:
+    """How far ahead conflicts are searched (LOA_CONFLICT_HORIZON_DAYS, default 60)."""
+    return settings.conflict_horizon_days
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ from server.access.reach import (
 )
 from server.audit import service as audit
 from server.bounds import IdFilter, IdPath, Limit, Offset
-from server.db import utcnow
-from server.deps import SessionDep, SettingsDep
+from server.deps import SessionDep, SettingsDep, now_of
 from server.planner import request_replan
 from server.programmes import conflicts, service
+from server.programmes.conflicts import conflict_days
 from server.programmes.models import STATUSES, Programme, programme_zones
 from server.programmes.schemas import (
     ConflictOut,
@@ -53,7 +53,6 @@ from server.programmes.schemas import (
     TransitionOut,
 )
 from server.programmes.validation import ProgrammeError, check_fields, to_spec
-from server.settings import ServerSettings
 
 router = APIRouter(tags=["programmes"])
 Reader = Annotated[Actor, allow(PROGRAMMES_READ)]
@@ -61,18 +60,6 @@ Creator = Annotated[Actor, allow(PROGRAMMES_CREATE)]
 Editor = Annotated[Actor, allow(PROGRAMMES_EDIT)]
 Approver = Annotated[Actor, allow(PROGRAMMES_APPROVE)]
 Canceller = Annotated[Actor, allow(PROGRAMMES_CANCEL)]
-
-
-def now_of(request: Request) -> datetime:
-    """The app's clock (tests replace app.state.clock)."""
-    clock = getattr(request.app.state, "clock", utcnow)
-    value: datetime = clock()
-    return value
-
-
-def conflict_days(settings: ServerSettings) -> int:
-    """How far ahead conflicts are searched (LOA_CONFLICT_HORIZON_DAYS, default 60)."""
-    return settings.conflict_horizon_days
 
 
 @contextmanager

@@ -15,8 +15,7 @@ from server.access.deps import allow
 from server.access.policy import PLAYS_READ
 from server.access.reach import visible_zone
 from server.bounds import MAX_ID, When
-from server.deps import SessionDep
-from server.programmes.routes import now_of
+from server.deps import SessionDep, now_of
 from server.reports import service
 from server.reports.schemas import ReportRowOut, ZoneReportOut
 

@@ -5,23 +5,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from server.access import policy
 from server.access.actor import Actor
-from server.access.deps import allow, bearer_token, client_ip
+from server.access.deps import allow, bearer_token
 from server.access.policy import SESSION, USERS_MANAGE
-from server.access.ratelimit import LoginLimiter, too_many_attempts_detail
 from server.access.reach import check_org_unit, visible_user
 from server.audit import service as audit
 from server.bounds import IdPath
 from server.deps import SessionDep, SettingsDep
 from server.openapi import problems
 from server.users import service
-from server.users.models import AuthToken, User
+from server.users.models import User
 from server.users.schemas import (
     MeOut,
     PasswordChange,
@@ -31,64 +29,29 @@ from server.users.schemas import (
     UserOut,
     UserUpdate,
 )
+from server.users.signin import open_session, sign_in
 
 router = APIRouter(tags=["users"])
 Manager = Annotated[Actor, allow(USERS_MANAGE)]
 
 
-def open_session(
-    db: Session, request: Request, *, user: User, ttl: timedelta, kind: str
-) -> tuple[str, AuthToken]:
-    """Issue a bearer token (kind "api") or console session (kind "session") and audit it."""
-    token, row = service.issue_token(db, user=user, ttl=ttl, kind=kind)
-    audit.record(
-        db,
-        actor=None,
-        action="auth.login",
-        object_type="user",
-        object_id=user.id,
-        org_unit_id=user.org_unit_id,
-        username=user.username,
-        user_id=user.id,
-        ip=client_ip(request),
-        summary="API token issued" if kind == "api" else "console session",
-    )
-    return token, row
+class SignInForm(OAuth2PasswordRequestForm):
+    """The OAuth2 password form, every field bounded (a megabyte password is not hashed)."""
 
-
-def sign_in(db: SessionDep, request: Request, *, username: str, password: str) -> User:
-    """Check credentials under the rate limit (429), auditing the outcome; 401 when wrong."""
-    limiter: LoginLimiter = request.app.state.login_limiter
-    factory = request.app.state.session_factory
-    ip = client_ip(request)
-    wait = limiter.begin(factory, username=username, ip=ip)
-    if wait:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=too_many_attempts_detail(wait),
-            headers={"Retry-After": str(wait)},
-        )
-    user = db.scalar(select(User).where(User.username == username))
-    # End the read before the deliberately slow hash: no transaction stays open while it runs.
-    db.commit()
-    ok = service.verify_password(
-        password_hash=user.password_hash if user else None, password=password
-    )
-    if user is None or not ok or not user.is_active:
-        # The attempt's row stays in login_attempts: it is the failure the limit counts.
-        audit.record(
-            db,
-            actor=None,
-            action="auth.login_failed",
-            object_type="user",
-            username=username[:64],
-            ip=ip,
-            summary="wrong username or password",
-        )
-        db.commit()  # kept although the request fails
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong username or password.")
-    limiter.succeeded(factory, username=username, ip=ip)
-    return user
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[str | None, Form(pattern="^password$", max_length=8)] = None,
+        username: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=200, json_schema_extra={"format": "password"})],
+        scope: Annotated[str, Form(max_length=1000)] = "",
+        client_id: Annotated[str | None, Form(max_length=200)] = None,
+        client_secret: Annotated[str | None, Form(max_length=200)] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type, username=username, password=password, scope=scope,
+            client_id=client_id, client_secret=client_secret,
+        )  # fmt: skip
 
 
 @router.post("/auth/token", response_model=TokenOut, responses=problems(401, 429, 503))
@@ -96,7 +59,7 @@ def login(
     db: SessionDep,
     request: Request,
     settings: SettingsDep,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[SignInForm, Depends()],
 ) -> TokenOut:
     """Exchange a username and password for a bearer token (failures are rate-limited)."""
     user = sign_in(db, request, username=form.username, password=form.password)

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.browser.conftest import PASSWORD, LiveServer, shot, signed_in
 from tests.browser.test_console_browser import tone_wav, wait
+from tests.server.vietnamese_text import english_words, vietnamese_vocabulary
 
 
 def upload_clip(live: LiveServer, title: str, seconds: float = 30.0) -> int:
@@ -91,10 +92,16 @@ def test_an_operator_plays_a_clip_live_sees_its_devices_and_stops_it(
     assert page.is_hidden(f"article[data-id='{session_id}'] button.stop")
     ended = session(live_server, session_id)
     assert ended["state"] == "ended" and "trucphat" in (ended["end_reason"] or "")
+    # The reason and the devices' details in Vietnamese (issue 11), devices by name.
     assert (
         page.inner_text(f"article[data-id='{session_id}'] [data-field=reason]")
-        == (ended["end_reason"])
+        == "Dừng bởi trucphat"
     )
+    page.click(f"article[data-id='{session_id}'] details summary")
+    shown = page.inner_text(f"article[data-id='{session_id}']")
+    assert "Cụm loa 01 Xã An Bình" in shown and "a-cum-01" not in shown
+    words = vietnamese_vocabulary(("Họp dân thôn Đông", "Xã An Bình", "trucphat"))
+    assert not english_words(shown, vocabulary=words), shown
     page.context.close()
 
 
@@ -124,6 +131,10 @@ def test_the_microphone_streams_pcm_over_the_websocket_until_stopped(
     assert session(live_server, session_id)["end_reason"] == "the microphone ended the broadcast"
     assert page.inner_text("#mic-button") == "Bắt đầu nói"
     page.wait_for_selector(f"article[data-id='{session_id}'][data-state=ended]")
+    assert (
+        page.inner_text(f"article[data-id='{session_id}'] [data-field=reason]")
+        == "Người nói đã tắt micrô"
+    )
     page.context.close()
 
 

@@ -12,9 +12,8 @@ from edge_agent.agent import RESTART_EXIT_CODE
 from edge_agent.hardware import SimHardware
 from edge_agent.store import STATE_FILE
 from firmware_profiles import FirmwareProfile, load_profile
-from protocol import Command, DesiredState, TopicKind, encode
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import (
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import (
     eventually,
     make_agent,
     new_device_id,
@@ -23,6 +22,7 @@ from tests.edge_agent.harness import (
     running,
     with_timeout,
 )
+from protocol import Command, DesiredState, TopicKind, encode
 
 
 def _state(version: int, volume: int, **extra: Any) -> bytes:

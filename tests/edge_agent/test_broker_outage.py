@@ -6,9 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, new_device_id, run, running
-from tests.edge_agent.playfix import FAST, at, document, heard, item, join_zone, make_clip, serving
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, new_device_id, run, running
+from loa_testkit.playfix import FAST, at, document, heard, item, join_zone, make_clip, serving
 
 
 def test_playout_survives_a_broker_outage_and_proof_arrives_once_after(

@@ -15,9 +15,9 @@ from audio.clock import SystemClock
 from edge_agent.clipfetch import ClipFetcher
 from edge_agent.clips import ClipCache
 from edge_agent.localdb import LocalDb
+from loa_testkit.harness import eventually
 from protocol import ClipRequest
 from protocol.clipchunk import CHUNK_SIZE, Chunk, encode_chunk, split
-from tests.edge_agent.harness import eventually
 
 HOLDOFF = 0.2
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from audio.clock import FakeClock
-from edge_agent.clocksync import BURST, ClockSync, OffsetEstimator
+from edge_agent.clocksync import BURST, MIN_BURST, ClockSync, OffsetEstimator
 from protocol import TimeRequest, TimeResponse
 
 SERVER_AHEAD = 1_700_000_000.25  # server time - local monotonic time in these tests
@@ -125,7 +125,7 @@ def test_a_burst_after_connecting_then_one_probe_per_interval() -> None:
     async def scenario() -> None:
         sync.connected()
         task = asyncio.ensure_future(sync.run())
-        await clock.sleep_until(100.0 + 95)
+        await clock.sleep_until(100.0 + 105)  # the burst takes 2.4 to 7.2 s, then 3 probes
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -147,7 +147,12 @@ def test_nothing_is_sent_while_disconnected() -> None:
 def _answer_after(clock: FakeClock, sync: ClockSync, rtts: list[float]) -> None:
     """Send one probe and answer it at once with the next symmetric round trip."""
     sent: list[TimeRequest] = []
-    sync._send = lambda r: sent.append(r) or True  # type: ignore[method-assign,func-returns-value]
+
+    def send(request: TimeRequest) -> bool:
+        sent.append(request)
+        return True
+
+    sync._send = send
     for rtt in rtts:
         assert sync.probe()
         t1 = clock.monotonic() + rtt / 2 + SERVER_AHEAD
@@ -160,11 +165,11 @@ def _answer_after(clock: FakeClock, sync: ClockSync, rtts: list[float]) -> None:
 def test_probing_is_fast_on_a_jittery_link_and_slow_on_a_quiet_one() -> None:
     clock = FakeClock()
     kwargs = {"interval_s": 30, "window_s": 600, "fast_interval_s": 5, "stable_error_s": 0.0002}
-    quiet = ClockSync(clock=clock, send=lambda _r: True, **kwargs)  # type: ignore[arg-type]
+    quiet = ClockSync(clock=clock, send=lambda _r: True, **kwargs)
     assert quiet.next_gap() == 5  # nothing known yet
     _answer_after(clock, quiet, [0.010 + 0.0001 * (k % 3) for k in range(8)])
     assert quiet.next_gap() == 30  # round trips barely vary: more probes would not help
-    jittery = ClockSync(clock=clock, send=lambda _r: True, **kwargs)  # type: ignore[arg-type]
+    jittery = ClockSync(clock=clock, send=lambda _r: True, **kwargs)
     _answer_after(clock, jittery, [0.060 + 0.030 * (k % 4) for k in range(8)])
     assert jittery.next_gap() == 5  # a 30 ms spread over 8 samples: keep probing
 
@@ -185,3 +190,27 @@ def test_a_clock_step_drops_older_samples_and_triggers_a_burst() -> None:
     assert after is not None and after.samples == 1  # only the post-step sample counts
     assert after.offset == pytest.approx(before.offset + 0.5, abs=1e-6)
     assert sync.jumps == 1 and sync._burst.is_set()
+
+
+def test_a_reconnect_with_samples_in_the_window_sends_a_short_burst() -> None:
+    clock = FakeClock()
+    sent: list[float] = []
+    sync = ClockSync(clock=clock, send=lambda _r: True, interval_s=30, window_s=600)
+    _answer_after(clock, sync, [0.020] * BURST)  # a full window's worth from before
+
+    def send(_request: TimeRequest) -> bool:
+        sent.append(clock.monotonic())
+        return True
+
+    sync._send = send
+
+    async def scenario() -> None:
+        start = clock.monotonic()
+        sync.connected()
+        task = asyncio.ensure_future(sync.run())
+        await clock.sleep_until(start + 20)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(clock.run(scenario()))
+    assert len(sent) == MIN_BURST  # the held samples still count: no herd after a broker restart

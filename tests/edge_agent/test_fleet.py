@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.fleet import FleetError, read_credentials
-from protocol import TopicKind
-from server.broker.render import BrokerAccount, mosquitto_hash
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import (
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import (
     agent_env,
     eventually,
     finished,
@@ -22,6 +20,8 @@ from tests.edge_agent.harness import (
     run,
     start_process,
 )
+from protocol import TopicKind
+from server.broker.render import BrokerAccount, mosquitto_hash
 
 FLEET_SIZE = 20
 

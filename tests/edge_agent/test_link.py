@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, new_device_id, observing, run, running
 from protocol import TopicKind
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, new_device_id, observing, run, running
 
 
 def test_agent_comes_back_after_the_broker_restarts(

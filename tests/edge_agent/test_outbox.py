@@ -10,11 +10,11 @@ from pathlib import Path
 from audio.clock import SystemClock
 from edge_agent.localdb import LocalDb
 from edge_agent.outbox import BATCH_EVENTS, Outbox, _batches
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, new_device_id, run
+from loa_testkit.playfix import ServerDouble
 from protocol import SPECS, EventBatch, PlayEvent, TopicKind, decode, device_topic, encode
 from protocol.mqtt_client import MqttLink
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, new_device_id, run
-from tests.edge_agent.playfix import ServerDouble
 
 
 def play_event(seq: int, reason: str = "") -> PlayEvent:

@@ -28,9 +28,9 @@ from edge_agent.localdb import LocalDb
 from edge_agent.playback import PlayOutcome
 from edge_agent.player import Player
 from firmware_profiles import FirmwareProfile, load_profile
+from loa_testkit.playfix import Clip, item, make_clip
 from protocol.clipchunk import split
 from schedules import PlaybackItem, Priority
-from tests.edge_agent.playfix import Clip, item, make_clip
 
 RATE = 48_000
 

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from protocol import ScheduleMessage, TopicKind, encode, zone_clip_topic
-from protocol.clipchunk import Chunk, encode_chunk, split
-from protocol.mqtt_client import Outgoing
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, new_device_id, run, running
-from tests.edge_agent.playfix import (
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, new_device_id, run, running
+from loa_testkit.playfix import (
     FAST,
     at,
     document,
@@ -24,6 +21,9 @@ from tests.edge_agent.playfix import (
     serving,
     wav_hz,
 )
+from protocol import ScheduleMessage, TopicKind, encode, zone_clip_topic
+from protocol.clipchunk import Chunk, encode_chunk, split
+from protocol.mqtt_client import Outgoing
 
 
 def test_a_schedule_with_a_zone_clip_plays_on_time_and_is_proven(

@@ -7,9 +7,8 @@ import os
 import signal
 from pathlib import Path
 
-from protocol import TopicKind
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import (
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import (
     agent_env,
     finished,
     new_device_id,
@@ -17,6 +16,7 @@ from tests.edge_agent.harness import (
     run,
     start_process,
 )
+from protocol import TopicKind
 
 
 def test_sigkill_leaves_the_will_with_the_birth_conn_id(broker: TestBroker, tmp_path: Path) -> None:

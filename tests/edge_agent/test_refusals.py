@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.hardware import SimHardware
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, new_device_id, observing, run, running
 from protocol import DesiredState, LiveJoin, LiveLeave, TopicKind, encode, live_topic
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, new_device_id, observing, run, running
 
 
 def _raw_command(**fields: Any) -> bytes:

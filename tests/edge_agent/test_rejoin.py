@@ -16,8 +16,8 @@ import pytest
 
 from audio.decode import decode_to_pcm
 from edge_agent.playback import INTERRUPTED, Interrupted
+from loa_testkit.playfix import Clip, item
 from schedules import Priority
-from tests.edge_agent.playfix import Clip, item
 from tests.edge_agent.test_player import RATE, START_WALL, make_rig, play, wav_samples
 
 

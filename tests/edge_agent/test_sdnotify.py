@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent import sdnotify
-from protocol import TopicKind
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import (
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import (
     agent_env,
     eventually,
     finished,
@@ -31,6 +30,7 @@ from tests.edge_agent.harness import (
     running,
     start_process,
 )
+from protocol import TopicKind
 
 
 class NotifyListener:

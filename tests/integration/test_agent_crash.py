@@ -22,12 +22,8 @@ import numpy as np
 from audio.decode import decode_to_pcm
 from edge_agent.localdb import DB_FILE
 from edge_agent.output import sim_timing_path
-from protocol import DesiredState, PlayEvent, TopicKind, encode
-from protocol.clipchunk import encode_chunk, split
-from protocol.mqtt_client import Outgoing
-from protocol.topics import zone_clip_topic
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import (
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import (
     agent_env,
     eventually,
     finished,
@@ -36,7 +32,11 @@ from tests.edge_agent.harness import (
     run,
     start_process,
 )
-from tests.edge_agent.playfix import ServerDouble, at, document, heard, item, make_clip
+from loa_testkit.playfix import ServerDouble, at, document, heard, item, make_clip
+from protocol import DesiredState, PlayEvent, TopicKind, encode
+from protocol.clipchunk import encode_chunk, split
+from protocol.mqtt_client import Outgoing
+from protocol.topics import zone_clip_topic
 from tests.edge_agent.test_rejoin import noise_clip
 
 FAST_ENV = {

@@ -20,6 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edge_agent.agent import Agent
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, running
+from loa_testkit.playfix import FAST, Clip, heard, make_clip
 from server.app import create_app
 from server.broker.process import free_port, start_broker, stop_broker
 from server.broker.service import apply_broker_config
@@ -28,9 +31,6 @@ from server.clips.storage import ClipStorage
 from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.settings import ServerSettings
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, running
-from tests.edge_agent.playfix import FAST, Clip, heard, make_clip
 from tests.server.stack import ADMIN_PASSWORD, Stack
 from tests.server.test_programmes_fixtures import FakeClock, World, has_mosquitto, one_off
 

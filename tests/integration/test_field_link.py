@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +25,6 @@ from tests.edge_agent.harness import eventually, make_agent, new_device_id, run,
 from tests.edge_agent.playfix import (  # noqa: E402
     FAST,
     Clip,
-    ServerDouble,
     at,
     document,
     item,
@@ -109,8 +110,8 @@ def test_clip_through_stalls_and_a_cut_mid_chunk(broker: TestBroker, tmp_path: P
                 await server.publish_schedule(
                     document(agent.device_id, 1, [item("c@1", at(3600), [clip])])
                 )
-            await eventually(lambda: a0.runtime.schedule_version == 1 == a1.runtime.schedule_version,
-                             timeout=15, what="the schedules")  # fmt: skip
+            both = lambda: a0.runtime.schedule_version == 1 == a1.runtime.schedule_version  # noqa: E731
+            await eventually(both, timeout=15, what="the schedules")
             watches = [Watch(a, clip) for a in (a0, a1)]
             # Cut device 0's link once ~1.6 chunks have crossed it: inside chunk 1.
             base = p0.bytes_down
@@ -216,3 +217,17 @@ def test_catch_up_after_outage_latest_only_and_proof_once(
             assert all(e.outcome == "played" for e in stored.values())
 
     run(scenario(), timeout=70)
+
+
+def test_default_clock_probing_keeps_the_skew_under_a_millisecond() -> None:
+    """bench/field_link.py's clock scenario: the agent's real probe loop, default settings,
+    bench/live.py's jitter profile, on virtual time."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "field_link.py"), "--quick", "--only", "clock"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    [line] = out.stdout.splitlines()
+    result = json.loads(line)
+    for seed in ("seed1", "seed2", "seed7"):
+        assert result[seed]["skew_p95_ms_from_60s"] <= 1.0, result
+        assert result[seed]["probes_per_hour"] <= 800  # about one every 5 s on such a link

@@ -140,5 +140,5 @@ def test_scheduled_cut() -> None:
 
 
 async def _until(check: object) -> None:
-    while not check():  # type: ignore[operator]
+    while not check():  # type: ignore[operator]  # noqa: ASYNC110
         await asyncio.sleep(0.01)

@@ -16,9 +16,9 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.hardware import SimHardware
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, running
-from tests.edge_agent.playfix import FAST, make_clip, wav_hz
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, running
+from loa_testkit.playfix import FAST, make_clip, wav_hz
 from tests.integration.test_end_to_end import Live, in_zone, live_server
 from tests.live.markers import heard_by_device, marker_clip, matched_skews
 from tests.server.test_programmes_fixtures import has_mosquitto, one_off

@@ -27,6 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loa_testkit.playfix import make_clip
 from protocol import (
     ClipRequest,
     EventBatch,
@@ -50,7 +51,6 @@ from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.settings import ServerSettings
 from server.users import service as users
-from tests.edge_agent.playfix import make_clip
 from tests.security.test_signin_limit import LIMIT, burst, evaluated
 from tests.server.conftest import BACKENDS
 from tests.server.stack import ADMIN_PASSWORD, database

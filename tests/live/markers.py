@@ -9,8 +9,8 @@ from pathlib import Path
 
 from audio.pcm import Pcm
 from audio.signals import make_marker, marker_track
-from tests.edge_agent.playfix import Clip
-from tests.live.sim import Recording, heard_times
+from loa_testkit.livesim import Recording, heard_times
+from loa_testkit.playfix import Clip
 
 SPACING_S = 0.5
 

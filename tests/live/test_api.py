@@ -15,8 +15,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from audio.pcm import to_bytes
 from audio.signals import make_marker, marker_track
-from tests.edge_agent.harness import eventually, run
-from tests.live.sim import SimListener, heard_times, skews
+from loa_testkit.harness import eventually, run
+from loa_testkit.livesim import SimListener, heard_times, skews
 from tests.live.stack import live_stack
 from tests.server.stack import Stack
 

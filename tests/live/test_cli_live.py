@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -23,6 +24,8 @@ import pytest
 import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from protocol import PREFIX, SERVER_USERNAME
 from protocol.liveframe import LiveFrame, decode_frame
@@ -317,3 +320,48 @@ def test_emergency_needs_confirmation_it_cannot_ask_for(served: Served, tmp_path
     result = _invoke(served, "--input", "-", "--zone", "1", "--priority", "emergency")
     assert result.exit_code == 1 and "--yes" in result.stderr
     assert set(served.running()) == before
+
+
+class _Lines(logging.Handler):
+    """Every formatted log line, as a log file would hold it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_no_token_reaches_a_log_line_and_a_token_in_the_url_is_refused(
+    served: Served, tmp_path: Path
+) -> None:
+    names = ("uvicorn.error", "uvicorn.access", "")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    handler = _Lines()
+    for lg in loggers:  # what `loa-server serve` logs at its default level, info
+        lg.setLevel(logging.INFO)
+        lg.addHandler(handler)
+    try:
+        clip = _wav(tmp_path / "a.wav", seconds=0.5)
+        result = _invoke(served, "--input", str(clip), "--zone", str(served.zone))
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        # An old client still putting the token in the URL is refused, and not logged.
+        sid = served.admin.post(
+            "/api/v1/live", json={"source": "mic", "zone_ids": [served.zone]}
+        ).json()["id"]
+        url = f"{served.base_url.replace('http', 'ws')}/api/v1/live/{sid}/ingest"
+        with ws_connect(f"{url}?token={served.token}") as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert "not in the URL" in closed.value.rcvd.reason
+        served.admin.delete(f"/api/v1/live/{sid}")
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+    assert any("WebSocket" in line and "ingest" in line for line in handler.lines), handler.lines
+    leaked = [line for line in handler.lines if served.token in line]
+    assert not leaked, leaked

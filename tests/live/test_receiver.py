@@ -11,9 +11,9 @@ from audio.opus import OpusEncoder
 from audio.pcm import FRAME_SAMPLES
 from audio.sinks import NullSink
 from edge_agent.live import Grant, LiveReceiver
+from loa_testkit.harness import eventually, run
 from protocol import Ack, LiveJoin, LiveLeave, LivePriority, live_topic
 from protocol.liveframe import LiveFrame, encode_frame
-from tests.edge_agent.harness import eventually, run
 
 
 class Subscriptions:

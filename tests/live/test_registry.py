@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loa_testkit.harness import eventually, run
+from loa_testkit.livesim import SimListener
 from server.live import registry
 from server.live.schemas import LiveSessionOut
-from tests.edge_agent.harness import eventually, run
-from tests.live.sim import SimListener
 from tests.live.stack import live_stacks
 from tests.server.stack import Stack
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from audio.clock import SystemClock
 from audio.signals import make_marker, marker_track
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, run
+from loa_testkit.livesim import SimListener, heard_times, skews
 from protocol import SERVER_USERNAME, LiveJoin, live_topic
 from protocol.mqtt_client import MqttLink
 from server.live.buffer import PcmQueue
 from server.live.publisher import FramePublisher, command_out
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, run
-from tests.live.sim import SimListener, heard_times, skews
 
 MARKER_TIMES = (0.4, 1.2, 2.0)
 DELAY_MS = 400

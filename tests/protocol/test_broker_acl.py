@@ -6,8 +6,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loa_testkit.brokerfix import TestBroker
 from protocol import SERVER_USERNAME, TopicKind, device_topic
-from tests.brokerfix import TestBroker
 
 
 def _client(b: TestBroker, username: str | None, password: str | None) -> mqtt.Client:

@@ -53,7 +53,7 @@ def _seed(stack: Stack) -> None:
 
 def admin_token(stack: Stack) -> str:
     """A new bearer token of the admin (a probe may have signed the old one out)."""
-    with stack.session() as db:
+    with stack.session() as db:  # type: ignore[no-untyped-call]
         admin = db.scalar(select(User).where(User.username == "admin"))
         assert admin is not None and admin.is_active
         token, _row = users.issue_token(db, user=admin, ttl=timedelta(hours=1))

@@ -58,6 +58,7 @@ from server.mqtt_bridge import MqttBridge
 from server.plays.models import PlayRecord
 from tests.brokerfix import TestBroker
 from tests.edge_agent.harness import eventually, make_agent, new_device_id, observing, run, running
+from tests.server.conftest import BACKENDS
 from tests.server.stack import Stack, database, server_stack
 
 T = TypeVar("T")
@@ -235,10 +236,13 @@ def _reasons(metrics: Metrics, reason: str) -> float:
     )
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Stack]:
-    """A server with its own broker, on SQLite."""
-    with database("sqlite", tmp_path) as url, server_stack(url, tmp_path / "data") as stack:
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """A server with its own broker, on SQLite (and PostgreSQL when configured)."""
+    with (
+        database(request.param, tmp_path) as url,
+        server_stack(url, tmp_path / "data") as stack,
+    ):
         yield stack
 
 

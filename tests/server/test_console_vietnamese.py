@@ -78,6 +78,10 @@ def _history(stack: Stack) -> dict[str, int]:
         zone = db.scalar(select(Zone).where(Zone.name == "Cụm loa Thôn Hải Thành"))
         assert zone is not None
         zone_id, commune = zone.id, zone.org_unit_id
+        # Both demo communes have a zone named "Toàn xã"; this is Bảo Ninh's.
+        whole_commune = db.scalar(
+            select(Zone.id).where(Zone.name == "Toàn xã").order_by(Zone.id).limit(1)
+        )
         device = db.scalar(select(Device).where(Device.uid == "bao-ninh-01"))
         assert device is not None
         device_id = device.id
@@ -95,7 +99,9 @@ def _history(stack: Stack) -> dict[str, int]:
     programme = int(r.json()["id"])
     assert c.post(f"/api/v1/programmes/{programme}/submit", headers=editor).status_code == 200
     assert c.post(f"/api/v1/programmes/{programme}/approve", headers=h).status_code == 200
-    r = c.post("/api/v1/programmes", json={**body, "title": "Nháp thông báo"}, headers=editor)
+    whole = {"title": "Nháp thông báo", "zone_ids": [whole_commune]}
+    r = c.post("/api/v1/programmes", json={**body, **whole}, headers=editor)
+    assert r.status_code == 201, r.text
     draft = int(r.json()["id"])
     r = c.post(f"/api/v1/devices/{device_id}/commands", json={"name": "test_tone"}, headers=h)
     assert r.status_code in (200, 201, 202), r.text
@@ -153,3 +159,49 @@ def test_every_page_is_in_vietnamese(demo: Demo, username: str, password: str) -
         if words:
             found[path] = sorted(set(words))
     assert not found, "\n".join(f"{p}: {w}" for p, w in found.items())
+
+
+def _section(html: str, marker: str, end: str) -> str:
+    start = html.index(marker)
+    return html[start : html.index(end, start)]
+
+
+def test_zones_are_labelled_by_their_org_unit(demo: Demo) -> None:
+    client = _sign_in(demo.stack, "admin", ADMIN_PASSWORD)
+    form = client.get("/programmes/new").text
+    units = re.findall(r'<p class="zone-unit">([^<]+)</p>', form)
+    assert "Xã Bảo Ninh" in units and "Xã Quảng Phú" in units
+    assert form.count("> Toàn xã</label>") == 2  # once under each commune
+    for path in ("/reports", "/programmes"):
+        page = client.get(path).text
+        assert (
+            '<optgroup label="Xã Bảo Ninh">' in page and '<optgroup label="Xã Quảng Phú">' in page
+        )
+    listed = client.get("/programmes").text
+    assert "Toàn xã (Xã Bảo Ninh)" in listed
+    assert "Cụm loa Thôn Hải Thành (" not in listed  # its name already says where it is
+    assert "Toàn xã (Xã Bảo Ninh)" in client.get(f"/programmes/{demo.ids['draft']}").text
+
+
+def test_reports_list_clusters_by_name(demo: Demo) -> None:
+    client = _sign_in(demo.stack, "kythuat", PASSWORD)
+    rows = _section(
+        client.get(f"/reports?zone_id={demo.ids['zone']}").text, 'id="report-rows"', "</table>"
+    )
+    assert "Cụm loa 01 – Thôn Hải Thành" in rows
+    assert "bao-ninh-01" not in rows
+
+
+def test_device_and_clip_pages_speak_plainly(demo: Demo) -> None:
+    client = _sign_in(demo.stack, "kythuat", PASSWORD)
+    html = client.get(f"/devices/{demo.ids['device']}").text
+    main, tech = html.split('id="device-tech"', 1)
+    for jargon in ("Tải CPU", "Loại phần cứng", "Phiên bản lịch", "bao-ninh-01", "Lịch (máy"):
+        assert jargon not in main, jargon
+    assert "Tải CPU" in tech and "bao-ninh-01" in tech  # the numbers stay, one click away
+    assert "Thôn Hải Thành · Thôn Hải Thành" not in html  # the place, said once
+    assert "Đã nhận lịch mới nhất" in main or "Chưa nhận lịch mới" in main or "Chưa có lịch" in main
+    listed = client.get("/devices").text
+    assert " / " not in visible_text(listed).replace("/ 1", "")  # no "3 / 3" version pairs
+    clip = client.get(f"/clips/{demo.ids['clip']}").text
+    assert "Âm lượng đã chuẩn hoá" in clip

@@ -29,7 +29,7 @@ from tests.server.test_permissions_fixtures import (
     tone_wav,
 )
 
-PUBLIC = {("POST", "/api/v1/auth/token")}
+PUBLIC = {("POST", "/api/v1/auth/token"), ("GET", "/api/v1/broker/ca.pem")}
 # Query parameters ending in _id that name no object (the audit log's free-text object id).
 NOT_OBJECTS = {"object_id"}
 # Path and query parameters that name an object, and the kind of object they name.

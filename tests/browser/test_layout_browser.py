@@ -1,0 +1,118 @@
+"""Every console page, as every demo role, at desktop and phone size: in Vietnamese, no
+sideways scrolling (issue 11: the raw RRULE widened a 390 px phone page to 732 px)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server.clips.models import Clip
+from server.db import session_scope
+from tests.browser.conftest import ADMIN_PASSWORD, PHONE, SCREENSHOTS, LiveServer, signed_in
+from tests.server.test_permissions_fixtures import PASSWORD
+from tests.server.vietnamese_text import RUN, english_words, vietnamese_vocabulary
+
+DESKTOP = {"width": 1366, "height": 900}
+MON_SAT = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA;BYHOUR=5,17;BYMINUTE=0;BYSECOND=0"
+USERS = [("admin", ADMIN_PASSWORD), ("bientap", PASSWORD), ("duyet", PASSWORD),
+         ("trucphat", PASSWORD), ("kythuat", PASSWORD)]  # fmt: skip
+# Screenshots a reader of the change looks at (under test-output/screenshots/issue11-*).
+SHOWN = {"/": "dashboard", "/programmes": "programmes", "/approvals": "approvals",
+         "/devices/": "device"}  # fmt: skip
+
+
+def _clip(live: LiveServer) -> int:
+    """A clip row of commune A (its bytes are never decoded by these page loads)."""
+    with session_scope(live.app.state.session_factory) as db:
+        clip = Clip(
+            sha256="ab" * 32, original_sha256="ab" * 32, title="Bản tin sáng", duration_s=60.0,
+            original_duration_s=60.0, original_sample_rate=48000, original_channels=1,
+            original_size_bytes=1000, size_bytes=1000, peaks=[],
+            org_unit_id=live.ids["a_commune"],
+        )  # fmt: skip
+        db.add(clip)
+        db.flush()
+        return int(clip.id)
+
+
+@pytest.fixture(scope="module")
+def pages(live_server: LiveServer) -> list[str]:
+    """The pages to open, with a weekly programme waiting for approval and one approved."""
+    live = live_server
+    clip = _clip(live)
+    body = {"title": "Bản tin sáng và chiều", "clip_ids": [clip], "zone_ids": [live.ids["a_zone"]],
+            "rrule": MON_SAT, "dtstart": "2031-03-03T00:00:00",
+            "org_unit_id": live.ids["a_commune"]}  # fmt: skip
+    approved = live.api("POST", "/programmes", body, expect=201)["id"]
+    live.api("POST", f"/programmes/{approved}/submit", expect=200)
+    live.api("POST", f"/programmes/{approved}/approve", expect=200)
+    waiting = live.api("POST", "/programmes", {**body, "title": "Thông báo chờ duyệt"}, expect=201)
+    live.api("POST", f"/programmes/{waiting['id']}/submit", expect=200)
+    device, zone = live.ids["a_device"], live.ids["a_zone"]
+    return [
+        "/", "/devices", f"/devices/{device}", "/clips", f"/clips/{clip}", "/programmes",
+        f"/programmes?zone_id={zone}", "/programmes/new", f"/programmes/{approved}",
+        "/approvals", "/reports", f"/reports?zone_id={zone}", "/live", "/users", "/audit",
+    ]  # fmt: skip
+
+
+def _data_words(live: LiveServer) -> set[str]:
+    """Words of what people typed (titles, names, file names): not console strings."""
+    texts: list[str] = []
+    for path, keys in (
+        ("/clips?limit=200", ("title", "original_filename")),
+        ("/programmes?limit=200", ("title",)),
+        ("/users?limit=200", ("username", "full_name")),
+        ("/devices?limit=1000", ("name", "uid", "location")),
+        ("/zones", ("name",)),
+        ("/org-units", ("name",)),
+        ("/live", ("label",)),
+    ):
+        found = live.api("GET", path, expect=200)
+        items = found["items"] if isinstance(found, dict) else found
+        texts += [str(item.get(k) or "") for item in items for k in keys]
+    return {w.lower() for text in texts for w in RUN.findall(text)}
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+@pytest.mark.parametrize(("username", "password"), USERS, ids=[u for u, _ in USERS])
+def test_pages_fit_the_screen_and_read_in_vietnamese(
+    chromium: Any, live_server: LiveServer, pages: list[str], username: str, password: str,
+    size: str,
+) -> None:  # fmt: skip
+    viewport = DESKTOP if size == "desktop" else PHONE
+    page = signed_in(chromium, live_server, username, password)
+    page.set_viewport_size(viewport)
+    words = vietnamese_vocabulary() | _data_words(live_server)
+    wide: dict[str, int] = {}
+    english: dict[str, list[str]] = {}
+    for path in pages:
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > viewport["width"]:
+            wide[path] = width
+        # What a reader sees once the scripts ran (the live sessions, command results ...).
+        shown = page.evaluate("""() => {
+            const out = [document.body.innerText];
+            for (const el of document.querySelectorAll('[title],[placeholder],[aria-label]'))
+                out.push(el.title || '', el.placeholder || '', el.getAttribute('aria-label') || '');
+            return out.join('\\n'); }""")
+        # <code> holds what a device or ffmpeg said, for technicians: not console strings.
+        for code in page.query_selector_all("code"):
+            shown = shown.replace(code.inner_text(), " ")
+        found = english_words(shown, vocabulary=words)
+        if found:
+            english[path] = sorted(set(found))
+        label = next(
+            (v for k, v in SHOWN.items() if path == k or (k.endswith("/") and path.startswith(k))),
+            None,
+        )
+        if username == "duyet" and label is not None and "?" not in path:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shot = SCREENSHOTS / f"issue11-{label}-{size}.png"
+            page.screenshot(path=str(shot), full_page=True)
+    page.context.close()
+    assert not wide, f"pages wider than {viewport['width']} px: {wide}"
+    assert not english, english

@@ -1,0 +1,127 @@
+"""Issue 12's causes, one by one: start alignment, jumps not slides, stale audio dropped."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from audio.jitter import JitterBuffer
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, from_bytes, silence, to_bytes
+from server.live.buffer import PcmQueue
+from server.live.client import FRAME_BYTES, Pacer, pump
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+CAPTURE_0 = 10_000.0
+DELAY = 0.2
+
+
+def _decode(payload: bytes | None) -> Pcm:
+    return silence(FRAME_SAMPLES) if payload is None else from_bytes(payload)
+
+
+def _ramp_buffer(frames: int = 200) -> JitterBuffer:
+    """A buffer holding frames whose samples count up (sample value = stream position % 30000)."""
+    buffer = JitterBuffer(decode=_decode, playout_delay_s=DELAY)
+    for n in range(frames):
+        values = (np.arange(n * FRAME_SAMPLES, (n + 1) * FRAME_SAMPLES) % 30000).astype(np.int16)
+        buffer.push(n, CAPTURE_0 + n * FRAME_S, to_bytes(values), now=CAPTURE_0)
+    return buffer
+
+
+@pytest.mark.parametrize("late_ms", [0.7, 5.0, 35.0])
+def test_a_receiver_starting_late_enters_the_stream_exactly_at_its_instant(late_ms: float) -> None:
+    # A device that is ready late (young clock estimate, slow join) must not slide into
+    # place at 2 ms/s: its first sample is the one due at that instant.
+    buffer = _ramp_buffer()
+    now = CAPTURE_0 + DELAY + late_ms / 1000
+    chunk = buffer.pull(now=now)
+    due = round(late_ms / 1000 * SAMPLE_RATE)
+    assert int(chunk[0]) == due
+    assert buffer.error_s is not None and abs(buffer.error_s) <= 0.5 / SAMPLE_RATE
+
+
+def test_an_offset_of_a_few_ms_is_jumped_at_once_and_drift_still_slides() -> None:
+    buffer = _ramp_buffer()
+    now = CAPTURE_0 + DELAY
+    for _ in range(10):
+        now += len(buffer.pull(now=now)) / SAMPLE_RATE
+    # The clock estimate improves by 8 ms: the next chunk already plays the right samples.
+    now += 0.008
+    chunk = buffer.pull(now=now)
+    assert abs(int(chunk[0]) - round((now - CAPTURE_0 - DELAY) * SAMPLE_RATE)) <= 1
+    assert buffer.error_s is not None and abs(buffer.error_s) < 0.001
+    # 0.5 ms is drift: corrected a sample at a time, not jumped.
+    now += len(chunk) / SAMPLE_RATE + 0.0005
+    before = buffer.stats.resyncs
+    buffer.pull(now=now)
+    assert buffer.stats.resyncs == before and buffer.stats.dropped_samples > 0
+
+
+def _pcm(ms: int) -> Pcm:
+    return np.ones(ms * SAMPLE_RATE // 1000, dtype=np.int16)
+
+
+def test_a_live_queue_drops_a_stale_backlog_and_tells_its_age() -> None:
+    t = [100.0]
+    queue = PcmQueue(prefill_s=0.04, live=True, clock=lambda: t[0])
+    queue.put(_pcm(40))
+    assert queue.age_s(100.0) == pytest.approx(0.04)
+    assert queue.take(FRAME_SAMPLES) is not None and queue.flow_starts == 1
+    # A hiccup: 3 s arrive at once. The backlog is dropped down to the prefill, counted.
+    t[0] = 100.1
+    queue.put(_pcm(3000))
+    assert queue.take(FRAME_SAMPLES) is not None
+    assert queue.stale_drops == 1
+    assert queue.size == round(0.04 * SAMPLE_RATE) - FRAME_SAMPLES
+    dropped = queue.stale_samples + queue.overflow_samples  # beyond 2 s it never even queued
+    assert dropped == 3020 * SAMPLE_RATE // 1000 - round(0.04 * SAMPLE_RATE)
+
+
+def test_a_file_queue_never_drops_what_is_queued() -> None:
+    queue = PcmQueue()
+    queue.put(_pcm(900))
+    assert queue.take(FRAME_SAMPLES) is not None
+    assert queue.size == 900 * SAMPLE_RATE // 1000 - FRAME_SAMPLES and queue.stale_drops == 0
+
+
+class _Chunks:
+    """A source handing out chunks, sleeping `gap` between them (None: all at once)."""
+
+    def __init__(self, gaps: list[float | None]) -> None:
+        self.gaps = gaps
+
+    async def read(self) -> bytes:
+        if not self.gaps:
+            return b""
+        gap = self.gaps.pop(0)
+        if gap:
+            await asyncio.sleep(gap)
+        return bytes(FRAME_BYTES)
+
+
+class _Ws:
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send(self, data: bytes) -> None:
+        self.sent += 1
+
+
+def test_a_live_pipe_drops_its_backlog_after_a_hiccup_a_fast_one_is_paced() -> None:
+    async def scenario(gaps: list[float | None]) -> tuple[Pacer, _Ws, float]:
+        pacer, ws = Pacer(may_drop=True), _Ws()
+        start = asyncio.get_running_loop().time()
+        await pump(ws=ws, source=_Chunks(gaps), pacer=pacer, stop=asyncio.Event())  # type: ignore[arg-type]
+        return pacer, ws, asyncio.get_running_loop().time() - start
+
+    # Live: 1.2 s in real time, a 1 s hiccup, then its 1 s backlog at once, then real time.
+    live = [FRAME_S] * 60 + [1.0] + [None] * 50 + [FRAME_S] * 10
+    pacer, ws, _ = asyncio.run(scenario(live))
+    assert pacer.live is True
+    assert pacer.dropped_s == pytest.approx(1.0, abs=0.1)
+    # A producer faster than real time (a file piped in): nothing dropped, paced instead.
+    pacer, ws, took = asyncio.run(scenario([None] * 75))
+    assert pacer.live is False and pacer.dropped_s == 0 and ws.sent == 75
+    assert took > 1.5 - 0.2 - 0.1  # 1.5 s of audio, at most AHEAD_S ahead
