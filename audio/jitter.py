@@ -34,6 +34,8 @@ from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, as_pcm, silence
 
 # Weight of each new capture stamp in the timeline correction (about 64 frames of memory).
 _STAMP_SMOOTHING = 1.0 / 64.0
+_STEP_FRAMES = 3
+_STEP_AGREE_S = 0.0005
 
 
 class Arrival(Enum):
@@ -95,6 +97,7 @@ class JitterBuffer:
         self._highest_seq: int | None = None
         self._anchor: tuple[int, float] | None = None  # (seq, capture time) of the first frame
         self._stamp_residual = 0.0
+        self._steps: list[float] = []  # residuals of recent stamps far off the timeline
         # Read cursor: frame `_seq`, sample `_offset` in it; `_current` is its decoded audio.
         self._seq: int | None = None
         self._offset = 0
@@ -172,14 +175,31 @@ class JitterBuffer:
         return min(self._frames) if self._frames else None
 
     def _learn_stamp(self, seq: int, capture_time: float) -> None:
-        """Fold one capture stamp into the timeline; outliers (> resync) are ignored."""
+        """Fold one capture stamp into the timeline (see the class doc).
+
+        Jittery stamps are smoothed and outliers (> resync) ignored; a step (the sender
+        re-measured how old its audio is: _STEP_FRAMES stamps in a row agreeing on a new
+        offset to within _STEP_AGREE_S) is taken at once, so every device takes it alike.
+        """
         if self._anchor is None:
             self._anchor = (seq, capture_time)
             return
         expected = self._anchor[1] + (seq - self._anchor[0]) * self._frame_s
         residual = capture_time - expected
-        if abs(residual - self._stamp_residual) < self._resync_s:
-            self._stamp_residual += (residual - self._stamp_residual) * _STAMP_SMOOTHING
+        delta = residual - self._stamp_residual
+        if abs(delta) > self._jump_s:
+            self._steps.append(residual)
+            del self._steps[:-_STEP_FRAMES]
+            if len(self._steps) >= _STEP_FRAMES:
+                recent = self._steps[-_STEP_FRAMES:]
+                if max(recent) - min(recent) < _STEP_AGREE_S:
+                    self._stamp_residual = residual
+                    self._steps.clear()
+                    return
+        else:
+            self._steps.clear()
+        if abs(delta) < self._resync_s:
+            self._stamp_residual += delta * _STAMP_SMOOTHING
 
     def _due_time(self, seq: int, offset: int) -> float:
         """Server-clock instant sample `offset` of frame `seq` must reach the device."""

@@ -291,7 +291,7 @@ def measure(
             time.sleep(args.stall_s)  # the capture device keeps recording meanwhile
         elif due > time.monotonic():
             time.sleep(due - time.monotonic())
-        if i == stall_at + 1:
+        if args.stall_s and i == stall_at + 1:
             resumed = time.monotonic()
         stamps[i] = time.monotonic()
         cli.stdin.write(source[i * CHUNK : (i + 1) * CHUNK].tobytes())
@@ -306,8 +306,10 @@ def measure(
     src_t = [stamps[s // CHUNK] - (CHUNK - s % CHUNK) / SAMPLE_RATE for s in starts]
     delay = args.delay_ms / 1000
     out_t, arr_t = [], []
-    for reads in capture.reads:
+    for r, reads in enumerate(capture.reads):
         pcm, arrival, output = timeline(reads)
+        if args.keep:
+            np.save(Path(log.name).parent / f"capture-{r}.npy", pcm)
         outs, arrs = [np.nan] * len(src_t), [np.nan] * len(src_t)
         for j, marker in enumerate(markers):
             for f in find_markers(pcm, marker, threshold=0.6) if len(pcm) else []:
@@ -322,7 +324,14 @@ def measure(
     out_a, arr_a, src_a = np.array(out_t), np.array(arr_t), np.array(src_t)
     late = (out_a - src_a - delay).T  # [marker][receiver]
     arr_late = (arr_a - src_a - delay).T
-    missing = int(np.isnan(late).sum())
+    # Markers spoken while the source was stalled reach the server as a stale backlog at
+    # once: dropping them is the point of the stall scenario, so they are counted apart.
+    stalled = [
+        k
+        for k in range(len(src_t))
+        if resumed is not None and stamps[stall_at] - 0.1 <= src_t[k] <= resumed + 0.5
+    ]
+    missing = int(sum(np.isnan(late[k]).sum() for k in range(len(src_t)) if k not in stalled))
     clean = [k for k in range(len(src_t)) if resumed is None or src_t[k] < stamps[stall_at]]
     after_stall = [k for k in range(len(src_t)) if resumed is not None and src_t[k] >= resumed + 2]
 
@@ -345,6 +354,10 @@ def measure(
         "stall_s": args.stall_s,
         "markers": len(src_t),
         "missing_markers": missing,
+        "stale_backlog_markers": {
+            "markers": len(stalled),
+            "dropped": int(sum(np.isnan(late[k]).sum() for k in stalled)),
+        },
         "latency_beyond_delay_output_clock": lat(clean),
         "latency_beyond_delay_arrival": lat(clean, arr_late),
         "latency_beyond_delay_2s_after_stall": lat(after_stall) if resumed else None,
@@ -378,6 +391,7 @@ def main() -> None:
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--spacing-s", type=float, default=0.5)
     parser.add_argument("--settle-s", type=float, default=1.0)
+    parser.add_argument("--keep", action="store_true", help="save each capture (.npy)")
     print(json.dumps(run(parser.parse_args())), flush=True)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
@@ -189,6 +190,10 @@ class LiveReceiver:
             log.warning("live %s: %s", join.session_id, refusal)
             await self._ack(join.id, False, refusal)
             return
+        # PyAV (~20 MB resident) loads with the first live session, not at idle; in a thread,
+        # as importing it would stall the loop (and a playing programme). Before reading
+        # `current`: no await between the checks below and the start.
+        await asyncio.to_thread(importlib.import_module, "audio.opus")
         cur = self.current
         if cur is not None and cur.join.session_id == join.session_id:
             await self._ack(join.id, True, "already playing this session")
@@ -296,10 +301,7 @@ class LiveReceiver:
     # -- playout --------------------------------------------------------------------------
 
     async def _start(self, join: LiveJoin) -> None:
-        # PyAV (~20 MB resident) loads with the first live session, not at idle.
-        from audio.opus import OpusDecoder
-
-        decoder = OpusDecoder()
+        decoder = importlib.import_module("audio.opus").OpusDecoder()  # loaded by _join
         buffer = JitterBuffer(
             decode=decoder.decode,
             playout_delay_s=join.playout_delay_ms / 1000,

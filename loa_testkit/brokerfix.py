@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class TestBroker:
     def start(self) -> None:
         """Start (or restart after stop) the broker process."""
         self.proc = start_broker(self.write(), host=self.host, port=self.port)
+        # Mosquitto installs its SIGHUP handler after opening every listener (the TLS one
+        # last): a reload signalled before that would kill it.
+        _wait_for_sighup_handler(self.proc.pid)
 
     def stop(self) -> None:
         """Stop the broker process (retained messages persist to disk)."""
@@ -75,3 +79,16 @@ class TestBroker:
         self.write()
         if reload_broker(self.broker_dir):
             time.sleep(0.3)  # SIGHUP is handled asynchronously by Mosquitto's main loop
+
+
+def _wait_for_sighup_handler(pid: int, timeout: float = 10.0) -> None:
+    status = Path(f"/proc/{pid}/status")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            caught = next(x for x in status.read_text().splitlines() if x.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            return  # not Linux, or the process is gone (the caller's next step says so)
+        if int(caught.split()[1], 16) & (1 << (signal.SIGHUP - 1)):
+            return
+        time.sleep(0.01)

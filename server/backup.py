@@ -36,6 +36,9 @@ MANIFEST = "manifest.json"
 # persistence file holds the retained desired state (schedules, volumes) devices read.
 BROKER_FILES = ("passwd", "passwd-server", "acl", "mosquitto.db")
 SECRETS_FILE = "demo-secrets.json"
+# The broker's private CA: without its key, a restored server would make a new CA that no
+# device trusts.
+PKI_FILES = ("ca.pem", "ca.key", "server.pem", "server.key")
 CLIP_DIRS = ("dist", "orig")  # clips/tmp holds unfinished uploads only
 
 
@@ -66,6 +69,8 @@ def write_backup(*, settings: ServerSettings, dest: Path) -> dict[str, Any]:
     for name in BROKER_FILES:
         _copy_if_present(settings.broker_dir / name, dest / "mosquitto" / name)
     _copy_if_present(settings.data_dir / SECRETS_FILE, dest / SECRETS_FILE)
+    for name in PKI_FILES:
+        _copy_if_present(settings.data_dir / "pki" / name, dest / "pki" / name)
     # After the database: clip files are immutable and written before their row commits, so
     # every clip the snapshot names is on disk (unless deleted meanwhile, reported below).
     clips = settings.data_dir / "clips"
@@ -156,6 +161,9 @@ def restore_backup(*, src: Path, settings: ServerSettings, force: bool = False) 
             _copy_if_present(src / rel, settings.broker_dir / rel.name)
         elif str(rel) == SECRETS_FILE:
             _copy_if_present(src / rel, data_dir / SECRETS_FILE)
+        elif rel.parts[0] == "pki" and rel.name in PKI_FILES:
+            (data_dir / "pki").mkdir(mode=0o700, exist_ok=True)
+            _copy_if_present(src / rel, data_dir / "pki" / rel.name)
     revision, _shas = _db_facts(settings.db_url)
     if revision != manifest["alembic_revision"]:
         raise BackupError(

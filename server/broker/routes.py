@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 from server.broker.pki import PkiError, ca_pem
 from server.deps import SettingsDep
+from server.openapi import problems
 
 router = APIRouter(tags=["broker"])
 PEM_TYPE = "application/x-pem-file"
@@ -16,7 +17,8 @@ PEM_TYPE = "application/x-pem-file"
 @router.get(
     "/broker/ca.pem",
     response_class=Response,
-    responses={200: {"content": {PEM_TYPE: {}}, "description": "the CA certificate (PEM)"}},
+    responses=problems(404, 503)
+    | {200: {"content": {PEM_TYPE: {}}, "description": "the CA certificate (PEM)"}},
 )
 async def broker_ca(settings: SettingsDep) -> Response:
     """The CA certificate that devices must trust to reach the broker over TLS."""

@@ -22,6 +22,7 @@ from server.audit.models import AuditEntry
 from server.bounds import MAX_ID
 from server.console.audit_text import audit_summary
 from server.console.catalogue import CATALOGUE
+from server.console.dates import parse_day
 from server.console.i18n import Translator, language_of
 from server.console.render import page
 from server.console.session import ConsoleActor
@@ -144,9 +145,9 @@ def _optional_day(name: str, value: str) -> date | None:
     if not value.strip():
         return None
     try:
-        return date.fromisoformat(value.strip())
+        return parse_day(value)
     except ValueError:
-        raise HTTPException(422, detail=f"{name} must be a date like 2031-03-01.") from None
+        raise HTTPException(422, detail=f"{name} must be a date like 31/03/2031.") from None
 
 
 def _utc_day_start(day: date) -> datetime:

@@ -20,6 +20,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "common.show": ("Xem", "Show"),
     "common.never": ("Chưa bao giờ", "Never"),
     "common.hours": ("giờ", "hours"),
+    "common.date_hint": ("ngày/tháng/năm", "dd/mm/yyyy"),
+    "common.time_hint": ("giờ:phút", "hh:mm"),
+    "js.bad_date": (
+        "Hãy ghi ngày theo dạng ngày/tháng/năm (ví dụ 31/03/2031) "
+        "và giờ theo dạng 24 giờ (ví dụ 17:30).",
+        "Write dates as dd/mm/yyyy (e.g. 31/03/2031) and times on a 24-hour clock (e.g. 17:30).",
+    ),
     # Roles
     "role.admin": ("Quản trị", "Administrator"),
     "role.editor": ("Biên tập", "Editor"),

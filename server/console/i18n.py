@@ -25,6 +25,7 @@ JS_KEYS = (
     "js.conflicts",
     "js.no_data",
     "js.network",
+    "js.bad_date",
     "cmd.status.sent",
     "cmd.status.ok",
     "cmd.status.failed",

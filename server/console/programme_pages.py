@@ -17,6 +17,7 @@ from server.access.reach import visible_programme, visible_zone
 from server.bounds import IdFilter, IdPath
 from server.clips.models import Clip
 from server.console.dashboard import occurrences
+from server.console.dates import default_start
 from server.console.render import page
 from server.console.session import ConsoleActor
 from server.console.zones import unit_names
@@ -118,7 +119,9 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
     owners = list(
         db.scalars(select(OrgUnit).where(actor.org_clause(OrgUnit.id)).order_by(OrgUnit.id))
     )
-    today = to_local_wall(now_of(request)).date()
+    now_local = to_local_wall(now_of(request))
+    start = default_start(now_local)
+    today = start.date()
     return page(
         request,
         "programme_new.html",
@@ -130,6 +133,7 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
         owners=owners,
         presets=list(PRESETS.values()),
         today=today,
+        start=start,
         may_edit=actor.may(policy.PROGRAMMES_EDIT),
         may_emergency=actor.may_run_emergency(),
     )

@@ -17,6 +17,7 @@ from schedules.rule_text import rule_text
 from server.access import policy
 from server.access.actor import Actor
 from server.access.deps import SESSION_COOKIE, csrf_token_for
+from server.console.dates import day_text
 from server.console.i18n import JS_KEYS, Translator, language_of
 from server.console.zones import grouped, zone_label
 
@@ -41,6 +42,7 @@ def environment() -> Environment:
     )
     env.filters["localtime"] = local_time
     env.globals["zone_label"] = zone_label
+    env.filters["vn_date"] = day_text
     env.globals["zones_grouped"] = grouped
     env.filters["rule_text"] = lambda rrule, lang="vi": rule_text(rrule or "", lang=lang)
     env.filters["tojson_attr"] = lambda v: json.dumps(v, ensure_ascii=False)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from schedules import local_tz, to_local_wall, wall_to_utc
 from server.access.reach import visible_zone
 from server.bounds import IdFilter
+from server.console.dates import parse_day
 from server.console.programme_pages import my_zones
 from server.console.render import page
 from server.console.session import ConsoleActor
@@ -24,6 +26,16 @@ from server.reports import service
 router = APIRouter(include_in_schema=False)
 SHOWN_ROWS = 500
 MAX_DAYS = 93
+
+
+def _day(name: str, text: str) -> date | None:
+    """A dd/mm/yyyy (or ISO) date from the form; empty means the default."""
+    if not text.strip():
+        return None
+    try:
+        return parse_day(text)
+    except ValueError:
+        raise HTTPException(422, detail=f"{name} must be a date like 31/03/2031.") from None
 
 
 def _device_names(db: Session, report: service.ZoneReport | None) -> dict[int, str]:
@@ -40,14 +52,14 @@ def reports_page(
     db: SessionDep,
     actor: ConsoleActor,
     zone_id: IdFilter = None,
-    start: date | None = None,
-    end: date | None = None,
+    start: Annotated[str, Query(max_length=20)] = "",
+    end: Annotated[str, Query(max_length=20)] = "",
 ) -> HTMLResponse:
-    """Planned against played for a zone and period (local dates, end included)."""
+    """Planned against played for a zone and period (local dates dd/mm/yyyy, end included)."""
     zones = my_zones(db, actor)
     today = to_local_wall(now_of(request)).date()
-    first = start or today - timedelta(days=6)
-    last = end or today
+    first = _day("start", start) or today - timedelta(days=6)
+    last = _day("end", end) or today
     if last < first:
         first, last = last, first
     last = min(last, first + timedelta(days=MAX_DAYS - 1))

@@ -9,6 +9,7 @@ logs (protocol/README.md, "Microphone ingest").
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import signal
@@ -19,7 +20,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -40,8 +40,9 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 # How far the sent audio may run ahead of the wall clock: absorbs a bursty producer and event
 # loop jitter, while the server's queue (2 s, oldest dropped beyond) never overflows.
 AHEAD_S = 0.2
-# A live pipe (see Pacer) that gets this far ahead is handing over a stale backlog.
-LIVE_AHEAD_S = 0.06
+# A live pipe (see Pacer) with more than this ready at once hands over a stale backlog: the
+# oldest is dropped, the newest sent (so its age on arrival is right again).
+LIVE_KEEP_S = 0.1
 PROBE_S = 1.0
 # After the last chunk, wait until the server has played what it queued (AHEAD_S, plus its
 # 0.1 s prefill after an underrun, plus jitter) before saying stop: stop ends the session
@@ -158,9 +159,11 @@ def ingest_url(*, server: str, session: dict[str, Any]) -> str:
     return f"{'wss' if scheme == 'https' else 'ws'}://{rest}{path}"
 
 
-def hello(token: str) -> str:
-    """The first message: the bearer token and the format of the audio that follows."""
-    return json.dumps({"token": token, "format": "pcm_s16le", "sample_rate": SAMPLE_RATE})
+def hello(token: str, *, live: bool) -> str:
+    """The first message: the bearer token, the format of the audio, whether it is real time."""
+    return json.dumps(
+        {"token": token, "format": "pcm_s16le", "sample_rate": SAMPLE_RATE, "live": live}
+    )
 
 
 # -- audio in -----------------------------------------------------------------------------
@@ -213,7 +216,11 @@ async def open_file(path: Path) -> FileSource:
 
 
 class PipeSource:
-    """Raw s16le mono from a pipe (stdin), read by a daemon thread, resampled to 48 kHz."""
+    """Raw s16le mono from a pipe (stdin), read by a daemon thread, resampled to 48 kHz.
+
+    The thread hands reads over in a locked deque, not one loop hop per read, so a backlog
+    (a live source after a hiccup) is visible at once to `drop_stale`.
+    """
 
     QUEUE = 50  # reads in flight: a producer faster than real time waits in its thread
 
@@ -223,15 +230,18 @@ class PipeSource:
         except IngestError as exc:
             raise ClientError(str(exc)) from None
         self._stream = stream
+        self._rate = rate
         self._read_bytes = max(2, FRAME_BYTES * rate // SAMPLE_RATE // 2 * 2)
-        self._queue: asyncio.Queue[bytes] | None = None
+        self._reads: collections.deque[bytes] = collections.deque()
+        self._lock = threading.Condition()
+        self._ready: asyncio.Event | None = None
         self._pending = b""
         self._eof = False
 
-    def _start(self) -> asyncio.Queue[bytes]:
+    def _start(self) -> asyncio.Event:
         """Start reading now (not earlier: a stale backlog would become latency)."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes] = asyncio.Queue(self.QUEUE)
+        ready = asyncio.Event()
 
         def reader() -> None:
             while True:
@@ -239,23 +249,49 @@ class PipeSource:
                     data = self._stream.read(self._read_bytes) or b""
                 except (OSError, ValueError):
                     data = b""
+                with self._lock:
+                    while len(self._reads) >= self.QUEUE:
+                        self._lock.wait(0.5)
+                    self._reads.append(data)
                 try:
-                    asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
-                except (RuntimeError, CancelledError, asyncio.CancelledError):
-                    return  # the loop is gone or shutting down
+                    loop.call_soon_threadsafe(ready.set)
+                except RuntimeError:
+                    return  # the loop is gone
                 if not data:
                     return
 
         # A daemon thread, not to_thread: a blocked read must not hold up the exit.
         threading.Thread(target=reader, name="loa-live-stdin", daemon=True).start()
-        return queue
+        return ready
+
+    def drop_stale(self, *, keep_s: float) -> float:
+        """Drop all but the newest `keep_s` of reads waiting; the seconds dropped."""
+        keep = max(1, round(keep_s * self._rate * 2 / self._read_bytes))
+        dropped = 0
+        with self._lock:
+            # The end of the pipe (b"") is never dropped.
+            while len(self._reads) > keep and self._reads[0]:
+                dropped += len(self._reads.popleft())
+            self._lock.notify_all()
+        return dropped / 2 / self._rate
+
+    async def _next(self) -> bytes:
+        """The oldest read waiting, waiting for one."""
+        if self._ready is None:
+            self._ready = self._start()
+        while True:
+            with self._lock:
+                if self._reads:
+                    data = self._reads.popleft()
+                    self._lock.notify_all()
+                    return data
+                self._ready.clear()
+            await self._ready.wait()
 
     async def read(self) -> bytes:
         """The next 20 ms of 48 kHz samples, or b"" once the pipe closed and all was sent."""
-        if self._queue is None:
-            self._queue = self._start()
         while len(self._pending) < FRAME_BYTES and not self._eof:
-            data = await self._queue.get()
+            data = await self._next()
             if not data:
                 self._eof = True
                 break
@@ -281,14 +317,15 @@ class Pacer:
     A pipe is either a producer faster than real time (a file piped in: its audio is content,
     paced, never dropped) or a live one (a line-in: it delivers in real time, and after a
     hiccup hands over its backlog at once). Which it is shows in the first PROBE_S: a fast
-    producer gets AHEAD_S ahead at once. From a live one, audio arriving more than LIVE_AHEAD_S
-    ahead is a stale backlog: dropped (counted), so latency does not grow by the hiccup.
+    producer keeps the pacer waiting. From a live one, more than LIVE_KEEP_S ready at once is
+    a stale backlog: the oldest is dropped (counted), so latency does not grow by the hiccup.
     """
 
     def __init__(self, *, may_drop: bool = False) -> None:
         self.sent_s = 0.0
         self.dropped_s = 0.0
         self.live: bool | None = None if may_drop else False
+        self._waits = 0
         self._end = time.monotonic()  # when the audio sent so far will have been played
 
     def ahead_s(self) -> float:
@@ -299,18 +336,16 @@ class Pacer:
         """Sleep until another chunk may go."""
         await asyncio.sleep(max(0.0, self.ahead_s() - AHEAD_S))
 
-    def stale(self, n_bytes: int) -> bool:
-        """Whether a chunk from a live source is a stale backlog to drop (and count it)."""
-        ahead = self.ahead_s()
+    def probe(self, source: Source) -> None:
+        """Learn what the source is in its first PROBE_S; from a live one, drop stale backlog."""
         if self.live is None:
-            if ahead > AHEAD_S - FRAME_S:
-                self.live = False  # faster than real time from the start: a file piped in
-            elif self.sent_s >= PROBE_S:
-                self.live = True
-        if self.live and ahead > LIVE_AHEAD_S:
-            self.dropped_s += n_bytes / 2 / SAMPLE_RATE
-            return True
-        return False
+            if self.ahead_s() > AHEAD_S - FRAME_S:
+                self._waits += 1
+            if self.sent_s >= PROBE_S:
+                # A file piped in waits on the pacer for most chunks; a live one hardly ever.
+                self.live = self._waits < PROBE_S / FRAME_S / 3
+        if self.live and isinstance(source, PipeSource):
+            self.dropped_s += source.drop_stale(keep_s=LIVE_KEEP_S)
 
     def sent(self, n_bytes: int) -> None:
         """Account for a chunk that went."""
@@ -336,13 +371,12 @@ async def or_stop(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
 async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyncio.Event) -> bool:
     """Send chunks in real time; True at the end of the input, False when stopped."""
     while True:
+        pacer.probe(source)  # before reading: what is read next is the freshest kept
         chunk = await or_stop(source.read(), stop)
         if chunk is None:
             return False
         if not chunk:
             return True
-        if pacer.stale(len(chunk)):
-            continue
         await or_stop(pacer.wait(), stop)
         if stop.is_set():
             return False
@@ -423,7 +457,7 @@ async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -
     url = ingest_url(server=broadcast.server, session=broadcast.session)
     try:
         ws = await connect(url, compression=None, open_timeout=HTTP_TIMEOUT_S)
-        await ws.send(hello(broadcast.token))
+        await ws.send(hello(broadcast.token, live=isinstance(source, PipeSource)))
     except (InvalidHandshake, InvalidURI, OSError, TimeoutError, ConnectionClosed) as exc:
         broadcast.say(f"error: the ingest WebSocket could not be opened: {exc}")
         return 1

@@ -25,6 +25,9 @@ MAX_BEHIND_S = 0.3
 # initial_padding, which PyAV does not expose). Stamping each frame that much earlier makes
 # the decoded sound, not the packet, land at capture time + playout delay.
 OPUS_LOOKAHEAD_S = 312 / SAMPLE_RATE
+# A live source's audio age is re-measured when it starts flowing again or a backlog was
+# dropped; the stamps change only when it moved by more than this (arrival jitter is less).
+LEAD_STEP_S = 0.025
 
 
 class LiveOutlet(Protocol):
@@ -102,8 +105,12 @@ class FramePublisher:
             elif marks != (self.queue.flow_starts, self.queue.stale_drops):
                 # Audio (re)started or a backlog was dropped: measure its age again. In
                 # between the timeline stays regular, so arrival jitter never reaches it.
+                # Only the first start, or a real change: every re-measure the devices see
+                # as a step, and a refill after a short underrun leaves the age as it was.
+                first = marks[0] == 0
                 marks = (self.queue.flow_starts, self.queue.stale_drops)
-                lead = age
+                if first or abs(age - lead) > LEAD_STEP_S:
+                    lead = age
             frame = LiveFrame(
                 seq=seq,
                 capture_us=round((t0_server + seq * FRAME_S - lead - OPUS_LOOKAHEAD_S) * 1_000_000),

@@ -123,8 +123,9 @@ async def ingest(websocket: WebSocket, session_id: str) -> None:
         await websocket.close(CLOSE_NOT_FOUND, "live audio is not running on this server")
         return
     try:
-        reach, decoder = await _handshake(websocket)
+        reach, decoder, realtime = await _handshake(websocket)
         session = live.mic_session(session_id, reach=reach)
+        session.queue.live = realtime
     except IngestError as exc:
         await websocket.close(_close_code(exc), str(exc)[:120])
         return
@@ -166,12 +167,13 @@ def _decoder_for(hello: dict[str, Any]) -> PushDecoder:
     return PushDecoder(fmt=fmt, sample_rate=rate)
 
 
-async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder]:
+async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder, bool]:
     """Authenticate (Authorization header, console cookie or first message); reach, decoder.
 
     With the header or the cookie the audio may start at once (48 kHz s16le) or after an
     optional hello text message; otherwise the first message is the hello with the token.
-    A token in the URL is refused: URLs are written to access logs.
+    A token in the URL is refused: URLs are written to access logs. The hello's `live`
+    (default true) says the audio is real time, so a backlog of it is stale (PcmQueue).
     """
     if "token" in ws.query_params:
         raise _AuthError(
@@ -182,6 +184,7 @@ async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder]
     if scheme.lower() == "bearer" and credentials:
         token = credentials.strip()
     decoder = PushDecoder(fmt="pcm_s16le", sample_rate=48000)
+    realtime = True
     if token is None and ws.cookies.get(SESSION_COOKIE):
         if not _same_origin(ws):
             raise _AuthError("A console microphone must connect from the console's own page.")
@@ -196,6 +199,7 @@ async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder]
             raise _AuthError("The first message must carry a 'token'.")
         token = hello["token"]
         decoder = _decoder_for(hello)
+        realtime = hello.get("live", True) is not False
     factory = ws.app.state.session_factory
     ip = ws.client.host if ws.client else ""
 
@@ -209,7 +213,7 @@ async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder]
     allowed, reach = await asyncio.to_thread(check)
     if not allowed:
         raise _AuthError("Not signed in, or your role may not broadcast live audio.")
-    return reach, decoder
+    return reach, decoder, realtime
 
 
 async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: PushDecoder) -> None:
@@ -237,6 +241,7 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
             if isinstance(control, dict) and "format" in control and not audio_seen:
                 try:
                     dec = _decoder_for(control)
+                    session.queue.live = control.get("live", True) is not False
                 except IngestError as exc:
                     await ws.close(CLOSE_UNSUPPORTED, str(exc)[:120])
                     return

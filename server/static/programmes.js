@@ -16,6 +16,22 @@
     r.addEventListener("change", showMode);
   });
 
+  // Dates are typed dd/mm/yyyy and times hh:mm (24 h) whatever the browser's language.
+  function isoDay(text) {
+    const found = /^\s*(\d{1,2})\/(\d{1,2})\/(\d{4})\s*$/.exec(text || "");
+    if (!found) throw new Error(Loa.t("js.bad_date"));
+    const [d, m, y] = [Number(found[1]), Number(found[2]), Number(found[3])];
+    const check = new Date(Date.UTC(y, m - 1, d));
+    if (check.getUTCMonth() !== m - 1 || check.getUTCDate() !== d) throw new Error(Loa.t("js.bad_date"));
+    return y + "-" + String(m).padStart(2, "0") + "-" + String(d).padStart(2, "0");
+  }
+
+  function clock(text) {
+    const found = /^\s*([01]?\d|2[0-3]):([0-5]\d)\s*$/.exec(text || "");
+    if (!found) throw new Error(Loa.t("js.bad_date"));
+    return found[1].padStart(2, "0") + ":" + found[2];
+  }
+
   function body(emergency) {
     const f = new FormData(form);
     const b = {
@@ -27,11 +43,11 @@
     };
     if (f.get("org_unit_id")) b.org_unit_id = Number(f.get("org_unit_id"));
     if (f.get("mode") === "once") {
-      b.start = f.get("date") + "T" + f.get("time") + ":00" + OFFSET;
+      b.start = isoDay(f.get("date")) + "T" + clock(f.get("time")) + ":00" + OFFSET;
     } else {
       b.recurrence_preset = f.get("recurrence_preset");
-      b.dtstart = f.get("from") + "T00:00:00";
-      if (f.get("until")) b.valid_until = f.get("until") + "T23:59:59" + OFFSET;
+      b.dtstart = isoDay(f.get("from")) + "T00:00:00";
+      if ((f.get("until") || "").trim()) b.valid_until = isoDay(f.get("until")) + "T23:59:59" + OFFSET;
     }
     return b;
   }

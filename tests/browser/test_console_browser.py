@@ -9,7 +9,7 @@ import struct
 import time
 import wave
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -134,7 +134,8 @@ def test_create_submit_and_approve_a_programme(chromium: Any, live_server: LiveS
     editor.check("text=Bản tin thời sự")
     editor.check("#programme-form >> text=Loa Xã An Bình")
     tomorrow = (datetime.now(UTC) + timedelta(days=1, hours=7)).date().isoformat()
-    editor.fill("input[name=date]", tomorrow)
+    # Typed as Vietnamese write dates, whatever the browser's language (issue 11).
+    editor.fill("input[name=date]", date.fromisoformat(tomorrow).strftime("%d/%m/%Y"))
     editor.fill("input[name=time]", "06:30")
     editor.click("#check-button")
     editor.wait_for_selector("#conflicts .ok")

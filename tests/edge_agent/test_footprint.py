@@ -24,4 +24,3 @@ def test_starting_the_agent_does_not_load_pyav() -> None:
     # (bench/agent_footprint.py measures the difference).
     assert "av" not in loaded
     assert {"edge_agent", "audio", "numpy"} <= loaded  # the probe did import the agent
-

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from audio.jitter import JitterBuffer
 from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, from_bytes, silence, to_bytes
 from server.live.buffer import PcmQueue
-from server.live.client import FRAME_BYTES, Pacer, pump
+from server.live.client import FRAME_BYTES, LIVE_KEEP_S, Pacer, PipeSource, pump
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 CAPTURE_0 = 10_000.0
@@ -59,6 +62,25 @@ def test_an_offset_of_a_few_ms_is_jumped_at_once_and_drift_still_slides() -> Non
     assert buffer.stats.resyncs == before and buffer.stats.dropped_samples > 0
 
 
+def test_a_step_in_the_senders_stamps_is_taken_at_once() -> None:
+    # The sender re-measured its audio's age (it started flowing, a backlog was dropped):
+    # every stamp from frame 40 on is 30 ms later. Devices take that in one step, alike,
+    # rather than smoothing it in over seconds (it is not stamping jitter).
+    buffer = JitterBuffer(decode=_decode, playout_delay_s=DELAY)
+    ramp = (np.arange(FRAME_SAMPLES) + 1).astype(np.int16)
+    for n in range(40):
+        buffer.push(n, CAPTURE_0 + n * FRAME_S, to_bytes(ramp), now=0)
+    now = CAPTURE_0 + DELAY
+    for _ in range(5):
+        now += len(buffer.pull(now=now)) / SAMPLE_RATE
+    assert buffer.error_s == pytest.approx(0.0, abs=0.0002)
+    for n in range(40, 60):
+        buffer.push(n, CAPTURE_0 + n * FRAME_S + 0.03, to_bytes(ramp), now=0)
+    chunk = buffer.pull(now=now)
+    assert buffer.error_s == pytest.approx(-0.03, abs=0.0005)
+    assert not chunk.any()  # silence: the stream waits 30 ms, in one go
+
+
 def _pcm(ms: int) -> Pcm:
     return np.ones(ms * SAMPLE_RATE // 1000, dtype=np.int16)
 
@@ -86,21 +108,6 @@ def test_a_file_queue_never_drops_what_is_queued() -> None:
     assert queue.size == 900 * SAMPLE_RATE // 1000 - FRAME_SAMPLES and queue.stale_drops == 0
 
 
-class _Chunks:
-    """A source handing out chunks, sleeping `gap` between them (None: all at once)."""
-
-    def __init__(self, gaps: list[float | None]) -> None:
-        self.gaps = gaps
-
-    async def read(self) -> bytes:
-        if not self.gaps:
-            return b""
-        gap = self.gaps.pop(0)
-        if gap:
-            await asyncio.sleep(gap)
-        return bytes(FRAME_BYTES)
-
-
 class _Ws:
     def __init__(self) -> None:
         self.sent = 0
@@ -109,19 +116,37 @@ class _Ws:
         self.sent += 1
 
 
-def test_a_live_pipe_drops_its_backlog_after_a_hiccup_a_fast_one_is_paced() -> None:
-    async def scenario(gaps: list[float | None]) -> tuple[Pacer, _Ws, float]:
-        pacer, ws = Pacer(may_drop=True), _Ws()
-        start = asyncio.get_running_loop().time()
-        await pump(ws=ws, source=_Chunks(gaps), pacer=pacer, stop=asyncio.Event())  # type: ignore[arg-type]
-        return pacer, ws, asyncio.get_running_loop().time() - start
+def _pipe_run(plan: list[tuple[float, int]]) -> tuple[Pacer, _Ws, float]:
+    """Feed a real pipe by `plan` ((pause before, 20 ms chunks written at once), ...) into pump."""
+    read_fd, write_fd = os.pipe()
 
+    def writer() -> None:
+        with os.fdopen(write_fd, "wb") as out:
+            for pause, chunks in plan:
+                time.sleep(pause)
+                out.write(bytes(FRAME_BYTES * chunks))
+                out.flush()
+
+    async def scenario() -> tuple[Pacer, _Ws, float]:
+        with os.fdopen(read_fd, "rb") as stream:
+            source = PipeSource(stream=stream, rate=SAMPLE_RATE)
+            pacer, ws = Pacer(may_drop=True), _Ws()
+            start = time.monotonic()
+            threading.Thread(target=writer, daemon=True).start()
+            await pump(ws=ws, source=source, pacer=pacer, stop=asyncio.Event())  # type: ignore[arg-type]
+            return pacer, ws, time.monotonic() - start
+
+    return asyncio.run(scenario())
+
+
+def test_a_live_pipe_drops_its_backlog_after_a_hiccup_a_fast_one_is_paced() -> None:
     # Live: 1.2 s in real time, a 1 s hiccup, then its 1 s backlog at once, then real time.
-    live = [FRAME_S] * 60 + [1.0] + [None] * 50 + [FRAME_S] * 10
-    pacer, ws, _ = asyncio.run(scenario(live))
+    live = [(FRAME_S, 1)] * 60 + [(1.0, 50)] + [(FRAME_S, 1)] * 10
+    pacer, ws, _ = _pipe_run(live)
     assert pacer.live is True
-    assert pacer.dropped_s == pytest.approx(1.0, abs=0.1)
+    # Most of the backlog goes (the newest LIVE_KEEP_S, and what was read as it arrived, stays).
+    assert 1.0 - 3 * LIVE_KEEP_S <= pacer.dropped_s <= 1.0 - LIVE_KEEP_S + 0.02
     # A producer faster than real time (a file piped in): nothing dropped, paced instead.
-    pacer, ws, took = asyncio.run(scenario([None] * 75))
+    pacer, ws, took = _pipe_run([(0.0, 75)])
     assert pacer.live is False and pacer.dropped_s == 0 and ws.sent == 75
     assert took > 1.5 - 0.2 - 0.1  # 1.5 s of audio, at most AHEAD_S ahead

@@ -114,7 +114,8 @@ def test_backup_while_running_then_restore_and_the_agent_keeps_its_schedule(
     old_dir, new_dir, dest = tmp_path / "old", tmp_path / "new", tmp_path / "backup"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOA_")}
     env |= {"LOA_MQTT_PASSWORD": password, "LOA_MQTT_PORT": str(port),
-            "LOA_MQTT_SERVER_PORT": str(server_port)}  # fmt: skip
+            "LOA_MQTT_SERVER_PORT": str(server_port),
+            "LOA_MQTT_TLS_PORT": "0"}  # 8883 may be taken on a shared machine  # fmt: skip
     log = (tmp_path / "agent.log").open("wb")
     agent: subprocess.Popen[bytes] | None = None
     try:

@@ -69,15 +69,16 @@ def test_a_user_created_from_the_console_is_listed_and_in_the_audit_log(world: P
     audit = admin.get("/audit")
     assert audit.status_code == 200
     created = [r for r in rows_of(audit.text, "audit-list") if 'data-action="user.create"' in r]
-    assert created and "Thêm người dùng" in created[0] and "le.van.tam (operator)" in created[0]
+    assert created and "Thêm người dùng" in created[0]
+    assert "le.van.tam (Trực phát thanh)" in created[0]
     assert "admin-a" in created[0]
     # The family filter keeps user actions and drops the others.
     users_only = admin.get("/audit", params={"family": "user"}).text
     assert all('data-action="user.' in r for r in rows_of(users_only, "audit-list")), users_only[
         :500
     ]
-    assert "le.van.tam (operator)" in users_only
-    assert "le.van.tam (operator)" not in admin.get("/audit", params={"family": "live"}).text
+    assert "le.van.tam (Trực phát thanh)" in users_only
+    assert "le.van.tam (Trực phát thanh)" not in admin.get("/audit", params={"family": "live"}).text
     # The user filter: the new user's own entries are their sign-in, not the creation.
     theirs = admin.get("/audit", params={"user_id": new_id}).text
     actions = re.findall(r'data-action="([^"]+)"', theirs)
@@ -98,7 +99,7 @@ def test_a_commune_admin_sees_only_their_own_subtree(world: PermWorld) -> None:
     assert f'data-username="{w.admin("GET", "/users/me", expect=200)["username"]}"' not in users
     assert "Xã Bình Minh" not in users  # commune B is not offered as an org unit
     audit = admin.get("/audit").text
-    assert f"{mine_name} (viewer)" in audit and f"{foreign_name} (editor)" not in audit
+    assert f"{mine_name} (Chỉ xem)" in audit and f"{foreign_name} (Biên tập)" not in audit
     assert f'<option value="{foreign}"' not in audit
     assert admin.get("/audit", params={"user_id": foreign}).status_code == 404
 
@@ -116,7 +117,7 @@ def test_show_more_widens_the_page_and_bad_filters_are_ignored(world: PermWorld)
     # The filter form sends its empty fields: they mean "any".
     empty = admin.get("/audit", params={"family": "", "user_id": "", "start": "", "end": ""})
     assert empty.status_code == 200 and len(rows_of(empty.text, "audit-list")) > 1
-    for bad in ({"user_id": "abc"}, {"user_id": "0"}, {"start": "01/03/2031"}):
+    for bad in ({"user_id": "abc"}, {"user_id": "0"}, {"start": "31/02/2031"}):
         r = admin.get("/audit", params=bad)
         assert r.status_code == 422 and "Đã có lỗi xảy ra" in r.text, bad
     assert admin.get("/audit", params={"limit": 0}).status_code == 422

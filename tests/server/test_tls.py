@@ -146,6 +146,19 @@ def test_ca_pem_is_public_and_the_registration_answer_connects_over_tls(
     assert 'tls_ca_file = "/etc/loa/ca.pem"' in rotated["agent_config_toml"]
 
 
+def test_the_ca_survives_a_backup_and_restore(tls_api: Stack, tmp_path: Path) -> None:
+    from server.backup import restore_backup, write_backup
+
+    pki = tls_api.settings.data_dir / "pki"
+    assert (pki / "ca.key").is_file()  # created when the stack wrote the broker files
+    write_backup(settings=tls_api.settings, dest=tmp_path / "backup")
+    restored = ServerSettings(data_dir=tmp_path / "restored")
+    restore_backup(src=tmp_path / "backup", settings=restored)
+    for name in ("ca.pem", "ca.key", "server.pem", "server.key"):
+        assert (tmp_path / "restored" / "pki" / name).read_bytes() == (pki / name).read_bytes()
+    assert (tmp_path / "restored" / "pki" / "ca.key").stat().st_mode & 0o777 == 0o600
+
+
 def test_without_tls_ca_pem_says_why(tmp_path: Path) -> None:
     with (
         database("sqlite", tmp_path) as url,
