@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -190,10 +191,7 @@ class LiveReceiver:
             log.warning("live %s: %s", join.session_id, refusal)
             await self._ack(join.id, False, refusal)
             return
-        # PyAV (~20 MB resident) loads with the first live session, not at idle; in a thread,
-        # as importing it would stall the loop (and a playing programme). Before reading
-        # `current`: no await between the checks below and the start.
-        await asyncio.to_thread(importlib.import_module, "audio.opus")
+        _preload_opus()
         cur = self.current
         if cur is not None and cur.join.session_id == join.session_id:
             await self._ack(join.id, True, "already playing this session")
@@ -301,7 +299,7 @@ class LiveReceiver:
     # -- playout --------------------------------------------------------------------------
 
     async def _start(self, join: LiveJoin) -> None:
-        decoder = importlib.import_module("audio.opus").OpusDecoder()  # loaded by _join
+        decoder = _LazyOpus()
         buffer = JitterBuffer(
             decode=decoder.decode,
             playout_delay_s=join.playout_delay_ms / 1000,
@@ -425,3 +423,29 @@ def live_event(proof: LiveProof) -> dict[str, Any]:
         "frames_late": proof.late,
         "frames_dropped": proof.dropped,
     }
+
+
+# PyAV (~20 MB resident) loads with the first live session, not at idle. The import starts
+# in a thread when a join arrives, so neither the join (frames are buffered from the start)
+# nor a playing programme waits for it; the first decode, a playout delay later, uses it.
+_OPUS_LOADING: set[asyncio.Future[Any]] = set()
+
+
+def _preload_opus() -> None:
+    if "audio.opus" in sys.modules or _OPUS_LOADING:
+        return
+    task = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "audio.opus"))
+    _OPUS_LOADING.add(task)
+    task.add_done_callback(_OPUS_LOADING.discard)
+
+
+class _LazyOpus:
+    """An OpusDecoder made on the first decode (see _preload_opus)."""
+
+    def __init__(self) -> None:
+        self._decoder: Any = None
+
+    def decode(self, packet: bytes | None) -> Any:
+        if self._decoder is None:
+            self._decoder = importlib.import_module("audio.opus").OpusDecoder()
+        return self._decoder.decode(packet)

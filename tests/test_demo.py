@@ -37,6 +37,10 @@ def test_demo_brings_all_devices_online_and_stops_cleanly(tmp_path: Path) -> Non
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "12/12 devices online" in out
+    # Over TLS, verified against the demo's CA (issue 13): the plain port is loopback only.
+    assert "agents connect over TLS to 127.0.0.1:" in out
+    configs = list((tmp_path / "var" / "agents").glob("*.toml"))
+    assert len(configs) == 12 and all("tls = true" in c.read_text() for c in configs)
     assert "sign in as: admin / " in out
     assert "stopped." in out
     # Nothing the demo started survives it.

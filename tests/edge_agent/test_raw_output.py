@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_the_output_setting_is_checked() -> None:
     assert parse_output("sim") == ("sim", "")
     with pytest.raises(OutputError):
         parse_output("raw:")
-    values = {"device_id": "dev-1", "mqtt_host": "h", "mqtt_password": "p"}
+    values: dict[str, Any] = {"device_id": "dev-1", "mqtt_host": "h", "mqtt_password": "p"}
     assert load_settings(sim=True, audio_output="raw:/tmp/x", **values).audio_output == "raw:/tmp/x"
     with pytest.raises(SettingsError, match="audio_output"):
         load_settings(sim=True, audio_output="speaker", **values)

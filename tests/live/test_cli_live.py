@@ -352,9 +352,11 @@ def test_no_token_reaches_a_log_line_and_a_token_in_the_url_is_refused(
             "/api/v1/live", json={"source": "mic", "zone_ids": [served.zone]}
         ).json()["id"]
         url = f"{served.base_url.replace('http', 'ws')}/api/v1/live/{sid}/ingest"
-        with ws_connect(f"{url}?token={served.token}") as ws:
-            with pytest.raises(ConnectionClosed) as closed:
-                ws.recv(timeout=10)
+        with (
+            ws_connect(f"{url}?token={served.token}") as ws,
+            pytest.raises(ConnectionClosed) as closed,
+        ):
+            ws.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         assert "not in the URL" in closed.value.rcvd.reason
         served.admin.delete(f"/api/v1/live/{sid}")
