@@ -17,6 +17,7 @@ from firmware_profiles import FirmwareProfile
 SIM_DIR = "sim"
 SIM_WAV = "output.wav"
 SIM_TIMING = "plays.jsonl"
+RAW_BUFFER_FRAMES = 2400
 
 
 class OutputError(Exception):
@@ -48,10 +49,12 @@ def make_sink_factory(
     if kind == "raw":
 
         def raw_sink() -> AudioSink:
+            # Samples are handed on as they play whatever the buffer; a bigger one (50 ms)
+            # only lets a busy agent wake less often without running dry.
             return RawSink(
                 Path(target),
                 clock,
-                buffer_frames=audio.buffer_frames,
+                buffer_frames=max(audio.buffer_frames, RAW_BUFFER_FRAMES),
                 period_frames=audio.period_frames,
                 output_latency_s=latency_s,
             )

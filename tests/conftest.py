@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from loa_testkit.brokerfix import HOST, TestBroker
 from server.broker.pki import ensure_private_pki
 from server.broker.process import free_port
 from server.broker.render import TlsListener
-from tests.brokerfix import HOST, TestBroker
 
 # Brokers started from ServerSettings would all take the TLS port 8883 (several test runs
 # share this machine): off unless a test asks for TLS on a port of its own (tests/tlsfix.py).

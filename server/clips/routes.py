@@ -179,7 +179,8 @@ async def tts_clip(
 ) -> JSONResponse:
     """Make a clip from Vietnamese text (espeak-ng, or Piper when a model is configured)."""
     title = body.title or body.text.strip()[:80] or "TTS"
-    meta = _meta(settings, actor, title=title, topic=body.topic, source="tts")
+    # The text is kept (notes): an approver reads what the voice says next to the player.
+    meta = _meta(settings, actor, title=title, topic=body.topic, source="tts", notes=body.text)
     clip, created = await _run(
         db, service.make_tts_clip, storage=storage, settings=settings, req=body, meta=meta
     )

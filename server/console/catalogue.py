@@ -147,6 +147,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "cmd.status.ok": ("Đã thực hiện", "Done"),
     "cmd.status.failed": ("Không thực hiện được", "Failed"),
     "cmd.status.no_answer": ("Không có phản hồi", "No answer"),
+    "cmd.offline_wait": (
+        "Cụm loa đang mất kết nối: lệnh sẽ chạy khi cụm loa kết nối lại, và hết hạn lúc {time}.",
+        "The device is offline: the command runs when it reconnects, and expires at {time}.",
+    ),
     # Proof of play
     "plays.planned": ("Giờ phát theo lịch", "Planned"),
     "plays.programme": ("Chương trình", "Programme"),
@@ -281,7 +285,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "prog.note.edited": ("đã sửa", "edited"),
     "prog.note.first_playback": ("bắt đầu phát lần đầu", "first playback"),
     "prog.note.last_playback": ("đã phát xong lần cuối", "last playback over"),
-    "priority.normal": ("Thường", "Normal"),
+    "priority.normal": ("Bình thường", "Normal"),  # the same word as the Live page
     "priority.priority": ("Ưu tiên", "Priority"),
     "priority.emergency": ("Khẩn cấp", "Emergency"),
     "status.draft": ("Nháp", "Draft"),
@@ -300,6 +304,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "weekday.6": ("Chủ Nhật", "Sunday"),
     "approvals.title": ("Chương trình chờ duyệt", "Programmes waiting for approval"),
     "approvals.none": ("Không có chương trình nào chờ duyệt.", "Nothing is waiting."),
+    "approvals.listen": ("Nghe bản tin {title}", "Listen to {title}"),
+    "approvals.tts_text": ("Nội dung máy đọc:", "Text read by the voice:"),
     "approvals.conflict": ("Trùng lịch với:", "Conflicts with:"),
     # Reports
     "reports.title": ("Báo cáo phát thanh", "Proof-of-play report"),

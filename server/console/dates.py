@@ -15,7 +15,7 @@ LEAD = timedelta(minutes=30)
 
 
 def parse_day(text: str) -> date:
-    """"31/03/2031" (or ISO "2031-03-31", as older links carry) -> a date; ValueError."""
+    """ "31/03/2031" (or ISO "2031-03-31", as older links carry) -> a date; ValueError."""
     found = _DAY.match(text)
     if found:
         day, month, year = (int(g) for g in found.groups())

@@ -30,6 +30,7 @@ JS_KEYS = (
     "cmd.status.ok",
     "cmd.status.failed",
     "cmd.status.no_answer",
+    "cmd.offline_wait",
     "chart.temp",
     "chart.signal",
     "chart.disk",

@@ -47,6 +47,26 @@ def my_zones(db: Session, actor: Actor) -> list[Zone]:
     return list(db.scalars(query))
 
 
+def default_zone(db: Session, actor: Actor, zones: list[Zone]) -> Zone | None:
+    """The week view's zone: the one the user scheduled last, else one of the user's own
+    org unit, else the first by name (the alphabetically first is rarely the one wanted)."""
+    if not zones:
+        return None
+    by_id = {z.id: z for z in zones}
+    latest = db.scalars(
+        select(programme_zones.c.zone_id)
+        .join(Programme, Programme.id == programme_zones.c.programme_id)
+        .where(Programme.created_by == actor.user.id)
+        .order_by(Programme.updated_at.desc(), Programme.id.desc())
+        .limit(20)
+    )
+    for zone_id in latest:
+        if zone_id in by_id:
+            return by_id[zone_id]
+    own = [z for z in zones if z.org_unit_id == actor.user.org_unit_id]
+    return own[0] if own else zones[0]
+
+
 def week_start(day: date) -> date:
     """The Monday of the week holding `day`."""
     return day - timedelta(days=day.weekday())
@@ -66,7 +86,7 @@ def programmes_page(
     if status in STATUSES:
         query = query.where(Programme.status == status)
     zones = my_zones(db, actor)
-    zone = visible_zone(db, actor, zone_id) if zone_id else (zones[0] if zones else None)
+    zone = visible_zone(db, actor, zone_id) if zone_id else default_zone(db, actor, zones)
     if zone is not None and zone_id:
         in_zone = select(programme_zones.c.programme_id).where(programme_zones.c.zone_id == zone.id)
         query = query.where(Programme.id.in_(in_zone))

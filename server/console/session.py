@@ -11,6 +11,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.access.actor import Actor, load_actor
@@ -18,6 +19,7 @@ from server.access.deps import SESSION_COOKIE, client_ip, csrf_token_for
 from server.audit import service as audit
 from server.console.i18n import LANG_COOKIE, LANGS
 from server.console.render import page
+from server.db import session_scope
 from server.deps import SessionDep, SettingsDep
 from server.users import service as users
 from server.users.signin import open_session, sign_in
@@ -172,14 +174,29 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith(("/api/", "/static/")) or exc.status_code < 400:
         return await http_exception_handler(request, exc)
     key = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status_code, "error.other")
+    # A signed-in user keeps the menu and the sign-out link on an error page.
+    actor = await run_in_threadpool(_actor_or_none, request)
     return page(
         request,
         "error.html",
-        actor=None,
+        actor=actor,
         status_code=exc.status_code,
         message_key=key,
         detail=str(exc.detail),
     )
+
+
+def _actor_or_none(request: Request) -> Actor | None:
+    """The console user of this request's session cookie, if it is still valid."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    with session_scope(request.app.state.session_factory) as db:
+        user = users.user_for_token(db, token=token)
+        if user is None:
+            return None
+        # expire_on_commit is off: the page may read the user's name after this closes.
+        return load_actor(db, user=user, ip=client_ip(request), via_cookie=True)
 
 
 def install(app: FastAPI) -> None:

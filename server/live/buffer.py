@@ -24,6 +24,7 @@ class PcmQueue:
     frames' capture stamps, so the playout delay includes it instead of adding to it; and
     audio queued more than `stale_s` beyond the prefill (a backlog after a hiccup) is
     dropped, oldest first, so latency returns to what it was (`stale_samples` counts it).
+    `stale_s` (0.25 s) is above what `loa-server live` legitimately runs ahead (AHEAD_S).
     """
 
     def __init__(
@@ -32,7 +33,7 @@ class PcmQueue:
         max_s: float = 2.0,
         prefill_s: float = 0.0,
         live: bool = False,
-        stale_s: float = 0.15,
+        stale_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_samples = round(max_s * SAMPLE_RATE)

@@ -25,9 +25,6 @@ MAX_BEHIND_S = 0.3
 # initial_padding, which PyAV does not expose). Stamping each frame that much earlier makes
 # the decoded sound, not the packet, land at capture time + playout delay.
 OPUS_LOOKAHEAD_S = 312 / SAMPLE_RATE
-# A live source's audio age is re-measured when it starts flowing again or a backlog was
-# dropped; the stamps change only when it moved by more than this (arrival jitter is less).
-LEAD_STEP_S = 0.025
 
 
 class LiveOutlet(Protocol):
@@ -82,8 +79,11 @@ class FramePublisher:
         seq = 0
         # How old a frame's audio is when taken (live sources; see PcmQueue): the stamps say
         # when it was captured, so the devices' playout delay includes the time it waited.
-        lead = self.queue.age_s(self.clock.monotonic()) if self.queue.live else 0.0
-        marks = (self.queue.flow_starts, self.queue.stale_drops)
+        # Measured once, when the audio first flows: the queue keeps it so (it refills to the
+        # prefill after running dry and drops a backlog down to it), and a timeline that
+        # never moves is one every device follows alike.
+        lead = self.queue.prefill / SAMPLE_RATE if self.queue.live else 0.0
+        measured = False
         while True:
             deadline = t0_mono + seq * FRAME_S
             await self.clock.sleep_until(deadline)
@@ -102,15 +102,8 @@ class FramePublisher:
             if pcm is None:
                 pcm = silence(FRAME_SAMPLES)
                 self.silent_frames += 1
-            elif marks != (self.queue.flow_starts, self.queue.stale_drops):
-                # Audio (re)started or a backlog was dropped: measure its age again. In
-                # between the timeline stays regular, so arrival jitter never reaches it.
-                # Only the first start, or a real change: every re-measure the devices see
-                # as a step, and a refill after a short underrun leaves the age as it was.
-                first = marks[0] == 0
-                marks = (self.queue.flow_starts, self.queue.stale_drops)
-                if first or abs(age - lead) > LEAD_STEP_S:
-                    lead = age
+            elif not measured:
+                measured, lead = True, age
             frame = LiveFrame(
                 seq=seq,
                 capture_us=round((t0_server + seq * FRAME_S - lead - OPUS_LOOKAHEAD_S) * 1_000_000),

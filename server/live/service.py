@@ -74,8 +74,10 @@ def _queue_for(request: LiveStart) -> PcmQueue:
     if request.source != "mic":
         return PcmQueue()
     # A browser sends 20-100 ms messages with network jitter: keep up to 100 ms in hand. It
-    # is part of the playout delay (the frames' stamps include it), so it stays well inside.
-    return PcmQueue(prefill_s=min(MIC_PREFILL_S, request.playout_delay_ms / 1000 / 3), live=True)
+    # is part of the playout delay (the frames' stamps include it), beside the network and
+    # the devices' output buffers, so it takes at most a fifth of it.
+    prefill_s = min(MIC_PREFILL_S, request.playout_delay_ms / 1000 / 5)
+    return PcmQueue(prefill_s=prefill_s, live=True)
 
 
 class LiveError(Exception):

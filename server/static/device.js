@@ -95,6 +95,24 @@
     return td;
   }
 
+  // An offline device cannot answer: say so, and until when the command waits for it.
+  function detail(c) {
+    if (c.status === "sent" && box.dataset.online !== "yes") {
+      const until = new Date(c.expires_at).toLocaleTimeString("vi-VN", {
+        hour: "2-digit", minute: "2-digit", hour12: false, timeZone: "Asia/Ho_Chi_Minh",
+      });
+      const note = document.createElement("span");
+      note.className = "cmd-offline";
+      note.textContent = Loa.t("cmd.offline_wait").replace("{time}", until);
+      return note;
+    }
+    if (!c.detail) return "";
+    const code = document.createElement("code");
+    code.className = "tech";
+    code.textContent = c.detail; // the device's own words, for technicians
+    return code;
+  }
+
   function render(commands) {
     const labels = Array.from(document.querySelectorAll("#command-table th")).map(function (th) {
       return th.textContent;
@@ -107,7 +125,7 @@
       badge.className = "badge cmd-" + c.status;
       badge.textContent = Loa.t("cmd.status." + c.status);
       const when = new Date(c.created_at).toLocaleTimeString("vi-VN", { timeZone: "Asia/Ho_Chi_Minh" });
-      tr.append(cell(labels[0], when), cell(labels[1], names[c.name] || c.name), cell(labels[2], badge), cell(labels[3], c.detail));
+      tr.append(cell(labels[0], when), cell(labels[1], names[c.name] || c.name), cell(labels[2], badge), cell(labels[3], detail(c)));
       table.appendChild(tr);
     });
   }

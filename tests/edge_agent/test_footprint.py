@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.edge_agent.harness import ROOT
+from loa_testkit.harness import ROOT
 
 PROBE = """
 import json, sys

@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 from bench._linkproxy import LinkProfile, LinkProxy  # noqa: E402
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.clips import sha256_of  # noqa: E402
-from tests.brokerfix import TestBroker  # noqa: E402
-from tests.edge_agent.harness import eventually, make_agent, new_device_id, run, running  # noqa: E402
-from tests.edge_agent.playfix import (  # noqa: E402
+from loa_testkit.brokerfix import TestBroker  # noqa: E402
+from loa_testkit.harness import eventually, make_agent, new_device_id, run, running  # noqa: E402
+from loa_testkit.playfix import (  # noqa: E402
     FAST,
     Clip,
     at,

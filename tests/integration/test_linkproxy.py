@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench._linkproxy import LinkProfile, LinkProxy, TokenBucket, stall_end  # noqa: E402
-from tests.edge_agent.harness import run  # noqa: E402
+from loa_testkit.harness import run  # noqa: E402
 
 
 def test_token_bucket_paces_at_the_rate() -> None:

@@ -35,6 +35,8 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import eventually, make_agent, new_device_id, observing, run, running
 from protocol import (
     Birth,
     EventBatch,
@@ -56,8 +58,6 @@ from server.devices.models import Device
 from server.metrics import Metrics
 from server.mqtt_bridge import MqttBridge
 from server.plays.models import PlayRecord
-from tests.brokerfix import TestBroker
-from tests.edge_agent.harness import eventually, make_agent, new_device_id, observing, run, running
 from tests.server.conftest import BACKENDS
 from tests.server.stack import Stack, database, server_stack
 

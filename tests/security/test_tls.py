@@ -22,14 +22,14 @@ from edge_agent.hardware import SimHardware
 from edge_agent.settings import load_settings
 from edge_agent.telemetry import SimulatedSensors
 from firmware_profiles import load_profile
+from loa_testkit.brokerfix import HOST, TestBroker
+from loa_testkit.harness import eventually, new_device_id, observing, run, running
 from protocol import TopicKind
 from protocol.mqtt_client import MqttLink
-from protocol.tls import client_context
+from protocol.tls import client_context, refusal
 from server.broker.pki import certificate_expiry, ensure_private_pki
 from server.broker.process import free_port
 from server.broker.render import TlsListener
-from tests.brokerfix import HOST, TestBroker
-from tests.edge_agent.harness import eventually, new_device_id, observing, run, running
 
 TIMINGS = {"keepalive_s": 5, "min_backoff_s": 0.1, "max_backoff_s": 0.5, "connect_timeout_s": 3}
 
@@ -308,3 +308,42 @@ def test_a_clock_before_the_certificate_says_so_and_waits(
     waits = [m for m in (r.getMessage() for r in caplog.records) if "clock is set" in m]
     assert waits and "300s" in waits[0]
     assert agent.link.tls_refusal_count == 0  # a wrong clock is not an attack
+
+
+def test_an_expired_certificate_is_refused(
+    brokers: list[TestBroker], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issued 400 days ago for a year, and never renewed (the broker was not restarted).
+    files = ensure_private_pki(
+        tmp_path / "pki", hosts=[HOST], now=datetime.now(UTC) - timedelta(days=400)
+    )
+    assert files.cafile is not None
+    broker = start_tls_broker(
+        brokers, tmp_path / "mosquitto", files.certfile, files.keyfile, free_port()
+    )
+    agent = tls_agent(broker, new_device_id("tls"), tmp_path / "agent", files.cafile)
+
+    async def body() -> None:
+        async with running(agent, wait_connected=False):
+            await eventually(lambda: len(refusals(caplog)) >= 2, 10, "refused, then retried")
+            assert agent.link.connects == 0
+
+    with caplog.at_level(logging.INFO, logger="protocol.mqtt_client"):
+        run(body())
+    line = refusals(caplog)[0]
+    assert "the certificate has expired" in line and "renew it on the server" in line
+    assert agent.link.tls_refusal_count >= 2
+
+
+def test_a_device_clock_in_1970_is_named_as_the_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What OpenSSL reports on a Pi that booted without RTC: the certificate is not valid yet.
+    monkeypatch.setattr("protocol.tls.time.time", lambda: 5.0)
+    exc = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    exc.verify_code, exc.verify_message = 9, "certificate is not yet valid"
+    r = refusal(exc, host="loa.example.vn", port=8883)
+    assert r.clock_suspect
+    assert "by this device's clock (1970-01-01 00:00 UTC): the clock looks wrong" in r.reason
+    # Another failure on a 1970 clock also points at the clock.
+    exc.verify_code, exc.verify_message = 20, "unable to get local issuer certificate"
+    r = refusal(exc, host="loa.example.vn", port=8883)
+    assert r.clock_suspect and "this device's clock (1970-01-01 00:00 UTC) looks wrong" in r.reason

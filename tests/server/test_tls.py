@@ -15,9 +15,9 @@ from edge_agent.install import read_registration
 from edge_agent.settings import load_settings
 from edge_agent.telemetry import SimulatedSensors
 from firmware_profiles import load_profile
+from loa_testkit.harness import eventually, run, running
 from server.broker.process import free_port
 from server.settings import ServerSettings
-from tests.edge_agent.harness import eventually, run, running
 from tests.server.stack import Stack, database, server_stack
 
 
