@@ -31,13 +31,13 @@ from audio.clock import SystemClock  # noqa: E402
 from audio.signals import make_marker, marker_track  # noqa: E402
 from bench._http import proc_cpu_s  # noqa: E402
 from edge_agent.output import sim_timing_path  # noqa: E402
+from loa_testkit.brokerfix import TestBroker  # noqa: E402
+from loa_testkit.harness import agent_env, eventually, start_process  # noqa: E402
+from loa_testkit.playfix import ServerDouble, at, document, item, make_clip  # noqa: E402
 from protocol import DesiredState, LiveJoin, TopicKind, encode, live_topic  # noqa: E402
 from server.broker.process import free_port  # noqa: E402
 from server.live.buffer import PcmQueue  # noqa: E402
 from server.live.publisher import FramePublisher, command_out  # noqa: E402
-from tests.brokerfix import TestBroker  # noqa: E402
-from tests.edge_agent.harness import agent_env, eventually, start_process  # noqa: E402
-from tests.edge_agent.playfix import ServerDouble, at, document, item, make_clip  # noqa: E402
 
 ZONE = 9
 

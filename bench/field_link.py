@@ -45,11 +45,9 @@ from bench._linkproxy import BAD_4G, LinkProfile, LinkProxy  # noqa: E402
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.clips import sha256_of  # noqa: E402
 from edge_agent.settings import AgentSettings  # noqa: E402
-from protocol.mqtt_client import Outgoing  # noqa: E402
-from server.broker.process import free_port  # noqa: E402
-from tests.brokerfix import TestBroker  # noqa: E402
-from tests.edge_agent.harness import eventually, make_agent  # noqa: E402
-from tests.edge_agent.playfix import (  # noqa: E402
+from loa_testkit.brokerfix import TestBroker  # noqa: E402
+from loa_testkit.harness import eventually, make_agent  # noqa: E402
+from loa_testkit.playfix import (  # noqa: E402
     Clip,
     ServerDouble,
     at,
@@ -59,6 +57,8 @@ from tests.edge_agent.playfix import (  # noqa: E402
     join_zone,
     make_clip,
 )
+from protocol.mqtt_client import Outgoing  # noqa: E402
+from server.broker.process import free_port  # noqa: E402
 
 ZONE = 5
 QUICK = LinkProfile(delay_s=0.1, jitter_s=0.04, rate_bps=384_000, stall_every_s=10, stall_s=1)

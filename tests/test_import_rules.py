@@ -33,7 +33,6 @@ SERVER_ONLY = {
 # Scaffolding and scripts around the product: the product never imports them.
 AROUND = {"tests", "loa_testkit", "bench"}
 # Bench scripts still being written in a parallel change; each moves to loa_testkit/ next.
-NOT_YET_SWITCHED = {"bench/field_link.py", "bench/agent_footprint.py"}
 # A feature's HTTP routes: server/<feature>/routes.py or server/<feature>/<name>_routes.py.
 ROUTE_MODULE = re.compile(r"^server\.(?P<feature>\w+)\.(routes|\w+_routes)$")
 # The one place that mounts every feature's routers.
@@ -134,10 +133,10 @@ def test_bench_and_the_testkit_never_import_tests() -> None:
     scripts = sorted((ROOT / "bench").glob("*.py")) + _sources("loa_testkit")
     assert len(scripts) > 5, "bench/ or loa_testkit/ moved: this rule checks nothing"
     offenders = {p.relative_to(ROOT).as_posix() for p in scripts if "tests" in _imports(p)}
-    assert offenders <= NOT_YET_SWITCHED, f"import tests/: {sorted(offenders - NOT_YET_SWITCHED)}"
+    assert not offenders, f"import tests/: {sorted(offenders)}"
 
 
-# What moved to loa_testkit/; the old modules only re-export it until bench/ has switched.
+# What moved to loa_testkit/: importing the old paths fails loudly (they are gone).
 MOVED = {
     "tests.brokerfix",
     "tests.edge_agent.harness",
@@ -147,11 +146,9 @@ MOVED = {
 
 
 def test_tests_import_the_testkit_not_the_old_modules() -> None:
-    shims = {ROOT / (m.replace(".", "/") + ".py") for m in MOVED}
     offenders = [
         f"{path.relative_to(ROOT)} imports {name}"
         for path in sorted((ROOT / "tests").rglob("*.py"))
-        if path not in shims
         for name in sorted(_modules(path) & MOVED)
     ]
     assert not offenders, "import these from loa_testkit/:\n" + "\n".join(offenders)

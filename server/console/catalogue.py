@@ -260,6 +260,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Emergency: approve and broadcast at once",
     ),
     "prog.emergency_go": ("Phát khẩn cấp", "Broadcast emergency"),
+    "prog.operator_intro": (
+        "Trực phát thanh: chọn bản tin và vùng phát, rồi bấm Phát khẩn cấp để phát ngay. "
+        "Lịch phát thường do biên tập soạn và người duyệt duyệt.",
+        "Operators: pick the clips and zones, then Broadcast emergency to play them now. "
+        "Regular programmes are written by editors and approved by approvers.",
+    ),
     "prog.emergency_confirm": (
         "Phát khẩn cấp sẽ ngắt mọi chương trình khác trên các vùng đã chọn. Tiếp tục?",
         "An emergency interrupts everything else in the chosen zones. Continue?",

@@ -154,6 +154,7 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
         presets=list(PRESETS.values()),
         today=today,
         start=start,
+        server_now_ms=int(now_of(request).timestamp() * 1000),
         may_edit=actor.may(policy.PROGRAMMES_EDIT),
         may_emergency=actor.may_run_emergency(),
     )

@@ -6,8 +6,12 @@
   if (!form) return;
   const OFFSET = "+07:00"; // Asia/Ho_Chi_Minh has no daylight saving time
 
+  const clockOffset = Number(form.dataset.serverNow || Date.now()) - Date.now();
+
   function showMode() {
-    const mode = form.querySelector("input[name=mode]:checked").value;
+    const checked = form.querySelector("input[name=mode]:checked");
+    if (!checked) return;
+    const mode = checked.value;
     form.querySelectorAll("[data-mode]").forEach(function (el) {
       el.hidden = el.dataset.mode !== mode;
     });
@@ -42,7 +46,10 @@
       priority: emergency ? "emergency" : f.get("priority") || "normal",
     };
     if (f.get("org_unit_id")) b.org_unit_id = Number(f.get("org_unit_id"));
-    if (f.get("mode") === "once") {
+    if (!f.get("mode")) {
+      // The operator's form has no dates: an emergency plays now (by the server's clock).
+      b.start = new Date(Date.now() + clockOffset + 5000).toISOString();
+    } else if (f.get("mode") === "once") {
       b.start = isoDay(f.get("date")) + "T" + clock(f.get("time")) + ":00" + OFFSET;
     } else {
       b.recurrence_preset = f.get("recurrence_preset");
@@ -70,9 +77,12 @@
     return report.conflicts.length === 0;
   }
 
-  document.getElementById("check-button").addEventListener("click", function () {
-    check(false).catch(Loa.failed);
-  });
+  const checkButton = document.getElementById("check-button");
+  if (checkButton) {
+    checkButton.addEventListener("click", function () {
+      check(false).catch(Loa.failed);
+    });
+  }
 
   async function save(submit) {
     const p = await Loa.api("POST", "/api/v1/programmes", body(false));
