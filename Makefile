@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - install what is missing, then run server, broker and 12 simulated clusters"
 	@echo "make test   - install what is missing, then run the whole test suite"
-	@echo "make lint   - ruff (check + format check) and mypy"
+	@echo "make lint   - ruff (check + format check) and mypy strict on all six packages"
 	@echo "make bench  - run every benchmark in bench/ (one JSON line each)"
 
 setup: sysdeps $(STAMP)
@@ -51,7 +51,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protocol schedules audio firmware_profiles
+	$(BIN)/mypy protocol schedules audio firmware_profiles server edge_agent
 
 format: setup
 	$(BIN)/ruff format .

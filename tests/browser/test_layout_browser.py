@@ -13,6 +13,7 @@ import pytest
 from server.clips.models import Clip
 from server.db import session_scope
 from tests.browser.conftest import ADMIN_PASSWORD, PHONE, SCREENSHOTS, LiveServer, signed_in
+from tests.browser.test_console_browser import tone_wav
 from tests.server.test_permissions_fixtures import PASSWORD
 from tests.server.vietnamese_text import RUN, english_words, vietnamese_vocabulary
 
@@ -147,3 +148,27 @@ def test_dates_and_times_read_vietnamese_in_an_english_browser(
     assert page.input_value("input[name=start]") == "01/12/2026"
     assert page.input_value("input[name=end]") == "03/12/2026"
     context.close()
+
+
+def test_an_operator_gets_the_emergency_form_without_dates(
+    chromium: Any, live_server: LiveServer
+) -> None:
+    r = live_server.admin.post(
+        "/api/v1/clips",
+        files={"file": ("khan-cap.wav", tone_wav(2.0, 587.0), "audio/wav")},
+        data={"title": "Báo động lũ"},
+    )
+    assert r.status_code in (200, 201), r.text
+    page = signed_in(chromium, live_server, "trucphat")
+    page.goto("/programmes/new")
+    for field in ("input[name=date]", "input[name=time]", "input[name=from]", "#check-button"):
+        assert page.query_selector(field) is None, field
+    assert page.is_visible("#emergency-button")
+    page.fill("input[name=title]", "Khẩn cấp: nước lên")
+    page.check("text=Báo động lũ")
+    page.check("#programme-form >> text=Loa Xã An Bình")
+    page.click("#emergency-button")  # the confirmation is accepted by signed_in()
+    page.wait_for_url(re.compile(r".*/programmes/\d+$"))
+    assert page.is_visible(".badge.prio-emergency")
+    assert page.is_visible(".badge.st-approved") or page.is_visible(".badge.st-active")
+    page.context.close()

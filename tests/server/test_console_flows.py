@@ -105,3 +105,11 @@ def test_one_word_for_each_priority_and_a_favicon(world: PermWorld) -> None:
     assert not re.search(r">\s*Thường\s*<", listed + live)
     icon = operator.get("/favicon.ico")
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_operators_get_the_form_that_fits_what_they_may_do(world: PermWorld) -> None:
+    operator = sign_in(world, "operator-a").get("/programmes/new").text
+    assert 'name="date"' not in operator and 'id="check-button"' not in operator
+    assert 'id="emergency-button"' in operator and "Phát khẩn cấp" in operator
+    editor = sign_in(world, "editor-a").get("/programmes/new").text
+    assert 'name="date"' in editor and 'id="check-button"' in editor
