@@ -24,7 +24,8 @@ class PcmQueue:
     frames' capture stamps, so the playout delay includes it instead of adding to it; and
     audio queued more than `stale_s` beyond the prefill (a backlog after a hiccup) is
     dropped, oldest first, so latency returns to what it was (`stale_samples` counts it).
-    `stale_s` (0.25 s) is above what `loa-server live` legitimately runs ahead (AHEAD_S).
+    Not in the first `probe_s` of audio: a sender may still be finding out whether its
+    source is live (`loa-server live` says "paced" for a pipe fed faster than real time).
     """
 
     def __init__(
@@ -33,13 +34,16 @@ class PcmQueue:
         max_s: float = 2.0,
         prefill_s: float = 0.0,
         live: bool = False,
-        stale_s: float = 0.25,
+        stale_s: float = 0.06,
+        probe_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_samples = round(max_s * SAMPLE_RATE)
         self.prefill = round(prefill_s * SAMPLE_RATE)
         self.live = live
         self.stale = round(stale_s * SAMPLE_RATE)
+        self.probe = round(probe_s * SAMPLE_RATE)
+        self.taken = 0
         self._clock = clock
         self.last_put: float | None = None  # when the newest sample arrived
         self.flow_starts = 0  # times audio started flowing (first, after running dry)
@@ -99,7 +103,11 @@ class PcmQueue:
                 return None
             self._flowing = True
             self.flow_starts += 1
-        if self.live and self._size > max(self.prefill, n) + self.stale:
+        if (
+            self.live
+            and self.taken >= self.probe
+            and self._size > max(self.prefill, n) + self.stale
+        ):
             excess = self._size - max(self.prefill, n)
             self.stale_samples += excess
             self.stale_drops += 1
@@ -113,6 +121,7 @@ class PcmQueue:
                 return None
             tail = self._pop(self._size)
             return np.concatenate([tail, silence(n - len(tail))])
+        self.taken += n
         return self._pop(n)
 
     def _pop(self, n: int) -> Pcm:

@@ -44,6 +44,7 @@ AHEAD_S = 0.2
 # oldest is dropped, the newest sent (so its age on arrival is right again).
 LIVE_KEEP_S = 0.1
 PROBE_S = 1.0
+PACED_WAITS = 5
 # After the last chunk, wait until the server has played what it queued (AHEAD_S, plus its
 # 0.1 s prefill after an underrun, plus jitter) before saying stop: stop ends the session
 # with the next frame, dropping whatever is still queued.
@@ -341,9 +342,11 @@ class Pacer:
         if self.live is None:
             if self.ahead_s() > AHEAD_S - FRAME_S:
                 self._waits += 1
-            if self.sent_s >= PROBE_S:
-                # A file piped in waits on the pacer for most chunks; a live one hardly ever.
-                self.live = self._waits < PROBE_S / FRAME_S / 3
+            # A file piped in waits on the pacer for every chunk; a live one hardly ever.
+            if self._waits >= PACED_WAITS:
+                self.live = False
+            elif self.sent_s >= PROBE_S:
+                self.live = True
         if self.live and isinstance(source, PipeSource):
             self.dropped_s += source.drop_stale(keep_s=LIVE_KEEP_S)
 
@@ -371,7 +374,11 @@ async def or_stop(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
 async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyncio.Event) -> bool:
     """Send chunks in real time; True at the end of the input, False when stopped."""
     while True:
+        unknown = pacer.live is None
         pacer.probe(source)  # before reading: what is read next is the freshest kept
+        if unknown and pacer.live is False:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(json.dumps({"type": "paced"}))  # the server then drops nothing
         chunk = await or_stop(source.read(), stop)
         if chunk is None:
             return False

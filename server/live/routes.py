@@ -238,6 +238,9 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
                 reason = STOP_REASONS.get(said if isinstance(said, str) else "", MIC_STOPPED)
                 await live.finish_input(session, reason=reason)
                 break
+            if isinstance(control, dict) and control.get("type") == "paced":
+                session.queue.live = False  # a pipe fed faster than real time: all content
+                continue
             if isinstance(control, dict) and "format" in control and not audio_seen:
                 try:
                     dec = _decoder_for(control)

@@ -87,7 +87,7 @@ def _pcm(ms: int) -> Pcm:
 
 def test_a_live_queue_drops_a_stale_backlog_and_tells_its_age() -> None:
     t = [100.0]
-    queue = PcmQueue(prefill_s=0.04, live=True, clock=lambda: t[0])
+    queue = PcmQueue(prefill_s=0.04, live=True, probe_s=0.0, clock=lambda: t[0])
     queue.put(_pcm(40))
     assert queue.age_s(100.0) == pytest.approx(0.04)
     assert queue.take(FRAME_SAMPLES) is not None and queue.flow_starts == 1
@@ -111,9 +111,13 @@ def test_a_file_queue_never_drops_what_is_queued() -> None:
 class _Ws:
     def __init__(self) -> None:
         self.sent = 0
+        self.texts: list[str] = []
 
-    async def send(self, data: bytes) -> None:
-        self.sent += 1
+    async def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            self.texts.append(data)
+        else:
+            self.sent += 1
 
 
 def _pipe_run(plan: list[tuple[float, int]]) -> tuple[Pacer, _Ws, float]:
@@ -149,4 +153,5 @@ def test_a_live_pipe_drops_its_backlog_after_a_hiccup_a_fast_one_is_paced() -> N
     # A producer faster than real time (a file piped in): nothing dropped, paced instead.
     pacer, ws, took = _pipe_run([(0.0, 75)])
     assert pacer.live is False and pacer.dropped_s == 0 and ws.sent == 75
+    assert ws.texts == ['{"type": "paced"}']  # so the server drops none of it either
     assert took > 1.5 - 0.2 - 0.1  # 1.5 s of audio, at most AHEAD_S ahead

@@ -204,7 +204,7 @@ def _unbounded(
 
 def test_every_input_is_bounded() -> None:
     """Every parameter and body field of every operation declares its range (issue 10)."""
-    places = []
+    places: list[str] = []
     for path, ops in DOCUMENT["paths"].items():
         for method, op in ops.items():
             for p in op.get("parameters", []):

@@ -135,9 +135,9 @@ def test_ca_pem_is_public_and_the_registration_answer_connects_over_tls(
 
     async def body() -> None:
         async with running(agent):
-            await eventually(online, 15, "the device online in the API")
+            await eventually(online, 30, "the device online in the API")
 
-    run(body())
+    run(body(), timeout=60)  # generous: the machine is shared
     # A new password: the answer is as complete.
     rotated = api.client.post(
         f"/api/v1/devices/{device_id}/credentials", headers=api.headers
