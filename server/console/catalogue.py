@@ -251,6 +251,27 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "prog.date": ("Ngày", "Date"),
     "prog.time": ("Giờ", "Time"),
     "prog.preset": ("Lịch lặp lại", "Repeats"),
+    "prog.custom_week": ("Tự chọn ngày và giờ trong tuần", "Choose days and times"),
+    "prog.days": ("Các ngày phát", "Days"),
+    "prog.times": ("Giờ phát (cách nhau bằng dấu phẩy)", "Times (separated by commas)"),
+    "prog.times_hint": ("ví dụ 05:00, 17:00", "e.g. 05:00, 17:00"),
+    "day.mo": ("Thứ Hai", "Monday"),
+    "day.tu": ("Thứ Ba", "Tuesday"),
+    "day.we": ("Thứ Tư", "Wednesday"),
+    "day.th": ("Thứ Năm", "Thursday"),
+    "day.fr": ("Thứ Sáu", "Friday"),
+    "day.sa": ("Thứ Bảy", "Saturday"),
+    "day.su": ("Chủ Nhật", "Sunday"),
+    "js.conflict_item": (
+        "“{title}” — trùng lần đầu lúc {at}",
+        "“{title}” — first overlap at {at}",
+    ),
+    "js.bad_week": (
+        "Hãy chọn ít nhất một ngày và ghi giờ phát dạng 24 giờ; các giờ phải cùng số phút "
+        "(ví dụ 05:00, 17:00).",
+        "Pick at least one day and write the times on a 24-hour clock, all with the same "
+        "minutes (e.g. 05:00, 17:00).",
+    ),
     "prog.from": ("từ {day}", "from {day}"),
     "prog.from_date": ("Từ ngày", "From"),
     "prog.until_date": ("Đến ngày (không bắt buộc)", "Until (optional)"),

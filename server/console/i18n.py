@@ -26,6 +26,8 @@ JS_KEYS = (
     "js.no_data",
     "js.network",
     "js.bad_date",
+    "js.bad_week",
+    "js.conflict_item",
     "cmd.status.sent",
     "cmd.status.ok",
     "cmd.status.failed",

@@ -34,7 +34,7 @@ class PcmQueue:
         max_s: float = 2.0,
         prefill_s: float = 0.0,
         live: bool = False,
-        stale_s: float = 0.06,
+        stale_s: float = 0.15,
         probe_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

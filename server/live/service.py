@@ -75,8 +75,8 @@ def _queue_for(request: LiveStart) -> PcmQueue:
         return PcmQueue()
     # A browser sends 20-100 ms messages with network jitter: keep up to 100 ms in hand. It
     # is part of the playout delay (the frames' stamps include it), beside the network and
-    # the devices' output buffers, so it takes at most a fifth of it.
-    prefill_s = min(MIC_PREFILL_S, request.playout_delay_ms / 1000 / 5)
+    # the devices' output buffers, so it takes at most a third of it.
+    prefill_s = min(MIC_PREFILL_S, request.playout_delay_ms / 1000 / 3)
     return PcmQueue(prefill_s=prefill_s, live=True)
 
 

@@ -36,6 +36,27 @@
     return found[1].padStart(2, "0") + ":" + found[2];
   }
 
+  // The weekly editor: the days ticked and the times typed, as an RFC 5545 rule.
+  function weeklyRule(f) {
+    const days = f.getAll("weekday");
+    const times = String(f.get("times") || "").split(/[,;\s]+/).filter(Boolean).map(clock);
+    const hours = Array.from(new Set(times.map(function (t) { return Number(t.slice(0, 2)); })));
+    const minutes = Array.from(new Set(times.map(function (t) { return Number(t.slice(3)); })));
+    // BYHOUR × BYMINUTE is every combination: one minute value keeps it to the times typed.
+    if (!days.length || !times.length || minutes.length !== 1) throw new Error(Loa.t("js.bad_week"));
+    hours.sort(function (a, b) { return a - b; });
+    return "FREQ=WEEKLY;BYDAY=" + days.join(",") + ";BYHOUR=" + hours.join(",") +
+      ";BYMINUTE=" + minutes[0] + ";BYSECOND=0";
+  }
+
+  const preset = form.querySelector("select[name=recurrence_preset]");
+  const editor = document.getElementById("week-editor");
+  function showEditor() {
+    if (preset && editor) editor.hidden = preset.value !== "custom";
+  }
+  if (preset) preset.addEventListener("change", showEditor);
+  showEditor();
+
   function body(emergency) {
     const f = new FormData(form);
     const b = {
@@ -52,7 +73,8 @@
     } else if (f.get("mode") === "once") {
       b.start = isoDay(f.get("date")) + "T" + clock(f.get("time")) + ":00" + OFFSET;
     } else {
-      b.recurrence_preset = f.get("recurrence_preset");
+      if (f.get("recurrence_preset") === "custom") b.rrule = weeklyRule(f);
+      else b.recurrence_preset = f.get("recurrence_preset");
       b.dtstart = isoDay(f.get("from")) + "T00:00:00";
       if ((f.get("until") || "").trim()) b.valid_until = isoDay(f.get("until")) + "T23:59:59" + OFFSET;
     }
@@ -70,7 +92,12 @@
     const list = document.createElement("ul");
     report.conflicts.forEach(function (c) {
       const li = document.createElement("li");
-      li.textContent = c.message;
+      // The API's message is English (for scripts); say it from the fields, in the page's words.
+      const at = new Date(c.first_overlap_start).toLocaleString("vi-VN", {
+        timeZone: "Asia/Ho_Chi_Minh", hour12: false, day: "2-digit", month: "2-digit",
+        year: "numeric", hour: "2-digit", minute: "2-digit",
+      });
+      li.textContent = Loa.t("js.conflict_item").replace("{title}", c.other_title).replace("{at}", at);
       list.appendChild(li);
     });
     box.appendChild(list);

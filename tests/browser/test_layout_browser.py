@@ -172,3 +172,69 @@ def test_an_operator_gets_the_emergency_form_without_dates(
     assert page.is_visible(".badge.prio-emergency")
     assert page.is_visible(".badge.st-approved") or page.is_visible(".badge.st-active")
     page.context.close()
+
+
+def test_a_phone_lists_twelve_clusters_compactly(chromium: Any, live_server: LiveServer) -> None:
+    live = live_server
+    listed = live.api("GET", "/devices?limit=1000", expect=200)["items"]
+    mine = [d for d in listed if d["org_unit_id"] == live.ids["a_village"]]
+    for _ in range(max(0, 12 - len(mine))):
+        n = live.next()
+        body = {"uid": f"a-them-{n:03d}", "name": f"Cụm loa thêm {n:03d}",
+                "org_unit_id": live.ids["a_village"], "firmware_profile": "sim"}  # fmt: skip
+        live.api("POST", "/devices", body, expect=201)
+    page = signed_in(chromium, live, "trucphat")  # 390 × 844
+    page.goto("/devices")
+    rows = page.query_selector_all("table.devices tbody tr")
+    assert len(rows) >= 12
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 2400, height  # was 5,600 px for 12 clusters
+    assert page.is_visible("input[name=q]") and page.is_visible("select[name=status]")
+    page.context.close()
+
+
+def test_the_weekly_editor_writes_monday_to_saturday_at_two_times(
+    chromium: Any, live_server: LiveServer
+) -> None:
+    r = live_server.admin.post(
+        "/api/v1/clips",
+        files={"file": ("hang-tuan.wav", tone_wav(2.0, 659.0), "audio/wav")},
+        data={"title": "Tin hằng tuần"},
+    )
+    assert r.status_code in (200, 201), r.text
+    page = signed_in(chromium, live_server, "bientap")
+    page.goto("/programmes/new")
+    page.fill("input[name=title]", "Bản tin hằng tuần")
+    page.check("#programme-form >> text=Tin hằng tuần")
+    page.check("#programme-form >> text=Loa Xã An Bình")
+    page.check("input[name=mode][value=repeat]")
+    assert page.input_value("select[name=recurrence_preset]") == "custom"
+    assert page.is_visible("#week-editor")
+    days = page.eval_on_selector_all(
+        "input[name=weekday]:checked", "boxes => boxes.map(b => b.value)"
+    )
+    assert days == ["MO", "TU", "WE", "TH", "FR", "SA"]
+    page.fill("input[name=times]", "17:00, 05:00")
+    # An approved programme at the same times on the same zone: the check names it in words.
+    today = datetime.now(VIETNAM).date().isoformat()
+    body = {
+        "title": "Phát thanh sáng đã duyệt",
+        "clip_ids": [r.json()["id"]],
+        "zone_ids": [live_server.ids["a_zone"]],
+        "org_unit_id": live_server.ids["a_commune"],
+        "rrule": "FREQ=DAILY;BYHOUR=5;BYMINUTE=0;BYSECOND=0",
+        "dtstart": f"{today}T00:00:00",
+    }
+    other = live_server.api("POST", "/programmes", body, expect=201)["id"]
+    live_server.api("POST", f"/programmes/{other}/submit", expect=200)
+    live_server.api("POST", f"/programmes/{other}/approve", expect=200)
+    page.click("#check-button")
+    page.wait_for_selector("#conflicts li")
+    said = page.inner_text("#conflicts")
+    assert "“Phát thanh sáng đã duyệt” — trùng lần đầu lúc" in said, said
+    words = vietnamese_vocabulary(("Phát thanh sáng đã duyệt",))
+    assert not english_words(said, vocabulary=words), said
+    page.click("#save-button")
+    page.wait_for_url(re.compile(r".*/programmes/\d+$"))
+    assert "Thứ Hai–Thứ Bảy, 05:00 và 17:00" in page.inner_text("main")
+    page.context.close()
