@@ -485,8 +485,11 @@ class Agent:
             await self.link.connected.wait()
             await self._send_telemetry()
             self._interval_changed.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+            # lands as the interval changes, and the agent then never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._interval_changed.wait(), self.telemetry_interval())
+                async with asyncio.timeout(self.telemetry_interval()):
+                    await self._interval_changed.wait()
 
     async def _send_telemetry(self) -> None:
         sample = await asyncio.to_thread(self.sensors.sample)

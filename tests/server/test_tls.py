@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import tomllib
 from collections.abc import Iterator
@@ -137,30 +136,8 @@ def test_ca_pem_is_public_and_the_registration_answer_connects_over_tls(
         return bool(got["online"])
 
     async def body() -> None:
-        import time as _t
-        t = asyncio.create_task(agent.run())
-        await asyncio.wait_for(agent.link.connected.wait(), 10)
-        t0 = _t.monotonic()
-        try:
-            await asyncio.wait_for(agent.subscribed.wait(), 10)
-        except TimeoutError:
-            c = agent.link._client
-            sock = c.socket()
-            print("DEBUG stall", "pending", sock.pending(), "want_write", c.want_write(),
-                  "out_packet", len(c._out_packet), "futs", list(agent.link._pending), "outmsgs", len(c._out_messages), flush=True)
-            c.loop_read()
-            await asyncio.sleep(0.5)
-            print("DEBUG after read", agent.subscribed.is_set(), flush=True)
-            raise
-        print("DEBUG ok", _t.monotonic() - t0, flush=True)
-        agent.request_stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(t), 12)
-        except TimeoutError:
-            for task in asyncio.all_tasks():
-                print("DEBUG TASK", task, flush=True)
-                task.print_stack(limit=8)
-            raise
+        async with running(agent):
+            await eventually(online, 30, "the device online in the API")
 
     run(body(), timeout=60)  # generous: the machine is shared
     # A new password: the answer is as complete.
