@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -28,20 +30,32 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> re.Match[str]:
-    """Read the demo's output until a line matches (the demo prints a line per change)."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        found = re.search(pattern, line)
-        if found:
-            return found
-    raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(seen)}")
+class _Lines:
+    """The demo's output, read by a thread so that waiting for a line can time out."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        stdout = proc.stdout
+        threading.Thread(
+            target=lambda: [self.queue.put(line) for line in iter(stdout.readline, "")],
+            daemon=True,
+        ).start()
+
+    def until(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first line (from here on) matching the pattern; fails after the timeout."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen)}")
 
 
 def _get(base: str, path: str, token: str) -> Any:
@@ -73,15 +87,18 @@ def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
         [sys.executable, "-m", "server", "demo"],
         env=env,
         cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
-        password = _read_until(demo, r"sign in as: admin / (\S+)", 90).group(1)
-        hint = _read_until(demo, r"live from a file: .*--server (\S+) .*--zone (\d+)", 30)
+        lines = _Lines(demo)
+        # The demo prints the live hint, then the devices coming online, then the sign-ins.
+        hint = lines.until(r"live from a file: .*--server (\S+) .*--zone (\d+)", 90)
         base, zone = hint.group(1), int(hint.group(2))
-        _read_until(demo, r"12/12 devices online", 90)
+        lines.until(r"12/12 devices online", 90)
+        password = lines.until(r"sign in as: admin / (\S+)", 30).group(1)
         time.sleep(3)  # the agents' first clock probes
         done = subprocess.run(
             [sys.executable, "-m", "server", "live", "--server", base, "--username", "trucphat",
