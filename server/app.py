@@ -15,13 +15,16 @@ from server import errors, openapi
 from server.access.ratelimit import LoginLimiter
 from server.audit.routes import router as audit_router
 from server.broker.routes import router as broker_router
-from server.broker.service import apply_broker_config
+from server.broker.service import BrokerFiles, apply_broker_config
 from server.clips.routes import router as clips_router
 from server.console.routes import install_console
 from server.db import make_engine, make_session_factory, session_scope, utcnow
 from server.devices.commands import ack_recorder
 from server.devices.health_routes import router as device_health_router
 from server.devices.routes import router as devices_router
+from server.events.dispatch import Dispatcher
+from server.events.ports import NoteReplan, Replanner
+from server.events.sweep import OutboxSweep
 from server.live.routes import router as live_router
 from server.live.routes import start_live_service, stop_live_service
 from server.metrics import Metrics
@@ -76,9 +79,25 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
             )
             app.state.planner = planner
             planner.start()
+        replanner: Replanner = planner or NoteReplan(
+            app.state.session_factory, lambda: app.state.clock()
+        )
+        dispatcher = Dispatcher(
+            session_factory=app.state.session_factory,
+            clock=lambda: app.state.clock(),
+            outlet=bridge,
+            broker=BrokerFiles(settings),
+            replanner=replanner,
+        )
+        dispatcher.attach()
+        app.state.dispatcher = dispatcher
+        sweep = OutboxSweep(dispatcher, interval_s=settings.outbox_sweep_s)
+        await sweep.start()
         try:
             yield
         finally:
+            await sweep.stop()
+            dispatcher.detach()
             if planner is not None:
                 planner.stop()
                 app.state.planner = None

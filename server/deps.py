@@ -40,6 +40,7 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+Now = Annotated[datetime, Depends(now_of)]  # the app's clock, read once per request
 # scope="function": commit before the response leaves. With FastAPI's default ("request") the
 # commit ran after sending, so a client acting on the answer (a browser following the sign-in
 # redirect, a script submitting the programme it just created) could arrive first and find

@@ -5,6 +5,7 @@ from server.audit.models import AuditEntry
 from server.clips.models import Clip
 from server.db import Base
 from server.devices.models import Device, DeviceCommand, TelemetrySample
+from server.events.models import OutboxEvent
 from server.live.models import LiveSessionRow
 from server.orgs.models import OrgUnit, Zone, zone_devices
 from server.planner.models import DeviceSchedule, PlannerState, ZoneClip
@@ -28,6 +29,7 @@ __all__ = [
     "LiveSessionRow",
     "LoginAttempt",
     "OrgUnit",
+    "OutboxEvent",
     "PlannerState",
     "PlayRecord",
     "Programme",

@@ -69,6 +69,8 @@ class ServerSettings(BaseSettings):
     # Planning and distribution.
     schedule_horizon_days: int = 7
     planner_tick_s: float = 15.0
+    # How often committed events whose process died before dispatching them are picked up.
+    outbox_sweep_s: float = 5.0
     planner_enabled: bool = True
     conflict_horizon_days: int = 60
     clip_publish_inflight: int = 8

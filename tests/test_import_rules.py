@@ -184,7 +184,7 @@ def test_the_checker_sees_a_foreign_route_import(tmp_path: Path) -> None:
         ),
         (console, "from server.reports.routes import router\n", ["server.reports.routes"]),
         (reports, "from server.reports.routes import router\n", []),  # its own feature
-        (reports, "from server.programmes.service import approve\n", []),
+        (reports, "from server.programmes.workflow import approve\n", []),
         (console, "from server.programmes import conflicts\n", []),
         ("server/app.py", "from server.users.routes import router\n", []),  # mounts them all
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.orm import Session
 
@@ -85,7 +84,3 @@ def load_actor(db: Session, *, user: User, ip: str, via_cookie: bool) -> Actor:
     above = frozenset(ancestor_ids(db, org_unit_id=user.org_unit_id)) - {user.org_unit_id}
     return Actor(user=user, org_ids=reach, ancestor_org_ids=above, ip=ip, via_cookie=via_cookie)
 
-
-def not_found(what: str, object_id: object) -> HTTPException:
-    """The one answer for 'missing' and 'outside your org units', so existence never leaks."""
-    return HTTPException(404, detail=f"{what} {object_id} does not exist.")

@@ -1,118 +1,157 @@
-"""Loading one object for a caller: 404 when it is missing or outside the caller's reach."""
+"""Reach in one place: every by-id load, id list and list query of an owned object goes here.
+
+An object outside the caller's org units answers exactly like a missing one (404 on a
+load, "Unknown … id(s)" in a body), so existence never leaks. Each model names once which
+column owns it and whether it is shared down the tree (clips) or kept in the subtree.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from fastapi import HTTPException
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from server.access.actor import Actor, not_found
+from server.access.actor import Actor
 from server.clips.models import Clip
 from server.devices.models import Device
+from server.domain import DomainError, not_found
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
 from server.users.models import User
 
-
-def visible_org_unit(db: Session, actor: Actor, unit_id: int) -> OrgUnit:
-    """An org unit inside the caller's subtree."""
-    unit = db.get(OrgUnit, unit_id)
-    if unit is None or not actor.reaches(unit.id):
-        raise not_found("Org unit", unit_id)
-    return unit
+T = TypeVar("T")
 
 
-def visible_zone(db: Session, actor: Actor, zone_id: int) -> Zone:
-    """A zone whose org unit is inside the caller's subtree."""
-    zone = db.get(Zone, zone_id)
-    if zone is None or not actor.reaches(zone.org_unit_id):
-        raise not_found("Zone", zone_id)
-    return zone
+@dataclass(frozen=True)
+class Owned:
+    """How one model is owned: its name in answers, its org-unit column, shared downwards."""
+
+    label: str
+    owner: InstrumentedAttribute[Any]
+    shared_down: bool = False  # clips: readable from below, writable only inside the subtree
+
+    def allows(self, actor: Actor, org_unit_id: int | None) -> bool:
+        """True when the caller may see an object owned by this org unit."""
+        return actor.reads_clip_of(org_unit_id) if self.shared_down else actor.reaches(org_unit_id)
+
+    def clause(self, actor: Actor) -> ColumnElement[bool]:
+        """SQL condition: the caller may see the row."""
+        return actor.clip_clause(self.owner) if self.shared_down else actor.org_clause(self.owner)
 
 
-def visible_device(db: Session, actor: Actor, device_id: int) -> Device:
-    """A device whose org unit is inside the caller's subtree."""
-    device = db.get(Device, device_id)
-    if device is None or not actor.reaches(device.org_unit_id):
-        raise not_found("Device", device_id)
-    return device
+OWNED: dict[type[Any], Owned] = {
+    OrgUnit: Owned("Org unit", OrgUnit.id),
+    Zone: Owned("Zone", Zone.org_unit_id),
+    Device: Owned("Device", Device.org_unit_id),
+    Clip: Owned("Clip", Clip.org_unit_id, shared_down=True),
+    Programme: Owned("Programme", Programme.org_unit_id),
+    User: Owned("User", User.org_unit_id),
+}
 
 
-def readable_clip(db: Session, actor: Actor, clip_id: int) -> Clip:
-    """A clip the caller may play or use: system-wide, own subtree, or shared from above."""
-    clip = db.get(Clip, clip_id)
-    if clip is None or not actor.reads_clip_of(clip.org_unit_id):
-        raise not_found("Clip", clip_id)
-    return clip
+def _owned(model: type[Any]) -> Owned:
+    try:
+        return OWNED[model]
+    except KeyError:
+        raise TypeError(f"{model.__name__} has no reach rule in server.access.reach") from None
+
+
+def load(db: Session, actor: Actor, model: type[T], object_id: int) -> T:
+    """The object with this id, or 404 "… does not exist" when missing or out of reach."""
+    rule = _owned(model)
+    row = db.get(model, object_id)
+    if row is None or not rule.allows(actor, getattr(row, rule.owner.key)):
+        raise not_found(rule.label, object_id)
+    return row
+
+
+def reachable(actor: Actor, model: type[Any]) -> ColumnElement[bool]:
+    """The WHERE condition every list query of this model adds."""
+    return _owned(model).clause(actor)
+
+
+def check_ids(db: Session, actor: Actor, model: type[Any], ids: Iterable[int]) -> None:
+    """422 naming the ids that are missing or outside the caller's reach."""
+    rule = _owned(model)
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    primary = model.id
+    found: dict[int, int | None] = dict(
+        db.execute(select(primary, rule.owner).where(primary.in_(wanted))).all()
+    )
+    bad = [i for i in wanted if i not in found or not rule.allows(actor, found[i])]
+    if bad:
+        noun = rule.label.lower()
+        raise DomainError(422, f"Unknown {noun} id(s): {', '.join(map(str, bad))}.")
 
 
 def writable_clip(db: Session, actor: Actor, clip_id: int) -> Clip:
     """A clip the caller may delete: own subtree (system-wide clips: global admins only)."""
-    clip = readable_clip(db, actor, clip_id)
+    clip = load(db, actor, Clip, clip_id)
     if not actor.reaches(clip.org_unit_id):
-        raise HTTPException(
-            403, detail="This clip is shared from a higher org unit; only its owners may delete it."
+        raise DomainError(
+            403, "This clip is shared from a higher org unit; only its owners may delete it."
         )
     return clip
-
-
-def visible_programme(db: Session, actor: Actor, programme_id: int) -> Programme:
-    """A programme owned by an org unit inside the caller's subtree."""
-    programme = db.get(Programme, programme_id)
-    if programme is None or not actor.reaches(programme.org_unit_id):
-        raise not_found("Programme", programme_id)
-    return programme
-
-
-def visible_user(db: Session, actor: Actor, user_id: int) -> User:
-    """A user of the caller's subtree (users without an org unit: global callers only)."""
-    user = db.get(User, user_id)
-    if user is None or not actor.reaches(user.org_unit_id):
-        raise not_found("User", user_id)
-    return user
-
-
-def check_zone_ids(db: Session, actor: Actor, zone_ids: Iterable[int]) -> None:
-    """422 naming the first zone id that is missing or outside the caller's reach."""
-    wanted = sorted(set(zone_ids))
-    if not wanted:
-        return
-    found = dict(db.execute(select(Zone.id, Zone.org_unit_id).where(Zone.id.in_(wanted))).all())
-    bad = [z for z in wanted if z not in found or not actor.reaches(found[z])]
-    if bad:
-        raise HTTPException(422, detail=f"Unknown zone id(s): {', '.join(map(str, bad))}.")
-
-
-def check_device_ids(db: Session, actor: Actor, device_ids: Iterable[int]) -> None:
-    """422 naming the device ids that are missing or outside the caller's reach."""
-    wanted = sorted(set(device_ids))
-    if not wanted:
-        return
-    rows = db.execute(select(Device.id, Device.org_unit_id).where(Device.id.in_(wanted))).all()
-    found = dict(rows)
-    bad = [d for d in wanted if d not in found or not actor.reaches(found[d])]
-    if bad:
-        raise HTTPException(422, detail=f"Unknown device ids: {bad}.")
-
-
-def check_clip_ids(db: Session, actor: Actor, clip_ids: Iterable[int]) -> None:
-    """422 naming the clip ids the caller may not use (missing or another org unit's)."""
-    wanted = sorted(set(clip_ids))
-    if not wanted:
-        return
-    found = dict(db.execute(select(Clip.id, Clip.org_unit_id).where(Clip.id.in_(wanted))).all())
-    bad = [c for c in wanted if c not in found or not actor.reads_clip_of(found[c])]
-    if bad:
-        raise HTTPException(422, detail=f"Unknown clip id(s): {', '.join(map(str, bad))}.")
 
 
 def check_org_unit(db: Session, actor: Actor, unit_id: int | None, *, status: int = 422) -> None:
     """Refuse an org unit id that is missing or outside the caller's reach, as 'does not exist'."""
     if unit_id is None:
         if not actor.is_global:
-            raise HTTPException(status, detail="Choose an org unit inside your own.")
+            raise DomainError(status, "Choose an org unit inside your own.")
         return
     if db.get(OrgUnit, unit_id) is None or not actor.reaches(unit_id):
-        raise HTTPException(status, detail=f"Org unit {unit_id} does not exist.")
+        raise DomainError(status, f"Org unit {unit_id} does not exist.")
+
+
+# -- the names used before the loader above; each is the loader for one model ------------------
+
+
+def visible_org_unit(db: Session, actor: Actor, unit_id: int) -> OrgUnit:
+    """An org unit inside the caller's subtree."""
+    return load(db, actor, OrgUnit, unit_id)
+
+
+def visible_zone(db: Session, actor: Actor, zone_id: int) -> Zone:
+    """A zone whose org unit is inside the caller's subtree."""
+    return load(db, actor, Zone, zone_id)
+
+
+def visible_device(db: Session, actor: Actor, device_id: int) -> Device:
+    """A device whose org unit is inside the caller's subtree."""
+    return load(db, actor, Device, device_id)
+
+
+def readable_clip(db: Session, actor: Actor, clip_id: int) -> Clip:
+    """A clip the caller may play or use: system-wide, own subtree, or shared from above."""
+    return load(db, actor, Clip, clip_id)
+
+
+def visible_programme(db: Session, actor: Actor, programme_id: int) -> Programme:
+    """A programme owned by an org unit inside the caller's subtree."""
+    return load(db, actor, Programme, programme_id)
+
+
+def visible_user(db: Session, actor: Actor, user_id: int) -> User:
+    """A user of the caller's subtree (users without an org unit: global callers only)."""
+    return load(db, actor, User, user_id)
+
+
+def check_zone_ids(db: Session, actor: Actor, zone_ids: Iterable[int]) -> None:
+    """422 naming the zone ids that are missing or outside the caller's reach."""
+    check_ids(db, actor, Zone, zone_ids)
+
+
+def check_device_ids(db: Session, actor: Actor, device_ids: Iterable[int]) -> None:
+    """422 naming the device ids that are missing or outside the caller's reach."""
+    check_ids(db, actor, Device, device_ids)
+
+
+def check_clip_ids(db: Session, actor: Actor, clip_ids: Iterable[int]) -> None:
+    """422 naming the clip ids the caller may not use (missing or another org unit's)."""
+    check_ids(db, actor, Clip, clip_ids)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,9 +56,21 @@ def apply_broker_config(db: Session, *, settings: ServerSettings, log_to_file: b
     return conf
 
 
-def broker_config_changed(app: Any, db: Session) -> None:
-    """Commit the change, then regenerate the broker's security files (if we manage it)."""
-    db.commit()
-    settings: ServerSettings = app.state.settings
-    if settings.manage_broker:
-        apply_broker_config(db, settings=settings)
+class BrokerFiles:
+    """The broker writer the event dispatcher uses (does nothing when we do not manage it)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+
+    def write(self, db: Session) -> None:
+        """Regenerate the password and ACL files from the committed database and reload."""
+        if self.settings.manage_broker:
+            apply_broker_config(db, settings=self.settings)
+
+
+def broker_config_changed(_app: object, db: Session) -> None:
+    """Transitional: routes not yet moved to services emit AclChanged through this."""
+    from server.events.outbox import emit
+    from server.events.types import AclChanged
+
+    emit(db, AclChanged())

@@ -264,7 +264,7 @@ def list_clips(
 def clip_in_use(db: Session, *, clip: Clip) -> str | None:
     """Name of a programme that is not ended and uses the clip, if any."""
     # Imported here: programmes build on clips, so the module-level arrow points the other way.
-    from server.programmes.service import programme_using_clip
+    from server.programmes.workflow import programme_using_clip
 
     return programme_using_clip(db, clip_id=clip.id)
 

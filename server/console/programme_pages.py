@@ -23,7 +23,7 @@ from server.console.session import ConsoleActor
 from server.console.zones import unit_names
 from server.deps import SessionDep, SettingsDep, now_of
 from server.orgs.models import OrgUnit, Zone
-from server.programmes import conflicts, service
+from server.programmes import conflicts, workflow
 from server.programmes.conflicts import conflict_days
 from server.programmes.models import (
     ACTIVE,
@@ -193,7 +193,7 @@ def programme_page(
         units=unit_names(db, actor),
         active="programmes",
         p=programme,
-        history=service.history(db, programme_id=programme.id),
+        history=workflow.history(db, programme_id=programme.id),
         system_notes=SYSTEM_NOTES,
         findings=findings,
         presets={p.rrule: p for p in PRESETS.values()},

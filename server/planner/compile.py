@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from schedules import ScheduleCompiler, ScheduleDocument, local_tz, to_local_wall, wall_to_utc
 from server.devices.models import Device
 from server.planner.models import DeviceSchedule, ZoneClip
-from server.programmes.service import advance_lifecycle, planned_programmes
+from server.programmes.workflow import advance_lifecycle, planned_programmes
 
 # Older versions are only kept for diagnosis; the device only ever needs the latest.
 KEEP_VERSIONS = 5

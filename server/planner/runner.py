@@ -19,7 +19,7 @@ from server.db import session_scope
 from server.planner.compile import PlanResult, plan_once
 from server.planner.lock import PlannerLock
 from server.planner.models import PlannerState
-from server.programmes.service import advance_lifecycle
+from server.programmes.workflow import advance_lifecycle
 
 log = logging.getLogger(__name__)
 STATE_ID = 1

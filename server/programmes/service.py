@@ -1,297 +1,162 @@
-"""Programme workflow: create, edit, submit, approve, reject, cancel, and the lifecycle."""
+"""Programme use cases: each checks reach, applies the rules, audits and emits its events."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules import Priority, ProgrammeSpec
-from server.programmes import lifecycle
-from server.programmes.conflicts import (
-    COMPETING_AT_APPROVAL,
-    COMPETING_AT_SUBMIT,
-    refuse_conflicts,
-)
-from server.programmes.models import (
-    ACTIVE,
-    APPROVED,
-    CANCELLED,
-    DRAFT,
-    ENDED,
-    FINISHED,
-    PLANNED,
-    REJECTED,
-    SUBMITTED,
-    Programme,
-    ProgrammeClip,
-    ProgrammeTransition,
-)
-from server.programmes.validation import (
-    CheckedFields,
-    ProgrammeError,
-    check_fields,
-    specs_of,
-    to_spec,
-)
-from server.users.models import User
-
-APPROVER_ROLES = frozenset({"admin", "approver"})
-# Which status may follow which; anything else is refused with a 409.
-ALLOWED: dict[str, frozenset[str]] = {
-    DRAFT: frozenset({SUBMITTED, APPROVED, CANCELLED}),
-    SUBMITTED: frozenset({APPROVED, REJECTED, CANCELLED}),
-    REJECTED: frozenset({DRAFT, SUBMITTED, CANCELLED}),
-    APPROVED: frozenset({ACTIVE, ENDED, CANCELLED}),
-    ACTIVE: frozenset({ENDED, CANCELLED}),
-    ENDED: frozenset(),
-    CANCELLED: frozenset(),
-}
-EDITABLE = (DRAFT, REJECTED)
-TIMING_FIELDS = ("start", "rrule", "dtstart", "valid_from", "valid_until")
-REQUIRED_FIELDS = frozenset(
-    {"title", "description", "priority", "clip_ids", "zone_ids", "org_unit_id"}
-)
+from server.access import reach
+from server.access.actor import Actor
+from server.access.policy import PROGRAMMES_EDIT, may_cancel
+from server.audit import service as audit
+from server.clips.models import Clip
+from server.domain import DomainError
+from server.events.outbox import emit
+from server.events.types import ReplanNeeded
+from server.orgs.models import Zone
+from server.programmes import conflicts, workflow
+from server.programmes.models import Programme
+from server.programmes.validation import check_fields
 
 
-def planned_programmes(db: Session) -> list[ProgrammeSpec]:
-    """Every programme the planner must turn into playback items (approved or active)."""
-    return specs_of(db.scalars(select(Programme).where(Programme.status.in_(PLANNED))))
-
-
-def _apply(programme: Programme, checked: CheckedFields) -> None:
-    for key, value in checked.values.items():
-        setattr(programme, key, value)
-    programme.priority = checked.values["priority"].value
-    programme.clips = [
-        ProgrammeClip(position=i, clip_id=clip.id) for i, clip in enumerate(checked.clips)
-    ]
-    programme.zones = list(checked.zones)
-
-
-def record(
-    db: Session,
-    *,
-    programme: Programme,
-    to: str,
-    user_id: int | None,
-    now: datetime,
-    note: str = "",
-) -> None:
-    """Move a programme to status `to` and write the transition, or raise 409."""
-    before = programme.status
-    if to not in ALLOWED[before]:
-        raise ProgrammeError(
-            409, f"Programme {programme.id} is {before}; it cannot become {to} from there."
-        )
-    programme.status = to
-    programme.updated_at = now
-    db.add(
-        ProgrammeTransition(
-            programme_id=programme.id,
-            from_status=before,
-            to_status=to,
-            user_id=user_id,
-            at=now,
-            note=note[:1000],
-        )
+def _audit(db: Session, actor: Actor, action: str, programme: Programme, note: str = "") -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="programme",
+        object_id=programme.id,
+        org_unit_id=programme.org_unit_id,
+        summary=programme.title,
+        details={
+            "status": programme.status,
+            "priority": programme.priority,
+            "zone_ids": sorted(z.id for z in programme.zones),
+            **({"note": note} if note else {}),
+        },
     )
 
 
-def create_programme(
+def _check_refs(db: Session, actor: Actor, fields: dict[str, Any]) -> None:
+    """Ids the caller may not see are refused as unknown, before any other check names them."""
+    if fields.get("org_unit_id") is not None:
+        reach.check_org_unit(db, actor, fields["org_unit_id"])
+    reach.check_ids(db, actor, Zone, fields.get("zone_ids") or [])
+    reach.check_ids(db, actor, Clip, fields.get("clip_ids") or [])
+
+
+def _replan(db: Session, programme: Programme, why: str) -> None:
+    emit(db, ReplanNeeded(reason=f"programme {programme.id} {why}"))
+
+
+def create(
     db: Session,
     *,
+    actor: Actor,
     fields: dict[str, Any],
-    user: User,
-    now: datetime,
     approve_now: bool,
+    now: datetime,
     horizon_days: int,
-    may_run_emergency: bool,
 ) -> Programme:
-    """Store a new draft (or, for an emergency with approve_now, an approved programme)."""
-    checked = check_fields(db, fields=fields, user=user, now=now)
-    if approve_now:
-        if checked.spec.priority is not Priority.EMERGENCY:
-            raise ProgrammeError(422, "Only emergency programmes can be approved at creation.")
-        if not may_run_emergency:
-            raise ProgrammeError(
-                403, "You may not run emergency broadcasts: an administrator grants that to "
-                "operators and approvers (can_emergency).",
-            )  # fmt: skip
-        refuse_conflicts(
-            db, spec=checked.spec, now=now, horizon_days=horizon_days, statuses=COMPETING_AT_SUBMIT
+    """Create a draft, or an emergency approved at once (then planned at once)."""
+    _check_refs(db, actor, fields)
+    if not actor.may(PROGRAMMES_EDIT) and not approve_now:
+        raise DomainError(
+            403,
+            f"Your role ({actor.role}) may only create an emergency approved at "
+            "once (priority emergency, approve_now true).",
         )
-    programme = Programme(status=DRAFT, created_by=user.id, created_at=now, updated_at=now)
-    _apply(programme, checked)
-    db.add(programme)
-    db.flush()
-    db.add(
-        ProgrammeTransition(
-            programme_id=programme.id, from_status=None, to_status=DRAFT, user_id=user.id, at=now,
-            note="created",
-        )
-    )  # fmt: skip
+    programme = workflow.create_programme(
+        db,
+        fields=fields,
+        user=actor.user,
+        now=now,
+        approve_now=approve_now,
+        horizon_days=horizon_days,
+        may_run_emergency=actor.may_run_emergency(),
+    )
+    _audit(db, actor, "programme.create", programme)
     if approve_now:
-        record(db, programme=programme, to=APPROVED, user_id=user.id, now=now,
-               note="emergency, approved at creation")  # fmt: skip
-    db.flush()
+        _audit(db, actor, "programme.emergency", programme, note="emergency, approved at creation")
+        _replan(db, programme, "approved at creation")
     return programme
 
 
-def update_programme(
-    db: Session, *, programme: Programme, changes: dict[str, Any], user: User, now: datetime
+def check(
+    db: Session, *, actor: Actor, fields: dict[str, Any], now: datetime, horizon_days: int
+) -> tuple[tuple[datetime, datetime], list[conflicts.ConflictFinding]]:
+    """Validate unsaved fields and list the programmes they would conflict with."""
+    _check_refs(db, actor, fields)
+    checked = check_fields(db, fields=fields, user=actor.user, now=now)
+    return conflicts.find_programme_conflicts(
+        db, spec=checked.spec, now=now, horizon_days=horizon_days
+    )
+
+
+def update(
+    db: Session, *, actor: Actor, programme_id: int, changes: dict[str, Any], now: datetime
 ) -> Programme:
-    """Edit a draft or rejected programme (a rejected one goes back to draft)."""
-    if programme.status not in EDITABLE:
-        raise ProgrammeError(
-            409, f"Programme {programme.id} is {programme.status}; only drafts and rejected "
-            "programmes can be edited (cancel it and create a new one instead).",
-        )  # fmt: skip
-    current: dict[str, Any] = {
-        "title": programme.title,
-        "description": programme.description,
-        "priority": programme.priority,
-        "clip_ids": [pc.clip_id for pc in programme.clips],
-        "zone_ids": [z.id for z in programme.zones],
-        "volume": programme.volume,
-        "org_unit_id": programme.org_unit_id,
-        **{name: getattr(programme, name) for name in TIMING_FIELDS},
-    }
-    # null means "clear" only where a field may be empty; elsewhere it means "leave as is".
-    changes = {k: v for k, v in changes.items() if v is not None or k not in REQUIRED_FIELDS}
-    if "recurrence_preset" in changes and changes["recurrence_preset"] is not None:
-        current["rrule"] = None  # the preset replaces the stored rule
-    merged = {**current, **changes}
-    checked = check_fields(db, fields=merged, user=user, now=now, programme_id=programme.id)
-    _apply(programme, checked)
-    programme.updated_at = now
-    if programme.status == REJECTED:
-        record(db, programme=programme, to=DRAFT, user_id=user.id, now=now, note="edited")
-    db.flush()
+    """Edit a draft or rejected programme of the caller's subtree."""
+    programme = reach.load(db, actor, Programme, programme_id)
+    _check_refs(db, actor, changes)
+    workflow.update_programme(db, programme=programme, changes=changes, user=actor.user, now=now)
+    _audit(db, actor, "programme.update", programme)
     return programme
 
 
-def delete_programme(db: Session, *, programme: Programme) -> None:
-    """Delete a draft; anything further along is cancelled instead, to keep its history."""
-    if programme.status != DRAFT:
-        raise ProgrammeError(
-            409, f"Programme {programme.id} is {programme.status}; only drafts can be deleted "
-            "(cancel it instead).",
-        )  # fmt: skip
-    db.delete(programme)
-    db.flush()
-
-
-# -- workflow ----------------------------------------------------------------------------------
-
-
-def _spec_or_error(programme: Programme) -> ProgrammeSpec:
-    spec = to_spec(programme)
-    if spec is None:
-        raise ProgrammeError(
-            409, f"Programme {programme.id} has no clips or no zones left; edit it first."
-        )
-    return spec
+def delete(db: Session, *, actor: Actor, programme_id: int) -> None:
+    """Delete a draft of the caller's subtree."""
+    programme = reach.load(db, actor, Programme, programme_id)
+    _audit(db, actor, "programme.delete", programme)
+    workflow.delete_programme(db, programme=programme)
 
 
 def submit(
-    db: Session, *, programme: Programme, user: User, now: datetime, horizon_days: int
-) -> None:
-    """Send a draft (or rejected programme) for approval, refusing same-priority overlaps."""
-    if programme.status not in EDITABLE:
-        record(db, programme=programme, to=SUBMITTED, user_id=user.id, now=now)  # raises 409
-    spec = _spec_or_error(programme)
-    if spec.start is not None and spec.start < now:
-        raise ProgrammeError(422, f"The start time {spec.start:%Y-%m-%d %H:%M:%S} UTC has passed.")
-    if not lifecycle.plays_after(spec, now=now):
-        raise ProgrammeError(422, "This programme never plays from now on; check its dates.")
-    refuse_conflicts(
-        db, spec=spec, now=now, horizon_days=horizon_days, statuses=COMPETING_AT_SUBMIT
-    )
-    record(db, programme=programme, to=SUBMITTED, user_id=user.id, now=now)
+    db: Session, *, actor: Actor, programme_id: int, now: datetime, horizon_days: int
+) -> Programme:
+    """Send a programme for approval (refused when it overlaps a same-priority one)."""
+    programme = reach.load(db, actor, Programme, programme_id)
+    workflow.submit(db, programme=programme, user=actor.user, now=now, horizon_days=horizon_days)
+    _audit(db, actor, "programme.submit", programme)
+    return programme
 
 
 def approve(
-    db: Session, *, programme: Programme, user: User, now: datetime, horizon_days: int, note: str
-) -> None:
-    """Approve a submitted programme (approvers and admins only)."""
-    if user.role not in APPROVER_ROLES:
-        raise ProgrammeError(403, "Only an approver or an administrator may approve programmes.")
-    if programme.status != SUBMITTED:
-        raise ProgrammeError(
-            409, f"Programme {programme.id} is {programme.status}; only a submitted programme "
-            "can be approved.",
-        )  # fmt: skip
-    spec = _spec_or_error(programme)
-    refuse_conflicts(
-        db, spec=spec, now=now, horizon_days=horizon_days, statuses=COMPETING_AT_APPROVAL
+    db: Session, *, actor: Actor, programme_id: int, now: datetime, horizon_days: int, note: str
+) -> Programme:
+    """Approve a submitted programme; once committed, the planner publishes the schedules."""
+    programme = reach.load(db, actor, Programme, programme_id)
+    workflow.approve(
+        db, programme=programme, user=actor.user, now=now, horizon_days=horizon_days, note=note
     )
-    record(db, programme=programme, to=APPROVED, user_id=user.id, now=now, note=note)
+    _audit(db, actor, "programme.approve", programme, note=note)
+    _replan(db, programme, "approved")
+    return programme
 
 
-def reject(db: Session, *, programme: Programme, user: User, now: datetime, reason: str) -> None:
-    """Send a submitted programme back with a reason."""
-    if user.role not in APPROVER_ROLES:
-        raise ProgrammeError(403, "Only an approver or an administrator may reject programmes.")
-    if not reason.strip():
-        raise ProgrammeError(422, "Say why the programme is rejected (reason is empty).")
-    if programme.status != SUBMITTED:
-        raise ProgrammeError(
-            409, f"Programme {programme.id} is {programme.status}; only a submitted programme "
-            "can be rejected.",
-        )  # fmt: skip
-    programme.rejection_reason = reason.strip()[:1000]
-    record(db, programme=programme, to=REJECTED, user_id=user.id, now=now, note=reason.strip())
+def reject(
+    db: Session, *, actor: Actor, programme_id: int, now: datetime, reason: str
+) -> Programme:
+    """Send a submitted programme back with the reason."""
+    programme = reach.load(db, actor, Programme, programme_id)
+    workflow.reject(db, programme=programme, user=actor.user, now=now, reason=reason)
+    _audit(db, actor, "programme.reject", programme, note=reason)
+    return programme
 
 
-def cancel(db: Session, *, programme: Programme, user: User, now: datetime, note: str) -> bool:
-    """Cancel a programme that has not finished; True when it was being planned."""
-    was_planned = programme.status in PLANNED
-    if programme.status in FINISHED:
-        raise ProgrammeError(409, f"Programme {programme.id} is already {programme.status}.")
-    record(db, programme=programme, to=CANCELLED, user_id=user.id, now=now, note=note)
-    return was_planned
-
-
-def advance_lifecycle(db: Session, *, now: datetime) -> list[tuple[int, str, str]]:
-    """Approved -> active at the first playback, -> ended after the last; returns the moves."""
-    moves: list[tuple[int, str, str]] = []
-    for programme in db.scalars(select(Programme).where(Programme.status.in_(PLANNED))):
-        spec = to_spec(programme)
-        if spec is None:
-            continue
-        if programme.status == APPROVED and lifecycle.has_started(spec, now=now):
-            record(db, programme=programme, to=ACTIVE, user_id=None, now=now, note="first playback")
-            moves.append((programme.id, APPROVED, ACTIVE))
-        if not lifecycle.plays_after(spec, now=now):
-            before = programme.status
-            record(
-                db, programme=programme, to=ENDED, user_id=None, now=now, note="last playback over"
-            )
-            moves.append((programme.id, before, ENDED))
-    db.flush()
-    return moves
-
-
-def history(db: Session, *, programme_id: int) -> list[ProgrammeTransition]:
-    """A programme's transitions, oldest first."""
-    query = (
-        select(ProgrammeTransition)
-        .where(ProgrammeTransition.programme_id == programme_id)
-        .order_by(ProgrammeTransition.at, ProgrammeTransition.id)
-    )
-    return list(db.scalars(query))
-
-
-def programme_using_clip(db: Session, *, clip_id: int) -> str | None:
-    """Title of an unfinished programme that plays the clip, if any."""
-    query = (
-        select(Programme.title)
-        .join(ProgrammeClip, ProgrammeClip.programme_id == Programme.id)
-        .where(ProgrammeClip.clip_id == clip_id, Programme.status.not_in(FINISHED))
-        .order_by(Programme.id)
-        .limit(1)
-    )
-    return db.scalar(query)
+def cancel(db: Session, *, actor: Actor, programme_id: int, now: datetime, note: str) -> Programme:
+    """Cancel a programme that has not ended; devices then get schedules without it."""
+    programme = reach.load(db, actor, Programme, programme_id)
+    if not may_cancel(role=actor.role, status=programme.status, priority=programme.priority):
+        raise DomainError(
+            403,
+            f"Your role ({actor.role}) may not cancel a {programme.status} "
+            f"{programme.priority} programme; ask an approver.",
+        )
+    was_planned = workflow.cancel(db, programme=programme, user=actor.user, now=now, note=note)
+    _audit(db, actor, "programme.cancel", programme, note=note)
+    if was_planned:
+        _replan(db, programme, "cancelled")
+    return programme

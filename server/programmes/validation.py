@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from schedules import PRESETS, ClipRef, Priority, ProgrammeSpec, to_local_wall, validate_rrule
 from server.clips.models import Clip
+from server.domain import DomainError
 from server.orgs.models import OrgUnit, Zone
 from server.orgs.service import subtree_ids
 from server.programmes import lifecycle
@@ -20,13 +21,8 @@ from server.programmes.models import Programme
 from server.users.models import User
 
 
-class ProgrammeError(Exception):
+class ProgrammeError(DomainError):
     """A programme request that cannot be carried out: an HTTP status and a plain reason."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass(frozen=True)
