@@ -67,6 +67,18 @@ LOUDNORM_MIN_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
+class _Pass2:
+    """What every pass-2 attempt shares: the input, where to write, pass 1, targets, time."""
+
+    src: Path
+    tmp: Path
+    before: Loudness
+    targets: Targets
+    duration_s: float
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class NormalizeResult:
     """Loudness before and after (measured on the written file), duration, how it was done."""
 
@@ -104,7 +116,8 @@ def normalize(
     plan = plan_gain(before, target_lufs=target_lufs, true_peak_db=true_peak_db, lra=lra)
     tmp = dst.parent / f".{dst.name}.{secrets.token_hex(6)}.part"
     try:
-        after, plan = _apply(src, tmp, plan, before, targets, info.duration_s, budget)
+        job = _Pass2(src, tmp, before, targets, info.duration_s, budget)
+        after, plan = _apply(job, plan)
         duration_s = _output_duration(tmp)
         try:
             os.replace(tmp, dst)
@@ -120,21 +133,14 @@ def normalize(
     )
 
 
-def _apply(
-    src: Path,
-    tmp: Path,
-    plan: GainPlan,
-    before: Loudness,
-    targets: Targets,
-    duration_s: float,
-    timeout_s: float,
-) -> tuple[Loudness, GainPlan]:
-    """Pass 2 into `tmp`; returns the loudness written and the plan finally used."""
+def _apply(job: _Pass2, plan: GainPlan) -> tuple[Loudness, GainPlan]:
+    """Pass 2 into `job.tmp`; returns the loudness written and the plan finally used."""
+    src, tmp, before, targets, timeout_s = job.src, job.tmp, job.before, job.targets, job.timeout_s
     if plan.mode == "silent":
         return _render(src, tmp, [], targets, timeout_s=timeout_s), plan
-    if plan.mode == "dynamic" and duration_s < LOUDNORM_MIN_S:
+    if plan.mode == "dynamic" and job.duration_s < LOUDNORM_MIN_S:
         return _rescue(src, tmp, before, targets, timeout_s=timeout_s)
-    after, plan = _apply_planned(src, tmp, plan, before, targets, duration_s, timeout_s)
+    after, plan = _apply_planned(job, plan)
     if abs(after.integrated_lufs - targets.target_lufs) <= ACCEPT_LU:
         return after, plan
     rescued, rescue_plan = _rescue(src, tmp, before, targets, timeout_s=timeout_s)
@@ -143,7 +149,7 @@ def _apply(
     ):
         return rescued, rescue_plan
     # The first try was closer after all (rare): write it again.
-    return _apply_planned(src, tmp, plan, before, targets, duration_s, timeout_s)
+    return _apply_planned(job, plan)
 
 
 def _rescue(
@@ -161,16 +167,9 @@ def _rescue(
     return after, plan
 
 
-def _apply_planned(
-    src: Path,
-    tmp: Path,
-    plan: GainPlan,
-    before: Loudness,
-    targets: Targets,
-    duration_s: float,
-    timeout_s: float,
-) -> tuple[Loudness, GainPlan]:
+def _apply_planned(job: _Pass2, plan: GainPlan) -> tuple[Loudness, GainPlan]:
     """The plan from pass 1 (linear, limited with its search, or loudnorm dynamic)."""
+    src, tmp, before, targets, timeout_s = job.src, job.tmp, job.before, job.targets, job.timeout_s
     if plan.mode == "limited" and limiting_db(before, plan.gain_db, targets.true_peak_db) > (
         SEARCH_FIRST_DB
     ):
@@ -179,7 +178,7 @@ def _apply_planned(
             before,
             targets,
             start_gain_db=plan.gain_db,
-            windows=sample_windows(duration_s),
+            windows=sample_windows(job.duration_s),
             timeout_s=timeout_s,
         )
         plan = GainPlan("dynamic", plan.gain_db) if found is None else GainPlan("limited", found)

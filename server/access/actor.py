@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, false, or_, true
 from sqlalchemy.orm import Session
 
 from server.access import policy
-from server.orgs.service import ancestor_ids, subtree_ids
+from server.orgs.tree import ancestor_ids, subtree_ids
 from server.users.models import User
 
 

@@ -7,14 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import AUDIT_READ
-from server.access.reach import visible_user
+from server.access import reach
+from server.access.actor import Actor
 from server.audit import service
 from server.audit.schemas import AuditOut, AuditPage
 from server.bounds import IdFilter, Limit, Offset, When
 from server.deps import SessionDep
+from server.users.models import User
 
 router = APIRouter(tags=["audit"])
 
@@ -40,7 +41,7 @@ def list_audit(
 ) -> AuditPage:
     """Who did what, newest first; filter by user, action ('programme.' = family), object, time."""
     if user_id is not None:
-        visible_user(db, actor, user_id)  # 404 for a user outside the caller's reach
+        reach.load(db, actor, User, user_id)  # 404 for a user outside the caller's reach
     where = service.AuditFilter(
         user_id=user_id,
         action=action,

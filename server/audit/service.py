@@ -9,9 +9,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.access import reach
 from server.access.actor import Actor
 from server.audit.models import AuditEntry
 from server.db import utcnow
+
+# An entry belongs to the org unit of the object it is about; entries without one (sign-ins
+# of global users, system changes) are for global administrators only.
+REACH = reach.Owned("Audit entry", AuditEntry.org_unit_id)
 
 
 def record(
@@ -76,7 +81,7 @@ def list_entries(
     db: Session, *, actor: Actor, where: AuditFilter, limit: int, offset: int
 ) -> tuple[list[AuditEntry], int]:
     """Entries in the actor's reach, newest first."""
-    query = select(AuditEntry).where(actor.org_clause(AuditEntry.org_unit_id))
+    query = select(AuditEntry).where(REACH.clause(actor))
     if where.user_id is not None:
         query = query.where(AuditEntry.user_id == where.user_id)
     if where.action:

@@ -1,110 +1,166 @@
-"""Org-unit tree and zone operations."""
+"""Org-unit and zone use cases: each checks reach, applies the rules, audits and emits events."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.access import reach
+from server.access.actor import Actor
+from server.audit import service as audit
 from server.devices.models import Device
+from server.domain import DomainError
+from server.events.outbox import emit
+from server.events.types import AclChanged, DesiredStateChanged, ReplanNeeded
+from server.orgs import rules
 from server.orgs.models import OrgUnit, Zone
-from server.users.models import User
+
+# Transitional re-exports: seed.py, bench/, programmes/validation.py and live/targets.py still
+# import these from here; new code imports server.orgs.tree / server.orgs.rules.
+from server.orgs.rules import OrgError as OrgError
+from server.orgs.rules import create_org_unit as create_org_unit
+from server.orgs.rules import set_zone_devices as set_zone_devices
+from server.orgs.rules import zone_device_ids as zone_device_ids
+from server.orgs.tree import ancestor_ids as ancestor_ids
+from server.orgs.tree import subtree_ids as subtree_ids
 
 
-class OrgError(ValueError):
-    """An org/zone change that would break the tree or leave orphans; text says why."""
+def _audit_unit(db: Session, actor: Actor, action: str, unit: OrgUnit, **details: object) -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="org_unit",
+        object_id=unit.id,
+        org_unit_id=unit.id if action != "org_unit.delete" else unit.parent_id,
+        summary=unit.name,
+        details=details,
+    )
 
 
-def subtree_ids(db: Session, *, root_id: int) -> set[int]:
-    """Ids of root_id and every org unit below it, at any depth (recursive CTE)."""
-    tree = select(OrgUnit.id).where(OrgUnit.id == root_id).cte("tree", recursive=True)
-    tree = tree.union_all(select(OrgUnit.id).where(OrgUnit.parent_id == tree.c.id))
-    return set(db.scalars(select(tree.c.id)))
+def _audit_zone(db: Session, actor: Actor, action: str, zone: Zone, **details: object) -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="zone",
+        object_id=zone.id,
+        org_unit_id=zone.org_unit_id,
+        summary=zone.name,
+        details=details,
+    )
 
 
-def ancestor_ids(db: Session, *, org_unit_id: int) -> list[int]:
-    """Ids from org_unit_id up to the root, nearest first."""
-    out: list[int] = []
-    current: int | None = org_unit_id
-    while current is not None and current not in out:
-        out.append(current)
-        current = db.scalar(select(OrgUnit.parent_id).where(OrgUnit.id == current))
-    return out
+def _members_changed(db: Session, zone: Zone, changed: list[Device], why: str) -> None:
+    """Zone membership is in the broker ACL, the devices' desired state and their schedules."""
+    events: list[AclChanged | DesiredStateChanged | ReplanNeeded] = [AclChanged()]
+    if changed:
+        events.append(DesiredStateChanged(device_ids=tuple(sorted({d.id for d in changed}))))
+    events.append(ReplanNeeded(reason=f"zone {zone.id} {why}"))
+    emit(db, *events)
 
 
-def create_org_unit(
-    db: Session, *, name: str, kind: str, parent_id: int | None, code: str | None
+def list_units(db: Session, *, actor: Actor, parent_id: int | None) -> list[OrgUnit]:
+    """The org units of the caller's subtree, or the children of parent_id."""
+    query = select(OrgUnit).where(reach.reachable(actor, OrgUnit)).order_by(OrgUnit.id)
+    if parent_id is not None:
+        reach.load(db, actor, OrgUnit, parent_id)
+        query = query.where(OrgUnit.parent_id == parent_id)
+    return list(db.scalars(query))
+
+
+def create_unit(
+    db: Session, *, actor: Actor, name: str, kind: str, parent_id: int | None, code: str | None
 ) -> OrgUnit:
-    """Add an org unit under parent_id (None = a new root, e.g. a province)."""
-    if parent_id is not None and db.get(OrgUnit, parent_id) is None:
-        raise OrgError(f"Parent org unit {parent_id} does not exist.")
-    unit = OrgUnit(name=name, kind=kind, parent_id=parent_id, code=code)
-    db.add(unit)
-    db.flush()
+    """Add an org unit under one of the caller's (a new root: system administrators only)."""
+    reach.check_org_unit(db, actor, parent_id)
+    unit = rules.create_org_unit(db, name=name, kind=kind, parent_id=parent_id, code=code)
+    _audit_unit(db, actor, "org_unit.create", unit, parent_id=unit.parent_id, kind=unit.kind)
     return unit
 
 
-def move_org_unit(db: Session, *, unit: OrgUnit, parent_id: int | None) -> None:
-    """Re-parent an org unit, refusing cycles."""
-    if parent_id is not None:
-        if db.get(OrgUnit, parent_id) is None:
-            raise OrgError(f"Parent org unit {parent_id} does not exist.")
-        if parent_id in subtree_ids(db, root_id=unit.id):
-            raise OrgError("An org unit cannot be moved under itself or one of its descendants.")
-    unit.parent_id = parent_id
+def update_unit(db: Session, *, actor: Actor, unit_id: int, changes: dict[str, Any]) -> OrgUnit:
+    """Rename, re-code or move (parent_id) an org unit inside the caller's subtree."""
+    unit = reach.load(db, actor, OrgUnit, unit_id)
+    if "parent_id" in changes:
+        parent_id = changes.pop("parent_id")
+        reach.check_org_unit(db, actor, parent_id)
+        rules.move_org_unit(db, unit=unit, parent_id=parent_id)
+        changes["parent_id"] = parent_id
+    for key, value in changes.items():
+        if value is not None and key != "parent_id":
+            setattr(unit, key, value)
+    db.flush()
+    _audit_unit(db, actor, "org_unit.update", unit, changes=changes)
+    return unit
 
 
-def delete_org_unit(db: Session, *, unit: OrgUnit) -> None:
-    """Delete an empty org unit; refuse when anything still hangs off it."""
-    checks = (
-        (OrgUnit, OrgUnit.parent_id, "child org units"),
-        (Zone, Zone.org_unit_id, "zones"),
-        (Device, Device.org_unit_id, "devices"),
-        (User, User.org_unit_id, "users"),
-    )
-    for model, column, label in checks:
-        count = db.scalar(select(func.count()).select_from(model).where(column == unit.id))
-        if count:
-            raise OrgError(f"{unit.name!r} still has {count} {label}; move or delete them first.")
-    db.delete(unit)
+def delete_unit(db: Session, *, actor: Actor, unit_id: int) -> None:
+    """Delete an org unit of the caller's subtree that has nothing left under it."""
+    unit = reach.load(db, actor, OrgUnit, unit_id)
+    if unit.id == actor.user.org_unit_id:
+        raise DomainError(409, "You cannot delete the org unit you belong to.")
+    rules.delete_org_unit(db, unit=unit)
+    _audit_unit(db, actor, "org_unit.delete", unit)
 
 
-def set_zone_devices(db: Session, *, zone: Zone, device_ids: list[int]) -> list[Device]:
-    """Make the zone contain exactly these devices; returns the devices whose zones changed."""
-    allowed = subtree_ids(db, root_id=zone.org_unit_id)
-    devices = list(db.scalars(select(Device).where(Device.id.in_(device_ids))))
-    missing = set(device_ids) - {d.id for d in devices}
-    if missing:
-        raise OrgError(f"Unknown device ids: {sorted(missing)}.")
-    outside = [d.uid for d in devices if d.org_unit_id not in allowed]
-    if outside:
-        raise OrgError(
-            f"Devices {', '.join(outside)} do not belong to this zone's org unit or below it."
-        )
-    changed: list[Device] = []
-    for device in db.scalars(select(Device).where(Device.zones.any(Zone.id == zone.id))):
-        if device.id not in device_ids:
-            device.zones.remove(zone)
-            changed.append(device)
-    for device in devices:
-        if zone not in device.zones:
-            device.zones.append(zone)
-            changed.append(device)
-    for device in changed:
-        device.state_version += 1  # the zone list is part of the desired state
-    return changed
+def list_zones(db: Session, *, actor: Actor, org_unit_id: int | None) -> list[Zone]:
+    """The zones of the caller's subtree, or those of one org unit."""
+    query = select(Zone).where(reach.reachable(actor, Zone)).order_by(Zone.id)
+    if org_unit_id is not None:
+        reach.load(db, actor, OrgUnit, org_unit_id)
+        query = query.where(Zone.org_unit_id == org_unit_id)
+    return list(db.scalars(query))
 
 
-def remove_zone(db: Session, *, zone: Zone) -> list[Device]:
-    """Delete a zone; returns the devices that were in it (their desired state changes)."""
-    changed = set_zone_devices(db, zone=zone, device_ids=[])
-    db.delete(zone)
-    return changed
+def create_zone(
+    db: Session,
+    *,
+    actor: Actor,
+    org_unit_id: int,
+    name: str,
+    description: str,
+    device_ids: list[int],
+) -> Zone:
+    """Add a zone to an org unit of the caller's subtree, optionally with its devices."""
+    reach.load(db, actor, OrgUnit, org_unit_id)
+    reach.check_ids(db, actor, Device, device_ids)
+    zone = Zone(org_unit_id=org_unit_id, name=name, description=description)
+    db.add(zone)
+    db.flush()
+    _audit_zone(db, actor, "zone.create", zone, device_ids=device_ids)
+    if device_ids:
+        changed = rules.set_zone_devices(db, zone=zone, device_ids=device_ids)
+        _members_changed(db, zone, changed, "created with devices")
+    return zone
 
 
-def zone_device_ids(db: Session, *, zone_id: int) -> list[int]:
-    """Ids of the devices in a zone."""
-    return list(
-        db.scalars(
-            select(Device.id).where(Device.zones.any(Zone.id == zone_id)).order_by(Device.id)
-        )
-    )
+def update_zone(db: Session, *, actor: Actor, zone_id: int, changes: dict[str, Any]) -> Zone:
+    """Rename or describe a zone of the caller's subtree (membership: set_zone_members)."""
+    zone = reach.load(db, actor, Zone, zone_id)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    for key, value in changes.items():
+        setattr(zone, key, value)
+    db.flush()
+    _audit_zone(db, actor, "zone.update", zone, changes=changes)
+    return zone
+
+
+def set_zone_members(db: Session, *, actor: Actor, zone_id: int, device_ids: list[int]) -> Zone:
+    """Replace a zone's devices; the broker ACL, desired states and schedules follow."""
+    zone = reach.load(db, actor, Zone, zone_id)
+    reach.check_ids(db, actor, Device, device_ids)
+    changed = rules.set_zone_devices(db, zone=zone, device_ids=device_ids)
+    _audit_zone(db, actor, "zone.set_devices", zone, device_ids=sorted(set(device_ids)))
+    _members_changed(db, zone, changed, "devices changed")
+    return zone
+
+
+def delete_zone(db: Session, *, actor: Actor, zone_id: int) -> None:
+    """Delete a zone of the caller's subtree (its devices stay registered)."""
+    zone = reach.load(db, actor, Zone, zone_id)
+    _audit_zone(db, actor, "zone.delete", zone)
+    changed = rules.remove_zone(db, zone=zone)
+    _members_changed(db, zone, changed, "deleted")

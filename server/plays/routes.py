@@ -7,12 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
 
+from server.access import reach
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import PLAYS_READ
-from server.access.reach import visible_device, visible_zone
 from server.bounds import IdFilter, Limit, Offset, When
 from server.deps import SessionDep
+from server.devices.models import Device
+from server.orgs.models import Zone
 from server.plays import service
 from server.plays.schemas import PlayOut, PlayPage
 
@@ -38,17 +40,16 @@ def list_plays(
 ) -> PlayPage:
     """Plays of your devices by device, zone (current members) and planned start [since, until)."""
     if device_id is not None:
-        visible_device(db, actor, device_id)
+        reach.load(db, actor, Device, device_id)
     if zone_id is not None:
-        visible_zone(db, actor, zone_id)
+        reach.load(db, actor, Zone, zone_id)
     where = service.PlayFilter(
-        org_ids=actor.org_ids,
         device_id=device_id,
         zone_id=zone_id,
         since=_aware("since", since),
         until=_aware("until", until),
     )
-    rows, total = service.list_plays(db, where=where, limit=limit, offset=offset)
+    rows, total = service.list_plays(db, actor=actor, where=where, limit=limit, offset=offset)
     items = [
         PlayOut(
             device_id=r.device_id,

@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from protocol import EventBatch, PlayEvent
+from server.access import reach
+from server.access.actor import Actor
 from server.devices.models import Device
 from server.orgs.models import Zone
 from server.plays.models import PlayRecord
@@ -107,14 +109,12 @@ class PlayFilter:
     zone_id: int | None = None
     since: datetime | None = None
     until: datetime | None = None
-    # Only devices of these org units (None: every device).
-    org_ids: frozenset[int] | None = None
 
 
-def _filtered(query: Select[*Columns], where: PlayFilter) -> Select[*Columns]:
-    if where.org_ids is not None:
-        reach = select(Device.id).where(Device.org_unit_id.in_(sorted(where.org_ids)))
-        query = query.where(PlayRecord.device_id.in_(reach))
+def _filtered(query: Select[*Columns], actor: Actor, where: PlayFilter) -> Select[*Columns]:
+    query = query.where(
+        PlayRecord.device_id.in_(select(Device.id).where(reach.reachable(actor, Device)))
+    )
     if where.device_id is not None:
         query = query.where(PlayRecord.device_id == where.device_id)
     if where.zone_id is not None:
@@ -128,16 +128,16 @@ def _filtered(query: Select[*Columns], where: PlayFilter) -> Select[*Columns]:
 
 
 def list_plays(
-    db: Session, *, where: PlayFilter, limit: int, offset: int
+    db: Session, *, actor: Actor, where: PlayFilter, limit: int, offset: int
 ) -> tuple[list[tuple[PlayRecord, str, str | None]], int]:
-    """Plays, newest planned start first, with the device uid and programme title."""
-    total = db.scalar(_filtered(select(func.count(PlayRecord.id)), where)) or 0
+    """Plays of the caller's devices, newest planned start first, with uid and programme title."""
+    total = db.scalar(_filtered(select(func.count(PlayRecord.id)), actor, where)) or 0
     query = (
         select(PlayRecord, Device.uid, Programme.title)
         .join(Device, Device.id == PlayRecord.device_id)
         .outerjoin(Programme, Programme.id == PlayRecord.programme_id)
     )
-    query = _filtered(query, where).order_by(
+    query = _filtered(query, actor, where).order_by(
         PlayRecord.planned_start.desc(), PlayRecord.device_id, PlayRecord.seq
     )
     rows = db.execute(query.limit(limit).offset(offset)).all()
