@@ -282,17 +282,18 @@ def test_alsa_names_and_listings_parse() -> None:
     assert parse_scontrols(HIFIBERRY_CONTROLS)[-1] == "Digital"
 
 
-UNITS = ("loa-agent.service", "loa-server.service", "loa-broker.service")
+SERVICES = ("loa-agent.service", "loa-server.service", "loa-broker.service")
+UNITS = (*SERVICES, "loa-broker-renew.service", "loa-broker-renew.timer")
 
 
 def test_units_are_hardened_and_restart_always() -> None:
     assert (DEPLOY / "loa-agent.service").resolve() == (
         ROOT / "edge_agent/systemd/loa-agent.service"
     )
-    for name in UNITS:
+    for name in (*SERVICES, "loa-broker-renew.service"):
         lines = set((DEPLOY / name).read_text().splitlines())
         for setting in (
-            "Restart=always",
+            *(("Restart=always",) if name in SERVICES else ("Type=oneshot",)),
             "User=loa",
             "ProtectSystem=strict",
             "ReadWritePaths=/var/lib/loa",
