@@ -498,6 +498,7 @@ class Agent:
         estimate = self.runtime.sync.estimate
         offset_ms = self.runtime.sync.offset_ms()
         refused = self.link.tls_refusals
+        link = self.runtime.sync.link_ms()
         try:
             message = Telemetry(
                 **vars(sample),
@@ -508,6 +509,8 @@ class Agent:
                 rejected_messages=sum(self.rejected.values()),
                 clock_offset_ms=None if offset_ms is None else round(offset_ms, 3),
                 clock_error_ms=None if estimate is None else round(estimate.error * 1000, 3),
+                link_rtt_ms=None if link is None else round(link[0], 3),
+                link_rtt_p95_ms=None if link is None else round(link[1], 3),
                 tls_refusals=self.link.tls_refusal_count or None,
                 tls_refused=refused[-1].summary() if refused else None,
             )

@@ -102,6 +102,14 @@ class OffsetEstimator:
         delays = [s.delay for s in self._samples]
         return (statistics.median(delays) - min(delays)) / len(delays)
 
+    def round_trips(self, now: float) -> tuple[float, float] | None:
+        """Median and 95th-percentile round trip (s) of the samples in the window, or None."""
+        self.estimate(now)
+        if len(self._samples) < self.min_best:
+            return None
+        delays = sorted(s.delay for s in self._samples)
+        return statistics.median(delays), delays[min(len(delays) - 1, int(0.95 * len(delays)))]
+
     def count(self, now: float) -> int:
         """How many samples the window holds at `now`."""
         self.estimate(now)
@@ -193,6 +201,11 @@ class ClockSync:
             return None
         wall_offset = self.clock.time() - self.clock.monotonic()
         return (self._estimate.offset - wall_offset) * 1000
+
+    def link_ms(self) -> tuple[float, float] | None:
+        """Median and 95th-percentile probe round trip (ms), once a few probes answered."""
+        trips = self.estimator.round_trips(self.clock.monotonic())
+        return None if trips is None else (trips[0] * 1000, trips[1] * 1000)
 
     def error_ms(self) -> float | None:
         """Error bound of the offset (ms), if measured."""

@@ -214,3 +214,18 @@ def test_a_reconnect_with_samples_in_the_window_sends_a_short_burst() -> None:
 
     asyncio.run(clock.run(scenario()))
     assert len(sent) == MIN_BURST  # the held samples still count: no herd after a broker restart
+
+
+def test_round_trips_report_the_median_and_the_slow_tail_of_the_window() -> None:
+    est = OffsetEstimator(window_s=60)
+    probe(est, 1.0, up=0.1, down=0.1)
+    probe(est, 2.0, up=0.1, down=0.1)
+    assert est.round_trips(2.5) is None  # too few probes to say anything about the link
+    for i in range(18):  # 200-370 ms round trips, a 4G cell
+        probe(est, 3.0 + i, up=0.1 + i * 0.005, down=0.1 + i * 0.005, server_hold=0.0)
+    trips = est.round_trips(25.0)
+    assert trips is not None
+    median, p95 = trips
+    assert median == pytest.approx(0.2 + 0.002 + 7 * 0.01, abs=0.011)
+    assert p95 == pytest.approx(0.37, abs=0.011) and p95 > median
+    assert est.round_trips(200.0) is None  # the window moved past them all
