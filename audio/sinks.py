@@ -127,8 +127,10 @@ class PacedSink:
         self._wall_offset = 0.0  # wall - monotonic, sampled when the segment started
         self._accepted = 0
         self._played = 0
-        self._queued: collections.deque[Pcm] = collections.deque()
-        self._keeps_audio = False  # subclasses that need the samples as they play set this
+        # s16le bytes accepted but not yet consumed, kept only by subclasses that need the
+        # samples as they play (`_keeps_audio`): one buffer, no per-chunk objects.
+        self._unplayed = bytearray()
+        self._keeps_audio = False
         self._failure: BaseException | None = None
 
     @property
@@ -219,7 +221,7 @@ class PacedSink:
         if drain and self._running and self._failure is None:
             await self.clock.sleep_until(self._device_time(self._accepted))
         self._advance(self.clock.monotonic())
-        self._queued.clear()  # not drained: what the device never played is dropped
+        self._unplayed.clear()  # not drained: what the device never played is dropped
         if self._running:
             self._running = False
             self._on_segment_end(self._played, self._device_time(self._played))
@@ -254,18 +256,11 @@ class PacedSink:
     def _consume(self, count: int) -> None:
         """Mark `count` queued samples as played, passing them to `_on_played` if kept."""
         self._played += count
-        if not self._keeps_audio:
-            return
-        while count > 0:
-            head = self._queued[0]
-            if len(head) <= count:
-                self._queued.popleft()
-                self._on_played(head)
-                count -= len(head)
-            else:
-                self._on_played(head[:count])
-                self._queued[0] = head[count:]
-                count = 0
+        if self._keeps_audio:
+            size = 2 * count
+            data = bytes(self._unplayed[:size])
+            del self._unplayed[:size]
+            self._on_played(data)
 
     def _start_segment(self, now: float) -> None:
         """The device (re)starts consuming at `now` with the next accepted sample."""
@@ -297,7 +292,7 @@ class PacedSink:
                 on_first(self._accepted, self._device_time(self._accepted))
             self._accepted += len(chunk)
             if self._keeps_audio:
-                self._queued.append(chunk.copy())
+                self._unplayed += to_bytes(chunk)
             done += len(chunk)
             await self._on_accepted(chunk)
 
@@ -318,8 +313,8 @@ class PacedSink:
     async def _on_accepted(self, chunk: Pcm) -> None:
         """Samples just queued (a real device gets them now, ahead of playing)."""
 
-    def _on_played(self, chunk: Pcm) -> None:
-        """Samples the device model just consumed (only if `_keeps_audio`)."""
+    def _on_played(self, data: bytes) -> None:
+        """s16le samples the device model just consumed (only if `_keeps_audio`)."""
 
     def _on_segment_start(self, offset: int, device_time: float) -> None:
         """The device started consuming at stream position `offset`."""
@@ -342,14 +337,107 @@ class NullSink(PacedSink):
     """A paced sink that discards the audio (simulated devices that need no recording)."""
 
 
-class ClockedFileSink(PacedSink):
+class _HandOnSink(PacedSink):
+    """A paced sink whose device hands the samples on as it plays them (a file, a FIFO).
+
+    A device task wakes once per hand-on block (`hand_on_frames`, 20 ms by default), at the
+    instant the sample clock finishes that block, and hands on everything played since, in
+    one write: a reader sees each sample at most about one block after its instant. The
+    deadlines come from the sample clock, so wake-ups never drift and a late one only makes
+    the next write bigger. Played samples are collected (`_on_played`) from whichever call
+    advanced the model, and handed on by the device task, never in pieces by the writer.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        raw_pcm_path: str | os.PathLike[str] | None,
+        hand_on_frames: int,
+        sample_rate: int,
+        buffer_frames: int,
+        period_frames: int,
+        output_latency_s: float,
+    ) -> None:
+        super().__init__(
+            clock,
+            sample_rate=sample_rate,
+            buffer_frames=buffer_frames,
+            period_frames=period_frames,
+            output_latency_s=output_latency_s,
+        )
+        if hand_on_frames <= 0:
+            raise ValueError("need hand_on_frames > 0")
+        self._keeps_audio = True
+        self.raw_pcm_path = Path(raw_pcm_path) if raw_pcm_path is not None else None
+        self._hand_on_frames = hand_on_frames
+        self._raw: RawPcmOutput | None = None
+        self._out = bytearray()  # played, not yet handed on
+        self._device_task: asyncio.Task[None] | None = None
+        self._device_wakeup = asyncio.Event()
+
+    @property
+    def raw_dropped_bytes(self) -> int:
+        """Raw PCM bytes dropped because no reader was there or it fell behind."""
+        return self._raw.dropped_bytes if self._raw else 0
+
+    def _open_raw(self) -> None:
+        """Open the raw output (if any) and start the device task that feeds it."""
+        if self.raw_pcm_path is not None:
+            self._raw = RawPcmOutput(self.raw_pcm_path)
+            self._device_task = asyncio.create_task(self._run_device())
+
+    async def _run_device(self) -> None:
+        """Hand on block by block in real time while a segment runs."""
+        try:
+            while not self._closed:
+                if not self._running:
+                    self._hand_on()
+                    self._device_wakeup.clear()
+                    await self._device_wakeup.wait()
+                    continue
+                # The end of the next block, or the instant the device runs dry if sooner.
+                target = self._played + self._hand_on_frames
+                if self._accepted > self._played:
+                    target = min(target, self._accepted)
+                await self.clock.sleep_until(self._device_time(target))
+                self._advance(self.clock.monotonic())
+                self._hand_on()
+        except Exception as exc:  # surfaced to the writer by _check_usable
+            self._failure = exc
+
+    def _on_played(self, data: bytes) -> None:
+        if self._raw is not None:
+            self._out += data
+
+    def _hand_on(self) -> None:
+        """Write what was played since the last hand-on, in one piece."""
+        if self._raw is not None and self._out:
+            self._raw.write(bytes(self._out))
+            self._out.clear()
+
+    def _on_segment_start(self, offset: int, device_time: float) -> None:
+        self._device_wakeup.set()
+
+    async def _stop_device(self) -> None:
+        """Stop the device task and hand on the rest (close)."""
+        self._device_wakeup.set()
+        if self._device_task is not None:
+            self._device_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._device_task
+        self._hand_on()
+        if self._raw is not None:
+            self._raw.close()
+
+
+class ClockedFileSink(_HandOnSink):
     """Records what the device would play: a WAV, one JSON line per segment/item, raw PCM.
 
     The WAV holds every sample played, back to back (a stopped device adds nothing); the
     timing lines (`segment`, `item`, `segment_end`, `close`) say when each stretch started on
     the monotonic and wall clocks and at which sample offset. With `raw_pcm_path` (a file or
-    a FIFO) a device task hands samples on period by period (10 ms by default) as they play,
-    so a reader sees each sample at most about one period after its instant.
+    a FIFO) a device task hands samples on block by block as they play (see `_HandOnSink`).
     """
 
     def __init__(
@@ -362,62 +450,35 @@ class ClockedFileSink(PacedSink):
         sample_rate: int = SAMPLE_RATE,
         buffer_frames: int = 4800,
         period_frames: int = 480,
+        hand_on_frames: int = 960,
         output_latency_s: float = 0.0,
     ) -> None:
         super().__init__(
             clock,
+            raw_pcm_path=raw_pcm_path,
+            hand_on_frames=hand_on_frames,
             sample_rate=sample_rate,
             buffer_frames=buffer_frames,
             period_frames=period_frames,
             output_latency_s=output_latency_s,
         )
-        self._keeps_audio = True
         self.wav_path = Path(wav_path)
         self.timing_path = Path(timing_path)
-        self.raw_pcm_path = Path(raw_pcm_path) if raw_pcm_path is not None else None
         self._wav: ProgressiveWav | None = None
         self._timing: IO[str] | None = None
-        self._raw: RawPcmOutput | None = None
-        self._device_task: asyncio.Task[None] | None = None
-        self._device_wakeup = asyncio.Event()
-
-    @property
-    def raw_dropped_bytes(self) -> int:
-        """Raw PCM bytes dropped because no reader was there or it fell behind."""
-        return self._raw.dropped_bytes if self._raw else 0
 
     async def _open(self) -> None:
         self._wav = ProgressiveWav(self.wav_path, self.sample_rate)
         self._timing = self.timing_path.open("w", encoding="utf-8")
-        if self.raw_pcm_path is not None:
-            self._raw = RawPcmOutput(self.raw_pcm_path)
-            # A sound card hands samples on as it plays them, so the raw output does too.
-            self._device_task = asyncio.create_task(self._run_device())
+        self._open_raw()
 
-    async def _run_device(self) -> None:
-        """Consume period by period in real time while a segment runs (feeds the raw output)."""
-        period_s = self.period_frames / self.sample_rate
-        try:
-            while not self._closed:
-                if not self._running:
-                    self._device_wakeup.clear()
-                    await self._device_wakeup.wait()
-                    continue
-                now = self.clock.monotonic()
-                await self.clock.sleep_until(now + period_s)
-                self._advance(self.clock.monotonic())
-        except Exception as exc:  # surfaced to the writer by _check_usable
-            self._failure = exc
-
-    def _on_played(self, chunk: Pcm) -> None:
+    def _on_played(self, data: bytes) -> None:
         assert self._wav is not None
-        data = to_bytes(chunk)
         self._wav.append(data)
-        if self._raw is not None:
-            self._raw.write(data)
+        super()._on_played(data)
 
     def _on_segment_start(self, offset: int, device_time: float) -> None:
-        self._device_wakeup.set()
+        super()._on_segment_start(offset, device_time)
         heard = device_time + self._latency_s
         self._log(
             event="segment", sample_offset=offset, start_monotonic=heard,
@@ -441,24 +502,20 @@ class ClockedFileSink(PacedSink):
             self._timing.flush()
 
     async def _close_output(self, *, drained: bool) -> None:
-        self._device_wakeup.set()
-        if self._device_task is not None:
-            self._device_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._device_task
+        await self._stop_device()
         self._log(event="close", frames_written=self._accepted, frames_played=self._played)
-        for resource in (self._wav, self._timing, self._raw):
+        for resource in (self._wav, self._timing):
             if resource is not None:
                 resource.close()
 
 
-class RawSink(PacedSink):
+class RawSink(_HandOnSink):
     """Raw s16le mono handed to a file or a FIFO as the device's sample clock plays it.
 
     For devices that feed another process and for measuring from outside: a device task
-    consumes period by period in real time, so a reader sees each sample at most one period
-    after its instant. A FIFO is opened non-blocking: with no reader (or a slow one) the
-    audio is dropped and counted, the agent never blocks, and the next reader is picked up.
+    hands samples on block by block in real time (see `_HandOnSink`). A FIFO is opened
+    non-blocking: with no reader (or a slow one) the audio is dropped and counted, the agent
+    never blocks, and the next reader is picked up.
     """
 
     def __init__(
@@ -469,59 +526,30 @@ class RawSink(PacedSink):
         sample_rate: int = SAMPLE_RATE,
         buffer_frames: int = 4800,
         period_frames: int = 480,
+        hand_on_frames: int = 960,
         output_latency_s: float = 0.0,
     ) -> None:
         super().__init__(
             clock,
+            raw_pcm_path=path,
+            hand_on_frames=hand_on_frames,
             sample_rate=sample_rate,
             buffer_frames=buffer_frames,
             period_frames=period_frames,
             output_latency_s=output_latency_s,
         )
-        self._keeps_audio = True
         self.path = Path(path)
-        self._raw: RawPcmOutput | None = None
-        self._device_task: asyncio.Task[None] | None = None
-        self._device_wakeup = asyncio.Event()
 
     @property
     def dropped_bytes(self) -> int:
         """Bytes dropped because no reader was there or it fell behind."""
-        return self._raw.dropped_bytes if self._raw else 0
+        return self.raw_dropped_bytes
 
     async def _open(self) -> None:
-        self._raw = RawPcmOutput(self.path)
-        self._device_task = asyncio.create_task(self._run_device())
-
-    async def _run_device(self) -> None:
-        """Consume period by period in real time while a segment runs."""
-        period_s = self.period_frames / self.sample_rate
-        try:
-            while not self._closed:
-                if not self._running:
-                    self._device_wakeup.clear()
-                    await self._device_wakeup.wait()
-                    continue
-                await self.clock.sleep_until(self.clock.monotonic() + period_s)
-                self._advance(self.clock.monotonic())
-        except Exception as exc:  # surfaced to the writer by _check_usable
-            self._failure = exc
-
-    def _on_played(self, chunk: Pcm) -> None:
-        assert self._raw is not None
-        self._raw.write(to_bytes(chunk))
-
-    def _on_segment_start(self, offset: int, device_time: float) -> None:
-        self._device_wakeup.set()
+        self._open_raw()
 
     async def _close_output(self, *, drained: bool) -> None:
-        self._device_wakeup.set()
-        if self._device_task is not None:
-            self._device_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._device_task
-        if self._raw is not None:
-            self._raw.close()
+        await self._stop_device()
 
 
 class AlsaSink(PacedSink):

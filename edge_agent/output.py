@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from audio.clock import Clock
+from audio.clock import Clock, coarse
 from audio.sinks import AlsaSink, AudioSink, ClockedFileSink, RawSink
 from firmware_profiles import FirmwareProfile
 
@@ -18,6 +18,9 @@ SIM_DIR = "sim"
 SIM_WAV = "output.wav"
 SIM_TIMING = "plays.jsonl"
 RAW_BUFFER_FRAMES = 2400
+# Whole 20 ms frames in and out of a raw sink: one wake-up of the writer and one of the
+# device per frame (the profile's 10 ms periods would double both for nothing).
+RAW_BLOCK_FRAMES = 960
 
 
 class OutputError(Exception):
@@ -45,6 +48,7 @@ def make_sink_factory(
     """A function opening the agent's sink: `output` if set, else the recorder or ALSA."""
     audio = profile.audio
     latency_s = audio.output_latency_ms / 1000
+    clock = coarse(clock)  # a sink's timing is its sample clock, not its wake-ups
     kind, target = parse_output(output) if output else ("", "")
     if kind == "raw":
 
@@ -55,7 +59,8 @@ def make_sink_factory(
                 Path(target),
                 clock,
                 buffer_frames=max(audio.buffer_frames, RAW_BUFFER_FRAMES),
-                period_frames=audio.period_frames,
+                period_frames=max(audio.period_frames, RAW_BLOCK_FRAMES),
+                hand_on_frames=RAW_BLOCK_FRAMES,
                 output_latency_s=latency_s,
             )
 

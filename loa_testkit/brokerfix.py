@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from server.broker.process import (
@@ -19,6 +21,13 @@ from server.broker.process import (
 from server.broker.render import BrokerAccount, TlsListener, mosquitto_hash
 
 HOST = "127.0.0.1"
+MOSQUITTO_MISSING = "mosquitto is not installed (make test installs it with apt-get)"
+
+
+@cache
+def has_mosquitto() -> bool:
+    """True when a Mosquitto binary is installed (Debian puts it in /usr/sbin, off PATH)."""
+    return bool(shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin"))
 
 
 @dataclass

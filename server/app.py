@@ -26,7 +26,7 @@ from server.events.dispatch import Dispatcher
 from server.events.ports import NoteReplan, Replanner
 from server.events.sweep import OutboxSweep
 from server.live.routes import router as live_router
-from server.live.routes import start_live_service, stop_live_service
+from server.live.service import LiveService, start_live_service
 from server.metrics import Metrics
 from server.mqtt_bridge import MqttBridge
 from server.orgs.routes import router as orgs_router
@@ -57,16 +57,22 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
             if settings.manage_broker:
                 apply_broker_config(db, settings=settings)
         bridge = None
+        live: LiveService | None = None
         if with_mqtt:
             bridge = MqttBridge(
                 settings=settings,
                 session_factory=app.state.session_factory,
                 metrics=app.state.metrics,
-                on_ack=ack_recorder(app.state.session_factory, clock=lambda: app.state.clock()),
             )
             app.state.bridge = bridge
+            live = start_live_service(
+                bridge=bridge, session_factory=app.state.session_factory, settings=settings
+            )
+            app.state.live = live
+            # A live join's or leave's answer is no stored command: only the session hears it.
+            record = ack_recorder(app.state.session_factory, clock=lambda: app.state.clock())
+            bridge.add_ack_listener(live.unless_live(record))
             await bridge.start()
-            await start_live_service(app)
         planner = None
         if bridge is not None and settings.planner_enabled:
             planner = Planner(
@@ -101,8 +107,10 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
             if planner is not None:
                 planner.stop()
                 app.state.planner = None
+            if live is not None:
+                await live.close()  # every session ends (devices told) before the bridge stops
+                app.state.live = None
             if bridge is not None:
-                await stop_live_service(app)
                 await bridge.stop()
             engine.dispose()
 

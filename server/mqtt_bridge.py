@@ -54,6 +54,8 @@ from server.timesync import answer_time_request
 
 log = logging.getLogger(__name__)
 
+AckListener = Callable[[str, Ack], None]  # (device uid, its Ack)
+
 # Applied in batches on a worker thread (they touch the database).
 READ_KINDS = (
     TopicKind.STATUS,
@@ -112,12 +114,11 @@ class MqttBridge:
         settings: ServerSettings,
         session_factory: sessionmaker[Session],
         metrics: Metrics,
-        on_ack: Callable[[str, Ack], None] | None = None,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.metrics = metrics
-        self.on_ack = on_ack
+        self._ack_listeners: list[AckListener] = []
         self.samples = SampleThrottle(
             interval_s=settings.telemetry_sample_interval_s,
             retention=timedelta(days=settings.telemetry_retention_days),
@@ -148,6 +149,14 @@ class MqttBridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.processed = 0  # messages applied (for tests and benchmarks)
+
+    def add_ack_listener(self, callback: AckListener) -> None:
+        """Call back with every device Ack, after its batch committed (on a worker thread).
+
+        Every listener hears every ack, in the order they were added; each decides which
+        acks are its own (a stored command's, a live session's join or leave).
+        """
+        self._ack_listeners.append(callback)
 
     async def start(self) -> None:
         """Start connecting (in the background) and consuming."""
@@ -272,10 +281,10 @@ class MqttBridge:
             self.clips.submit(job)
         for uid, state in after.states:
             self.publish_state(uid, state)
-        if self.on_ack is not None:
-            for uid, ack in after.acks:
+        for uid, ack in after.acks:
+            for listener in self._ack_listeners:
                 try:
-                    self.on_ack(uid, ack)
+                    listener(uid, ack)
                 except Exception as exc:  # after the commit: never lose the other acks
                     self._reject(TopicKind.ACK.value, "not_stored", uid, _why(exc))
         self.processed += len(batch)  # counted last: tests wait on it for acks too

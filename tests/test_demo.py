@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from server.broker.process import free_port
+from tests.stack import requires_mosquitto
 
 
-@pytest.mark.skipif(
-    not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()),
-    reason="mosquitto is not installed (make test installs it with apt-get)",
-)
+@requires_mosquitto
 def test_demo_brings_all_devices_online_and_stops_cleanly(tmp_path: Path) -> None:
     env = {
         **os.environ,

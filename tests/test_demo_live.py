@@ -7,7 +7,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -19,15 +18,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from server.broker.process import free_port
 from tests.live.markers import heard_by_device, marker_wav, matched_skews
+from tests.stack import requires_mosquitto
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()),
-    reason="mosquitto is not installed (make test installs it with apt-get)",
-)
+pytestmark = requires_mosquitto
 
 
 class _Lines:

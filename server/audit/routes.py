@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from server.access.deps import allow
-from server.access.policy import AUDIT_READ
 from server.access import reach
 from server.access.actor import Actor
+from server.access.deps import allow
+from server.access.policy import AUDIT_READ
 from server.audit import service
 from server.audit.schemas import AuditOut, AuditPage
 from server.bounds import IdFilter, Limit, Offset, When

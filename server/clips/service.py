@@ -1,239 +1,154 @@
-"""Clip ingestion: probe, normalise, content-address, store. Blocking: call from a thread."""
+"""Clip use cases: each checks reach, does the work, audits; the request's session commits.
+
+The ingest use cases block (ffmpeg, TTS): routes call them from a thread.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-from audio import (
-    AudioError,
-    ChimePart,
-    ClipPart,
-    EspeakEngine,
-    PiperEngine,
-    SilencePart,
-    TextPart,
-    TtsEngine,
-    compose,
-    normalize,
-    probe,
-    waveform_peaks,
-)
+from server.access import reach
+from server.access.actor import Actor
+from server.audit import service as audit
 from server.clips import schemas
+from server.clips.ingest import ClipError, ClipMeta, assemble, check_meta, ingest_file, speak
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage, sha256_file
+from server.clips.upload import ReceivedUpload
 from server.settings import ServerSettings
 
-log = logging.getLogger(__name__)
+__all__ = ["ClipError", "ClipMeta", "list_clips"]  # list_clips: the console's query helper
 
 
-class ClipError(ValueError):
-    """A clip request that cannot be carried out; status and a plain-words reason."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class ClipMeta:
-    """What the operator said about a clip."""
-
-    title: str
-    topic: str | None = None
-    language: str = "vi"
-    notes: str = ""
-    source: str = "upload"
-    org_unit_id: int | None = None
-    user_id: int | None = None
+def _meta(actor: Actor, fields: Mapping[str, str | None]) -> ClipMeta:
+    """The operator's words about a clip, checked; owned by the caller's org unit."""
+    title = fields.get("title") or ""
+    topic = fields.get("topic") or None
+    check_meta(title=title, topic=topic)
+    return ClipMeta(
+        title=title,
+        topic=topic,
+        language=(fields.get("language") or "vi")[:16],
+        notes=(fields.get("notes") or "")[:2000],
+        source=fields.get("source") or "upload",
+        org_unit_id=actor.user.org_unit_id,
+        user_id=actor.user.id,
+    )
 
 
-def check_meta(*, title: str, topic: str | None) -> None:
-    """Refuse an empty title or a topic outside the vocabulary."""
-    if not title.strip():
-        raise ClipError(422, "Give the clip a title.")
-    if len(title) > 300:
-        raise ClipError(422, "The title is longer than 300 characters.")
-    if topic is not None and topic not in schemas.TOPICS:
+def _stored(db: Session, actor: Actor, clip: Clip, created: bool) -> tuple[Clip, bool]:
+    """Audit a new clip; refuse audio that already sits in a library the caller cannot read."""
+    if not created and not actor.reads_clip_of(clip.org_unit_id):
         raise ClipError(
-            422, f"Unknown topic {topic!r}; choose one of: {', '.join(schemas.TOPICS)}."
+            409,
+            "This audio is already in the library of another org unit; ask an "
+            "administrator of a unit above both to share it.",
         )
+    if created:
+        audit.record(
+            db,
+            actor=actor,
+            action="clip.create",
+            object_type="clip",
+            object_id=clip.id,
+            org_unit_id=clip.org_unit_id,
+            summary=clip.title,
+            details={"source": clip.source, "sha256": clip.sha256},
+        )
+    return clip, created
 
 
-def by_original(db: Session, original_sha256: str) -> Clip | None:
-    """A clip made from exactly these original bytes."""
-    return db.scalar(select(Clip).where(Clip.original_sha256 == original_sha256).limit(1))
-
-
-def ingest_file(
+def upload(
     db: Session,
     *,
+    actor: Actor,
     storage: ClipStorage,
     settings: ServerSettings,
-    src: Path,
-    original_sha256: str,
-    filename: str,
-    meta: ClipMeta,
+    received: ReceivedUpload,
 ) -> tuple[Clip, bool]:
-    """Turn an uploaded file into a clip; returns (clip, created). `src` is consumed."""
-    out: Path | None = None
+    """Check, normalise and store an uploaded file (consumed); (clip, created)."""
+    src = received.file_path
     try:
-        existing = by_original(db, original_sha256)
-        if existing is not None:
-            return existing, False
-        try:
-            info = probe(src, max_duration_s=settings.clip_max_duration_s)
-            out = storage.temp_path(".opus")
-            result = normalize(
-                src=src,
-                dst=out,
-                target_lufs=settings.clip_target_lufs,
-                true_peak_db=settings.clip_true_peak_db,
-                bitrate=settings.clip_bitrate,
-            )
-            sha = sha256_file(out)
-            existing = db.scalar(select(Clip).where(Clip.sha256 == sha))
-            if existing is not None:
-                return existing, False
-            peaks = waveform_peaks(out, count=1000)
-        except AudioError as exc:
-            raise ClipError(422, str(exc)) from None
-        ext = Path(filename).suffix.lower()[:16] if filename else ""
-        size = out.stat().st_size
-        original_size = src.stat().st_size
-        storage.adopt(out, storage.dist_path(sha))
-        storage.adopt(src, storage.orig_path(original_sha256, ext))
-        clip = Clip(
-            sha256=sha,
-            original_sha256=original_sha256,
-            title=meta.title.strip(),
-            topic=meta.topic,
-            language=meta.language,
-            notes=meta.notes,
-            source=meta.source,
-            original_filename=Path(filename).name[:300] if filename else "",
-            original_ext=ext,
-            original_format=info.format_name[:100],
-            original_codec=info.codec[:100],
-            original_duration_s=info.duration_s,
-            original_sample_rate=info.sample_rate,
-            original_channels=info.channels,
-            original_size_bytes=original_size,
-            duration_s=result.duration_s,
-            size_bytes=size,
-            loudness_before_lufs=_finite(result.before.integrated_lufs),
-            true_peak_before_dbtp=_finite(result.before.true_peak_dbtp),
-            loudness_after_lufs=_finite(result.after.integrated_lufs),
-            true_peak_after_dbtp=_finite(result.after.true_peak_dbtp),
-            peaks=[list(p) for p in peaks],
-            org_unit_id=meta.org_unit_id,
-            created_by=meta.user_id,
+        meta = _meta(actor, received.fields)
+        if received.size == 0:
+            raise ClipError(422, "The file is empty.")
+        clip, created = ingest_file(
+            db,
+            storage=storage,
+            settings=settings,
+            src=src,
+            original_sha256=received.sha256,
+            filename=received.filename,
+            meta=meta,
         )
-        db.add(clip)
-        db.flush()
-        log.info("clip %s %r stored (%.1f s)", clip.id, clip.title, clip.duration_s)
-        return clip, True
     finally:
-        # Whatever happened, no temp file survives: a partial clip must never be playable.
-        src.unlink(missing_ok=True)
-        if out is not None:
-            out.unlink(missing_ok=True)
+        src.unlink(missing_ok=True)  # also when refused before ingest_file consumed it
+    return _stored(db, actor, clip, created)
 
 
-def _finite(value: float | None) -> float | None:
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return round(float(value), 2)
-
-
-def tts_engine(settings: ServerSettings) -> TtsEngine:
-    """Piper when a voice model is configured, else espeak-ng."""
-    if settings.piper_model_path is not None:
-        return PiperEngine(settings.piper_model_path)
-    return EspeakEngine()
-
-
-def check_text(settings: ServerSettings, text: str) -> str:
-    """Refuse empty or over-long TTS text."""
-    text = text.strip()
-    if not text:
-        raise ClipError(422, "The text to speak is empty.")
-    if len(text) > settings.tts_max_chars:
-        raise ClipError(
-            422, f"The text is {len(text)} characters long; the limit is {settings.tts_max_chars}."
-        )
-    return text
-
-
-def make_tts_clip(
+def tts(
     db: Session,
     *,
+    actor: Actor,
     storage: ClipStorage,
     settings: ServerSettings,
     req: schemas.TtsRequest,
+) -> tuple[Clip, bool]:
+    """Make a clip from text (espeak-ng, or Piper when a model is configured)."""
+    title = req.title or req.text.strip()[:80] or "TTS"
+    # The text is kept (notes): an approver reads what the voice says next to the player.
+    fields = {"title": title, "topic": req.topic, "source": "tts", "notes": req.text}
+    meta = _meta(actor, fields)
+    wav = speak(storage=storage, settings=settings, req=req)
+    return _stored(db, actor, *_ingest_wav(db, storage, settings, wav, "tts.wav", meta))
+
+
+def compose(
+    db: Session,
+    *,
+    actor: Actor,
+    storage: ClipStorage,
+    settings: ServerSettings,
+    req: schemas.ComposeRequest,
+) -> tuple[Clip, bool]:
+    """Build an announcement from a chime, clips the caller may use, text and pauses."""
+    meta = _meta(actor, {"title": req.title, "topic": req.topic, "source": "compose"})
+    reach.check_ids(
+        db, actor, Clip, [p.clip_id for p in req.parts if isinstance(p, schemas.ClipPart)]
+    )
+    wav = assemble(db, storage=storage, settings=settings, req=req)
+    return _stored(db, actor, *_ingest_wav(db, storage, settings, wav, "compose.wav", meta))
+
+
+def _ingest_wav(
+    db: Session,
+    storage: ClipStorage,
+    settings: ServerSettings,
+    wav: Path,
+    filename: str,
     meta: ClipMeta,
 ) -> tuple[Clip, bool]:
-    """Speak text into a WAV, then ingest it like an upload."""
-    text = check_text(settings, req.text)
-    engine = tts_engine(settings)
-    wav = storage.temp_path(".wav")
-    try:
-        engine.synthesize(text=text, voice=req.voice, dst=wav)
-    except AudioError as exc:
-        wav.unlink(missing_ok=True)
-        raise ClipError(422, str(exc)) from None
     return ingest_file(
         db,
         storage=storage,
         settings=settings,
         src=wav,
         original_sha256=sha256_file(wav),
-        filename="tts.wav",
+        filename=filename,
         meta=meta,
     )
 
 
-def make_composed_clip(
-    db: Session,
-    *,
-    storage: ClipStorage,
-    settings: ServerSettings,
-    req: schemas.ComposeRequest,
-    meta: ClipMeta,
-) -> tuple[Clip, bool]:
-    """Assemble chime, clips, spoken text and pauses into one announcement clip."""
-    parts: list[ChimePart | ClipPart | TextPart | SilencePart] = []
-    for p in req.parts:
-        if isinstance(p, schemas.ChimePart):
-            parts.append(ChimePart())
-        elif isinstance(p, schemas.ClipPart):
-            clip = db.get(Clip, p.clip_id)
-            if clip is None:
-                raise ClipError(422, f"Clip {p.clip_id} does not exist.")
-            parts.append(ClipPart(path=storage.dist_path(clip.sha256)))
-        elif isinstance(p, schemas.TextPart):
-            parts.append(TextPart(text=check_text(settings, p.text), voice=p.voice))
-        else:
-            parts.append(SilencePart(ms=p.ms))
-    wav = storage.temp_path(".wav")
-    try:
-        compose(parts=parts, dst=wav, work_dir=storage.tmp_dir, tts=tts_engine(settings))
-    except AudioError as exc:
-        wav.unlink(missing_ok=True)
-        raise ClipError(422, str(exc)) from None
-    return ingest_file(
-        db,
-        storage=storage,
-        settings=settings,
-        src=wav,
-        original_sha256=sha256_file(wav),
-        filename="compose.wav",
-        meta=meta,
+def search(
+    db: Session, *, actor: Actor, q: str | None, topic: str | None, limit: int, offset: int
+) -> tuple[list[Clip], int]:
+    """The clips the caller may use, newest first, searched by title or notes and topic."""
+    return list_clips(
+        db, q=q, topic=topic, limit=limit, offset=offset, visible=reach.reachable(actor, Clip)
     )
 
 
@@ -261,6 +176,27 @@ def list_clips(
     return list(rows), total
 
 
+def get(db: Session, *, actor: Actor, clip_id: int) -> Clip:
+    """A clip the caller may play or use (own subtree, or shared down from above)."""
+    return reach.load(db, actor, Clip, clip_id)
+
+
+def audio_path(*, storage: ClipStorage, clip: Clip) -> Path:
+    """The clip's normalised file; 410 when the store lost it."""
+    path = storage.dist_path(clip.sha256)
+    if not path.exists():
+        raise ClipError(410, "The clip's audio file is missing from the store.")
+    return path
+
+
+def original_path(*, storage: ClipStorage, clip: Clip) -> Path:
+    """The file as uploaded; 410 when the store lost it."""
+    path = storage.orig_path(clip.original_sha256, clip.original_ext)
+    if not path.exists():
+        raise ClipError(410, "The original file is missing from the store.")
+    return path
+
+
 def clip_in_use(db: Session, *, clip: Clip) -> str | None:
     """Name of a programme that is not ended and uses the clip, if any."""
     # Imported here: programmes build on clips, so the module-level arrow points the other way.
@@ -269,14 +205,26 @@ def clip_in_use(db: Session, *, clip: Clip) -> str | None:
     return programme_using_clip(db, clip_id=clip.id)
 
 
-def delete_clip(db: Session, *, storage: ClipStorage, clip: Clip) -> None:
-    """Delete a clip and its files, unless a live programme uses it."""
+def delete(db: Session, *, actor: Actor, storage: ClipStorage, clip_id: int) -> None:
+    """Delete a clip of the caller's subtree and its files, unless a live programme uses it."""
+    clip = reach.writable_clip(db, actor, clip_id)
     user = clip_in_use(db, clip=clip)
     if user is not None:
         raise ClipError(409, f"The clip is used by the programme {user!r}; end or edit it first.")
+    audit.record(
+        db,
+        actor=actor,
+        action="clip.delete",
+        object_type="clip",
+        object_id=clip.id,
+        org_unit_id=clip.org_unit_id,
+        summary=clip.title,
+    )
     dist = storage.dist_path(clip.sha256)
     orig = storage.orig_path(clip.original_sha256, clip.original_ext)
     db.delete(clip)
     db.flush()
+    # Removed before the commit, as always: removed after it, they could vanish under a
+    # re-upload of the same audio that committed in between and kept the existing copy.
     for path in (dist, orig):
         path.unlink(missing_ok=True)

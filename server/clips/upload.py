@@ -10,24 +10,21 @@ from pathlib import Path
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from server.domain import DomainError
+
 MAX_FIELD_BYTES = 10_000
 
 
-class UploadError(Exception):
+class UploadError(DomainError):
     """A malformed or oversized upload; status and a plain-words message."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass
 class ReceivedUpload:
     """The file part (already on disk) and the small text fields."""
 
+    file_path: Path
     fields: dict[str, str] = field(default_factory=dict)
-    file_path: Path | None = None
     filename: str = ""
     size: int = 0
     sha256: str = ""

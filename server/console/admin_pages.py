@@ -14,9 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schedules import local_tz, wall_to_utc
-from server.access import policy
+from server.access import policy, reach
 from server.access.actor import Actor
-from server.access.reach import visible_user
 from server.audit import service as audit
 from server.audit.models import AuditEntry
 from server.bounds import MAX_ID
@@ -57,7 +56,7 @@ def unit_choices(db: Session, actor: Actor) -> list[UnitChoice]:
     units = list(
         db.scalars(
             select(OrgUnit)
-            .where(actor.org_clause(OrgUnit.id))
+            .where(reach.reachable(actor, OrgUnit))
             .order_by(OrgUnit.name, OrgUnit.id)
             .limit(5000)
         )
@@ -78,7 +77,7 @@ def unit_choices(db: Session, actor: Actor) -> list[UnitChoice]:
 
 def users_in_reach(db: Session, actor: Actor) -> list[User]:
     """Users of the caller's subtree, by username (as GET /api/v1/users lists them)."""
-    query = select(User).where(actor.org_clause(User.org_unit_id)).order_by(User.username)
+    query = select(User).where(reach.reachable(actor, User)).order_by(User.username)
     return list(db.scalars(query.limit(5000)))
 
 
@@ -172,7 +171,7 @@ def audit_page(
     user_id = _optional_id(user)
     start, end = _optional_day("start", start_day), _optional_day("end", end_day)
     if user_id is not None:
-        visible_user(db, actor, user_id)  # 404 outside the caller's reach, as the API does
+        reach.load(db, actor, User, user_id)  # 404 outside the caller's reach, as the API does
     family = family if family in FAMILIES else ""
     if start and end and end < start:
         start, end = end, start

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from server.access.reach import readable_clip
+from server.access import reach
 from server.bounds import IdPath
 from server.clips import service
 from server.clips.models import Clip
@@ -35,7 +35,7 @@ def clips_page(
         topic=topic if topic in TOPICS else None,
         limit=200,
         offset=0,
-        visible=actor.clip_clause(Clip.org_unit_id),
+        visible=reach.reachable(actor, Clip),
     )
     return page(
         request,
@@ -69,7 +69,7 @@ def clip_page(
     clip_id: IdPath,
 ) -> HTMLResponse:
     """One clip: waveform, playback in the browser, loudness before and after."""
-    clip = readable_clip(db, actor, clip_id)
+    clip = reach.load(db, actor, Clip, clip_id)
     return page(
         request,
         "clip.html",

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schedules import expand_programme, local_tz, to_local_wall, wall_to_utc
+from server.access import reach
 from server.access.actor import Actor
 from server.console.device_pages import devices_with_flags, needs_attention
 from server.console.render import page
@@ -64,7 +65,7 @@ def occurrences(
 ) -> list[Occurrence]:
     """Playbacks of the caller's programmes in [since, until), by start."""
     query = select(Programme).where(
-        actor.org_clause(Programme.org_unit_id), Programme.status.in_(statuses)
+        reach.reachable(actor, Programme), Programme.status.in_(statuses)
     )
     out: list[Occurrence] = []
     for programme in db.scalars(query):
@@ -119,7 +120,7 @@ def live_now(request: Request, actor: Actor) -> list[LiveSessionOut]:
     if live is None:
         return []
     # The sessions belong to the event loop: read them there, not from this worker thread.
-    sessions: list[LiveSessionOut] = anyio.from_thread.run(partial(live.list, reach=actor.org_ids))
+    sessions: list[LiveSessionOut] = anyio.from_thread.run(partial(live.list_sessions, actor=actor))
     return [s for s in sessions if s.state == "running"]
 
 
@@ -133,9 +134,7 @@ def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
     since, until = local_day(now)
     today = today_items(db, actor, since=since, until=until, now=now)
     waiting = db.scalar(
-        select(func.count()).where(
-            Programme.status == SUBMITTED, actor.org_clause(Programme.org_unit_id)
-        )
+        select(func.count()).where(Programme.status == SUBMITTED, reach.reachable(actor, Programme))
     )
     return page(
         request,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server.access import reach
 from server.access.actor import Actor
-from server.access.reach import visible_device
 from server.bounds import IdPath
 from server.console.render import page
 from server.console.session import ConsoleActor
@@ -44,7 +44,7 @@ def published_versions(db: Session, device_ids: list[int]) -> dict[int, int]:
 
 def devices_with_flags(db: Session, actor: Actor, *, q: str = "") -> list[tuple[Device, list[str]]]:
     """The caller's devices (by uid) with their health warnings."""
-    query = select(Device).where(actor.org_clause(Device.org_unit_id)).order_by(Device.uid)
+    query = select(Device).where(reach.reachable(actor, Device)).order_by(Device.uid)
     if q:
         query = query.where(Device.uid.ilike(f"%{q}%") | Device.name.ilike(f"%{q}%"))
     devices = list(db.scalars(query.limit(2000)))
@@ -96,7 +96,7 @@ def device_page(
     device_id: IdPath,
 ) -> HTMLResponse:
     """One device: health now and over 24 h, schedule, proof of play, remote commands."""
-    device = visible_device(db, actor, device_id)
+    device = reach.load(db, actor, Device, device_id)
     schedule = latest_schedule(db, device_id=device.id)
     now = utcnow()
     flags = health_flags(device, now=now, published_schedule=schedule.version if schedule else None)
@@ -109,10 +109,10 @@ def device_page(
     titles = dict(
         db.execute(select(Programme.id, Programme.title).where(Programme.id.in_(ids))).all()
     )
-    plays, _total = list_plays(db, where=PlayFilter(device_id=device.id), limit=20, offset=0)
-    unit = db.get(OrgUnit, device.org_unit_id)
-    if unit is None:
-        raise HTTPException(404)
+    plays, _total = list_plays(
+        db, actor=actor, where=PlayFilter(device_id=device.id), limit=20, offset=0
+    )
+    unit = reach.load(db, actor, OrgUnit, device.org_unit_id)  # the device's unit is in reach
     zones: list[Zone] = list(device.zones)
     recent = [
         (c, commands.status_at(c, now))

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.access import policy
+from server.access import policy, reach
 from server.access.actor import Actor
 from server.clips import service as clips
 from server.clips.models import Clip
@@ -53,7 +53,7 @@ def reachable_zones(db: Session, actor: Actor) -> list[UnitZones]:
     rows = db.execute(
         select(Zone, OrgUnit)
         .join(OrgUnit, OrgUnit.id == Zone.org_unit_id)
-        .where(actor.org_clause(Zone.org_unit_id))
+        .where(reach.reachable(actor, Zone))
         .order_by(OrgUnit.name, OrgUnit.id, Zone.name, Zone.id)
         .limit(2000)
     ).all()
@@ -71,7 +71,7 @@ def live_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         raise HTTPException(403, detail="")
     groups = reachable_zones(db, actor)
     rows, _total = clips.list_clips(
-        db, q=None, topic=None, limit=200, offset=0, visible=actor.clip_clause(Clip.org_unit_id)
+        db, q=None, topic=None, limit=200, offset=0, visible=reach.reachable(actor, Clip)
     )
     return page(
         request,
@@ -82,9 +82,7 @@ def live_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         zone_names={z.id: z.name for g in groups for z in g.zones},
         device_names=dict(
             db.execute(
-                select(Device.uid, Device.name)
-                .where(actor.org_clause(Device.org_unit_id))
-                .limit(5000)
+                select(Device.uid, Device.name).where(reach.reachable(actor, Device)).limit(5000)
             ).all()
         ),
         clips=rows,

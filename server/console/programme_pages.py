@@ -11,9 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules import PRESETS, local_tz, to_local_wall, wall_to_utc
-from server.access import policy
+from server.access import policy, reach
 from server.access.actor import Actor
-from server.access.reach import visible_programme, visible_zone
 from server.bounds import IdFilter, IdPath
 from server.clips.models import Clip
 from server.console.dashboard import occurrences
@@ -43,7 +42,7 @@ WEEK_STATUSES = (DRAFT, SUBMITTED, APPROVED, ACTIVE)
 
 def my_zones(db: Session, actor: Actor) -> list[Zone]:
     """Zones of the caller's subtree, by name."""
-    query = select(Zone).where(actor.org_clause(Zone.org_unit_id)).order_by(Zone.name, Zone.id)
+    query = select(Zone).where(reach.reachable(actor, Zone)).order_by(Zone.name, Zone.id)
     return list(db.scalars(query))
 
 
@@ -82,11 +81,11 @@ def programmes_page(
     status: Annotated[str, Query(max_length=20)] = "",
 ) -> HTMLResponse:
     """The user's programmes and, for one zone, what plays each day of a week."""
-    query = select(Programme).where(actor.org_clause(Programme.org_unit_id))
+    query = select(Programme).where(reach.reachable(actor, Programme))
     if status in STATUSES:
         query = query.where(Programme.status == status)
     zones = my_zones(db, actor)
-    zone = visible_zone(db, actor, zone_id) if zone_id else default_zone(db, actor, zones)
+    zone = reach.load(db, actor, Zone, zone_id) if zone_id else default_zone(db, actor, zones)
     if zone is not None and zone_id:
         in_zone = select(programme_zones.c.programme_id).where(programme_zones.c.zone_id == zone.id)
         query = query.where(Programme.id.in_(in_zone))
@@ -131,13 +130,13 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
     clips = list(
         db.scalars(
             select(Clip)
-            .where(actor.clip_clause(Clip.org_unit_id))
+            .where(reach.reachable(actor, Clip))
             .order_by(Clip.created_at.desc())
             .limit(300)
         )
     )
     owners = list(
-        db.scalars(select(OrgUnit).where(actor.org_clause(OrgUnit.id)).order_by(OrgUnit.id))
+        db.scalars(select(OrgUnit).where(reach.reachable(actor, OrgUnit)).order_by(OrgUnit.id))
     )
     now_local = to_local_wall(now_of(request))
     start = default_start(now_local)
@@ -179,7 +178,7 @@ def programme_page(
     programme_id: IdPath,
 ) -> HTMLResponse:
     """One programme: what, when, where, its history and the actions the user may take."""
-    programme = visible_programme(db, actor, programme_id)
+    programme = reach.load(db, actor, Programme, programme_id)
     findings: list[conflicts.ConflictFinding] = []
     spec = to_spec(programme)
     if spec is not None and programme.status in (DRAFT, REJECTED, SUBMITTED):
@@ -211,7 +210,7 @@ def approvals_page(
     if not actor.may(policy.PROGRAMMES_APPROVE):
         raise HTTPException(403, detail="")
     query = select(Programme).where(
-        Programme.status == SUBMITTED, actor.org_clause(Programme.org_unit_id)
+        Programme.status == SUBMITTED, reach.reachable(actor, Programme)
     )
     waiting = []
     for programme in db.scalars(query.order_by(Programme.updated_at)):

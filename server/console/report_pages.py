@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules import local_tz, to_local_wall, wall_to_utc
-from server.access.reach import visible_zone
+from server.access import reach
 from server.bounds import IdFilter
 from server.console.dates import parse_day
 from server.console.programme_pages import my_zones
@@ -21,6 +21,7 @@ from server.console.session import ConsoleActor
 from server.console.zones import unit_names
 from server.deps import SessionDep, now_of
 from server.devices.models import Device
+from server.orgs.models import Zone
 from server.reports import service
 
 router = APIRouter(include_in_schema=False)
@@ -66,7 +67,7 @@ def reports_page(
     report = None
     csv_url = ""
     if zone_id is not None:
-        zone = visible_zone(db, actor, zone_id)
+        zone = reach.load(db, actor, Zone, zone_id)
         since = wall_to_utc(datetime.combine(first, time(0, 0)), tz=local_tz())
         until = wall_to_utc(datetime.combine(last + timedelta(days=1), time(0, 0)), tz=local_tz())
         report = service.zone_report(db, zone=zone, since=since, until=until, now=now_of(request))

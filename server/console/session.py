@@ -16,13 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.access.actor import Actor, load_actor
 from server.access.deps import SESSION_COOKIE, client_ip, csrf_token_for
-from server.audit import service as audit
 from server.console.i18n import LANG_COOKIE, LANGS
 from server.console.render import page
 from server.db import session_scope
 from server.deps import SessionDep, SettingsDep
+from server.domain import DomainError
 from server.users import service as users
-from server.users.signin import open_session, sign_in
+from server.users.deps import LoginGateDep
 
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "loa_login"  # the sign-in form's own CSRF token (double submit)
@@ -100,6 +100,7 @@ def login(
     request: Request,
     db: SessionDep,
     settings: SettingsDep,
+    gate: LoginGateDep,
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=200)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
@@ -110,13 +111,14 @@ def login(
     expected = request.cookies.get(LOGIN_COOKIE, "")
     if not expected or not hmac.compare_digest(csrf.encode(), expected.encode()):
         return _login_page(request, error="login.expired", next_path=next_path, status_code=403)
-    try:
-        user = sign_in(db, request, username=username.strip(), password=password)
-    except HTTPException as exc:
-        error = "login.too_many" if exc.status_code == 429 else "login.wrong"
-        return _login_page(request, error=error, next_path=next_path, status_code=exc.status_code)
     ttl = timedelta(hours=settings.session_ttl_hours)
-    token, _row = open_session(db, request, user=user, ttl=ttl, kind="session")
+    try:
+        token, _row = users.sign_in(
+            db, gate=gate, username=username.strip(), password=password, ttl=ttl, kind="session"
+        )
+    except DomainError as exc:
+        error = "login.too_many" if exc.status == 429 else "login.wrong"
+        return _login_page(request, error=error, next_path=next_path, status_code=exc.status)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -140,15 +142,7 @@ def logout(
 ) -> Response:
     """End the console session (the token is revoked, not just forgotten)."""
     check_form_csrf(request, csrf)
-    users.revoke_token(db, token=request.cookies.get(SESSION_COOKIE, ""))
-    audit.record(
-        db,
-        actor=actor,
-        action="auth.logout",
-        object_type="user",
-        object_id=actor.user.id,
-        org_unit_id=actor.user.org_unit_id,
-    )
+    users.sign_out(db, actor=actor, token=request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.access import reach
 from server.access.actor import Actor
 from server.orgs.models import OrgUnit, Zone
 
@@ -13,7 +14,7 @@ def unit_names(db: Session, actor: Actor) -> dict[int, str]:
     """Names of the org units the caller's zones hang off."""
     query = (
         select(OrgUnit.id, OrgUnit.name)
-        .where(OrgUnit.id.in_(select(Zone.org_unit_id).where(actor.org_clause(Zone.org_unit_id))))
+        .where(OrgUnit.id.in_(select(Zone.org_unit_id).where(reach.reachable(actor, Zone))))
         .limit(5000)
     )
     return {unit_id: name for unit_id, name in db.execute(query).all()}

@@ -14,10 +14,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from protocol import Ack, Command
 from server.db import session_scope
 from server.devices.models import Device, DeviceCommand
+from server.domain import DomainError
 
 log = logging.getLogger(__name__)
 
 SENT, OK, FAILED, NO_ANSWER = "sent", "ok", "failed", "no_answer"
+
+
+def command_args(name: str, *, volume: int | None, seconds: float | None) -> dict[str, Any]:
+    """A command's arguments: volume for set_volume, seconds for test_tone (3 s unless given)."""
+    if name == "set_volume":
+        if volume is None:
+            raise DomainError(422, "set_volume needs a volume from 0 to 100.")
+        return {"volume": volume}
+    if volume is not None:
+        raise DomainError(422, "volume is only for set_volume.")
+    if name == "test_tone":
+        return {"seconds": seconds if seconds is not None else 3}
+    if seconds is not None:
+        raise DomainError(422, "seconds is only for test_tone.")
+    return {}
 
 
 def new_command(

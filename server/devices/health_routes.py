@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 
-from protocol import TopicKind
+from server.access import reach
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import DEVICES_COMMAND, DEVICES_READ
-from server.access.reach import visible_device
-from server.audit import service as audit
 from server.bounds import IdPath, When, page_limit
 from server.db import utcnow
-from server.deps import SessionDep, SettingsDep
-from server.devices import commands, telemetry
-from server.devices.models import DeviceCommand
+from server.deps import Now, SessionDep, SettingsDep
+from server.devices import commands, service, telemetry
+from server.devices.models import Device, DeviceCommand
 from server.devices.schemas import CommandCreate, CommandOut, TelemetryHistory, TelemetryPoint
 
 router = APIRouter(tags=["devices"])
@@ -40,18 +38,9 @@ def command_out(row: DeviceCommand, now: datetime) -> CommandOut:
     )
 
 
-def _args(body: CommandCreate) -> dict[str, Any]:
-    if body.name == "set_volume":
-        if body.volume is None:
-            raise HTTPException(422, detail="set_volume needs a volume from 0 to 100.")
-        return {"volume": body.volume}
-    if body.volume is not None:
-        raise HTTPException(422, detail="volume is only for set_volume.")
-    if body.name == "test_tone":
-        return {"seconds": body.seconds if body.seconds is not None else 3}
-    if body.seconds is not None:
-        raise HTTPException(422, detail="seconds is only for test_tone.")
-    return {}
+def _mqtt_on(request: Request) -> bool:
+    """True when this server holds an MQTT connection (without one, commands are refused)."""
+    return request.app.state.bridge is not None
 
 
 @router.post(
@@ -61,52 +50,38 @@ def _args(body: CommandCreate) -> dict[str, Any]:
 )
 def send_command(
     db: SessionDep,
-    request: Request,
     settings: SettingsDep,
+    now: Now,
     actor: Annotated[Actor, allow(DEVICES_COMMAND)],
+    mqtt_on: Annotated[bool, Depends(_mqtt_on)],
     device_id: IdPath,
     body: CommandCreate,
 ) -> CommandOut:
     """Send a command now; the device's acknowledgement shows up in the command list."""
-    device = visible_device(db, actor, device_id)
-    bridge = getattr(request.app.state, "bridge", None)
-    if bridge is None:
-        raise HTTPException(503, detail="This server has no MQTT connection; commands are off.")
-    now = utcnow()
-    row, message = commands.new_command(
+    row = service.send_command(
         db,
-        device=device,
+        actor=actor,
+        device_id=device_id,
         name=body.name,
-        args=_args(body),
-        user_id=actor.user.id,
+        volume=body.volume,
+        seconds=body.seconds,
+        mqtt_on=mqtt_on,
         now=now,
         ttl=timedelta(seconds=settings.command_ttl_s),
     )
-    audit.record(
-        db,
-        actor=actor,
-        action="device.command",
-        object_type="device",
-        object_id=device.id,
-        org_unit_id=device.org_unit_id,
-        summary=f"{body.name} → {device.uid}",
-        details={"command_id": row.id, "args": row.args},
-    )
-    db.commit()  # stored before the ack can arrive
-    bridge.publish(TopicKind.COMMAND, device.uid, message)
     return command_out(row, now)
 
 
 @router.get("/devices/{device_id:int}/commands", response_model=list[CommandOut])
 def list_commands(
     db: SessionDep,
+    now: Now,
     actor: Annotated[Actor, allow(DEVICES_READ)],
     device_id: IdPath,
     limit: Annotated[int, page_limit(200)] = 20,
 ) -> list[CommandOut]:
     """The device's latest commands and their acknowledgements, newest first."""
-    device = visible_device(db, actor, device_id)
-    now = utcnow()
+    device = reach.load(db, actor, Device, device_id)
     return [command_out(r, now) for r in commands.recent_commands(db, device_id=device.id,
                                                                    limit=limit)]  # fmt: skip
 
@@ -120,7 +95,7 @@ def telemetry_history(
     until: When | None = None,
 ) -> TelemetryHistory:
     """Stored health samples, by default of the last 24 hours (at most 31 days at once)."""
-    device = visible_device(db, actor, device_id)
+    device = reach.load(db, actor, Device, device_id)
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, detail=f"{name} needs a time zone, e.g. 2031-03-01T00:00Z.")

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Query, status
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from server.access import reach
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import DEVICES_MANAGE, DEVICES_READ
-from server.access.reach import check_org_unit, check_zone_ids, visible_device, visible_zone
-from server.audit import service as audit
 from server.bounds import IdFilter, IdPath, Limit, Offset
 from server.broker.pki import ca_pem
-from server.broker.service import broker_config_changed
 from server.deps import SessionDep, SettingsDep
 from server.devices import service
 from server.devices.models import Device
@@ -28,7 +25,6 @@ from server.devices.schemas import (
     DeviceUpdate,
 )
 from server.orgs.models import Zone
-from server.planner import request_replan
 from server.settings import ServerSettings
 
 router = APIRouter(tags=["devices"])
@@ -76,25 +72,6 @@ def _credentials(settings: ServerSettings, device: Device, password: str) -> Cre
     )
 
 
-def _publish_state(request: Request, device: Device) -> None:
-    bridge = getattr(request.app.state, "bridge", None)
-    if bridge is not None:
-        bridge.publish_state(device.uid, service.desired_state(device))
-
-
-def _audit(db: Session, actor: Actor, action: str, device: Device, **details: object) -> None:
-    audit.record(
-        db,
-        actor=actor,
-        action=action,
-        object_type="device",
-        object_id=device.id,
-        org_unit_id=device.org_unit_id,
-        summary=device.uid,
-        details=details,
-    )
-
-
 @router.get("/devices", response_model=DevicePage)
 def list_devices(
     db: SessionDep,
@@ -107,12 +84,12 @@ def list_devices(
     offset: Offset = 0,
 ) -> DevicePage:
     """Devices of your subtree with their health, filtered and paginated."""
-    query = select(Device).where(actor.org_clause(Device.org_unit_id))
+    query = select(Device).where(reach.reachable(actor, Device))
     if org_unit_id is not None:
-        check_org_unit(db, actor, org_unit_id, status=404)
+        reach.check_org_unit(db, actor, org_unit_id, status=404)
         query = query.where(Device.org_unit_id == org_unit_id)
     if zone_id is not None:
-        visible_zone(db, actor, zone_id)
+        reach.load(db, actor, Zone, zone_id)
         query = query.where(Device.zones.any(Zone.id == zone_id))
     if online is not None:
         query = query.where(Device.online.is_(online))
@@ -126,19 +103,10 @@ def list_devices(
 
 @router.post("/devices", response_model=DeviceRegistered, status_code=status.HTTP_201_CREATED)
 def register_device(
-    db: SessionDep, request: Request, settings: SettingsDep, actor: Manager, body: DeviceCreate
+    db: SessionDep, settings: SettingsDep, actor: Manager, body: DeviceCreate
 ) -> DeviceRegistered:
     """Register a cluster and issue its MQTT credentials (shown only in this answer)."""
-    check_org_unit(db, actor, body.org_unit_id)
-    check_zone_ids(db, actor, body.zone_ids)
-    try:
-        device, password = service.register_device(db, **body.model_dump())
-    except service.DeviceError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    _audit(db, actor, "device.register", device, name=device.name, zone_ids=body.zone_ids)
-    broker_config_changed(request.app, db)
-    _publish_state(request, device)
-    request_replan(request.app)
+    device, password = service.register(db, actor=actor, **body.model_dump())
     return DeviceRegistered(
         device=to_out(device), credentials=_credentials(settings, device, password)
     )
@@ -147,49 +115,30 @@ def register_device(
 @router.get("/devices/{device_id:int}", response_model=DeviceOut)
 def get_device(db: SessionDep, actor: Reader, device_id: IdPath) -> DeviceOut:
     """One device with its health."""
-    return to_out(visible_device(db, actor, device_id))
+    return to_out(reach.load(db, actor, Device, device_id))
 
 
 @router.patch("/devices/{device_id:int}", response_model=DeviceOut)
 def update_device(
-    db: SessionDep, request: Request, actor: Manager, device_id: IdPath, body: DeviceUpdate
+    db: SessionDep, actor: Manager, device_id: IdPath, body: DeviceUpdate
 ) -> DeviceOut:
     """Change a device's fields; a volume change is pushed as a new desired state."""
-    device = visible_device(db, actor, device_id)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
-    if "org_unit_id" in changes:
-        check_org_unit(db, actor, changes["org_unit_id"])
-    try:
-        state_changed = service.update_device(db, device=device, changes=changes)
-    except service.DeviceError as exc:
-        raise HTTPException(422, detail=str(exc)) from None
-    _audit(db, actor, "device.update", device, changes=changes)
-    db.commit()
-    if state_changed:
-        _publish_state(request, device)
-    return to_out(device)
+    return to_out(service.update(db, actor=actor, device_id=device_id, changes=changes))
 
 
 @router.post("/devices/{device_id:int}/credentials", response_model=DeviceRegistered)
 def rotate_credentials(
-    db: SessionDep, request: Request, settings: SettingsDep, actor: Manager, device_id: IdPath
+    db: SessionDep, settings: SettingsDep, actor: Manager, device_id: IdPath
 ) -> DeviceRegistered:
     """Issue a new MQTT password (also re-enables a revoked device)."""
-    device = visible_device(db, actor, device_id)
-    password = service.rotate_credentials(db, device=device)
-    _audit(db, actor, "device.rotate_credentials", device)
-    broker_config_changed(request.app, db)
+    device, password = service.rotate(db, actor=actor, device_id=device_id)
     return DeviceRegistered(
         device=to_out(device), credentials=_credentials(settings, device, password)
     )
 
 
 @router.post("/devices/{device_id:int}/revoke", response_model=DeviceOut)
-def revoke_device(db: SessionDep, request: Request, actor: Manager, device_id: IdPath) -> DeviceOut:
+def revoke_device(db: SessionDep, actor: Manager, device_id: IdPath) -> DeviceOut:
     """Withdraw a device's broker access; it is refused at its next connect."""
-    device = visible_device(db, actor, device_id)
-    service.revoke_device(db, device=device)
-    _audit(db, actor, "device.revoke", device)
-    broker_config_changed(request.app, db)
-    request_replan(request.app)
-    return to_out(device)
+    return to_out(service.revoke(db, actor=actor, device_id=device_id))

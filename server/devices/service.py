@@ -1,23 +1,34 @@
-"""Device registration, credentials, and health from birth/will/telemetry."""
+"""Device use cases (register, update, re-key, revoke, command), their rules, and health ingest."""
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from firmware_profiles import ProfileError, load_profile
 from protocol import Birth, DesiredState, Offline, Telemetry, TopicError, check_device_id
+from server.access import reach
+from server.access.actor import Actor
+from server.audit import service as audit
 from server.broker.render import mosquitto_hash
 from server.db import utcnow
-from server.devices.models import Device
+from server.devices import commands
+from server.devices.models import Device, DeviceCommand
+from server.domain import DomainError
+from server.events.outbox import emit
+from server.events.types import AclChanged, DesiredStateChanged, ReplanNeeded, command_issued
 from server.orgs.models import OrgUnit, Zone
 
 
-class DeviceError(ValueError):
-    """A device request that cannot be carried out; the text says why."""
+class DeviceError(DomainError):
+    """A device request that cannot be carried out (422); the text says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(422, detail)
 
 
 def _check_profile(name: str) -> None:
@@ -145,3 +156,122 @@ def apply_telemetry(db: Session, *, device: Device, msg: Telemetry, now: datetim
 def count_online(db: Session) -> int:
     """How many devices are online now."""
     return db.scalar(select(func.count()).where(Device.online.is_(True))) or 0
+
+
+# -- use cases: reach, the change, the audit entry and the events (dispatched after commit) ---
+
+
+def _audit(db: Session, actor: Actor, action: str, device: Device, **details: object) -> None:
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="device",
+        object_id=device.id,
+        org_unit_id=device.org_unit_id,
+        summary=device.uid,
+        details=details,
+    )
+
+
+def register(
+    db: Session,
+    *,
+    actor: Actor,
+    uid: str,
+    name: str,
+    org_unit_id: int,
+    firmware_profile: str,
+    location: str,
+    zone_ids: list[int],
+) -> tuple[Device, str]:
+    """Register a cluster in the caller's subtree; returns (device, plaintext password)."""
+    reach.check_org_unit(db, actor, org_unit_id)
+    reach.check_ids(db, actor, Zone, zone_ids)
+    device, password = register_device(
+        db,
+        uid=uid,
+        name=name,
+        org_unit_id=org_unit_id,
+        firmware_profile=firmware_profile,
+        location=location,
+        zone_ids=zone_ids,
+    )
+    _audit(db, actor, "device.register", device, name=device.name, zone_ids=zone_ids)
+    # Its account first (so it can connect), then its retained state, then its schedule.
+    emit(
+        db,
+        AclChanged(),
+        DesiredStateChanged(device_ids=(device.id,)),
+        ReplanNeeded(reason=f"device {device.id} registered"),
+    )
+    return device, password
+
+
+def update(db: Session, *, actor: Actor, device_id: int, changes: dict[str, Any]) -> Device:
+    """Change a device's fields; a volume change becomes a new desired state."""
+    device = reach.load(db, actor, Device, device_id)
+    if "org_unit_id" in changes:
+        reach.check_org_unit(db, actor, changes["org_unit_id"])
+    state_changed = update_device(db, device=device, changes=changes)
+    _audit(db, actor, "device.update", device, changes=changes)
+    if state_changed:
+        emit(db, DesiredStateChanged(device_ids=(device.id,)))
+    return device
+
+
+def rotate(db: Session, *, actor: Actor, device_id: int) -> tuple[Device, str]:
+    """Issue a new MQTT password (re-enables a revoked device); returns (device, password)."""
+    device = reach.load(db, actor, Device, device_id)
+    password = rotate_credentials(db, device=device)
+    _audit(db, actor, "device.rotate_credentials", device)
+    emit(db, AclChanged())
+    return device, password
+
+
+def revoke(db: Session, *, actor: Actor, device_id: int) -> Device:
+    """Withdraw a device's broker access; it is refused at its next connect."""
+    device = reach.load(db, actor, Device, device_id)
+    revoke_device(db, device=device)
+    _audit(db, actor, "device.revoke", device)
+    emit(db, AclChanged(), ReplanNeeded(reason=f"device {device.id} revoked"))
+    return device
+
+
+def send_command(
+    db: Session,
+    *,
+    actor: Actor,
+    device_id: int,
+    name: str,
+    volume: int | None,
+    seconds: float | None,
+    mqtt_on: bool,
+    now: datetime,
+    ttl: timedelta,
+) -> DeviceCommand:
+    """Store a command for a device; it is published once stored (before any ack can arrive)."""
+    device = reach.load(db, actor, Device, device_id)
+    if not mqtt_on:
+        raise DomainError(503, "This server has no MQTT connection; commands are off.")
+    row, message = commands.new_command(
+        db,
+        device=device,
+        name=name,
+        args=commands.command_args(name, volume=volume, seconds=seconds),
+        user_id=actor.user.id,
+        now=now,
+        ttl=ttl,
+    )
+    audit.record(
+        db,
+        actor=actor,
+        action="device.command",
+        object_type="device",
+        object_id=device.id,
+        org_unit_id=device.org_unit_id,
+        summary=f"{name} → {device.uid}",
+        details={"command_id": row.id, "args": row.args},
+    )
+    emit(db, command_issued(device.uid, message))
+    return row

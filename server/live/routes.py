@@ -9,21 +9,20 @@ import logging
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Path, Request, WebSocket, status
+from fastapi import APIRouter, Depends, Path, Request, WebSocket, status
 from starlette.websockets import WebSocketDisconnect
 
 from server.access import policy
 from server.access.actor import Actor, load_actor
 from server.access.deps import SESSION_COOKIE, allow
 from server.access.policy import DEVICES_READ, LIVE_BROADCAST
-from server.audit import service as audit
-from server.clips.storage import ClipStorage
 from server.db import session_scope
+from server.deps import SessionDep
+from server.domain import DomainError
 from server.live import redact
 from server.live.schemas import LiveSessionOut, LiveStart
 from server.live.service import LiveError, LiveService, LiveSession
 from server.live.sources import IngestError, PushDecoder
-from server.live.urlguard import AllowList
 from server.users import service as users
 
 log = logging.getLogger(__name__)
@@ -47,71 +46,45 @@ STOP_REASONS = {
 CLOSE_NOT_FOUND = 4404
 
 
-def _service(app: Any) -> LiveService:
-    live: LiveService | None = getattr(app.state, "live", None)
+def _service(request: Request) -> LiveService:
+    """The app's LiveService, or 503 when this server runs without MQTT."""
+    live: LiveService | None = getattr(request.app.state, "live", None)
     if live is None:
-        raise HTTPException(
+        raise DomainError(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="Live audio is not running on this server (no MQTT connection).",
+            "Live audio is not running on this server (no MQTT connection).",
         )
     return live
 
 
+Live = Annotated[LiveService, Depends(_service)]
+
+
 @router.post("/live", response_model=LiveSessionOut, status_code=201)
 async def start_live(
-    body: LiveStart, request: Request, actor: Annotated[Actor, allow(LIVE_PERMISSION)]
+    body: LiveStart, actor: Annotated[Actor, allow(LIVE_PERMISSION)], db: SessionDep, live: Live
 ) -> LiveSessionOut:
     """Start a live session to zones (or an org unit's subtree) now."""
-    if body.priority == "emergency" and not actor.may_run_emergency():
-        raise HTTPException(403, detail="You may not start an emergency broadcast.")
-    try:
-        session = await _service(request.app).start(request=body, actor=actor)
-    except LiveError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from None
-    out = session.view()
-    await _audit(request.app, actor, "live.start", out, body.model_dump(exclude_none=True))
-    return out
-
-
-async def _audit(
-    app: Any, actor: Actor, action: str, out: LiveSessionOut, details: dict[str, Any]
-) -> None:
-    """Record the start or stop in the audit log (its own transaction)."""
-
-    def write() -> None:
-        with session_scope(app.state.session_factory) as db:
-            audit.record(
-                db, actor=actor, action=action, object_type="live", object_id=out.id,
-                summary=f"{out.priority} live ({out.source}) to {out.targeted} devices",
-                details=details,
-            )  # fmt: skip
-
-    await asyncio.to_thread(write)
+    return (await live.start(db, actor=actor, request=body)).view()
 
 
 @router.get("/live", response_model=list[LiveSessionOut])
 async def list_live(
-    request: Request, actor: Annotated[Actor, allow(DEVICES_READ)]
+    actor: Annotated[Actor, allow(DEVICES_READ)], live: Live
 ) -> list[LiveSessionOut]:
     """Running and recently ended sessions, with listeners and per-device answers."""
-    return await _service(request.app).list(reach=actor.org_ids)
+    return await live.list_sessions(actor=actor)
 
 
 @router.delete("/live/{session_id}", response_model=LiveSessionOut)
 async def stop_live(
     session_id: Annotated[str, Path(max_length=64)],
-    request: Request,
     actor: Annotated[Actor, allow(LIVE_PERMISSION)],
+    db: SessionDep,
+    live: Live,
 ) -> LiveSessionOut:
     """Stop a session (of any server process): the devices are told to leave."""
-    try:
-        out = await _service(request.app).stop_anywhere(
-            session_id, reason=f"stopped by {actor.user.username}", reach=actor.org_ids
-        )
-    except LiveError as exc:
-        raise HTTPException(exc.status, detail=str(exc)) from None
-    await _audit(request.app, actor, "live.stop", out, {"end_reason": out.end_reason})
-    return out
+    return await live.stop(db, actor=actor, session_id=session_id)
 
 
 @router.websocket("/live/{session_id}/ingest")
@@ -130,7 +103,7 @@ async def ingest(websocket: WebSocket, session_id: str) -> None:
         await websocket.close(_close_code(exc), str(exc)[:120])
         return
     except LiveError as exc:
-        await websocket.close(CLOSE_NOT_FOUND, str(exc)[:120])
+        await websocket.close(CLOSE_NOT_FOUND, exc.detail[:120])
         return
     except (WebSocketDisconnect, TimeoutError):
         return
@@ -259,26 +232,3 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
             return
     with contextlib.suppress(RuntimeError):
         await ws.close(CLOSE_ENDED, (session.end_reason or "session ended")[:120])
-
-
-async def start_live_service(app: Any) -> LiveService:
-    """Create the app's LiveService on the bridge's MQTT link (call in the lifespan)."""
-    bridge = app.state.bridge
-    storage = ClipStorage(app.state.settings.data_dir / "clips")
-    live = LiveService(
-        session_factory=app.state.session_factory,
-        outlet=bridge.link,
-        clip_path=storage.dist_path,
-        relay_allow=AllowList.parse(app.state.settings.relay_allowed_hosts),
-    )
-    live.attach_bridge_acks(bridge)
-    app.state.live = live
-    return live
-
-
-async def stop_live_service(app: Any) -> None:
-    """End every session and detach (call in the lifespan, before the bridge stops)."""
-    live: LiveService | None = getattr(app.state, "live", None)
-    if live is not None:
-        await live.close()
-        app.state.live = None

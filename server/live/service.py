@@ -17,16 +17,18 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from fastapi import HTTPException
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio.clock import Clock, SystemClock
 from protocol import Ack, LiveJoin, LiveLeave, live_topic
+from server.access import reach as access_reach
 from server.access.actor import Actor
-from server.access.reach import readable_clip
-from server.db import session_scope
+from server.audit import service as audit
+from server.clips.models import Clip
+from server.clips.storage import ClipStorage
+from server.domain import DomainError
 from server.live import registry
 from server.live.buffer import PcmQueue
 from server.live.publisher import FramePublisher, LiveOutlet, command_out
@@ -40,8 +42,9 @@ from server.live.sources import (
     feed_url,
     probe_url,
 )
-from server.live.targets import Target, TargetError, resolve_targets
+from server.live.targets import Target, resolve_targets
 from server.live.urlguard import AllowList, Resolver, system_resolve
+from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +83,37 @@ def _queue_for(request: LiveStart) -> PcmQueue:
     return PcmQueue(prefill_s=prefill_s, live=True)
 
 
-class LiveError(Exception):
+class LiveError(DomainError):
     """A live request that cannot be carried out; `status` is the HTTP code to answer."""
 
     def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message)
+
+
+AckListener = Callable[[str, Ack], None]  # (device uid, its Ack), called on a worker thread
+
+
+class LiveBridge(Protocol):
+    """What live audio needs of the MQTT bridge: the link it publishes on, the device acks."""
+
+    @property
+    def link(self) -> LiveOutlet:
+        """The bridge's MQTT link."""
+        ...
+
+    def add_ack_listener(self, callback: AckListener) -> None:
+        """Hear every Ack a device sends."""
+        ...
+
+
+def _audit(
+    db: Session, actor: Actor, action: str, out: LiveSessionOut, details: dict[str, Any]
+) -> None:
+    audit.record(
+        db, actor=actor, action=action, object_type="live", object_id=out.id,
+        summary=f"{out.priority} live ({out.source}) to {out.targeted} devices",
+        details=details,
+    )  # fmt: skip
 
 
 @dataclass
@@ -196,11 +224,35 @@ class LiveService:
         self._stops: set[asyncio.Task[LiveSession]] = set()  # stops asked by other processes
         self._writing = asyncio.Lock()  # one registry write at a time: the newest view wins
 
+    # -- use cases (the request session commits the audit entry) ------------------------------
+
+    async def start(self, db: Session, *, actor: Actor, request: LiveStart) -> LiveSession:
+        """Start a session to zones (or an org unit's subtree) now, and audit it."""
+        if request.priority == "emergency" and not actor.may_run_emergency():
+            raise DomainError(403, "You may not start an emergency broadcast.")
+        session = await self._start(db, request=request, actor=actor)
+        details = request.model_dump(exclude_none=True)
+        await asyncio.to_thread(_audit, db, actor, "live.start", session.view(), details)
+        return session
+
+    async def stop(self, db: Session, *, actor: Actor, session_id: str) -> LiveSessionOut:
+        """Stop a session of any server process (the devices are told to leave), and audit it."""
+        out = await self._stop_anywhere(
+            session_id, reason=f"stopped by {actor.user.username}", reach=actor.org_ids
+        )
+        details = {"end_reason": out.end_reason}
+        await asyncio.to_thread(_audit, db, actor, "live.stop", out, details)
+        return out
+
+    async def list_sessions(self, *, actor: Actor) -> list[LiveSessionOut]:
+        """Running sessions first, then recently ended ones, that reach the caller's subtree."""
+        return await self._list(reach=actor.org_ids)
+
     # -- start / stop -----------------------------------------------------------------------
 
-    async def start(self, *, request: LiveStart, actor: Actor) -> LiveSession:
+    async def _start(self, db: Session, *, request: LiveStart, actor: Actor) -> LiveSession:
         """Resolve targets, check the source, start publishing and send the joins."""
-        targets, clip_file = await asyncio.to_thread(self._lookup, request, actor)
+        targets, clip_file = await asyncio.to_thread(self._lookup, db, request, actor)
         if request.source == "url":
             await self._probe(request.url or "")
         sid = uuid.uuid4().hex[:12]
@@ -251,29 +303,23 @@ class LiveService:
             self._sync = asyncio.create_task(self._sync_loop(), name="live-registry")
         return session
 
-    def _lookup(self, request: LiveStart, actor: Actor) -> tuple[list[Target], Path | None]:
+    def _lookup(
+        self, db: Session, request: LiveStart, actor: Actor
+    ) -> tuple[list[Target], Path | None]:
         """Targets and clip file; ids outside the caller's reach are refused as missing ones."""
-        with session_scope(self.session_factory) as db:
-            try:
-                targets = resolve_targets(
-                    db, zone_ids=request.zone_ids, org_unit_id=request.org_unit_id, actor=actor
-                )
-                clip = (
-                    readable_clip(db, actor, request.clip_id)
-                    if request.source == "file" and request.clip_id is not None
-                    else None
-                )
-            except TargetError as exc:
-                raise LiveError(str(exc)) from None
-            except HTTPException as exc:  # the reach helpers' "does not exist" answers
-                raise LiveError(str(exc.detail), status=exc.status_code) from None
-            if not targets:
-                raise LiveError(
-                    "No device is in the chosen zones: there is nobody to broadcast to."
-                )
-            if clip is None:
-                return targets, None
-            path = self.clip_path(clip.sha256)
+        targets = resolve_targets(
+            db, zone_ids=request.zone_ids, org_unit_id=request.org_unit_id, actor=actor
+        )
+        clip = (
+            access_reach.load(db, actor, Clip, request.clip_id)
+            if request.source == "file" and request.clip_id is not None
+            else None
+        )
+        if not targets:
+            raise LiveError("No device is in the chosen zones: there is nobody to broadcast to.")
+        if clip is None:
+            return targets, None
+        path = self.clip_path(clip.sha256)
         if not path.is_file():
             raise LiveError(
                 "The clip's audio file is missing from the server's storage.", status=409
@@ -307,7 +353,7 @@ class LiveService:
             raise LiveError(f"No live session {session_id!r}.", status=404)
         return session
 
-    async def stop(
+    async def _stop(
         self, session_id: str, *, reason: str, reach: frozenset[int] | None = None
     ) -> LiveSession:
         """End a session: flag the last frame, tell the devices to leave."""
@@ -320,12 +366,12 @@ class LiveService:
                 await asyncio.wait_for(session.done.wait(), 2.0)
         return session
 
-    async def stop_anywhere(
+    async def _stop_anywhere(
         self, session_id: str, *, reason: str, reach: frozenset[int] | None
     ) -> LiveSessionOut:
         """Stop a session of this process, or ask its owner through the registry and wait."""
         if session_id in self.sessions:
-            return (await self.stop(session_id, reason=reason, reach=reach)).view()
+            return (await self._stop(session_id, reason=reason, reach=reach)).view()
         found = await asyncio.to_thread(self._load, session_id)
         if found is None or found.owner == self.owner or not found.visible_to(reach):
             raise LiveError(f"No live session {session_id!r}.", status=404)
@@ -359,7 +405,7 @@ class LiveService:
         """Stop every session and write their ends (the server is shutting down)."""
         for sid, s in list(self.sessions.items()):
             if s.ended_at is None:
-                await self.stop(sid, reason="the server stopped")
+                await self._stop(sid, reason="the server stopped")
         runs = [
             t for s in self.sessions.values() for t in s.tasks if t.get_name() == f"live-{s.id}"
         ]
@@ -370,7 +416,7 @@ class LiveService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync
 
-    async def list(self, *, reach: frozenset[int] | None = None) -> list[LiveSessionOut]:
+    async def _list(self, *, reach: frozenset[int] | None) -> list[LiveSessionOut]:
         """Running sessions first, then recently ended ones: this process's and the others'."""
         views = [s.view() for s in self.sessions.values() if s.visible_to(reach)]
         remote = await asyncio.to_thread(
@@ -493,7 +539,7 @@ class LiveService:
             for sid, reason in asked.items():
                 session = self.sessions.get(sid)
                 if session is not None and session.end_reason is None:
-                    task = asyncio.create_task(self.stop(sid, reason=reason))
+                    task = asyncio.create_task(self._stop(sid, reason=reason))
                     self._stops.add(task)
                     task.add_done_callback(self._stops.discard)
             if time.monotonic() - last_refresh >= REFRESH_S:
@@ -531,9 +577,25 @@ class LiveService:
 
     # -- answers ----------------------------------------------------------------------------
 
+    def claims(self, ack: Ack) -> bool:
+        """True for the answer to a live join or leave of this process (any thread)."""
+        return ack.id in self._commands
+
     def on_ack(self, device_uid: str, ack: Ack) -> None:
-        """An Ack from the bridge (any thread): update the device's health in its session."""
+        """A bridge ack listener (any thread): a join's or leave's answer updates its device."""
+        if not self.claims(ack):
+            return  # a stored command's, or another process's session's
+        log.debug("live ack %s from %s: ok=%s %s", ack.id, device_uid, ack.ok, ack.detail[:80])
         self._loop.call_soon_threadsafe(self._apply_ack, device_uid, ack)
+
+    def unless_live(self, listener: AckListener) -> AckListener:
+        """The listener, deaf to live joins' and leaves' answers (they are no stored command)."""
+
+        def others(device_uid: str, ack: Ack) -> None:
+            if not self.claims(ack):
+                listener(device_uid, ack)
+
+        return others
 
     def _apply_ack(self, device_uid: str, ack: Ack) -> None:
         known = self._commands.get(ack.id)
@@ -568,17 +630,17 @@ class LiveService:
         session.source_status.state = "playing"
         session.queue.put(pcm)
 
-    def attach_bridge_acks(self, bridge: Any) -> None:
-        """Receive the bridge's acks too (keeps any handler already installed)."""
-        previous: Callable[[str, Ack], None] | None = bridge.on_ack
 
-        def both(uid: str, ack: Ack) -> None:
-            # A live join/leave is not a stored device command: it is answered here only
-            # (the command recorder would log every one as matching no command).
-            if ack.id in self._commands:
-                log.debug("live ack %s from %s: ok=%s %s", ack.id, uid, ack.ok, ack.detail[:80])
-                self.on_ack(uid, ack)
-            elif previous is not None:
-                previous(uid, ack)
-
-        bridge.on_ack = both
+def start_live_service(
+    *, bridge: LiveBridge, session_factory: sessionmaker[Session], settings: ServerSettings
+) -> LiveService:
+    """The app's LiveService on the bridge's MQTT link, hearing its acks (in the lifespan)."""
+    storage = ClipStorage(settings.data_dir / "clips")
+    live = LiveService(
+        session_factory=session_factory,
+        outlet=bridge.link,
+        clip_path=storage.dist_path,
+        relay_allow=AllowList.parse(settings.relay_allowed_hosts),
+    )
+    bridge.add_ack_listener(live.on_ack)
+    return live

@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from server.access import reach
 from server.access.actor import Actor
-from server.access.reach import check_org_unit, check_zone_ids
 from server.devices.models import Device
+from server.domain import DomainError
 from server.orgs.models import Zone, zone_devices
 from server.orgs.service import subtree_ids
 
 
-class TargetError(ValueError):
-    """Targets that name nobody to broadcast to; the text says why."""
+class TargetError(DomainError):
+    """Targets that name nobody to broadcast to (422); the text says why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(422, detail)
 
 
 @dataclass(frozen=True)
@@ -33,14 +37,14 @@ def resolve_targets(
     """Devices of the zones (or of every zone under org_unit_id), one zone each.
 
     A zone or org unit outside the caller's reach is refused exactly like a missing one
-    (the reach helpers' HTTPException), so the answer never tells which ids exist.
+    (the reach loader's DomainError), so the answer never tells which ids exist.
     """
-    check_zone_ids(db, actor, zone_ids)
+    reach.check_ids(db, actor, Zone, zone_ids)
     zones: dict[int, Zone] = {}
     if zone_ids:
         zones.update({z.id: z for z in db.scalars(select(Zone).where(Zone.id.in_(zone_ids)))})
     if org_unit_id is not None:
-        check_org_unit(db, actor, org_unit_id)
+        reach.check_org_unit(db, actor, org_unit_id)
         units = subtree_ids(db, root_id=org_unit_id)  # inside reach: reach is a subtree
         zones.update({z.id: z for z in db.scalars(select(Zone).where(Zone.org_unit_id.in_(units)))})
     if not zones:

@@ -13,17 +13,14 @@ from server.audit import service as audit
 from server.devices.models import Device
 from server.domain import DomainError
 from server.events.outbox import emit
-from server.events.types import AclChanged, DesiredStateChanged, ReplanNeeded
+from server.events.types import AclChanged, DesiredStateChanged, DomainEvent, ReplanNeeded
 from server.orgs import rules
 from server.orgs.models import OrgUnit, Zone
 
-# Transitional re-exports: seed.py, bench/, programmes/validation.py and live/targets.py still
-# import these from here; new code imports server.orgs.tree / server.orgs.rules.
-from server.orgs.rules import OrgError as OrgError
+# Transitional re-exports: seed.py and bench/ (rules), programmes/validation.py and
+# live/targets.py (subtree_ids) still import these from here; new code imports rules / tree.
 from server.orgs.rules import create_org_unit as create_org_unit
 from server.orgs.rules import set_zone_devices as set_zone_devices
-from server.orgs.rules import zone_device_ids as zone_device_ids
-from server.orgs.tree import ancestor_ids as ancestor_ids
 from server.orgs.tree import subtree_ids as subtree_ids
 
 
@@ -55,7 +52,7 @@ def _audit_zone(db: Session, actor: Actor, action: str, zone: Zone, **details: o
 
 def _members_changed(db: Session, zone: Zone, changed: list[Device], why: str) -> None:
     """Zone membership is in the broker ACL, the devices' desired state and their schedules."""
-    events: list[AclChanged | DesiredStateChanged | ReplanNeeded] = [AclChanged()]
+    events: list[DomainEvent] = [AclChanged()]
     if changed:
         events.append(DesiredStateChanged(device_ids=tuple(sorted({d.id for d in changed}))))
     events.append(ReplanNeeded(reason=f"zone {zone.id} {why}"))
@@ -84,6 +81,7 @@ def create_unit(
 def update_unit(db: Session, *, actor: Actor, unit_id: int, changes: dict[str, Any]) -> OrgUnit:
     """Rename, re-code or move (parent_id) an org unit inside the caller's subtree."""
     unit = reach.load(db, actor, OrgUnit, unit_id)
+    changes = dict(changes)  # the audit entry lists the move last, as it always has
     if "parent_id" in changes:
         parent_id = changes.pop("parent_id")
         reach.check_org_unit(db, actor, parent_id)

@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from server.access import reach
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import DEVICES_READ
-from server.access.reach import visible_device
 from server.bounds import IdPath
 from server.deps import SessionDep
+from server.devices.models import Device
 from server.planner.compile import latest_schedule
 
 router = APIRouter(tags=["schedules"])
@@ -42,7 +43,7 @@ def device_schedule(
     device_id: IdPath,
 ) -> DeviceScheduleOut:
     """The schedule the planner last published to the device, and whether it has it."""
-    device = visible_device(db, actor, device_id)
+    device = reach.load(db, actor, Device, device_id)
     row = latest_schedule(db, device_id=device.id)
     document: dict[str, Any] = row.document if row is not None else {}
     version = row.version if row is not None else None

@@ -6,16 +6,17 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from server.access import reach
 from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import PLAYS_READ
-from server.access.reach import visible_zone
 from server.bounds import MAX_ID, When
-from server.deps import SessionDep, now_of
+from server.deps import Now, SessionDep
+from server.orgs.models import Zone
 from server.reports import service
 from server.reports.schemas import ReportRowOut, ZoneReportOut
 
@@ -36,24 +37,24 @@ def _period(since: datetime, until: datetime) -> tuple[datetime, datetime]:
 
 
 def _build(
-    db: Session, request: Request, actor: Actor, zone_id: int, since: datetime, until: datetime
+    db: Session, now: datetime, actor: Actor, zone_id: int, since: datetime, until: datetime
 ) -> service.ZoneReport:
-    zone = visible_zone(db, actor, zone_id)
+    zone = reach.load(db, actor, Zone, zone_id)
     start, end = _period(since, until)
-    return service.zone_report(db, zone=zone, since=start, until=end, now=now_of(request))
+    return service.zone_report(db, zone=zone, since=start, until=end, now=now)
 
 
 @router.get("/reports/plays", response_model=ZoneReportOut)
 def zone_plays(
     db: SessionDep,
-    request: Request,
+    now: Now,
     actor: Reader,
     zone_id: ZoneId,
     since: When,
     until: When,
 ) -> ZoneReportOut:
     """Planned against played for one zone of yours over [since, until)."""
-    report = _build(db, request, actor, zone_id, since, until)
+    report = _build(db, now, actor, zone_id, since, until)
     return ZoneReportOut(
         zone_id=report.zone_id,
         zone_name=report.zone_name,
@@ -77,14 +78,14 @@ def zone_plays(
 )
 def zone_plays_csv(
     db: SessionDep,
-    request: Request,
+    now: Now,
     actor: Reader,
     zone_id: ZoneId,
     since: When,
     until: When,
 ) -> Response:
     """The same report as a CSV file (local times, Asia/Ho_Chi_Minh)."""
-    report = _build(db, request, actor, zone_id, since, until)
+    report = _build(db, now, actor, zone_id, since, until)
     name = f"proof-of-play-zone{report.zone_id}-{since:%Y%m%d}-{until:%Y%m%d}.csv"
     return Response(
         service.report_csv(report),

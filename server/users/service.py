@@ -1,159 +1,205 @@
-"""Users, password hashing and opaque bearer tokens."""
+"""User use cases: signing in and out, one's own password, and managing the users of a subtree."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import timedelta
+from typing import Any, Literal
 
-from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError, VerifyMismatchError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.db import utcnow
-from server.users.models import ROLES, AuthToken, User
+from server.access import reach
+from server.access.actor import Actor
+from server.audit import service as audit
+from server.domain import DomainError
+from server.users import accounts, signin
 
-_hasher = PasswordHasher()
-# Verified against when the username is unknown, so timing does not reveal which users exist.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+# Rules re-exported under their old names, for callers outside this feature (app start, cli,
+# seed, the token check in server.access.deps, live sockets, tests).
+from server.users.accounts import InvalidRole as InvalidRole
+from server.users.accounts import create_user as create_user
+from server.users.accounts import ensure_admin as ensure_admin
+from server.users.accounts import issue_token as issue_token
+from server.users.accounts import revoke_token as revoke_token
+from server.users.accounts import user_for_token as user_for_token
+from server.users.models import AuthToken, User
+from server.users.signin import LoginGate
 
-
-class InvalidRole(ValueError):
-    """A role name that is not one of ROLES."""
-
-
-def check_role(role: str) -> None:
-    """Raise InvalidRole unless role is one of ROLES."""
-    if role not in ROLES:
-        raise InvalidRole(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
-
-
-def hash_password(password: str) -> str:
-    """Argon2id hash of a password."""
-    return _hasher.hash(password)
+TokenKind = Literal["api", "session"]
 
 
-def create_user(
+def _audit(
+    db: Session,
+    actor: Actor | None,
+    action: str,
+    user: User | None,
+    *,
+    summary: str = "",
+    details: dict[str, Any] | None = None,
+    username: str | None = None,
+    ip: str | None = None,
+) -> None:
+    """One audit entry about a user (actor None: a sign-in, named by username and ip)."""
+    audit.record(
+        db,
+        actor=actor,
+        action=action,
+        object_type="user",
+        object_id=user.id if user else None,
+        org_unit_id=user.org_unit_id if user else None,
+        summary=summary,
+        details=details,
+        username=username,
+        user_id=user.id if user else None,
+        ip=ip,
+    )
+
+
+def _check_role(role: str) -> None:
+    try:
+        accounts.check_role(role)
+    except InvalidRole as exc:
+        raise DomainError(422, str(exc)) from None
+
+
+def _not_self(actor: Actor, user: User, what: str) -> None:
+    if user.id == actor.user.id:
+        raise DomainError(409, f"You cannot {what} your own account; ask another administrator.")
+
+
+def sign_in(
+    db: Session, *, gate: LoginGate, username: str, password: str, ttl: timedelta, kind: TokenKind
+) -> tuple[str, AuthToken]:
+    """Check the credentials under the rate limit (429) and issue a token ("api") or session.
+
+    Wrong credentials: 401, and the failure's audit entry is committed all the same.
+    """
+    user = signin.check_password(db, gate=gate, username=username, password=password)
+    if user is None:
+        _audit(
+            db,
+            None,
+            "auth.login_failed",
+            None,
+            username=username[:64],
+            ip=gate.ip,
+            summary="wrong username or password",
+        )
+        signin.keep_failure(db)  # the rate limiter's record of the failure, see there
+        raise DomainError(401, "Wrong username or password.")
+    token, row = accounts.issue_token(db, user=user, ttl=ttl, kind=kind)
+    summary = "API token issued" if kind == "api" else "console session"
+    _audit(db, None, "auth.login", user, username=user.username, ip=gate.ip, summary=summary)
+    return token, row
+
+
+def sign_out(db: Session, *, actor: Actor, token: str) -> None:
+    """Revoke the token (or console session) the caller used."""
+    accounts.revoke_token(db, token=token)
+    _audit(db, actor, "auth.logout", actor.user)
+
+
+def change_own_password(
+    db: Session, *, actor: Actor, current_password: str, new_password: str
+) -> None:
+    """Change the caller's password; every session and token of theirs ends."""
+    user = actor.user
+    if accounts.authenticate(db, username=user.username, password=current_password) is None:
+        raise DomainError(422, "The current password is wrong.")
+    accounts.set_password(db, user=user, password=new_password)
+    _audit(db, actor, "user.password_changed", user)
+
+
+def list_users(db: Session, *, actor: Actor) -> list[User]:
+    """Users of the caller's org subtree, by username."""
+    query = select(User).where(reach.reachable(actor, User)).order_by(User.username)
+    return list(db.scalars(query))
+
+
+def get(db: Session, *, actor: Actor, user_id: int) -> User:
+    """One user of the caller's subtree."""
+    return reach.load(db, actor, User, user_id)
+
+
+def create(
     db: Session,
     *,
+    actor: Actor,
     username: str,
     password: str,
     role: str,
     org_unit_id: int | None,
-    full_name: str = "",
-    can_emergency: bool = False,
+    full_name: str,
+    can_emergency: bool,
 ) -> User:
-    """Add a user; the caller commits."""
-    check_role(role)
-    user = User(
+    """Add a user inside the caller's org subtree."""
+    reach.check_org_unit(db, actor, org_unit_id)
+    if db.scalar(select(User.id).where(User.username == username)) is not None:
+        raise DomainError(409, f"The username {username!r} is already taken.")
+    _check_role(role)
+    user = accounts.create_user(
+        db,
         username=username,
-        password_hash=hash_password(password),
+        password=password,
         role=role,
         org_unit_id=org_unit_id,
         full_name=full_name,
         can_emergency=can_emergency,
     )
-    db.add(user)
-    db.flush()
+    _audit(
+        db,
+        actor,
+        "user.create",
+        user,
+        summary=f"{user.username} ({user.role})",
+        details={"role": user.role, "can_emergency": user.can_emergency},
+    )
     return user
 
 
-def ensure_admin(db: Session, *, password: str) -> bool:
-    """Create the bootstrap user 'admin' when no admin exists; True if created."""
-    if db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
-        return False
-    try:
-        with db.begin_nested():
-            create_user(
-                db,
-                username="admin",
-                password=password,
-                role="admin",
-                org_unit_id=None,
-                full_name="Quản trị hệ thống",
-            )
-    except IntegrityError:
-        return False  # another server process starting at the same moment created it
-    return True
-
-
-def verify_password(*, password_hash: str | None, password: str) -> bool:
-    """True when password matches the hash (None: an unknown user, which takes as long)."""
-    try:
-        _hasher.verify(password_hash or _DUMMY_HASH, password)
-    except (VerifyMismatchError, VerificationError):
-        return False
-    return password_hash is not None
-
-
-def authenticate(db: Session, *, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None."""
-    user = db.scalar(select(User).where(User.username == username))
-    if not verify_password(password_hash=user.password_hash if user else None, password=password):
-        return None
-    if user is None or not user.is_active:
-        return None
+def update(db: Session, *, actor: Actor, user_id: int, changes: dict[str, Any]) -> User:
+    """Change a user's role, org unit, name or emergency permission (None values are ignored)."""
+    user = reach.load(db, actor, User, user_id)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "role" in changes:
+        _check_role(changes["role"])
+        if changes["role"] != user.role:
+            _not_self(actor, user, "change the role of")
+    if "org_unit_id" in changes:
+        reach.check_org_unit(db, actor, changes["org_unit_id"])
+        if changes["org_unit_id"] != user.org_unit_id:
+            _not_self(actor, user, "move")
+    before = {k: getattr(user, k) for k in changes}
+    for key, value in changes.items():
+        setattr(user, key, value)
+    if before.get("role", user.role) != user.role or (
+        before.get("org_unit_id", user.org_unit_id) != user.org_unit_id
+    ):
+        accounts.revoke_all_tokens(db, user=user)  # new rights start with a new sign-in
+    details = {"before": before, "after": changes}
+    _audit(db, actor, "user.update", user, summary=user.username, details=details)
     return user
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def deactivate(db: Session, *, actor: Actor, user_id: int) -> User:
+    """Block a user of the subtree: every token and session of theirs stops working at once."""
+    user = reach.load(db, actor, User, user_id)
+    _not_self(actor, user, "deactivate")
+    accounts.set_active(db, user=user, active=False)
+    _audit(db, actor, "user.deactivate", user, summary=user.username)
+    return user
 
 
-def issue_token(
-    db: Session, *, user: User, ttl: timedelta, kind: str = "api"
-) -> tuple[str, AuthToken]:
-    """Create a bearer token (or console session) for user; only its hash is stored."""
-    token = secrets.token_urlsafe(32)
-    row = AuthToken(
-        token_hash=_token_hash(token), user_id=user.id, expires_at=utcnow() + ttl, kind=kind
-    )
-    db.add(row)
-    db.flush()
-    return token, row
+def activate(db: Session, *, actor: Actor, user_id: int) -> User:
+    """Let a deactivated user sign in again (old tokens stay revoked)."""
+    user = reach.load(db, actor, User, user_id)
+    accounts.set_active(db, user=user, active=True)
+    _audit(db, actor, "user.activate", user, summary=user.username)
+    return user
 
 
-def user_for_token(db: Session, *, token: str) -> User | None:
-    """The active user behind a valid, unexpired, unrevoked token."""
-    row = db.scalar(select(AuthToken).where(AuthToken.token_hash == _token_hash(token)))
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
-        return None
-    user = db.get(User, row.user_id)
-    return user if user is not None and user.is_active else None
-
-
-def revoke_token(db: Session, *, token: str) -> bool:
-    """Revoke a token (logout); True if it existed."""
-    row = db.scalar(select(AuthToken).where(AuthToken.token_hash == _token_hash(token)))
-    if row is None:
-        return False
-    row.revoked_at = utcnow()
-    return True
-
-
-def revoke_all_tokens(db: Session, *, user: User) -> int:
-    """Revoke every live token and session of a user; returns how many."""
-    now = utcnow()
-    rows = db.scalars(
-        select(AuthToken).where(AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None))
-    )
-    count = 0
-    for row in rows:
-        row.revoked_at = now
-        count += 1
-    return count
-
-
-def set_password(db: Session, *, user: User, password: str) -> None:
-    """Replace a user's password and sign them out everywhere."""
-    user.password_hash = hash_password(password)
-    revoke_all_tokens(db, user=user)
-
-
-def set_active(db: Session, *, user: User, active: bool) -> None:
-    """Activate or deactivate a user; deactivation revokes every token at once."""
-    user.is_active = active
-    if not active:
-        revoke_all_tokens(db, user=user)
+def reset_password(db: Session, *, actor: Actor, user_id: int, password: str) -> None:
+    """Set a new password for a user of the subtree; they are signed out everywhere."""
+    user = reach.load(db, actor, User, user_id)
+    accounts.set_password(db, user=user, password=password)
+    _audit(db, actor, "user.password_reset", user, summary=user.username)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from loa_testkit.brokerfix import MOSQUITTO_MISSING, has_mosquitto
+from loa_testkit.stack import admin_headers, prepared, serve, stack_settings
 from server.app import create_app
-from server.broker.process import free_port, start_broker, stop_broker
-from server.broker.service import apply_broker_config
-from server.db import make_engine, make_session_factory, session_scope
-from server.migrate import upgrade
+from server.broker.process import free_port
 from server.settings import ServerSettings
 
 ADMIN_PASSWORD = "admin-browser-test"
@@ -63,18 +57,6 @@ class LiveServer:
         """A fresh number for unique names."""
         self.counter += 1
         return self.counter
-
-
-def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    return server, thread
 
 
 def _world(live: LiveServer) -> None:
@@ -139,43 +121,27 @@ def _world(live: LiveServer) -> None:
 @pytest.fixture(scope="package")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Migrated SQLite, a Mosquitto, the app served by uvicorn on a free port, demo data."""
-    if not (shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")):
-        pytest.fail("mosquitto is not installed (make test installs it with apt-get)")
+    if not has_mosquitto():
+        pytest.fail(MOSQUITTO_MISSING)
     tmp = tmp_path_factory.mktemp("console")
     url = f"sqlite:///{tmp / 'loa.db'}"
-    settings = ServerSettings(
-        data_dir=tmp / "data",
-        database_url=url,
-        mqtt_port=free_port(),
-        mqtt_password=secrets.token_urlsafe(12),
-        admin_password=ADMIN_PASSWORD,
-        manage_broker=True,
-    )
-    engine = make_engine(url)
-    upgrade(engine)
-    with session_scope(make_session_factory(engine)) as db:
-        conf = apply_broker_config(db, settings=settings)
-    engine.dispose()
-    broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
-    app = create_app(settings)
-    port = free_port()
-    server, thread = _serve(app, port)
-    base = f"http://localhost:{port}"
-    try:
-        token = httpx.post(
-            f"{base}/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-        ).json()
-        admin = httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=60
-        )
-        live = LiveServer(base_url=base, settings=settings, app=app, admin=admin)
-        _world(live)
-        yield live
-        admin.close()
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        stop_broker(broker)
+    settings = stack_settings(tmp / "data", url, admin_password=ADMIN_PASSWORD)
+    with prepared(settings):
+        app = create_app(settings)
+        port = free_port()
+        server, thread = serve(app, port)
+        base = f"http://localhost:{port}"
+        try:
+            with httpx.Client(base_url=base, timeout=60) as http:
+                headers = admin_headers(http, ADMIN_PASSWORD)
+            admin = httpx.Client(base_url=base, headers=headers, timeout=60)
+            live = LiveServer(base_url=base, settings=settings, app=app, admin=admin)
+            _world(live)
+            yield live
+            admin.close()
+        finally:
+            server.should_exit = True
+            thread.join(15)
 
 
 @pytest.fixture(scope="package")

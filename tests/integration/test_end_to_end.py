@@ -4,7 +4,6 @@ time through a broker outage, and its proof of play reaches GET /api/v1/plays ex
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,27 +11,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from subprocess import Popen
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from edge_agent.agent import Agent
-from loa_testkit.brokerfix import TestBroker
-from loa_testkit.harness import eventually, make_agent, running
+from loa_testkit.harness import eventually, running
 from loa_testkit.playfix import FAST, Clip, heard, make_clip
+from loa_testkit.stack import (
+    ServerBroker,
+    Stack,
+    admin_headers,
+    prepared,
+    stack_agent,
+    stack_settings,
+)
 from server.app import create_app
-from server.broker.process import free_port, start_broker, stop_broker
-from server.broker.service import apply_broker_config
 from server.clips.models import Clip as ClipRow
 from server.clips.storage import ClipStorage
-from server.db import make_engine, make_session_factory, session_scope
-from server.migrate import upgrade
 from server.settings import ServerSettings
-from tests.server.stack import ADMIN_PASSWORD, Stack
-from tests.server.test_programmes_fixtures import FakeClock, World, has_mosquitto, one_off
+from tests.server.test_programmes_fixtures import FakeClock, World, one_off
+from tests.stack import requires_mosquitto
 
 
 @dataclass
@@ -40,8 +39,7 @@ class Live:
     """A server on the real clock whose broker the test may stop and start."""
 
     settings: ServerSettings
-    conf: Path
-    broker: Popen[bytes] | None = None
+    broker: ServerBroker
     world: World | None = None
 
     @property
@@ -50,12 +48,11 @@ class Live:
         return self.world
 
     def stop_broker(self) -> None:
-        assert self.broker is not None
-        stop_broker(self.broker)
-        self.broker = None
+        assert self.broker.proc is not None
+        self.broker.stop()
 
     def start_broker(self) -> None:
-        self.broker = start_broker(self.conf, host="127.0.0.1", port=self.settings.mqtt_port)
+        self.broker.start()
 
     def store_clip(self, clip: Clip) -> int:
         """A real, decodable clip in the server's store (as the upload pipeline leaves it)."""
@@ -77,34 +74,15 @@ class Live:
 @contextmanager
 def live_server(tmp_path: Path) -> Iterator[Live]:
     """Migrate a SQLite database, start the broker and the app on the real clock, sign in."""
-    settings = ServerSettings(
-        data_dir=tmp_path / "server",
-        database_url=f"sqlite:///{tmp_path / 'loa.db'}",
-        mqtt_port=free_port(),
-        mqtt_password=secrets.token_urlsafe(12),
-        admin_password=ADMIN_PASSWORD,
-        manage_broker=True,
-    )
-    engine = make_engine(settings.db_url)
-    upgrade(engine)
-    with session_scope(make_session_factory(engine)) as db:
-        conf = apply_broker_config(db, settings=settings)
-    engine.dispose()
-    live = Live(settings, conf)
-    live.start_broker()
-    try:
+    settings = stack_settings(tmp_path / "server", f"sqlite:///{tmp_path / 'loa.db'}")
+    with prepared(settings) as broker:
+        assert broker is not None
+        live = Live(settings, broker)
         with TestClient(create_app(settings, with_mqtt=True)) as client:
-            r = client.post(
-                "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-            )
-            r.raise_for_status()
-            headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            stack = Stack(client, settings, admin_headers(client))
             # The World's helpers, but the app keeps its real clock: agents play in real time.
-            live.world = World(stack=Stack(client, settings, headers), clock=FakeClock())
+            live.world = World(stack=stack, clock=FakeClock())
             yield live
-    finally:
-        if live.broker is not None:
-            stop_broker(live.broker)
 
 
 def in_zone(agent: Agent, zone: int) -> bool:
@@ -119,20 +97,17 @@ def plays(live: Live, device_id: int) -> list[dict[str, Any]]:
     return list(live.w.get("/plays", device_id=device_id)["items"])
 
 
+@requires_mosquitto
 def test_a_broker_outage_around_the_start_loses_neither_the_playout_nor_its_proof(
     tmp_path: Path,
 ) -> None:
-    if not has_mosquitto():
-        pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
     clip = make_clip(tmp_path / "clips", seconds=2)
     with live_server(tmp_path) as live:
         w = live.w
         org = w.org()
         devices = [w.device(org) for _ in range(2)]
-        broker = SimpleNamespace(host="127.0.0.1", port=live.settings.mqtt_port)
-        broker_at = cast(TestBroker, broker)  # make_agent only reads host and port
         agents = [
-            make_agent(broker_at, uid, tmp_path / uid, password=pw, event_resend_s=2, **FAST)
+            stack_agent(live.settings, uid, tmp_path / uid, password=pw, event_resend_s=2, **FAST)
             for _id, uid, pw in devices
         ]
         clip_id = live.store_clip(clip)

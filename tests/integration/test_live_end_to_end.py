@@ -9,25 +9,24 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
-
-import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.hardware import SimHardware
-from loa_testkit.brokerfix import TestBroker
-from loa_testkit.harness import eventually, make_agent, running
+from loa_testkit.harness import eventually, running
 from loa_testkit.playfix import FAST, make_clip, wav_hz
+from loa_testkit.stack import stack_agent
 from tests.integration.test_end_to_end import Live, in_zone, live_server
 from tests.live.markers import heard_by_device, marker_clip, matched_skews
-from tests.server.test_programmes_fixtures import has_mosquitto, one_off
+from tests.server.test_programmes_fixtures import one_off
+from tests.stack import requires_mosquitto
+
+pytestmark = requires_mosquitto
 
 
 def _agents(live: Live, tmp_path: Path, devices: list[tuple[int, str, str]]) -> list[Agent]:
-    broker = cast(TestBroker, SimpleNamespace(host="127.0.0.1", port=live.settings.mqtt_port))
     return [
-        make_agent(broker, uid, tmp_path / uid, password=pw, event_resend_s=2, **FAST)
+        stack_agent(live.settings, uid, tmp_path / uid, password=pw, event_resend_s=2, **FAST)
         for _id, uid, pw in devices
     ]
 
@@ -53,12 +52,6 @@ def _clock_reported(live: Live, device_id: int) -> bool:
     telemetry = live.w.get(f"/devices/{device_id}").get("telemetry") or {}
     error = telemetry.get("clock_error_ms")
     return isinstance(error, float) and 0 <= error < 20
-
-
-@pytest.fixture(autouse=True)
-def _needs_mosquitto() -> None:
-    if not has_mosquitto():
-        pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
 
 
 def test_a_clip_played_live_reaches_every_device_of_the_zone_in_sync(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from loa_testkit.playfix import make_clip
+from loa_testkit.stack import ADMIN_PASSWORD, admin_headers, database, prepared, stack_settings
 from protocol import (
     ClipRequest,
     EventBatch,
@@ -42,9 +42,8 @@ from protocol import (
     zone_clip_topic,
 )
 from protocol.clipchunk import CHUNK_SIZE, decode_chunk
-from server.broker.process import free_port, start_broker, stop_broker
+from server.broker.process import free_port
 from server.broker.render import write_atomic
-from server.broker.service import apply_broker_config
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
 from server.db import make_engine, make_session_factory, session_scope
@@ -53,12 +52,9 @@ from server.settings import ServerSettings
 from server.users import service as users
 from tests.security.test_signin_limit import LIMIT, burst, evaluated
 from tests.server.conftest import BACKENDS
-from tests.server.stack import ADMIN_PASSWORD, database
-from tests.server.test_programmes_fixtures import has_mosquitto
+from tests.stack import requires_mosquitto
 
-pytestmark = pytest.mark.skipif(
-    not has_mosquitto(), reason="mosquitto is not installed (make test installs it with apt-get)"
-)
+pytestmark = requires_mosquitto
 SETTLE_S = 3.0  # several planner ticks: time for a duplicate to show up if there is one
 
 
@@ -137,19 +133,7 @@ def _stop(api: Api) -> None:
 @contextmanager
 def two_servers(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
     """A migrated database, one broker, and two server processes sharing both."""
-    settings = ServerSettings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        mqtt_port=free_port(),
-        mqtt_server_port=free_port(),
-        mqtt_password=secrets.token_urlsafe(12),
-        admin_password=ADMIN_PASSWORD,
-    )
-    engine = make_engine(db_url)
-    upgrade(engine)
-    with session_scope(make_session_factory(engine)) as db:
-        conf = apply_broker_config(db, settings=settings)
-    engine.dispose()
+    settings = stack_settings(tmp_path / "data", db_url, mqtt_server_port=free_port())
     env = {
         **os.environ,
         "LOA_DATA_DIR": str(settings.data_dir),
@@ -162,27 +146,21 @@ def two_servers(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
         "LOA_LOGIN_MAX_FAILURES": str(LIMIT),
         "LOA_TRUSTED_PROXIES": "",
     }
-    broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
     apis: list[Api] = []
-    try:
-        for name in ("api-1", "api-2"):
-            apis.append(_start(name, env, tmp_path))
-        for api in apis:
-            _wait(lambda api=api: _healthy(api), 60, f"{api.name} to be healthy")  # type: ignore[misc]
-            r = httpx.post(
-                f"{api.base}/api/v1/auth/token",
-                data={"username": "admin", "password": ADMIN_PASSWORD},
-                timeout=60,
-            )
-            r.raise_for_status()
-            api.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        yield Cluster(settings, db_url, apis)
-    finally:
-        for api in apis:
-            _stop(api)
-        stop_broker(broker)
-        for api in apis:
-            print(f"--- {api.name} log (tail) ---\n{api.logged()[-4000:]}")
+    with prepared(settings):
+        try:
+            for name in ("api-1", "api-2"):
+                apis.append(_start(name, env, tmp_path))
+            for api in apis:
+                _wait(lambda api=api: _healthy(api), 60, f"{api.name} to be healthy")  # type: ignore[misc]
+                with httpx.Client(base_url=api.base, timeout=60) as http:
+                    api.headers = admin_headers(http)
+            yield Cluster(settings, db_url, apis)
+        finally:
+            for api in apis:
+                _stop(api)
+            for api in apis:
+                print(f"--- {api.name} log (tail) ---\n{api.logged()[-4000:]}")
 
 
 class Device:

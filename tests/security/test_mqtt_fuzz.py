@@ -32,11 +32,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
+from loa_testkit.bridgefix import bridge_of, device_client, register_device
 from loa_testkit.brokerfix import TestBroker
 from loa_testkit.harness import eventually, make_agent, new_device_id, observing, run, running
+from loa_testkit.stack import Stack, database, server_stack
 from protocol import (
     Birth,
     EventBatch,
@@ -56,10 +57,8 @@ from protocol.mqtt_client import Outgoing
 from server.db import session_scope
 from server.devices.models import Device
 from server.metrics import Metrics
-from server.mqtt_bridge import MqttBridge
 from server.plays.models import PlayRecord
 from tests.server.conftest import BACKENDS
-from tests.server.stack import Stack, database, server_stack
 
 T = TypeVar("T")
 PER_KIND = 40  # generated payloads per topic kind (a few hundred messages per test)
@@ -248,21 +247,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
 
 def _device(api: Stack, uid: str) -> mqtt.Client:
     """Register a device and connect a client with its real credentials."""
-    unit = api.client.post(
-        "/api/v1/org-units", json={"name": f"Xã {uid}", "kind": "commune"}, headers=api.headers
-    ).json()["id"]
-    r = api.client.post(
-        "/api/v1/devices",
-        json={"uid": uid, "name": uid, "org_unit_id": unit, "firmware_profile": "sim"},
-        headers=api.headers,
-    )
-    assert r.status_code == 201, r.text
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid, protocol=mqtt.MQTTv5)
-    c.username_pw_set(uid, r.json()["credentials"]["password"])
-    c.max_inflight_messages_set(100)
-    c.connect("127.0.0.1", api.settings.mqtt_port, keepalive=30)
-    c.loop_start()
-    return c
+    _id, password = register_device(api, uid)
+    return device_client(api, uid, password, keepalive=30, inflight=100)
 
 
 def _good_messages(round_no: int) -> list[tuple[TopicKind, bytes]]:
@@ -292,8 +278,7 @@ def test_the_server_bridge_survives_and_counts_fuzzed_device_messages(
     # Interleave the kinds, so each batch the bridge reads mixes them.
     fuzz = [fuzz[i] for k in range(PER_KIND) for i in range(k, len(fuzz), PER_KIND)]
     metrics: Metrics = server.app.state.metrics
-    bridge = server.app.state.bridge
-    assert isinstance(bridge, MqttBridge)
+    bridge = bridge_of(server)
     bad, good = _device(server, "fz-bad"), [_device(server, f"fz-good-{i}") for i in (1, 2)]
     published: Counter[str] = Counter()
     refused: Counter[str] = Counter()

@@ -10,13 +10,8 @@ covered for every source: zones, an org unit and (file) a clip of commune B.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.server.conftest import BACKENDS
 from tests.server.test_permissions import (
     BODIES,
     QUERY_EXTRA,
@@ -25,7 +20,7 @@ from tests.server.test_permissions import (
     Operation,
     operations,
 )
-from tests.server.test_permissions_fixtures import Org, PermWorld, running_perm_world
+from tests.server.test_permissions_fixtures import Org, PermWorld
 
 MISSING = 2_000_000_000  # inside every id bound, and no test creates that many objects
 MISSING_SESSION = "0123456789ab"
@@ -59,13 +54,6 @@ MORE_BODIES = {
 }
 LIVE = ("POST", "/api/v1/live")  # covered source by source in its own test below
 ROLE = "admin"  # commune A's admin holds every permission: only reach can refuse
-
-
-@pytest.fixture(params=BACKENDS)
-def perm_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PermWorld]:
-    """Communes A and B with one user per role in A, on each database backend."""
-    with running_perm_world(request.param, tmp_path) as world:
-        yield world
 
 
 def _orgs(w: PermWorld) -> tuple[Org, Org]:

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.server.conftest import BACKENDS
-from tests.server.test_permissions_fixtures import PermWorld, running_perm_world
-
-
-@pytest.fixture(params=BACKENDS)
-def perm_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PermWorld]:
-    """Communes A and B with one user per role in A, on each database backend."""
-    with running_perm_world(request.param, tmp_path) as world:
-        yield world
+from tests.server.test_permissions_fixtures import PermWorld
 
 
 def _audit(w: PermWorld, **params: Any) -> dict[str, Any]:

@@ -7,15 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select, text
 
+from loa_testkit.bridgefix import bridge_of, device_client, register_device
+from loa_testkit.stack import Stack
 from protocol import Birth, EventBatch, PlayEvent, TopicKind, decode, device_topic, encode
 from server.db import session_scope
-from server.mqtt_bridge import MqttBridge
 from server.plays.models import PlayRecord
-from tests.server.stack import Stack
 
 
 def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -25,19 +23,6 @@ def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return pred()
-
-
-def _register(api: Stack, uid: str) -> tuple[int, str]:
-    unit = api.client.post(
-        "/api/v1/org-units", json={"name": f"Xã {uid}", "kind": "commune"}, headers=api.headers
-    ).json()["id"]
-    r = api.client.post(
-        "/api/v1/devices",
-        json={"uid": uid, "name": uid, "org_unit_id": unit, "firmware_profile": "sim"},
-        headers=api.headers,
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["device"]["id"], r.json()["credentials"]["password"]
 
 
 def _device(api: Stack, device_id: int) -> dict[str, object]:
@@ -60,13 +45,10 @@ def _batch(*messages: tuple[str, TopicKind, bytes]) -> list[tuple[str, bytes, fl
 def _evacks(api: Stack, uid: str, password: str) -> Iterator[list[list[int]]]:
     """The seqs of every evack the device receives while the block runs."""
     seqs: list[list[int]] = []
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=uid, protocol=mqtt.MQTTv5)
-    client.username_pw_set(uid, password)
+    client = device_client(api, uid, password)
     client.on_message = lambda _c, _u, m: seqs.append(
         decode(TopicKind.EVENTS_ACK, bytes(m.payload)).seqs
     )
-    client.connect("127.0.0.1", api.settings.mqtt_port)
-    client.loop_start()
     try:
         client.subscribe(device_topic(uid, TopicKind.EVENTS_ACK), 1)
         time.sleep(0.3)  # the subscription reaches the broker
@@ -76,18 +58,12 @@ def _evacks(api: Stack, uid: str, password: str) -> Iterator[list[list[int]]]:
         client.disconnect()
 
 
-def _bridge(api: Stack) -> MqttBridge:
-    bridge = api.app.state.bridge
-    assert isinstance(bridge, MqttBridge)
-    return bridge
-
-
 def test_an_out_of_range_version_is_counted_and_the_rest_of_the_batch_is_stored(
     live: Stack,
 ) -> None:
-    a, _ = _register(live, "iso-a")
-    b, _ = _register(live, "iso-b")
-    c, _ = _register(live, "iso-c")
+    a, _ = register_device(live, "iso-a")
+    b, _ = register_device(live, "iso-b")
+    c, _ = register_device(live, "iso-c")
     metrics = live.app.state.metrics
     before = metrics.rejected("status", "invalid"), metrics.rejected("telemetry", "invalid")
     poison_telemetry = json.dumps(
@@ -96,7 +72,7 @@ def test_an_out_of_range_version_is_counted_and_the_rest_of_the_batch_is_stored(
          "state_version": 2**63}
     ).encode()  # fmt: skip
     # Applied as one batch, as the bridge's consumer would: one transaction before the fix.
-    _bridge(live)._apply_batch(
+    bridge_of(live)._apply_batch(
         _batch(
             ("iso-a", TopicKind.STATUS, _birth("a1")),
             ("iso-b", TopicKind.STATUS, _birth("b1", state_version=9223372036854775808)),
@@ -112,8 +88,8 @@ def test_an_out_of_range_version_is_counted_and_the_rest_of_the_batch_is_stored(
 
 
 def test_a_message_the_database_refuses_is_rolled_back_alone(live: Stack) -> None:
-    a, password = _register(live, "iso-d")
-    p, _ = _register(live, "iso-poison")
+    a, password = register_device(live, "iso-d")
+    p, _ = register_device(live, "iso-poison")
     with session_scope(
         live.app.state.session_factory
     ) as db:  # a real refusal by the database, for this one device only
@@ -127,7 +103,7 @@ def test_a_message_the_database_refuses_is_rolled_back_alone(live: Stack) -> Non
         metrics = live.app.state.metrics
         before = metrics.rejected("status", "not_stored")
         event = PlayEvent(seq=1, item_id="1@1", planned_start=1.9e9, outcome="played")
-        _bridge(live)._apply_batch(
+        bridge_of(live)._apply_batch(
             _batch(
                 ("iso-d", TopicKind.STATUS, _birth("d1")),
                 ("iso-poison", TopicKind.STATUS, _birth("p1")),
@@ -143,7 +119,7 @@ def test_a_message_the_database_refuses_is_rolled_back_alone(live: Stack) -> Non
 
 
 def test_bad_events_are_acknowledged_counted_and_the_good_ones_stored(live: Stack) -> None:
-    a, password = _register(live, "iso-e")
+    a, password = register_device(live, "iso-e")
     metrics = live.app.state.metrics
     before = metrics.rejected("events", "bad_event")
     good = {"item_id": "1@1", "planned_start": 1.9e9, "outcome": "played"}
@@ -151,7 +127,7 @@ def test_bad_events_are_acknowledged_counted_and_the_good_ones_stored(live: Stac
               good | {"seq": 3, "ended_at": 253402300799.0}, good | {"seq": 4}]  # fmt: skip
     payload = json.dumps({"v": 1, "type": "events", "events": events}).encode()
     with _evacks(live, "iso-e", password) as acked:
-        _bridge(live)._apply_batch(_batch(("iso-e", TopicKind.EVENTS, payload)))
+        bridge_of(live)._apply_batch(_batch(("iso-e", TopicKind.EVENTS, payload)))
         # Every seq is acknowledged, so the bad ones do not block the device's outbox.
         assert _wait(lambda: acked == [[1, 2, 3, 4]])
     assert metrics.rejected("events", "bad_event") == before + 2

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from server.console.catalogue import CATALOGUE
-from tests.server.conftest import BACKENDS
-from tests.server.test_permissions_fixtures import PASSWORD, PermWorld, running_perm_world
-
-
-@pytest.fixture(params=BACKENDS)
-def perm_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PermWorld]:
-    """Communes A and B with one user per role in A, on each database backend."""
-    with running_perm_world(request.param, tmp_path) as world:
-        yield world
+from tests.server.test_permissions_fixtures import PASSWORD, PermWorld
 
 
 def browser(w: PermWorld) -> TestClient:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from schedules import playback_item_id
 from server.plays.models import PlayRecord
-from tests.server.conftest import BACKENDS
 from tests.server.test_console import sign_in
-from tests.server.test_permissions_fixtures import PermWorld, running_perm_world
+from tests.server.test_permissions_fixtures import PermWorld
 
 NOW = datetime(2031, 3, 3, 0, 0, tzinfo=UTC)  # Monday 07:00 in Vietnam
 
@@ -27,13 +22,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture(params=BACKENDS)
-def perm_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PermWorld]:
-    """Communes A and B with one user per role in A, on each database backend."""
-    with running_perm_world(request.param, tmp_path) as world:
-        yield world
 
 
 def _play(w: PermWorld, device: int, seq: int, pid: int, start: datetime, outcome: str) -> None:

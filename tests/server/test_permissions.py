@@ -11,21 +11,16 @@ parameters, query ids and body are described below.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from server.access import policy
 from server.users.models import ROLES
-from tests.server.conftest import BACKENDS
 from tests.server.test_permissions_fixtures import (
     PASSWORD,
     Org,
     PermWorld,
-    running_perm_world,
     tone_wav,
 )
 
@@ -340,13 +335,6 @@ def _foreign_variants(op: Operation) -> list[str]:
     variants = [f"path:{n}" for n in op.path_kinds] + [f"query:{n}" for n in op.query_kinds]
     body = BODIES.get(op.key)
     return variants + [f"body:{k}" for k in (body.kinds if body else ())]
-
-
-@pytest.fixture(params=BACKENDS)
-def perm_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PermWorld]:
-    """Communes A and B with one user per role in A, on each database backend."""
-    with running_perm_world(request.param, tmp_path) as world:
-        yield world
 
 
 def test_every_role_is_in_the_grant_table_and_every_grant_exists() -> None:

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from server.db import utcnow
 from server.plays.models import PlayRecord
 from server.users.models import AuthToken
-from tests.server.conftest import BACKENDS
 from tests.server.test_permissions_fixtures import (
     PASSWORD,
     Org,
     PermWorld,
-    running_perm_world,
     tone_wav,
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def perm_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PermWorld]:
-    """Communes A and B with one user per role in A, on each database backend."""
-    with running_perm_world(request.param, tmp_path) as world:
-        yield world
 
 
 def _orgs(w: PermWorld) -> tuple[Org, Org]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +20,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loa_testkit.brokerfix import has_mosquitto as has_mosquitto  # older tests import it here
+from loa_testkit.stack import Stack, database, server_stack
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
 from tests.server.conftest import BACKENDS
-from tests.server.stack import Stack, database, server_stack
+from tests.stack import skip_without_mosquitto
 
 # The fake "now" of every test: Monday 2031-03-03 07:00 in Vietnam (00:00 UTC).
 NOW = datetime(2031, 3, 3, 0, 0, tzinfo=UTC)
@@ -42,11 +43,6 @@ class FakeClock:
     def advance(self, delta: timedelta) -> None:
         """Move time forward."""
         self.now += delta
-
-
-def has_mosquitto() -> bool:
-    """True when a Mosquitto binary is installed."""
-    return bool(shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin"))
 
 
 @dataclass
@@ -223,8 +219,7 @@ def running_world(db_url: str, data_dir: Path) -> Iterator[World]:
 @pytest.fixture(params=BACKENDS)
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """A running server with broker and fake clock, on every database backend."""
-    if not has_mosquitto():
-        pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
+    skip_without_mosquitto()
     with database(request.param, tmp_path) as url, running_world(url, tmp_path / "data") as w:
         yield w
 
@@ -232,8 +227,7 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
 @pytest.fixture
 def sqlite_world(tmp_path: Path) -> Iterator[World]:
     """The same on SQLite only, for the MQTT-heavy tests."""
-    if not has_mosquitto():
-        pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
+    skip_without_mosquitto()
     with database("sqlite", tmp_path) as url, running_world(url, tmp_path / "data") as w:
         yield w
 
