@@ -13,9 +13,12 @@ Scenarios (one JSON line each; see docs/benchmarks.md):
             play produced offline received exactly once
   starts    scheduled start error of every agent behind the bad link (the file sink's recorded
             start, as bench/start_accuracy.py measures it)
+  live      live audio to 10 agents for --minutes (10): the playout delay chosen from the
+            devices' reported probe round trips (server/live/delay.py), and said; dropouts,
+            late/concealed frames per device, skew p95 from the recordings (bench/_livefield.py)
   clock     the agent's real ClockSync loop with its default settings on virtual time over
             bench/live.py's jitter profile: skew (spread of the devices' clock errors) p95
-Usage: python bench/field_link.py [--quick] [--only NAME]
+Usage: python bench/field_link.py [--quick] [--only NAME] [--minutes N] [--delay-ms MS]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._clocksim import simulate, skews_ms  # noqa: E402
 from bench._linkproxy import BAD_4G, LinkProfile, LinkProxy  # noqa: E402
+from bench._livefield import live_scenario  # noqa: E402
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.clips import sha256_of  # noqa: E402
 from edge_agent.settings import AgentSettings  # noqa: E402
@@ -273,6 +277,18 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             if args.only in (None, name):
                 result = await fn(broker, work / name, args.quick)
                 print(json.dumps(result), flush=True)
+        if args.only in (None, "live"):
+            minutes = args.minutes or (2 if args.quick else 10)
+            result = await live_scenario(
+                broker,
+                work / "live",
+                minutes=minutes,
+                fleet=fleet,
+                profile=BAD_4G,
+                zone=ZONE,
+                delay_ms=args.delay_ms,
+            )
+            print(json.dumps(result | {"machine": machine()}), flush=True)
     finally:
         await asyncio.to_thread(broker.stop)
 
@@ -281,7 +297,9 @@ def main() -> None:
     """Parse arguments and run."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small numbers, for tests")
-    parser.add_argument("--only", choices=["clip", "catchup", "starts", "clock"])
+    parser.add_argument("--only", choices=["clip", "catchup", "starts", "live", "clock"])
+    parser.add_argument("--minutes", type=float, help="live: broadcast length (default 10)")
+    parser.add_argument("--delay-ms", type=int, help="live: override the chosen delay (diagnosis)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.only in (None, "clock"):

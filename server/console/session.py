@@ -9,16 +9,14 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.access.actor import Actor, load_actor
 from server.access.deps import SESSION_COOKIE, client_ip, csrf_token_for
+from server.console.errors import http_error
 from server.console.i18n import LANG_COOKIE, LANGS
 from server.console.render import page
-from server.db import session_scope
 from server.deps import SessionDep, SettingsDep
 from server.domain import DomainError
 from server.users import service as users
@@ -162,38 +160,7 @@ async def _sign_in_redirect(request: Request, exc: Exception) -> Response:
     return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """JSON for the API (unchanged); a page in the user's language for the console."""
-    assert isinstance(exc, StarletteHTTPException)
-    if request.url.path.startswith(("/api/", "/static/")) or exc.status_code < 400:
-        return await http_exception_handler(request, exc)
-    key = {403: "error.forbidden", 404: "error.not_found"}.get(exc.status_code, "error.other")
-    # A signed-in user keeps the menu and the sign-out link on an error page.
-    actor = await run_in_threadpool(_actor_or_none, request)
-    return page(
-        request,
-        "error.html",
-        actor=actor,
-        status_code=exc.status_code,
-        message_key=key,
-        detail=str(exc.detail),
-    )
-
-
-def _actor_or_none(request: Request) -> Actor | None:
-    """The console user of this request's session cookie, if it is still valid."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    with session_scope(request.app.state.session_factory) as db:
-        user = users.user_for_token(db, token=token)
-        if user is None:
-            return None
-        # expire_on_commit is off: the page may read the user's name after this closes.
-        return load_actor(db, user=user, ip=client_ip(request), via_cookie=True)
-
-
 def install(app: FastAPI) -> None:
     """Register the redirect to the sign-in page and the console's error pages."""
     app.add_exception_handler(SignInRequired, _sign_in_redirect)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -12,18 +12,15 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Path, Request, WebSocket, status
 from starlette.websockets import WebSocketDisconnect
 
-from server.access import policy
-from server.access.actor import Actor, load_actor
+from server.access.actor import Actor
 from server.access.deps import SESSION_COOKIE, allow
 from server.access.policy import DEVICES_READ, LIVE_BROADCAST
-from server.db import session_scope
 from server.deps import SessionDep
 from server.domain import DomainError
 from server.live import redact
 from server.live.schemas import LiveSessionOut, LiveStart
 from server.live.service import LiveError, LiveService, LiveSession
 from server.live.sources import IngestError, PushDecoder
-from server.users import service as users
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +93,7 @@ async def ingest(websocket: WebSocket, session_id: str) -> None:
         await websocket.close(CLOSE_NOT_FOUND, "live audio is not running on this server")
         return
     try:
-        reach, decoder, realtime = await _handshake(websocket)
+        reach, decoder, realtime = await _handshake(websocket, live)
         session = live.mic_session(session_id, reach=reach)
         session.queue.live = realtime
     except IngestError as exc:
@@ -140,7 +137,9 @@ def _decoder_for(hello: dict[str, Any]) -> PushDecoder:
     return PushDecoder(fmt=fmt, sample_rate=rate)
 
 
-async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder, bool]:
+async def _handshake(
+    ws: WebSocket, live: LiveService
+) -> tuple[frozenset[int] | None, PushDecoder, bool]:
     """Authenticate (Authorization header, console cookie or first message); reach, decoder.
 
     With the header or the cookie the audio may start at once (48 kHz s16le) or after an
@@ -173,20 +172,11 @@ async def _handshake(ws: WebSocket) -> tuple[frozenset[int] | None, PushDecoder,
         token = hello["token"]
         decoder = _decoder_for(hello)
         realtime = hello.get("live", True) is not False
-    factory = ws.app.state.session_factory
     ip = ws.client.host if ws.client else ""
-
-    def check() -> tuple[bool, frozenset[int] | None]:
-        with session_scope(factory) as db:
-            user = users.user_for_token(db, token=token or "")
-            if user is None or not policy.may(user.role, LIVE_PERMISSION):
-                return False, None
-            return True, load_actor(db, user=user, ip=ip, via_cookie=False).org_ids
-
-    allowed, reach = await asyncio.to_thread(check)
-    if not allowed:
+    actor = await live.broadcaster(token=token or "", ip=ip)
+    if actor is None:
         raise _AuthError("Not signed in, or your role may not broadcast live audio.")
-    return reach, decoder, realtime
+    return actor.org_ids, decoder, realtime
 
 
 async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: PushDecoder) -> None:

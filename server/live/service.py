@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audio.clock import Clock, SystemClock
 from protocol import Ack, LiveJoin, LiveLeave, live_topic
+from server.access import policy
 from server.access import reach as access_reach
-from server.access.actor import Actor
+from server.access.actor import Actor, load_actor
 from server.audit import service as audit
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
+from server.db import session_scope
 from server.domain import DomainError
 from server.live import registry
 from server.live.buffer import PcmQueue
@@ -45,6 +47,7 @@ from server.live.sources import (
 from server.live.targets import Target, resolve_targets
 from server.live.urlguard import AllowList, Resolver, system_resolve
 from server.settings import ServerSettings
+from server.users import service as users
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +250,18 @@ class LiveService:
     async def list_sessions(self, *, actor: Actor) -> list[LiveSessionOut]:
         """Running sessions first, then recently ended ones, that reach the caller's subtree."""
         return await self._list(reach=actor.org_ids)
+
+    async def broadcaster(self, *, token: str, ip: str) -> Actor | None:
+        """The user a microphone's token signs in, if their role may broadcast; else None."""
+
+        def check() -> Actor | None:
+            with session_scope(self.session_factory) as db:
+                user = users.user_for_token(db, token=token)
+                if user is None or not policy.may(user.role, policy.LIVE_BROADCAST):
+                    return None
+                return load_actor(db, user=user, ip=ip, via_cookie=False)
+
+        return await asyncio.to_thread(check)
 
     # -- start / stop -----------------------------------------------------------------------
 

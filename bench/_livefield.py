@@ -1,0 +1,300 @@
+"""Scenario `live` of bench/field_link.py: live audio to agents behind the bad 4G link.
+
+The delay is chosen as the server would: `server.live.delay.choose_playout_delay` over the
+round trips the devices put in their telemetry (their clock probes, sent through their own
+impaired links). A ServerDouble then sends every agent a live_join with that delay and a
+FramePublisher plays a known signal to the zone: a continuous tone (so a gap is audible and
+measurable) with a noise marker every second (so each device's output can be placed in time).
+
+What is measured, from each agent's file sink recording (WAV + timing lines) and counters:
+  dropouts   stretches of at least DROPOUT_MIN_S, inside the broadcast, where the device's
+             output is more than QUIET_DB below the source tone or where it played nothing
+             (a sink underrun); one dropout per stretch, however long
+  frames     the receiver's own counters (played, concealed, late, dropped) from its proof
+  skew       per marker heard by every device: latest minus earliest heard instant (wall
+             clock, all agents share the machine's); markers found by cross-correlation
+  error      each heard marker minus the instant it was due (capture + playout delay)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audio.clock import SystemClock
+from audio.pcm import SAMPLE_RATE, Pcm
+from audio.signals import find_markers, make_marker
+from bench._linkproxy import LinkProfile, LinkProxy
+from edge_agent.agent import Agent
+from edge_agent.live import LiveProof
+from edge_agent.output import SIM_DIR, SIM_TIMING, SIM_WAV
+from loa_testkit.brokerfix import TestBroker
+from loa_testkit.harness import Observer, eventually
+from loa_testkit.livesim import Recording, load_recording, summary_ms
+from loa_testkit.playfix import ServerDouble
+from protocol import Ack, LiveJoin, Telemetry, TopicKind, live_topic
+from server.live.buffer import PcmQueue
+from server.live.delay import DelayChoice, choose_playout_delay
+from server.live.publisher import FramePublisher, command_out
+
+Fleet = Callable[..., contextlib.AbstractAsyncContextManager[
+    tuple[list[Agent], list[LinkProxy], ServerDouble]]]  # fmt: skip
+
+SPACING_S = 1.0  # a marker every second
+TONE_HZ = 440.0
+TONE_AMPLITUDE = 0.1 * 32767  # -20 dBFS
+BIN_S = 0.010
+DROPOUT_MIN_S = 0.040  # two whole frames: one concealed frame is not heard as a gap
+QUIET_DB = 20.0
+EDGE_S = 1.0  # the first and last second of the broadcast are not judged
+REPORTS = 2  # link reports per device before choosing (the second covers the connect burst)
+
+
+@dataclass(frozen=True)
+class Source:
+    """The signal published: samples, marker start times (s from frame 0), the marker."""
+
+    pcm: Pcm
+    times: list[float]
+    marker: Pcm
+
+
+def source(seconds: float) -> Source:
+    """A tone for `seconds` with a marker every SPACING_S (replacing the tone under it)."""
+    n = round(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    pcm = (TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.int16)
+    marker = make_marker()
+    times = [SPACING_S * k for k in range(1, int((seconds - 0.5) / SPACING_S) + 1)]
+    for at in times:
+        start = round(at * SAMPLE_RATE)
+        pcm[start : start + len(marker)] = marker
+    return Source(pcm, times, marker)
+
+
+async def loop_lag(lags: list[float], period: float = 0.010) -> None:
+    """How late the event loop wakes a 10 ms sleeper, again and again (until cancelled)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(period)
+        lags.append(loop.time() - start - period)
+
+
+@contextlib.asynccontextmanager
+async def observed(broker: TestBroker, uids: list[str]) -> AsyncIterator[Observer]:
+    """A server-account client reading the devices' telemetry and acks."""
+    obs = Observer(broker, uids[0], also=uids[1:])
+    await obs.start()
+    try:
+        yield obs
+    finally:
+        await obs.stop()
+
+
+def link_reports(obs: Observer, uids: list[str]) -> dict[str, list[Telemetry]]:
+    """Each device's telemetry samples that carry link round trips, oldest first."""
+    return {
+        uid: [t for t in obs.of(TopicKind.TELEMETRY, device_id=uid) if t.link_rtt_p95_ms]
+        for uid in uids
+    }
+
+
+async def choose(obs: Observer, uids: list[str]) -> tuple[DelayChoice, dict[str, Telemetry]]:
+    """Wait for the devices' link reports, then choose the delay as the server would."""
+    await eventually(
+        lambda: all(len(r) >= REPORTS for r in link_reports(obs, uids).values()),
+        120,
+        "every device's link report",
+    )
+    latest = {uid: r[-1] for uid, r in link_reports(obs, uids).items()}
+    return choose_playout_delay((u, t.link_rtt_p95_ms) for u, t in latest.items()), latest
+
+
+async def join_all(
+    server: ServerDouble, obs: Observer, uids: list[str], join: dict[str, Any]
+) -> None:
+    """Send every device its live_join and wait until each has acknowledged it."""
+    ids = {}
+    for uid in uids:
+        msg = LiveJoin(id=uuid.uuid4().hex, **join)
+        ids[uid] = msg.id
+        server.link.publish(command_out(uid, msg))
+
+    def acked() -> bool:
+        acks = {uid: obs.of(TopicKind.ACK, device_id=uid) for uid in uids}
+        return all(any(isinstance(a, Ack) and a.id == ids[u] for a in acks[u]) for u in uids)
+
+    await eventually(acked, 60, "every device's live_join ack")
+    refused = [a for u in uids for a in obs.of(TopicKind.ACK, device_id=u)
+               if isinstance(a, Ack) and a.id == ids[u] and not a.ok]  # fmt: skip
+    if refused:
+        raise RuntimeError(f"live_join refused: {refused}")
+
+
+def marker_hits(pcm: Pcm, marker: Pcm, chunk: int = 20 * SAMPLE_RATE) -> list[float]:
+    """Marker start offsets (samples) in a long recording, found a chunk at a time."""
+    out: list[float] = []
+    m = len(marker)
+    for start in range(0, len(pcm), chunk):
+        part = pcm[start : start + chunk + m]
+        out += [start + p for p in find_markers(part, marker) if p < chunk]
+    return out
+
+
+def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float],
+                   started_at: float, delay_s: float) -> dict[str, Any]:  # fmt: skip
+    """Dropouts, underruns and heard markers (wall times by marker index) of one device."""
+    pcm, lines = load_recording(rec)
+    segments = [(x["sample_offset"], x["start_wall"]) for x in lines if x["event"] == "segment"]
+    bounds = [o for o, _ in segments[1:]] + [len(pcm)]
+    n_bins = int((span[1] - span[0]) / BIN_S)
+    loud = np.zeros(n_bins, dtype=bool)
+    quiet = TONE_AMPLITUDE / math.sqrt(2) * 10 ** (-QUIET_DB / 20)
+    block = round(BIN_S * SAMPLE_RATE)
+    heard: dict[int, float] = {}
+    for (offset, wall), end in zip(segments, bounds, strict=True):
+        seg = pcm[offset:end].astype(np.float64)
+        blocks = len(seg) // block
+        rms = np.sqrt(np.mean(seg[: blocks * block].reshape(blocks, block) ** 2, axis=1))
+        idx = np.round((wall + np.arange(blocks) * BIN_S - span[0]) / BIN_S).astype(int)
+        ok = (idx >= 0) & (idx < n_bins)
+        loud[idx[ok]] |= rms[ok] >= quiet
+        for pos in marker_hits(pcm[offset:end], src.marker):
+            at = wall + pos / SAMPLE_RATE
+            k = round((at - started_at - delay_s) / SPACING_S) - 1
+            if 0 <= k < len(src.times) and abs(at - started_at - delay_s - src.times[k]) < 0.25:
+                heard[k] = at
+    gaps = _runs(~loud)
+    dropouts = [(round(a * BIN_S + span[0] - started_at - delay_s, 2), round(n * BIN_S, 2))
+                for a, n in gaps if n * BIN_S >= DROPOUT_MIN_S]  # fmt: skip
+    return {"dropouts": dropouts, "underruns": max(0, len(segments) - 1), "heard": heard}
+
+
+def _runs(mask: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
+    """(start, length) of each run of True."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+async def live_scenario(broker: TestBroker, work: Path, *, minutes: float, fleet: Fleet,
+                        profile: LinkProfile, zone: int, devices: int = 10,
+                        delay_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Scenario 3 (see module doc); `delay_ms` overrides the chosen delay (diagnosis only)."""
+    seconds = minutes * 60
+    src = source(seconds)
+    # Reports every 5 s, so the delay can be chosen soon after the connect burst.
+    async with fleet(broker, devices, profile, work, telemetry_interval_s=5) as (
+        agents, proxies, server,
+    ):  # fmt: skip
+        uids = [a.device_id for a in agents]
+        async with observed(broker, uids) as obs:
+            choice, latest = await choose(obs, uids)
+            delay = delay_ms or choice.delay_ms
+            print(f"live: the server chose {choice.delay_ms} ms: {choice.basis}", flush=True)
+            sid = uuid.uuid4().hex[:12]
+            topic = live_topic(zone, sid)
+            await join_all(server, obs, uids, {
+                "session_id": sid, "topic": topic, "playout_delay_ms": delay,
+                "expires_at": time.time() + 120,
+            })  # fmt: skip
+            queue = PcmQueue(max_s=seconds + 1)
+            queue.put(src.pcm)
+            queue.finish()
+            # The stamps come from the frame timeline, not the send instant: no need to spin.
+            pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(spin_s=0),
+                                 topics=lambda: [topic])  # fmt: skip
+            lags: list[float] = []
+            monitor = asyncio.create_task(loop_lag(lags))
+            cpu0 = time.process_time()
+            await pub.run()
+            await eventually(lambda: all(a.runtime.live.proofs for a in agents),
+                             delay / 1000 + 30, "every device's proof of the session")  # fmt: skip
+            cpu_s = time.process_time() - cpu0
+            monitor.cancel()
+            clock_errors = [_clock_error_ms(a) for a in agents]
+            proofs = [a.runtime.live.proofs[-1] for a in agents]
+            link = [(latest[u].link_rtt_ms, latest[u].link_rtt_p95_ms) for u in uids]
+            connections = [p.connections for p in proxies]
+    assert pub.started_at is not None
+    started, delay_s = pub.started_at, delay / 1000
+    span = (started + delay_s + EDGE_S, started + seconds + delay_s - EDGE_S)
+    recs = [Recording(work / u / SIM_DIR / SIM_WAV, work / u / SIM_DIR / SIM_TIMING) for u in uids]
+    results = [await asyncio.to_thread(analyse_device, r, src, span=span, started_at=started,
+                                       delay_s=delay_s) for r in recs]  # fmt: skip
+    return report(
+        uids=uids, src=src, results=results, proofs=proofs, link=link, choice=choice,
+        delay=delay, minutes=minutes, profile=profile, pub=pub, started=started,
+        clock_errors=clock_errors, connections=connections, lags=lags, cpu_s=cpu_s,
+    )  # fmt: skip
+
+
+def _clock_error_ms(agent: Agent) -> float:
+    """The agent's estimate of server - monotonic minus the truth (the machine's wall clock)."""
+    truth = time.time() - time.monotonic()
+    return round((agent.runtime.sync.offset() - truth) * 1000, 3)
+
+
+def report(*, uids: list[str], src: Source, results: list[dict[str, Any]],
+           proofs: list[LiveProof], link: list[tuple[float | None, float | None]],
+           choice: DelayChoice, delay: int, minutes: float, profile: LinkProfile,
+           pub: FramePublisher, started: float, clock_errors: list[float],
+           connections: list[int], lags: list[float], cpu_s: float) -> dict[str, Any]:  # fmt: skip
+    """The JSON line."""
+    skews, errors = [], []
+    every = 0
+    for k, t in enumerate(src.times):
+        times = [r["heard"][k] for r in results if k in r["heard"]]
+        errors += [h - (started + t + delay / 1000) for h in times]
+        if len(times) == len(results):
+            every += 1
+            skews.append(max(times) - min(times))
+    per_device = []
+    for uid, r, p, (rtt, p95), err, conns in zip(
+        uids, results, proofs, link, clock_errors, connections, strict=True
+    ):
+        per_device.append({
+            "uid": uid, "rtt_ms": rtt, "rtt_p95_ms": p95, "dropouts": len(r["dropouts"]),
+            "dropout_s": round(sum(n for _, n in r["dropouts"]), 2),
+            "dropouts_at": r["dropouts"][:12], "underruns": r["underruns"],
+            "markers_missing": len(src.times) - len(r["heard"]), "played": p.played,
+            "concealed": p.concealed, "late": p.late, "dropped": p.dropped,
+            "outcome": p.outcome, "clock_error_ms": err, "connections": conns,
+        })  # fmt: skip
+    worst = max(d["dropouts"] for d in per_device) * 10 / minutes
+    skew_p95 = summary_ms(skews).get("p95") if skews else None
+    return {
+        "bench": "field_link", "scenario": "live", "devices": len(uids), "minutes": minutes,
+        "profile": profile.describe(),
+        "delay_chosen_ms": choice.delay_ms, "delay_basis": choice.basis,
+        "playout_delay_ms": delay, "delay_overridden": delay != choice.delay_ms,
+        "dropout_definition": (
+            f">= {DROPOUT_MIN_S * 1000:.0f} ms inside the broadcast (first and last {EDGE_S:g} s "
+            f"not judged) where the output is > {QUIET_DB:g} dB below the source tone or nothing "
+            "plays; one per stretch"
+        ),
+        "dropouts_per_10min_max": round(worst, 2),
+        "dropouts_total": sum(d["dropouts"] for d in per_device),
+        "skew_ms": summary_ms(skews), "markers": len(src.times), "markers_heard_by_all": every,
+        "output_error_ms": summary_ms(errors),
+        "frames_sent": pub.frames_sent, "publisher_skipped": pub.skipped_frames,
+        "concealed_total": sum(p.concealed for p in proofs),
+        "late_total": sum(p.late for p in proofs),
+        "loop_lag_ms": summary_ms(lags), "process_cpu_pct": round(100 * cpu_s / (minutes * 60), 1),
+        "bounds_met": {"dropouts_per_10min<=1": worst <= 1,
+                       "skew_p95<=1ms": skew_p95 is not None and skew_p95 <= 1.0},
+        "per_device": per_device,
+        "clock_error_ms_spread": round(max(clock_errors) - min(clock_errors), 3),
+        "clock_error_abs_ms_median": round(statistics.median(abs(e) for e in clock_errors), 3),
+    }  # fmt: skip
