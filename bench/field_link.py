@@ -279,15 +279,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 print(json.dumps(result), flush=True)
         if args.only in (None, "live"):
             minutes = args.minutes or (2 if args.quick else 10)
-            result = await live_scenario(
-                broker,
-                work / "live",
-                minutes=minutes,
-                fleet=fleet,
-                profile=BAD_4G,
-                zone=ZONE,
-                delay_ms=args.delay_ms,
-            )
+            result = await live_scenario(broker, work / "live", minutes=minutes, profile=BAD_4G,
+                                         zone=ZONE, delay_ms=args.delay_ms)  # fmt: skip
             print(json.dumps(result | {"machine": machine()}), flush=True)
     finally:
         await asyncio.to_thread(broker.stop)

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -15,10 +16,11 @@ from sqlalchemy import select
 
 from protocol import Message, TopicKind, device_topic
 from server.db import session_scope
+from server.devices.models import DeviceCommand
 from server.events.dispatch import Dispatcher
 from server.events.models import OutboxEvent
 from server.events.outbox import LEASE
-from tests.server.stack import Stack
+from tests.server.stack import Stack, database, server_stack
 
 States = list[dict[str, Any]]
 
@@ -136,3 +138,60 @@ def test_a_failed_dispatch_stays_pending_and_the_sweep_publishes_it(live: Stack)
         dispatcher.outlet, dispatcher.clock = real_outlet, real_clock
         c.loop_stop()
         c.disconnect()
+
+
+def test_a_test_tone_is_stored_before_it_reaches_the_device(live: Stack) -> None:
+    device_id, password = _register(live, "events-03")
+    seen: list[tuple[dict[str, Any], int]] = []  # (command, rows stored when it arrived)
+
+    def on_command(_c: mqtt.Client, _u: object, m: mqtt.MQTTMessage) -> None:
+        with session_scope(live.app.state.session_factory) as db:
+            stored = len(list(db.scalars(select(DeviceCommand.id))))
+        seen.append((json.loads(m.payload), stored))
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="events-03", protocol=mqtt.MQTTv5)
+    c.username_pw_set("events-03", password)
+    c.on_connect = lambda cl, _u, _f, rc, _p: (
+        cl.subscribe(device_topic("events-03", TopicKind.COMMAND), 1) if not rc.is_failure else None
+    )
+    c.on_message = on_command
+    subscribed: list[int] = []
+    c.on_subscribe = lambda *_a: subscribed.append(1)
+    c.connect("127.0.0.1", live.settings.mqtt_port)
+    c.loop_start()
+    try:
+        assert _wait(lambda: bool(subscribed))
+        tone = {"name": "test_tone", "seconds": 2}
+        r = live.client.post(f"/api/v1/devices/{device_id}/commands", json=tone,
+                             headers=live.headers)  # fmt: skip
+        assert r.status_code == 202, r.text
+        assert _wait(lambda: bool(seen))
+        command, stored = seen[0]
+        assert command["id"] == r.json()["id"] and command["args"] == {"seconds": 2}
+        assert stored == 1
+        assert _pending(live) == []
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_without_mqtt_commands_answer_503_after_the_reach_check(tmp_path: Path) -> None:
+    with (
+        database("sqlite", tmp_path) as url,
+        server_stack(url, tmp_path / "data", with_broker=False) as stack,
+    ):
+        unit = stack.client.post("/api/v1/org-units", json={"name": "Xã Tắt", "kind": "commune"},
+                                 headers=stack.headers).json()["id"]  # fmt: skip
+        r = stack.client.post("/api/v1/devices", json={"uid": "events-04", "name": "t",
+                              "org_unit_id": unit, "firmware_profile": "sim"},
+                              headers=stack.headers)  # fmt: skip
+        device_id = r.json()["device"]["id"]
+        tone = {"name": "test_tone"}
+        r = stack.client.post(f"/api/v1/devices/{device_id}/commands", json=tone,
+                              headers=stack.headers)  # fmt: skip
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"] == "This server has no MQTT connection; commands are off."
+        r = stack.client.post("/api/v1/devices/999999/commands", json=tone, headers=stack.headers)
+        assert r.status_code == 404 and r.json()["detail"] == "Device 999999 does not exist."
+        with session_scope(stack.app.state.session_factory) as db:
+            assert list(db.scalars(select(DeviceCommand.id))) == []
