@@ -67,10 +67,3 @@ class BrokerFiles:
         if self.settings.manage_broker:
             apply_broker_config(db, settings=self.settings)
 
-
-def broker_config_changed(_app: object, db: Session) -> None:
-    """Transitional: routes not yet moved to services emit AclChanged through this."""
-    from server.events.outbox import emit
-    from server.events.types import AclChanged
-
-    emit(db, AclChanged())

@@ -9,6 +9,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from protocol import Message, TopicKind
+from server.planner.runner import note_replan_request
 
 
 class DeviceOutlet(Protocol):
@@ -41,6 +42,4 @@ class NoteReplan:
 
     def request_replan(self) -> None:
         """Write the request row (the planner leader reads it at its next tick)."""
-        from server.planner.runner import note_replan_request
-
         note_replan_request(self.session_factory, now=self.clock())
