@@ -9,7 +9,9 @@ measurable) with a noise marker every second (so each device's output can be pla
 What is measured, from each agent's file sink recording (WAV + timing lines) and counters:
   dropouts   stretches of at least DROPOUT_MIN_S, inside the broadcast, where the device's
              output is more than QUIET_DB below the source tone or where it played nothing
-             (a sink underrun); one dropout per stretch, however long
+             (a sink underrun); one dropout per stretch, however long. Those in which the
+             sink ran dry are also counted apart: the device's CPU (here: a loaded machine)
+             rather than the link
   frames     the receiver's own counters (played, concealed, late, dropped) from its proof
   skew       per marker heard by every device: latest minus earliest heard instant (wall
              clock, all agents share the machine's); markers found by cross-correlation
@@ -171,6 +173,7 @@ def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float],
     bounds = [o for o, _ in segments[1:]] + [len(pcm)]
     n_bins = int((span[1] - span[0]) / BIN_S)
     loud = np.zeros(n_bins, dtype=bool)
+    played = np.zeros(n_bins, dtype=bool)
     quiet = TONE_AMPLITUDE / math.sqrt(2) * 10 ** (-QUIET_DB / 20)
     block = round(BIN_S * SAMPLE_RATE)
     heard: dict[int, float] = {}
@@ -181,13 +184,17 @@ def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float],
         idx = np.round((wall + np.arange(blocks) * BIN_S - span[0]) / BIN_S).astype(int)
         ok = (idx >= 0) & (idx < n_bins)
         loud[idx[ok]] |= rms[ok] >= quiet
+        played[idx[ok]] = True
         for pos in marker_hits(pcm[offset:end], src.marker):
             at = wall + pos / SAMPLE_RATE
             k = round((at - started_at - delay_s) / SPACING_S) - 1
             if 0 <= k < len(src.times) and abs(at - started_at - delay_s - src.times[k]) < 0.25:
                 heard[k] = at
     gaps = _runs(~loud)
-    dropouts = [(round(a * BIN_S + span[0] - started_at - delay_s, 2), round(n * BIN_S, 2))
+    # (start s into the broadcast, length s, whether the sink ran dry in it: the device's
+    # CPU, not the link, is then to blame)
+    dropouts = [(round(a * BIN_S + span[0] - started_at - delay_s, 2), round(n * BIN_S, 2),
+                 not played[a : a + n].all())
                 for a, n in gaps if n * BIN_S >= DROPOUT_MIN_S]  # fmt: skip
     return {"dropouts": dropouts, "underruns": max(0, len(segments) - 1), "heard": heard}
 
@@ -242,7 +249,10 @@ async def _worker(conn: Connection, seat: Seat) -> None:
 @contextlib.asynccontextmanager
 async def workers(seats: list[Seat]) -> AsyncIterator[list[Connection]]:
     """A process per device; each has said "ready" (connected, in its zone) on return."""
-    ctx = multiprocessing.get_context("spawn")
+    # Forked from a server that has imported the agent once: ten interpreters importing it
+    # each would take a minute on a loaded machine.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["bench._livefield"])
     procs, conns = [], []
     for seat in seats:
         parent, child = ctx.Pipe()
@@ -277,6 +287,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
                         profile: LinkProfile, zone: int, devices: int = 10,
                         delay_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Scenario 3 (see module doc); `delay_ms` overrides the chosen delay (diagnosis only)."""
+    began = time.monotonic()
     seconds = minutes * 60
     src = source(seconds)
     seats = await asyncio.to_thread(seat_all, broker, work, devices, profile, zone)
@@ -305,6 +316,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
                                  topics=lambda: [topic])  # fmt: skip
             lags: list[float] = []
             monitor = asyncio.create_task(loop_lag(lags))
+            setup_s = time.monotonic() - began
             await pub.run()
             monitor.cancel()
             # The proof of play comes through the link, as the real server gets it.
@@ -327,7 +339,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
         link=link, choice=choice, delay=delay, minutes=minutes, profile=profile, pub=pub,
         started=started, clock_errors=[b[1] for b in back], connections=[b[2] for b in back],
         lags=lags,
-    )  # fmt: skip
+    ) | {"setup_s": round(setup_s, 1), "wall_s": round(time.monotonic() - began, 1)}  # fmt: skip
 
 
 def _live_events(server: ServerDouble, uid: str) -> list[PlayEvent]:
@@ -361,8 +373,11 @@ def report(*, uids: list[str], src: Source, results: list[dict[str, Any]],
     ):
         per_device.append({
             "uid": uid, "rtt_ms": rtt, "rtt_p95_ms": p95, "dropouts": len(r["dropouts"]),
-            "dropout_s": round(sum(n for _, n in r["dropouts"]), 2),
-            "dropouts_at": r["dropouts"][:12], "underruns": r["underruns"],
+            "dropouts_sink_dry": sum(dry for _, _, dry in r["dropouts"]),
+            "dropout_s": round(sum(n for _, n, _ in r["dropouts"]), 2),
+            "longest_dropouts": sorted(([a, n] for a, n, _ in r["dropouts"]),
+                                       key=lambda d: -d[1])[:4],
+            "underruns": r["underruns"],
             "markers_missing": len(src.times) - len(r["heard"]), "played": p.played,
             "concealed": p.concealed, "late": p.late, "dropped": p.dropped,
             "outcome": p.outcome, "clock_error_ms": err, "connections": conns,
@@ -381,6 +396,7 @@ def report(*, uids: list[str], src: Source, results: list[dict[str, Any]],
         ),
         "dropouts_per_10min_max": round(worst, 2),
         "dropouts_total": sum(d["dropouts"] for d in per_device),
+        "dropouts_total_sink_dry": sum(d["dropouts_sink_dry"] for d in per_device),
         "skew_ms": summary_ms(skews), "markers": len(src.times), "markers_heard_by_all": every,
         "output_error_ms": summary_ms(errors),
         "frames_sent": pub.frames_sent, "publisher_skipped": pub.skipped_frames,

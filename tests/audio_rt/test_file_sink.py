@@ -175,7 +175,7 @@ def test_raw_fifo_output_is_paced_like_a_sound_card(tmp_path: Path) -> None:
     arrival = next(t for t, total in arrivals if total > 2 * first_loud)
     assert sink.raw_dropped_bytes == 0
     assert len(samples) == sink.frames_played
-    # A sound card hands samples on period by period (10 ms here): generous bound for CI.
+    # Handed on block by block as it plays (20 ms by default): generous bound for CI.
     assert -0.002 <= arrival - marker_start <= 0.05
 
 

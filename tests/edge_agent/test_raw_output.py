@@ -69,7 +69,7 @@ def test_a_fifo_without_a_reader_never_blocks_and_a_late_reader_gets_audio(tmp_p
     loud = np.flatnonzero(np.abs(samples) > 1000)
     assert len(loud), "the reader got no audio"
     arrival = next(t for t, total in arrivals if total > 2 * int(loud[0]))
-    # Handed on as it plays, period by period (10 ms for the sim profile); generous under load.
+    # Handed on as it plays, block by block (20 ms for a raw output); generous under load.
     assert -0.002 <= arrival - marker_at <= 0.1
 
 

@@ -1,0 +1,43 @@
+"""Live audio over the bad 4G link (issue 13, section 3, scenario 3), the 2-minute variant:
+10 agents, each behind its own impaired link, a delay the server chose from their reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MINUTES = 2
+
+
+def test_live_over_the_bad_link_two_minutes() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "field_link.py"), "--only", "live",
+         "--minutes", str(MINUTES)],
+        capture_output=True, text=True, check=True, timeout=420,
+    )  # fmt: skip
+    said, line = out.stdout.splitlines()
+    result = json.loads(line)
+    devices = result["per_device"]
+    # The server chose the delay from what every device reported, and said so.
+    assert len(devices) == 10 and not result["delay_overridden"]
+    assert all(d["rtt_p95_ms"] for d in devices)
+    slowest = max(d["rtt_p95_ms"] for d in devices)
+    assert result["playout_delay_ms"] >= 2 * slowest, result["delay_basis"]
+    assert "10 of the devices reported" in result["delay_basis"]
+    assert said.startswith(f"live: the server chose {result['playout_delay_ms']} ms")
+    # Every device played the session and counted its frames.
+    assert all(d["outcome"] == "played" for d in devices)
+    for d in devices:  # every slot is played, concealed or skipped (counted as dropped)
+        total = d["played"] + d["concealed"] + d["dropped"]
+        assert abs(total - result["frames_sent"]) <= 0.02 * result["frames_sent"], d
+    # The issue's bounds, not loosened: <= 1 dropout per 10 minutes (none in 2) per device,
+    # skew p95 <= 1 ms. On a loaded machine they fail: the figures say why (sink-dry
+    # dropouts, the event loops' lag, the devices' clock errors).
+    figures = {k: result[k] for k in ("dropouts_per_10min_max", "dropouts_total",
+               "dropouts_total_sink_dry", "skew_ms", "clock_error_ms_spread",
+               "publisher_loop_lag_ms", "machine")}  # fmt: skip
+    assert result["dropouts_per_10min_max"] <= 1, figures
+    assert result["skew_ms"]["p95"] <= 1.0, figures
