@@ -47,7 +47,7 @@ from server.db import make_engine, make_session_factory, session_scope  # noqa: 
 from server.devices.service import register_device  # noqa: E402
 from server.migrate import upgrade  # noqa: E402
 from server.orgs.models import Zone  # noqa: E402
-from server.orgs.service import create_org_unit, set_zone_devices  # noqa: E402
+from server.orgs.rules import create_org_unit, set_zone_devices  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 
 PROBE_SHA = "0" * 64  # a topic below the zone's clip filter that no clip will ever use

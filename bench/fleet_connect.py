@@ -27,7 +27,7 @@ from server.broker.service import apply_broker_config  # noqa: E402
 from server.db import make_engine, make_session_factory, session_scope  # noqa: E402
 from server.devices.service import register_device  # noqa: E402
 from server.migrate import upgrade  # noqa: E402
-from server.orgs.service import create_org_unit  # noqa: E402
+from server.orgs.rules import create_org_unit  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 
 

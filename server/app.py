@@ -36,7 +36,7 @@ from server.plays.routes import router as plays_router
 from server.programmes.routes import router as programmes_router
 from server.reports.routes import router as reports_router
 from server.settings import ServerSettings
-from server.users import service as users
+from server.users import accounts as users
 from server.users.routes import router as users_router
 
 log = logging.getLogger(__name__)

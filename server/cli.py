@@ -237,7 +237,7 @@ def create_user(
 ) -> None:
     """Add a user from the command line."""
     from server.db import make_engine, make_session_factory, session_scope
-    from server.users import service as users
+    from server.users import accounts as users
 
     settings = _settings()
     with session_scope(make_session_factory(make_engine(settings.db_url))) as db:

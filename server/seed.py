@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session
 
 from server.devices import service as devices
 from server.devices.models import Device
-from server.orgs import service as orgs
+from server.orgs import rules as orgs
 from server.orgs.models import OrgUnit, Zone
-from server.users import service as users
+from server.users import accounts as users
 from server.users.models import User
 
 PROVINCE = "Tỉnh Quảng Bình"

@@ -13,7 +13,7 @@ from server.access import policy
 from server.access.actor import Actor, load_actor
 from server.access.proxies import forwarded_client, parse_trusted_proxies
 from server.deps import SessionDep
-from server.users import service as users
+from server.users import accounts as users
 
 SESSION_COOKIE = "loa_session"
 CSRF_HEADER = "X-CSRF-Token"

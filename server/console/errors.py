@@ -12,7 +12,7 @@ from server.access.actor import Actor, load_actor
 from server.access.deps import SESSION_COOKIE, client_ip
 from server.console.render import page
 from server.db import session_scope
-from server.users import service as users
+from server.users import accounts as users
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

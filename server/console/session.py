@@ -19,6 +19,7 @@ from server.console.i18n import LANG_COOKIE, LANGS
 from server.console.render import page
 from server.deps import SessionDep, SettingsDep
 from server.domain import DomainError
+from server.users import accounts
 from server.users import service as users
 from server.users.deps import LoginGateDep
 
@@ -44,7 +45,7 @@ def safe_next(value: str | None) -> str:
 def console_actor(request: Request, db: SessionDep) -> Actor:
     """The signed-in console user, or a redirect to the sign-in page."""
     token = request.cookies.get(SESSION_COOKIE)
-    user = users.user_for_token(db, token=token) if token else None
+    user = accounts.user_for_token(db, token=token) if token else None
     if user is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)

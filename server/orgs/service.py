@@ -17,10 +17,7 @@ from server.events.types import AclChanged, DesiredStateChanged, DomainEvent, Re
 from server.orgs import rules
 from server.orgs.models import OrgUnit, Zone
 
-# Transitional re-exports: seed.py and bench/ (rules), programmes/validation.py and
-# live/targets.py (subtree_ids) still import these from here; new code imports rules / tree.
-from server.orgs.rules import create_org_unit as create_org_unit
-from server.orgs.rules import set_zone_devices as set_zone_devices
+# Transitional: live/targets.py still imports subtree_ids from here (new code: orgs.tree).
 from server.orgs.tree import subtree_ids as subtree_ids
 
 

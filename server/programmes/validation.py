@@ -15,7 +15,7 @@ from schedules import PRESETS, ClipRef, Priority, ProgrammeSpec, to_local_wall, 
 from server.clips.models import Clip
 from server.domain import DomainError
 from server.orgs.models import OrgUnit, Zone
-from server.orgs.service import subtree_ids
+from server.orgs.tree import subtree_ids
 from server.programmes import lifecycle
 from server.programmes.models import Programme
 from server.users.models import User

@@ -16,11 +16,6 @@ from server.users import accounts, signin
 
 # Rules re-exported under their old names, for callers outside this feature (app start, cli,
 # seed, the token check in server.access.deps, live sockets, tests).
-from server.users.accounts import InvalidRole as InvalidRole
-from server.users.accounts import create_user as create_user
-from server.users.accounts import ensure_admin as ensure_admin
-from server.users.accounts import issue_token as issue_token
-from server.users.accounts import revoke_token as revoke_token
 from server.users.accounts import user_for_token as user_for_token
 from server.users.models import AuthToken, User
 from server.users.signin import LoginGate
@@ -58,7 +53,7 @@ def _audit(
 def _check_role(role: str) -> None:
     try:
         accounts.check_role(role)
-    except InvalidRole as exc:
+    except accounts.InvalidRole as exc:
         raise DomainError(422, str(exc)) from None
 
 

@@ -49,7 +49,7 @@ from server.clips.storage import ClipStorage
 from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.settings import ServerSettings
-from server.users import service as users
+from server.users import accounts as users
 from tests.security.test_signin_limit import LIMIT, burst, evaluated
 from tests.server.conftest import BACKENDS
 from tests.stack import requires_mosquitto

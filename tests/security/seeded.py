@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from server.users import service as users
+from server.users import accounts as users
 from server.users.models import User
 from tests.server.stack import Stack, database, server_stack
 
