@@ -39,7 +39,9 @@ class OpusEncoder:
         bitrate: int = DEFAULT_BITRATE,
         frame_samples: int = FRAME_SAMPLES,
         application: str = "audio",
+        complexity: int | None = None,
     ) -> None:
+        """`complexity` 0-10 is libopus' CPU/quality trade (None: its default, 10)."""
         if frame_samples not in (120, 240, 480, 960, 1920, 2880):
             raise OpusError(f"Opus cannot use frames of {frame_samples} samples at 48 kHz.")
         self.frame_samples = frame_samples
@@ -51,10 +53,13 @@ class OpusEncoder:
             codec.format = "s16"
             codec.bit_rate = bitrate
             codec.time_base = Fraction(1, SAMPLE_RATE)
-            codec.options = {
+            options = {
                 "frame_duration": str(frame_samples * 1000 / SAMPLE_RATE),
                 "application": application,
             }
+            if complexity is not None:
+                options["compression_level"] = str(complexity)  # FFmpeg's name for it
+            codec.options = options
             codec.open()
         except (av.error.FFmpegError, ValueError) as exc:
             raise OpusError("The Opus encoder could not be started.", detail=str(exc)) from exc

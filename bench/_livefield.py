@@ -1,10 +1,13 @@
 """Scenario `live` of bench/field_link.py: live audio to agents behind the bad 4G link.
 
-The delay is chosen as the server would: `server.live.delay.choose_playout_delay` over the
-round trips the devices put in their telemetry (their clock probes, sent through their own
-impaired links). A ServerDouble then sends every agent a live_join with that delay and a
-FramePublisher plays a known signal to the zone: a continuous tone (so a gap is audible and
-measurable) with a noise marker every second (so each device's output can be placed in time).
+Each device is a real Agent (sim profile: a file sink records what it plays and when) in its
+own process, as on its own Pi, reaching the broker only through its own LinkProxy. The delay
+is chosen by the server's rule, `server.live.delay.choose_playout_delay`, over the round
+trips the devices put in their telemetry (their clock probes, which cross the impaired
+links), and printed with its basis. A ServerDouble (clock answers, proof of play) sends
+every agent a live_join with that delay, and the server's FramePublisher plays a known
+signal to the zone: a continuous tone (so a gap is audible and measurable) with a noise
+marker every second (so each device's output can be placed in time).
 
 What is measured, from each agent's file sink recording (WAV + timing lines) and counters:
   dropouts   stretches of at least DROPOUT_MIN_S, inside the broadcast, where the device's
@@ -266,6 +269,8 @@ async def workers(seats: list[Seat]) -> AsyncIterator[list[Connection]]:
             assert await asyncio.wait_for(asyncio.to_thread(conn.recv), 180) == "ready"
         yield conns
     finally:
+        for conn in conns:
+            conn.close()  # a worker still waiting for "stop" reads EOF and stops its agent
         for proc in procs:
             await asyncio.to_thread(proc.join, 15)
             if proc.is_alive():

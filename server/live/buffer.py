@@ -20,12 +20,15 @@ class PcmQueue:
     it; a source faster than real time (a file, a relay's burst) waits for room instead.
 
     A live source (`live=True`: a microphone, a line-in) is real time: its audio must not
-    wait in here. The publisher folds the audio's age (`age_s`, mostly the prefill) into the
-    frames' capture stamps, so the playout delay includes it instead of adding to it; and
-    audio queued more than `stale_s` beyond the prefill (a backlog after a hiccup) is
-    dropped, oldest first, so latency returns to what it was (`stale_samples` counts it).
-    Not in the first `probe_s` of audio: a sender may still be finding out whether its
-    source is live (`loa-server live` says "paced" for a pipe fed faster than real time).
+    wait in here. The age of the audio taken first (`lead_s`, mostly the prefill) is folded
+    into the frames' capture stamps, so the playout delay includes it instead of adding to
+    it; from then on, audio older than `lead_s + stale_s` when taken (a backlog after a
+    hiccup of the source, the sender or this server) is dropped, oldest first, down to
+    `lead_s`, so latency returns to what the stamps say (`stale_samples` counts it). The age,
+    not the size, is compared: a sender's 100 ms messages make the queue swing by 100 ms
+    while the age of its oldest sample stays put. Not in the first `probe_s` of audio: a
+    sender may still be finding out whether its source is live (`loa-server live` says
+    "paced" for a pipe fed faster than real time).
     """
 
     def __init__(
@@ -34,7 +37,7 @@ class PcmQueue:
         max_s: float = 2.0,
         prefill_s: float = 0.0,
         live: bool = False,
-        stale_s: float = 0.15,
+        stale_s: float = 0.02,
         probe_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -49,6 +52,7 @@ class PcmQueue:
         self.flow_starts = 0  # times audio started flowing (first, after running dry)
         self.stale_samples = 0
         self.stale_drops = 0
+        self.lead_s: float | None = None  # age of the first audio taken (live queues)
         self._chunks: deque[Pcm] = deque()
         self._size = 0
         self._flowing = self.prefill == 0
@@ -96,22 +100,19 @@ class PcmQueue:
             return self.prefill / SAMPLE_RATE
         return max(0.0, now - self.last_put) + self._size / SAMPLE_RATE
 
-    def take(self, n: int) -> Pcm | None:
-        """Exactly `n` samples, or None (play silence) while empty or refilling."""
+    def take(self, n: int, *, late_s: float = 0.0) -> Pcm | None:
+        """Exactly `n` samples, or None (play silence) while empty or refilling.
+
+        `late_s`: how long after its due instant this take runs (the taker's own lateness
+        is not the audio's age).
+        """
         if not self._flowing:
             if self._size < max(self.prefill, n) and not self.finished:
                 return None
             self._flowing = True
             self.flow_starts += 1
-        if (
-            self.live
-            and self.taken >= self.probe
-            and self._size > max(self.prefill, n) + self.stale
-        ):
-            excess = self._size - max(self.prefill, n)
-            self.stale_samples += excess
-            self.stale_drops += 1
-            self._discard(excess)
+        if self.live and self._size >= n:
+            self._drop_stale(n, late_s)
         if self._size < n:
             if not self.finished:
                 self.underruns += 1
@@ -123,6 +124,21 @@ class PcmQueue:
             return np.concatenate([tail, silence(n - len(tail))])
         self.taken += n
         return self._pop(n)
+
+    def _drop_stale(self, n: int, late_s: float) -> None:
+        """Measure the lead on the first take; later, drop what is older than it allows."""
+        age = self.age_s(self._clock()) - late_s
+        if self.lead_s is None:
+            self.lead_s = max(0.0, age)
+            return
+        excess = round((age - self.lead_s) * SAMPLE_RATE)
+        if self.taken < self.probe or excess <= self.stale:
+            return
+        excess = min(excess, self._size - n)  # the frame due now is always played
+        if excess > 0:
+            self.stale_samples += excess
+            self.stale_drops += 1
+            self._discard(excess)
 
     def _pop(self, n: int) -> Pcm:
         parts: list[Pcm] = []

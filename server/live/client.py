@@ -41,7 +41,8 @@ FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 # loop jitter, while the server's queue (2 s, oldest dropped beyond) never overflows.
 AHEAD_S = 0.2
 # A live pipe (see Pacer) with more than this ready at once hands over a stale backlog: the
-# oldest is dropped, the newest sent (so its age on arrival is right again).
+# oldest is dropped, the newest sent at once (the server drops what is still older than its
+# stamps allow: server/live/buffer.py).
 LIVE_KEEP_S = 0.1
 PROBE_S = 1.0
 PACED_WAITS = 5
@@ -319,7 +320,9 @@ class Pacer:
     paced, never dropped) or a live one (a line-in: it delivers in real time, and after a
     hiccup hands over its backlog at once). Which it is shows in the first PROBE_S: a fast
     producer keeps the pacer waiting. From a live one, more than LIVE_KEEP_S ready at once is
-    a stale backlog: the oldest is dropped (counted), so latency does not grow by the hiccup.
+    a stale backlog: the oldest is dropped (counted), so latency does not grow by the hiccup;
+    and a live source is never held back (`holds`): it is real time by itself, and audio
+    waiting here would be latency the server cannot see (it measures age from arrival).
     """
 
     def __init__(self, *, may_drop: bool = False) -> None:
@@ -332,6 +335,11 @@ class Pacer:
     def ahead_s(self) -> float:
         """Seconds of sent audio not yet due."""
         return max(0.0, self._end - time.monotonic())
+
+    @property
+    def holds(self) -> bool:
+        """Whether chunks wait for the wall clock (not a source known to be live)."""
+        return self.live is not True
 
     async def wait(self) -> None:
         """Sleep until another chunk may go."""
@@ -384,7 +392,8 @@ async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyn
             return False
         if not chunk:
             return True
-        await or_stop(pacer.wait(), stop)
+        if pacer.holds:
+            await or_stop(pacer.wait(), stop)
         if stop.is_set():
             return False
         try:

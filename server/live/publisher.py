@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from audio.clock import Clock
+from audio.clock import Clock, coarse
 from audio.opus import OpusEncoder
 from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, silence
 from protocol import LIVE_QOS, SPECS, Message, TopicKind, device_topic, encode
@@ -25,6 +25,9 @@ MAX_BEHIND_S = 0.3
 # initial_padding, which PyAV does not expose). Stamping each frame that much earlier makes
 # the decoded sound, not the packet, land at capture time + playout delay.
 OPUS_LOOKAHEAD_S = 312 / SAMPLE_RATE
+# libopus' complexity 5 costs a third of its default 10's CPU (0.07 vs 0.21 ms per frame on
+# the bench machine) for speech at 32 kbit/s that measures alike (tests/live/test_publisher_cpu.py).
+OPUS_COMPLEXITY = 5
 
 
 class LiveOutlet(Protocol):
@@ -56,10 +59,12 @@ class FramePublisher:
     ) -> None:
         self.outlet = outlet
         self.queue = queue
-        self.clock = clock
+        # Each frame's stamp comes from its sequence number, not from when it is sent, so a
+        # wake-up a millisecond late costs nothing: no spinning for the last millisecond.
+        self.clock = coarse(clock)
         self.server_time = server_time
         self.topics = topics
-        self.encoder = OpusEncoder(bitrate=bitrate)
+        self.encoder = OpusEncoder(bitrate=bitrate, complexity=OPUS_COMPLEXITY)
         self.frames_sent = 0
         self.silent_frames = 0  # frames the source had no audio for (silence was sent)
         self.skipped_frames = 0
@@ -79,40 +84,42 @@ class FramePublisher:
         seq = 0
         # How old a frame's audio is when taken (live sources; see PcmQueue): the stamps say
         # when it was captured, so the devices' playout delay includes the time it waited.
-        # Measured once, when the audio first flows: the queue keeps it so (it refills to the
-        # prefill after running dry and drops a backlog down to it), and a timeline that
-        # never moves is one every device follows alike.
-        lead = self.queue.prefill / SAMPLE_RATE if self.queue.live else 0.0
-        measured = False
+        # Measured by the queue when the audio first flows, and kept so (it drops a backlog
+        # down to it, and refills to the prefill after running dry): a timeline that never
+        # moves is one every device follows alike.
+        queue, outlet, encoder = self.queue, self.outlet, self.encoder
+        prefill_lead = queue.prefill / SAMPLE_RATE
+        stamp0 = t0_server - OPUS_LOOKAHEAD_S
         while True:
             deadline = t0_mono + seq * FRAME_S
             await self.clock.sleep_until(deadline)
-            behind = self.clock.monotonic() - deadline
-            if behind > MAX_BEHIND_S:
-                skip = int(behind / FRAME_S)
+            late = self.clock.monotonic() - deadline
+            if late > MAX_BEHIND_S:
+                skip = int(late / FRAME_S)
                 self.skipped_frames += skip
                 seq += skip
-                log.warning("live publisher fell %.2f s behind; skipped %d frames", behind, skip)
+                log.warning("live publisher fell %.2f s behind; skipped %d frames", late, skip)
                 continue
             cpu0 = time.process_time()
-            last = self._stop or self.queue.drained
-            now = self.clock.monotonic()
-            age = self.queue.age_s(now) - (now - deadline) if self.queue.live else 0.0
-            pcm = self.queue.take(FRAME_SAMPLES)
+            last = self._stop or queue.drained
+            pcm = queue.take(FRAME_SAMPLES, late_s=late)
             if pcm is None:
                 pcm = silence(FRAME_SAMPLES)
                 self.silent_frames += 1
-            elif not measured:
-                measured, lead = True, age
-            frame = LiveFrame(
-                seq=seq,
-                capture_us=round((t0_server + seq * FRAME_S - lead - OPUS_LOOKAHEAD_S) * 1_000_000),
-                payload=self.encoder.encode(pcm),
-                last=last,
+            lead = queue.lead_s
+            if lead is None:  # not flowing yet: a live queue's audio will be about this old
+                lead = prefill_lead if queue.live else 0.0
+            data = encode_frame(
+                LiveFrame(
+                    seq=seq,
+                    capture_us=round((stamp0 + seq * FRAME_S - lead) * 1_000_000),
+                    payload=encoder.encode(pcm),
+                    last=last,
+                )
             )
-            data = encode_frame(frame)
+            # One encode per frame, whatever the number of zones.
             for topic in self.topics():
-                self.outlet.publish(Outgoing(topic, data, LIVE_QOS, False))
+                outlet.publish(Outgoing(topic, data, LIVE_QOS, False))
             self.frames_sent += 1
             self.cpu_s += time.process_time() - cpu0
             seq += 1

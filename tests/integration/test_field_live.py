@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.stack import requires_mosquitto
+
+pytestmark = [requires_mosquitto, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 MINUTES = 2
 
@@ -19,6 +24,7 @@ def test_live_over_the_bad_link_two_minutes() -> None:
         capture_output=True, text=True, check=True, timeout=420,
     )  # fmt: skip
     said, line = out.stdout.splitlines()
+    print(line)  # the figures, shown when it fails
     result = json.loads(line)
     devices = result["per_device"]
     # The server chose the delay from what every device reported, and said so.
