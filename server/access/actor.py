@@ -83,4 +83,3 @@ def load_actor(db: Session, *, user: User, ip: str, via_cookie: bool) -> Actor:
     reach = frozenset(subtree_ids(db, root_id=user.org_unit_id))
     above = frozenset(ancestor_ids(db, org_unit_id=user.org_unit_id)) - {user.org_unit_id}
     return Actor(user=user, org_ids=reach, ancestor_org_ids=above, ip=ip, via_cookie=via_cookie)
-

@@ -66,4 +66,3 @@ class BrokerFiles:
         """Regenerate the password and ACL files from the committed database and reload."""
         if self.settings.manage_broker:
             apply_broker_config(db, settings=self.settings)
-

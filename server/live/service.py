@@ -47,7 +47,7 @@ from server.live.sources import (
 from server.live.targets import Target, resolve_targets
 from server.live.urlguard import AllowList, Resolver, system_resolve
 from server.settings import ServerSettings
-from server.users import service as users
+from server.users import accounts as users
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from server.access.actor import Actor
 from server.devices.models import Device
 from server.domain import DomainError
 from server.orgs.models import Zone, zone_devices
-from server.orgs.service import subtree_ids
+from server.orgs.tree import subtree_ids
 
 
 class TargetError(DomainError):

@@ -17,9 +17,6 @@ from server.events.types import AclChanged, DesiredStateChanged, DomainEvent, Re
 from server.orgs import rules
 from server.orgs.models import OrgUnit, Zone
 
-# Transitional: live/targets.py still imports subtree_ids from here (new code: orgs.tree).
-from server.orgs.tree import subtree_ids as subtree_ids
-
 
 def _audit_unit(db: Session, actor: Actor, action: str, unit: OrgUnit, **details: object) -> None:
     audit.record(

@@ -16,7 +16,6 @@ from server.users import accounts, signin
 
 # Rules re-exported under their old names, for callers outside this feature (app start, cli,
 # seed, the token check in server.access.deps, live sockets, tests).
-from server.users.accounts import user_for_token as user_for_token
 from server.users.models import AuthToken, User
 from server.users.signin import LoginGate
 
