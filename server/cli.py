@@ -282,8 +282,12 @@ def live(
         typer.Option(help="emergency pre-empts everything and needs confirmation (or --yes)"),
     ] = "normal",
     delay_ms: Annotated[
-        int, typer.Option(help="playout delay on the devices, 100-5000 ms (sync margin)")
-    ] = 500,
+        str,
+        typer.Option(
+            help="playout delay on the devices: 100-5000 ms, or 'auto' (the server sizes it "
+            "from the devices' reported links)"
+        ),
+    ] = "500",
     label: Annotated[str, typer.Option(help="label shown in the console")] = "",
     duration: Annotated[
         float | None, typer.Option(help="end the session after this many seconds")
@@ -319,6 +323,9 @@ def live(
         raise typer.Exit(1)
 
     from_stdin = input_path == "-"
+    delay = _delay_option(delay_ms)
+    if delay is None:
+        fail(f"--delay-ms must be a number of milliseconds (100-5000) or 'auto', not {delay_ms!r}")
     if not zone and org_unit is None:
         fail("choose where to broadcast: --zone ID (repeatable) or --org-unit ID")
     if from_stdin and sys.stdin.isatty():
@@ -341,7 +348,7 @@ def live(
             token = client.sign_in(server=base, username=str(username), password=str(password))
         request = client.LiveRequest(
             zone_ids=tuple(zone or ()), org_unit_id=org_unit, priority=priority,
-            playout_delay_ms=delay_ms, label=label or _live_label(input_path), duration_s=duration,
+            playout_delay_ms=delay, label=label or _live_label(input_path), duration_s=duration,
         )  # fmt: skip
         code = asyncio.run(
             client.run_live(
@@ -356,6 +363,16 @@ def live(
         # after its idle timeout (10 s).
         fail("interrupted")
     raise typer.Exit(code)
+
+
+def _delay_option(value: str) -> int | str | None:
+    """--delay-ms: a whole number of milliseconds or 'auto' (None: neither)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def _live_label(input_path: str) -> str:

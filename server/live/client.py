@@ -67,7 +67,7 @@ class LiveRequest:
     zone_ids: tuple[int, ...] = ()
     org_unit_id: int | None = None
     priority: str = "normal"
-    playout_delay_ms: int = 500
+    playout_delay_ms: int | str = 500  # or "auto": the server chooses
     label: str = ""
     duration_s: float | None = None
 

@@ -20,7 +20,9 @@ class LiveStart(RequestBody):
     zone_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
     org_unit_id: Id | None = None
     priority: Priority = "normal"
-    playout_delay_ms: Annotated[int, Field(ge=100, le=5000)] = 500
+    # "auto": the server sizes it from the targets' reported link round trips (the session
+    # answer says what it chose and why).
+    playout_delay_ms: Annotated[int, Field(ge=100, le=5000)] | Literal["auto"] = 500
     duration_s: Annotated[float, Field(gt=0, le=24 * 3600)] | None = None
     idle_timeout_s: Annotated[float, Field(ge=1, le=600)] = 10.0
     volume: Volume | None = None
@@ -59,6 +61,7 @@ class LiveSessionOut(BaseModel):
     started_at: float
     ended_at: float | None = None
     playout_delay_ms: int
+    playout_delay_basis: str | None = None  # set when the server chose the delay ("auto")
     zone_topics: list[str]
     listeners: int
     targeted: int

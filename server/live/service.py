@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio.clock import Clock, SystemClock
@@ -30,9 +31,11 @@ from server.audit import service as audit
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
 from server.db import session_scope
+from server.devices.models import Device
 from server.domain import DomainError
 from server.live import registry
 from server.live.buffer import PcmQueue
+from server.live.delay import DelayChoice, choose_playout_delay
 from server.live.publisher import FramePublisher, LiveOutlet, command_out
 from server.live.schemas import DeviceHealth, LiveSessionOut, LiveStart
 from server.live.sources import (
@@ -75,15 +78,32 @@ def _check_may_stop(org_unit_ids: frozenset[int], reach: frozenset[int] | None) 
         )
 
 
-def _queue_for(request: LiveStart) -> PcmQueue:
+def _queue_for(request: LiveStart, delay_ms: int) -> PcmQueue:
     """A file or relay queue paces its source; a microphone's is live (see PcmQueue)."""
     if request.source != "mic":
         return PcmQueue()
     # A browser sends 20-100 ms messages with network jitter: keep up to 100 ms in hand. It
     # is part of the playout delay (the frames' stamps include it), beside the network and
     # the devices' output buffers, so it takes at most a third of it.
-    prefill_s = min(MIC_PREFILL_S, request.playout_delay_ms / 1000 / 3)
+    prefill_s = min(MIC_PREFILL_S, delay_ms / 1000 / 3)
     return PcmQueue(prefill_s=prefill_s, live=True)
+
+
+def _delay_for(db: Session, request: LiveStart, targets: list[Target]) -> DelayChoice:
+    """The requested delay, or for "auto" the one the targets' reported links call for."""
+    if request.playout_delay_ms != "auto":
+        return DelayChoice(request.playout_delay_ms, "requested")
+    uids = [t.uid for t in targets]
+    rows = db.execute(select(Device.uid, Device.telemetry).where(Device.uid.in_(uids)))
+    reports = [(uid, _p95(telemetry)) for uid, telemetry in rows]
+    choice = choose_playout_delay(reports)
+    log.info("live playout delay chosen: %s", choice.basis)
+    return choice
+
+
+def _p95(telemetry: dict[str, Any] | None) -> float | None:
+    value = (telemetry or {}).get("link_rtt_p95_ms")
+    return float(value) if isinstance(value, int | float) else None
 
 
 class LiveError(DomainError):
@@ -143,6 +163,8 @@ class LiveSession:
     source_status: SourceStatus
     devices: dict[str, DeviceState]
     topics: list[str]
+    delay_ms: int  # the playout delay the devices are told (chosen by the server for "auto")
+    delay_basis: str | None = None
     ended_at: float | None = None
     end_reason: str | None = None
     decoder: PushDecoder | None = None  # mic sessions: set by the ingest WebSocket
@@ -176,7 +198,8 @@ class LiveSession:
             end_reason=self.end_reason,
             started_at=self.started_at,
             ended_at=self.ended_at,
-            playout_delay_ms=self.request.playout_delay_ms,
+            playout_delay_ms=self.delay_ms,
+            playout_delay_basis=self.delay_basis,
             zone_topics=self.topics,
             listeners=sum(d.status == "joined" for d in self.devices.values()),
             targeted=len(self.devices),
@@ -268,10 +291,11 @@ class LiveService:
     async def _start(self, db: Session, *, request: LiveStart, actor: Actor) -> LiveSession:
         """Resolve targets, check the source, start publishing and send the joins."""
         targets, clip_file = await asyncio.to_thread(self._lookup, db, request, actor)
+        delay = await asyncio.to_thread(_delay_for, db, request, targets)
         if request.source == "url":
             await self._probe(request.url or "")
         sid = uuid.uuid4().hex[:12]
-        queue = _queue_for(request)
+        queue = _queue_for(request, delay.delay_ms)
         topics = sorted({live_topic(t.zone_id, sid) for t in targets})
         session = LiveSession(
             id=sid,
@@ -289,6 +313,8 @@ class LiveService:
             source_status=SourceStatus(),
             devices={t.uid: DeviceState(target=t, join_id=self._new_id()) for t in targets},
             topics=topics,
+            delay_ms=delay.delay_ms,
+            delay_basis=None if request.playout_delay_ms != "auto" else delay.basis,
         )
         self.sessions[sid] = session
         if clip_file is not None:
@@ -567,7 +593,7 @@ class LiveService:
             id=state.join_id,
             session_id=session.id,
             topic=live_topic(state.target.zone_id, session.id),
-            playout_delay_ms=req.playout_delay_ms,
+            playout_delay_ms=session.delay_ms,
             priority=req.priority,
             volume=req.volume,
             expires_at=self.server_time() + COMMAND_TTL_S,
