@@ -142,6 +142,8 @@ MOVED = {
     "tests.edge_agent.harness",
     "tests.edge_agent.playfix",
     "tests.live.sim",
+    "tests.live.stack",
+    "tests.server.stack",
 }
 
 

@@ -18,8 +18,7 @@ from audio.pcm import to_bytes
 from audio.signals import make_marker, marker_track
 from loa_testkit.harness import eventually, run
 from loa_testkit.livesim import SimListener, heard_times, skews
-from tests.live.stack import live_stack
-from tests.server.stack import Stack
+from loa_testkit.stack import Stack, live_stack
 
 
 @pytest.fixture

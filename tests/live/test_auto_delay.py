@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from loa_testkit.harness import eventually, run
+from loa_testkit.stack import Stack, live_stack
 from protocol import Telemetry, TopicKind, device_topic, encode
 from protocol.mqtt_client import Outgoing
 from server.devices.models import Device
-from tests.live.stack import live_stack
 from tests.live.test_api import _fleet, _listen
-from tests.server.stack import Stack
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from loa_testkit.stack import ADMIN_PASSWORD
 from protocol import PREFIX, SERVER_USERNAME
 from protocol.liveframe import LiveFrame, decode_frame
 from server.app import create_app
@@ -36,7 +37,6 @@ from server.cli import app as cli
 from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.settings import ServerSettings
-from tests.server.stack import ADMIN_PASSWORD
 from tests.server.test_programmes_fixtures import has_mosquitto
 
 LOA_SERVER = Path(sys.executable).with_name("loa-server")

@@ -9,10 +9,9 @@ from typing import Any
 
 from loa_testkit.harness import eventually, run
 from loa_testkit.livesim import SimListener
+from loa_testkit.stack import Stack, live_stacks
 from server.live import registry
 from server.live.schemas import LiveSessionOut
-from tests.live.stack import live_stacks
-from tests.server.stack import Stack
 
 
 def _post(api: Stack, path: str, body: dict[str, Any]) -> Any:

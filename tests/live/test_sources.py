@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.live.stack import live_stack
+from loa_testkit.stack import Stack, live_stack
 from tests.live.test_api import _fleet, _get, _post
-from tests.server.stack import Stack
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from loa_testkit.stack import Stack, database, server_stack
 from server.users import accounts as users
 from server.users.models import User
-from tests.server.stack import Stack, database, server_stack
 
 
 @contextmanager

@@ -37,10 +37,10 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
+from loa_testkit.stack import Stack
 from server.app import create_app
 from server.settings import ServerSettings
 from tests.security.seeded import admin_token, seeded_stack
-from tests.server.stack import Stack
 
 SEED = 20260310
 EXAMPLES = 4  # generated cases per operation, on top of the coverage phase's own

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loa_testkit.stack import Stack, database, server_stack
 from protocol import (
     PREFIX,
     SERVER_USERNAME,
@@ -35,7 +36,6 @@ from protocol import (
     zone_clip_topic,
 )
 from tests.conftest import _mosquitto_available
-from tests.server.stack import Stack, database, server_stack
 
 HOST = "127.0.0.1"
 SHA = "ab" * 32

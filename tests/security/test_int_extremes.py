@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from loa_testkit.stack import Stack
 from tests.security.seeded import admin_token, seeded_stack
-from tests.server.stack import Stack
 
 INTS = [2**63, -(2**63) - 1, 2**31, 0, -1]
 FLOATS = [1e308, -1e308, math.nan, math.inf, -math.inf]

@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select
 
+from loa_testkit.stack import database
 from server.access.models import LoginAttempt
 from server.access.proxies import forwarded_client, parse_trusted_proxies
 from server.access.ratelimit import LoginLimiter
@@ -31,7 +32,6 @@ from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import upgrade
 from server.settings import ServerSettings
 from tests.server.conftest import BACKENDS
-from tests.server.stack import database
 
 ADMIN_PASSWORD = "admin-test-password"
 LIMIT = 5

@@ -21,14 +21,13 @@ from urllib.parse import parse_qs, urlsplit
 import pydantic
 import pytest
 
+from loa_testkit.stack import Stack, live_stack
 from server.live.buffer import PcmQueue
 from server.live.fetch import Fetcher, StreamFailed
 from server.live.sources import SourceError, SourceStatus, feed_url, probe_url
 from server.live.urlguard import AddressRefused, AllowList, check_target, system_resolve
 from server.settings import ServerSettings
-from tests.live.stack import live_stack
 from tests.live.test_api import _fleet
-from tests.server.stack import Stack
 
 REFUSED = "The relay address could not be played: this address is not allowed for relays."
 UNPLAYABLE = "The relay address could not be played."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.server.stack import Stack
+from loa_testkit.stack import Stack
 
 
 def _tree(api: Stack) -> dict[str, int]:

@@ -26,6 +26,7 @@ from sqlalchemy import text
 from loa_testkit.brokerfix import TestBroker
 from loa_testkit.harness import agent_env
 from loa_testkit.playfix import make_clip
+from loa_testkit.stack import ADMIN_PASSWORD, Stack, database
 from server.app import create_app
 from server.backup import BackupError, write_backup
 from server.broker.process import free_port, start_broker, stop_broker
@@ -36,7 +37,6 @@ from server.db import make_engine, make_session_factory, session_scope
 from server.migrate import alembic_config, upgrade
 from server.settings import ServerSettings
 from tests.server.conftest import BACKENDS
-from tests.server.stack import ADMIN_PASSWORD, Stack, database
 from tests.server.test_programmes_fixtures import FakeClock, World, has_mosquitto, one_off
 
 

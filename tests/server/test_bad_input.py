@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.server.stack import Stack
+from loa_testkit.stack import Stack
 
 PATH_GARBAGE = ["0", "-1", "99999999999999999999", "abc", "%00", "1e9"]
 BODY_GARBAGE: list[tuple[bytes, str]] = [

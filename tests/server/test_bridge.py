@@ -9,8 +9,8 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loa_testkit.stack import Stack
 from protocol import Birth, Offline, Telemetry, TopicKind, device_topic, encode
-from tests.server.stack import Stack
 
 
 def _wait(pred: Callable[[], bool], timeout: float = 5.0) -> bool:

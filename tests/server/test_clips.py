@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.stack import Stack
+from loa_testkit.stack import Stack
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 

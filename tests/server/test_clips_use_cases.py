@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from loa_testkit.stack import Stack
 from server.access.actor import Actor, load_actor
 from server.audit.models import AuditEntry
 from server.clips import service
@@ -20,7 +21,6 @@ from server.clips.models import Clip
 from server.clips.storage import ClipStorage, sha256_file
 from server.clips.upload import ReceivedUpload
 from server.users.models import User
-from tests.server.stack import Stack
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 

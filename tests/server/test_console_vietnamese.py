@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from loa_testkit.stack import ADMIN_PASSWORD, Stack, database, server_stack
 from server.audit.models import AuditEntry
 from server.devices.models import Device
 from server.orgs.models import Zone
 from server.plays.models import PlayRecord
 from server.seed import DEMO_USERS, seed_demo, seed_demo_users
-from tests.server.stack import ADMIN_PASSWORD, Stack, database, server_stack
 from tests.server.test_permissions_fixtures import tone_wav
 from tests.server.vietnamese_text import english_words, vietnamese_vocabulary, visible_text
 

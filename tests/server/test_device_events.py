@@ -14,13 +14,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
+from loa_testkit.stack import Stack, database, server_stack
 from protocol import Message, TopicKind, device_topic
 from server.db import session_scope
 from server.devices.models import DeviceCommand
 from server.events.dispatch import Dispatcher
 from server.events.models import OutboxEvent
 from server.events.outbox import LEASE
-from tests.server.stack import Stack, database, server_stack
 
 States = list[dict[str, Any]]
 

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from loa_testkit.stack import Stack, database, server_stack
 from server.clips.models import Clip
 from server.clips.storage import ClipStorage
 from server.users.models import ROLES
-from tests.server.stack import Stack, database, server_stack
 
 PASSWORD = "mat-khau-thu-1"
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.server.stack import Stack
+from loa_testkit.stack import Stack
 
 KEEPALIVE_S = 4
 

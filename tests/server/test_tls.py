@@ -16,9 +16,9 @@ from edge_agent.settings import load_settings
 from edge_agent.telemetry import SimulatedSensors
 from firmware_profiles import load_profile
 from loa_testkit.harness import eventually, run, running
+from loa_testkit.stack import Stack, database, server_stack
 from server.broker.process import free_port
 from server.settings import ServerSettings
-from tests.server.stack import Stack, database, server_stack
 
 
 @pytest.fixture
