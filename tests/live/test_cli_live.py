@@ -13,6 +13,7 @@ import threading
 import time
 import wave
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,23 +22,19 @@ import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
-from loa_testkit.stack import ADMIN_PASSWORD
+from loa_testkit.brokerfix import has_mosquitto
+from loa_testkit.stack import ADMIN_PASSWORD, prepared, serve, stack_settings
 from protocol import PREFIX, SERVER_USERNAME
 from protocol.liveframe import LiveFrame, decode_frame
 from server.app import create_app
-from server.broker.process import free_port, start_broker, stop_broker
-from server.broker.service import apply_broker_config
+from server.broker.process import free_port
 from server.cli import app as cli
-from server.db import make_engine, make_session_factory, session_scope
-from server.migrate import upgrade
 from server.settings import ServerSettings
-from tests.server.test_programmes_fixtures import has_mosquitto
 
 LOA_SERVER = Path(sys.executable).with_name("loa-server")
 
@@ -69,18 +66,6 @@ class Served:
         return [s["id"] for s in self.sessions() if s["state"] == "running"]
 
 
-def _serve(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    return server, thread
-
-
 def _subscribe(served: Served) -> mqtt.Client:
     """A plain paho client (the server's account) that keeps every live frame of the zone."""
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-live-{secrets.token_hex(4)}")
@@ -106,22 +91,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     if not has_mosquitto():
         pytest.fail("mosquitto is not installed (make test installs it with apt-get)")
     tmp = tmp_path_factory.mktemp("cli-live")
-    settings = ServerSettings(
-        data_dir=tmp / "data",
-        database_url=f"sqlite:///{tmp / 'loa.db'}",
-        mqtt_port=free_port(),
-        mqtt_password=secrets.token_urlsafe(12),
-        admin_password=ADMIN_PASSWORD,
-        manage_broker=True,
-        planner_enabled=False,
-    )
-    engine = make_engine(settings.db_url)
-    upgrade(engine)
-    with session_scope(make_session_factory(engine)) as db:
-        conf = apply_broker_config(db, settings=settings)
-    engine.dispose()
-    broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
-    server, thread = _serve(create_app(settings), port := free_port())
+    settings = stack_settings(tmp / "data", f"sqlite:///{tmp / 'loa.db'}", planner_enabled=False)
+    stack = ExitStack()
+    stack.enter_context(prepared(settings))
+    server, thread = serve(create_app(settings), port := free_port())
     base = f"http://127.0.0.1:{port}"
     try:
         r = httpx.post(
@@ -152,7 +125,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(15)
-        stop_broker(broker)
+        stack.close()
 
 
 def _wav(path: Path, *, seconds: float, rate: int = 44100, channels: int = 2) -> Path:

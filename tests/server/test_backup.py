@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,15 +26,21 @@ from sqlalchemy import text
 from loa_testkit.brokerfix import TestBroker
 from loa_testkit.harness import agent_env
 from loa_testkit.playfix import make_clip
-from loa_testkit.stack import ADMIN_PASSWORD, Stack, database
+from loa_testkit.stack import (
+    ADMIN_PASSWORD,
+    ServerBroker,
+    Stack,
+    admin_headers,
+    database,
+    prepared,
+)
 from server.app import create_app
 from server.backup import BackupError, write_backup
-from server.broker.process import free_port, start_broker, stop_broker
-from server.broker.service import apply_broker_config
+from server.broker.process import free_port
 from server.clips.models import Clip as ClipRow
 from server.clips.storage import ClipStorage
-from server.db import make_engine, make_session_factory, session_scope
-from server.migrate import alembic_config, upgrade
+from server.db import make_engine
+from server.migrate import alembic_config
 from server.settings import ServerSettings
 from tests.server.conftest import BACKENDS
 from tests.server.test_programmes_fixtures import FakeClock, World, has_mosquitto, one_off
@@ -50,24 +56,16 @@ def _settings(data_dir: Path, *, port: int, server_port: int, password: str) -> 
 @contextmanager
 def _serving(settings: ServerSettings, conf: Path | None = None) -> Iterator[World]:
     """Broker (from `conf`, else freshly generated) and app on the real clock, signed in."""
-    if conf is None:
-        settings.data_dir.mkdir(parents=True)
-        engine = make_engine(settings.db_url)
-        upgrade(engine)
-        with session_scope(make_session_factory(engine)) as db:
-            conf = apply_broker_config(db, settings=settings)
-        engine.dispose()
-    broker = start_broker(conf, host="127.0.0.1", port=settings.mqtt_port)
-    try:
-        with TestClient(create_app(settings, with_mqtt=True)) as client:
-            r = client.post(
-                "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-            )
-            r.raise_for_status()
-            headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
-            yield World(stack=Stack(client, settings, headers), clock=FakeClock())
-    finally:
-        stop_broker(broker)
+    with ExitStack() as stack:
+        if conf is None:
+            settings.data_dir.mkdir(parents=True)
+            stack.enter_context(prepared(settings))
+        else:
+            broker = ServerBroker(conf, settings.mqtt_port)
+            broker.start()
+            stack.callback(broker.stop)
+        client = stack.enter_context(TestClient(create_app(settings, with_mqtt=True)))
+        yield World(stack=Stack(client, settings, admin_headers(client)), clock=FakeClock())
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
