@@ -126,6 +126,18 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "health.stale": ("Lâu không gửi số liệu", "No recent telemetry"),
     "health.schedule_behind": ("Chưa nhận lịch mới", "Schedule not updated"),
     "health.clock_unsynced": ("Đồng hồ chưa đồng bộ", "Clock not in sync"),
+    "health.tls_intercepted": (
+        "Gặp chứng chỉ lạ trên đường truyền",
+        "Unknown certificate on the link",
+    ),
+    "device.tls_intercepted": (
+        "Cụm loa đã từ chối {count} lần một máy chủ giả mạo hoặc sai chứng chỉ"
+        " (lần cuối: {last}). Kiểm tra tên miền, DNS và mạng 4G của cụm loa;"
+        " nếu không rõ nguyên nhân, báo cho quản trị.",
+        "The cluster refused a broker with a forged or wrong certificate {count} times (last:"
+        " {last}). Check the cluster's host name, DNS and 4G network; if the cause is unclear,"
+        " tell the administrator.",
+    ),
     "chart.temp": ("Nhiệt độ (°C)", "Temperature (°C)"),
     "chart.signal": ("Sóng (dBm)", "Signal (dBm)"),
     "chart.disk": ("Bộ nhớ (%)", "Disk (%)"),

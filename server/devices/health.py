@@ -19,9 +19,14 @@ def health_flags(device: Device, *, now: datetime, published_schedule: int | Non
     flags: list[str] = []
     if device.revoked_at is not None:
         return ["revoked"]
+    telemetry = device.telemetry or {}
+    # The device met a broker certificate its CA did not sign: someone on the path (a
+    # man in the middle, a wrong DNS entry) presented another one. Security first.
+    refusals = telemetry.get("tls_refusals")
+    if isinstance(refusals, int) and refusals > 0:
+        flags.append("tls_intercepted")
     if not device.online:
         flags.append("offline")
-    telemetry = device.telemetry or {}
     temp = telemetry.get("cpu_temp_c")
     if isinstance(temp, int | float) and temp >= HOT_C:
         flags.append("hot")

@@ -63,7 +63,7 @@ def test_a_backlog_is_dropped_down_to_the_lead_on_the_next_take_and_counted() ->
     queue.put(_ms(40))
     queue.take(FRAME_SAMPLES)
     lead = queue.lead_s
-    assert lead == pytest.approx(0.04)
+    assert lead is not None and lead == pytest.approx(0.04)
     # The source stalls 1 s (the queue runs dry, silence goes out), then hands over the
     # second it had buffered at once, oldest samples first (value 1), the newest last (2).
     for _ in range(50):
