@@ -18,7 +18,8 @@ What is measured, from each agent's file sink recording (WAV + timing lines) and
   frames     the receiver's own counters (played, concealed, late, dropped) from its proof
   skew       per marker heard by every device: latest minus earliest heard instant (wall
              clock, all agents share the machine's); markers found by cross-correlation
-  error      each heard marker minus the instant it was due (capture + playout delay)
+  error      each heard marker minus the instant it was due (its frame's capture stamp,
+             which moves on if the publisher skips ahead, + the playout delay)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from audio.clock import SystemClock
-from audio.pcm import SAMPLE_RATE, Pcm
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 from audio.signals import find_markers, make_marker
 from bench._linkproxy import LinkProfile, LinkProxy
 from edge_agent.agent import Agent
@@ -62,9 +63,11 @@ from protocol import (
     encode,
     live_topic,
 )
+from protocol.liveframe import decode_frame
+from protocol.mqtt_client import Outgoing
 from server.live.buffer import PcmQueue
 from server.live.delay import DelayChoice, choose_playout_delay
-from server.live.publisher import FramePublisher, command_out
+from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher, LiveOutlet, command_out
 
 SPACING_S = 1.0  # a marker every second
 TONE_HZ = 440.0
@@ -158,6 +161,31 @@ async def join_all(
         raise RuntimeError(f"live_join refused: {refused}")
 
 
+class Tap:
+    """The publisher's outlet, noting each frame's capture stamp (frame i holds source samples
+    i*960..): when the publisher falls behind it skips ahead, and the audio after a skip is
+    due later than its place in the source says."""
+
+    def __init__(self, link: LiveOutlet) -> None:
+        self.link = link
+        self.stamps: list[float] = []
+
+    def publish(self, msg: Outgoing) -> int:
+        """Note the stamp, then publish."""
+        self.stamps.append(decode_frame(msg.payload).capture_time)
+        return self.link.publish(msg)
+
+    def due(self, src: Source, delay_s: float) -> np.ndarray[Any, Any]:
+        """When each marker must be heard: its frame's stamp + the Opus look-ahead + delay."""
+        out = []
+        for t in src.times:
+            pos = round(t * SAMPLE_RATE)
+            i, rest = divmod(pos, FRAME_SAMPLES)
+            stamp = self.stamps[i] if i < len(self.stamps) else math.nan
+            out.append(stamp + OPUS_LOOKAHEAD_S + rest / SAMPLE_RATE + delay_s)
+        return np.asarray(out)
+
+
 def marker_hits(pcm: Pcm, marker: Pcm, chunk: int = 20 * SAMPLE_RATE) -> list[float]:
     """Marker start offsets (samples) in a long recording, found a chunk at a time."""
     out: list[float] = []
@@ -168,8 +196,8 @@ def marker_hits(pcm: Pcm, marker: Pcm, chunk: int = 20 * SAMPLE_RATE) -> list[fl
     return out
 
 
-def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float],
-                   started_at: float, delay_s: float) -> dict[str, Any]:  # fmt: skip
+def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float, float],
+                   due: np.ndarray[Any, Any]) -> dict[str, Any]:  # fmt: skip
     """Dropouts, underruns and heard markers (wall times by marker index) of one device."""
     pcm, lines = load_recording(rec)
     segments = [(x["sample_offset"], x["start_wall"]) for x in lines if x["event"] == "segment"]
@@ -190,13 +218,13 @@ def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float],
         played[idx[ok]] = True
         for pos in marker_hits(pcm[offset:end], src.marker):
             at = wall + pos / SAMPLE_RATE
-            k = round((at - started_at - delay_s) / SPACING_S) - 1
-            if 0 <= k < len(src.times) and abs(at - started_at - delay_s - src.times[k]) < 0.25:
+            k = int(np.nanargmin(np.abs(due - at)))
+            if abs(at - due[k]) < SPACING_S / 4:
                 heard[k] = at
     gaps = _runs(~loud)
     # (start s into the broadcast, length s, whether the sink ran dry in it: the device's
     # CPU, not the link, is then to blame)
-    dropouts = [(round(a * BIN_S + span[0] - started_at - delay_s, 2), round(n * BIN_S, 2),
+    dropouts = [(round(a * BIN_S + span[0] - span[2], 2), round(n * BIN_S, 2),
                  not played[a : a + n].all())
                 for a, n in gaps if n * BIN_S >= DROPOUT_MIN_S]  # fmt: skip
     return {"dropouts": dropouts, "underruns": max(0, len(segments) - 1), "heard": heard}
@@ -317,7 +345,8 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             queue.put(src.pcm)
             queue.finish()
             # The stamps come from the frame timeline, not the send instant: no need to spin.
-            pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(spin_s=0),
+            tap = Tap(server.link)
+            pub = FramePublisher(outlet=tap, queue=queue, clock=SystemClock(spin_s=0),
                                  topics=lambda: [topic])  # fmt: skip
             lags: list[float] = []
             monitor = asyncio.create_task(loop_lag(lags))
@@ -335,14 +364,16 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
         await server.stop(clear=True)
     assert pub.started_at is not None
     started, delay_s = pub.started_at, delay / 1000
-    span = (started + delay_s + EDGE_S, started + seconds + delay_s - EDGE_S)
+    # (from, to, where the broadcast is heard from): wall clock
+    span = (started + delay_s + EDGE_S, started + seconds + delay_s - EDGE_S, started + delay_s)
+    due = tap.due(src, delay_s)
     recs = [Recording(work / u / SIM_DIR / SIM_WAV, work / u / SIM_DIR / SIM_TIMING) for u in uids]
-    results = [await asyncio.to_thread(analyse_device, r, src, span=span, started_at=started,
-                                       delay_s=delay_s) for r in recs]  # fmt: skip
+    results = [await asyncio.to_thread(analyse_device, r, src, span=span, due=due)
+               for r in recs]  # fmt: skip
     return report(
-        uids=uids, src=src, results=results, proofs=[LiveProof(**b[0][-1]) for b in back],
+        uids=uids, due=due, results=results, proofs=[LiveProof(**b[0][-1]) for b in back],
         link=link, choice=choice, delay=delay, minutes=minutes, profile=profile, pub=pub,
-        started=started, clock_errors=[b[1] for b in back], connections=[b[2] for b in back],
+        clock_errors=[b[1] for b in back], connections=[b[2] for b in back],
         lags=lags,
     ) | {"setup_s": round(setup_s, 1), "wall_s": round(time.monotonic() - began, 1)}  # fmt: skip
 
@@ -358,17 +389,17 @@ def _clock_error_ms(agent: Agent) -> float:
     return round((agent.runtime.sync.offset() - truth) * 1000, 3)
 
 
-def report(*, uids: list[str], src: Source, results: list[dict[str, Any]],
+def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str, Any]],
            proofs: list[LiveProof], link: list[tuple[float | None, float | None]],
            choice: DelayChoice, delay: int, minutes: float, profile: LinkProfile,
-           pub: FramePublisher, started: float, clock_errors: list[float],
+           pub: FramePublisher, clock_errors: list[float],
            connections: list[int], lags: list[float]) -> dict[str, Any]:  # fmt: skip
     """The JSON line."""
     skews, errors = [], []
     every = 0
-    for k, t in enumerate(src.times):
+    for k, when in enumerate(due):
         times = [r["heard"][k] for r in results if k in r["heard"]]
-        errors += [h - (started + t + delay / 1000) for h in times]
+        errors += [h - when for h in times]
         if len(times) == len(results):
             every += 1
             skews.append(max(times) - min(times))
@@ -383,7 +414,7 @@ def report(*, uids: list[str], src: Source, results: list[dict[str, Any]],
             "longest_dropouts": sorted(([a, n] for a, n, _ in r["dropouts"]),
                                        key=lambda d: -d[1])[:4],
             "underruns": r["underruns"],
-            "markers_missing": len(src.times) - len(r["heard"]), "played": p.played,
+            "markers_missing": len(due) - len(r["heard"]), "played": p.played,
             "concealed": p.concealed, "late": p.late, "dropped": p.dropped,
             "outcome": p.outcome, "clock_error_ms": err, "connections": conns,
         })  # fmt: skip
@@ -402,7 +433,7 @@ def report(*, uids: list[str], src: Source, results: list[dict[str, Any]],
         "dropouts_per_10min_max": round(worst, 2),
         "dropouts_total": sum(d["dropouts"] for d in per_device),
         "dropouts_total_sink_dry": sum(d["dropouts_sink_dry"] for d in per_device),
-        "skew_ms": summary_ms(skews), "markers": len(src.times), "markers_heard_by_all": every,
+        "skew_ms": summary_ms(skews), "markers": len(due), "markers_heard_by_all": every,
         "output_error_ms": summary_ms(errors),
         "frames_sent": pub.frames_sent, "publisher_skipped": pub.skipped_frames,
         "concealed_total": sum(p.concealed for p in proofs),

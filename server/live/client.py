@@ -45,7 +45,11 @@ AHEAD_S = 0.2
 # stamps allow: server/live/buffer.py).
 LIVE_KEEP_S = 0.1
 PROBE_S = 1.0
-PACED_WAITS = 5
+# A pipe is live when, at the end of the probe, at least this many of its last RECENT_READS
+# reads had to wait for data: a producer faster than real time always has the next one ready,
+# a live one hardly ever (only while it hands over a backlog after a hiccup).
+RECENT_READS = 10
+LIVE_WAITED = 3
 # After the last chunk, wait until the server has played what it queued (AHEAD_S, plus its
 # 0.1 s prefill after an underrun, plus jitter) before saying stop: stop ends the session
 # with the next frame, dropping whatever is still queued.
@@ -235,6 +239,8 @@ class PipeSource:
         self._rate = rate
         self._read_bytes = max(2, FRAME_BYTES * rate // SAMPLE_RATE // 2 * 2)
         self._reads: collections.deque[bytes] = collections.deque()
+        # For each of the last reads from the pipe: did it wait for the producer (see Pacer)?
+        self.waited: collections.deque[bool] = collections.deque(maxlen=RECENT_READS)
         self._lock = threading.Condition()
         self._ready: asyncio.Event | None = None
         self._pending = b""
@@ -245,13 +251,19 @@ class PipeSource:
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
+        read_s = self._read_bytes / 2 / self._rate
+
         def reader() -> None:
             while True:
+                t0 = time.monotonic()
                 try:
                     data = self._stream.read(self._read_bytes) or b""
                 except (OSError, ValueError):
                     data = b""
+                # Waited for the producer most of the read's own duration: real time.
+                waited = time.monotonic() - t0 > read_s / 2
                 with self._lock:
+                    self.waited.append(waited)
                     while len(self._reads) >= self.QUEUE:
                         self._lock.wait(0.5)
                     self._reads.append(data)
@@ -318,18 +330,20 @@ class Pacer:
 
     A pipe is either a producer faster than real time (a file piped in: its audio is content,
     paced, never dropped) or a live one (a line-in: it delivers in real time, and after a
-    hiccup hands over its backlog at once). Which it is shows in the first PROBE_S: a fast
-    producer keeps the pacer waiting. From a live one, more than LIVE_KEEP_S ready at once is
-    a stale backlog: the oldest is dropped (counted), so latency does not grow by the hiccup;
-    and a live source is never held back (`holds`): it is real time by itself, and audio
-    waiting here would be latency the server cannot see (it measures age from arrival).
+    hiccup hands over its backlog at once). Which it is shows after PROBE_S: a fast producer
+    always has its next read ready, a live one makes most reads wait (counting the pacer's
+    waits instead took a live source whose first second had a hiccup under load for a fast
+    one, and its audio then queued up unseen). From a live one, more than LIVE_KEEP_S ready
+    at once is a stale backlog: the oldest is dropped (counted), so latency does not grow by
+    the hiccup; and a live source is never held back (`holds`): it is real time by itself,
+    and audio waiting here would be latency the server cannot see (it measures age from
+    arrival).
     """
 
     def __init__(self, *, may_drop: bool = False) -> None:
         self.sent_s = 0.0
         self.dropped_s = 0.0
         self.live: bool | None = None if may_drop else False
-        self._waits = 0
         self._end = time.monotonic()  # when the audio sent so far will have been played
 
     def ahead_s(self) -> float:
@@ -341,20 +355,26 @@ class Pacer:
         """Whether chunks wait for the wall clock (not a source known to be live)."""
         return self.live is not True
 
+    def stale(self, n_bytes: int) -> bool:
+        """From a live source: is a chunk read now part of a backlog? (then drop it, counted)
+
+        Audio sent runs ahead of the wall clock only by what arrived at once after a hiccup;
+        beyond LIVE_KEEP_S of it, the oldest chunks are stale.
+        """
+        if self.live is not True or self.ahead_s() <= LIVE_KEEP_S:
+            return False
+        self.dropped_s += n_bytes / 2 / SAMPLE_RATE
+        return True
+
     async def wait(self) -> None:
         """Sleep until another chunk may go."""
         await asyncio.sleep(max(0.0, self.ahead_s() - AHEAD_S))
 
     def probe(self, source: Source) -> None:
         """Learn what the source is in its first PROBE_S; from a live one, drop stale backlog."""
-        if self.live is None:
-            if self.ahead_s() > AHEAD_S - FRAME_S:
-                self._waits += 1
-            # A file piped in waits on the pacer for every chunk; a live one hardly ever.
-            if self._waits >= PACED_WAITS:
-                self.live = False
-            elif self.sent_s >= PROBE_S:
-                self.live = True
+        if self.live is None and self.sent_s >= PROBE_S:
+            waited = source.waited if isinstance(source, PipeSource) else ()
+            self.live = sum(waited) >= LIVE_WAITED
         if self.live and isinstance(source, PipeSource):
             self.dropped_s += source.drop_stale(keep_s=LIVE_KEEP_S)
 
@@ -392,6 +412,8 @@ async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyn
             return False
         if not chunk:
             return True
+        if pacer.stale(len(chunk)):
+            continue
         if pacer.holds:
             await or_stop(pacer.wait(), stop)
         if stop.is_set():

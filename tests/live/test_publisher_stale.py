@@ -170,3 +170,14 @@ def test_publisher_keeps_one_timeline_and_sends_fresh_audio_after_a_stall() -> N
     loud = [f.seq for f in frames if np.abs(decoder.decode(f.payload)).max() > 2000]
     tone_start_seq = 100 + 0.01 / FRAME_S
     assert loud and loud[0] <= tone_start_seq + lead / FRAME_S + 2
+
+
+def test_a_live_pipe_with_a_hiccup_in_its_first_second_is_still_live() -> None:
+    """Under load the sender may stall in its probe: its burst must not make it "paced"."""
+    from tests.live.test_latency_bounds import _pipe_run
+
+    # 0.2 s in real time, 0.4 s of nothing then that backlog at once, then real time.
+    plan = [(FRAME_S, 1)] * 10 + [(0.4, 20)] + [(FRAME_S, 1)] * 50
+    pacer, ws, _ = _pipe_run(plan)
+    assert pacer.live is True
+    assert ws.texts == []  # never told the server it was paced: its backlogs are dropped
