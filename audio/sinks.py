@@ -282,7 +282,7 @@ class PacedSink:
             wanted = min(len(pcm) - done, self.period_frames)
             if room < wanted:
                 # Sleep until the device has consumed enough for one period (or the rest).
-                await self.clock.sleep_until(self._device_time(self._played + wanted - room))
+                await self._wait_for_room(self._played + wanted - room)
                 self._check_usable()
                 continue
             chunk = pcm[done : done + room]
@@ -306,6 +306,10 @@ class PacedSink:
             raise SinkError("The audio output was not started; call start() before writing.")
 
     # -- hooks for concrete sinks ----------------------------------------------------------
+
+    async def _wait_for_room(self, position: int) -> None:
+        """Wait until the device has consumed stream sample `position` (a writer's wait)."""
+        await self.clock.sleep_until(self._device_time(position))
 
     async def _open(self) -> None:
         """Acquire the output."""
@@ -342,10 +346,13 @@ class _HandOnSink(PacedSink):
 
     A device task wakes once per hand-on block (`hand_on_frames`, 20 ms by default), at the
     instant the sample clock finishes that block, and hands on everything played since, in
-    one write: a reader sees each sample at most about one block after its instant. The
-    deadlines come from the sample clock, so wake-ups never drift and a late one only makes
-    the next write bigger. Played samples are collected (`_on_played`) from whichever call
-    advanced the model, and handed on by the device task, never in pieces by the writer.
+    one write: a reader sees each sample at most about one block after its instant. Blocks
+    are counted from the segment's first sample, so the deadlines never drift and a late
+    wake-up only makes the next write bigger. A writer waiting for room waits until the same
+    block end, so the device and the writer share one wake-up of the process per block
+    (measured: each extra wake-up of a sleeping process costs more than the work done in it).
+    Played samples are collected (`_on_played`) from whichever call advanced the model, and
+    handed on by the device task, never in pieces by the writer.
     """
 
     def __init__(
@@ -387,6 +394,11 @@ class _HandOnSink(PacedSink):
             self._raw = RawPcmOutput(self.raw_pcm_path)
             self._device_task = asyncio.create_task(self._run_device())
 
+    def _block_end(self, position: int) -> int:
+        """The first hand-on block end at or after stream `position` in the current segment."""
+        into = max(0, position - self._segment_pos)
+        return self._segment_pos + -(-into // self._hand_on_frames) * self._hand_on_frames
+
     async def _run_device(self) -> None:
         """Hand on block by block in real time while a segment runs."""
         try:
@@ -396,15 +408,24 @@ class _HandOnSink(PacedSink):
                     self._device_wakeup.clear()
                     await self._device_wakeup.wait()
                     continue
-                # The end of the next block, or the instant the device runs dry if sooner.
-                target = self._played + self._hand_on_frames
-                if self._accepted > self._played:
+                # The end of the block after the last sample handed on, or the instant the
+                # device runs dry if sooner.
+                handed = self._played - len(self._out) // 2
+                target = self._block_end(handed + 1)
+                if self._accepted > handed:
                     target = min(target, self._accepted)
                 await self.clock.sleep_until(self._device_time(target))
                 self._advance(self.clock.monotonic())
                 self._hand_on()
         except Exception as exc:  # surfaced to the writer by _check_usable
             self._failure = exc
+
+    async def _wait_for_room(self, position: int) -> None:
+        if self._device_task is None or not self._running:
+            await super()._wait_for_room(position)
+            return
+        # Wake with the device task (the same instant, so one wake-up), not a little before.
+        await self.clock.sleep_until(self._device_time(self._block_end(position)))
 
     def _on_played(self, data: bytes) -> None:
         if self._raw is not None:

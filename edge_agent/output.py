@@ -17,10 +17,15 @@ from firmware_profiles import FirmwareProfile
 SIM_DIR = "sim"
 SIM_WAV = "output.wav"
 SIM_TIMING = "plays.jsonl"
-RAW_BUFFER_FRAMES = 2400
-# Whole 20 ms frames in and out of a raw sink: one wake-up of the writer and one of the
-# device per frame (the profile's 10 ms periods would double both for nothing).
-RAW_BLOCK_FRAMES = 960
+# A raw sink wakes once per 40 ms block, the writer and the device together (measured: each
+# wake-up of the process costs more than the work in it; 20 ms blocks cost ~25 % more CPU).
+# The writer writes whole 20 ms frames and tops up at block ends, so the buffer holds a
+# block to play, a block to write and a frame of margin: never less than 20 ms queued. The
+# jitter buffer is asked for audio up to 80 ms ahead, so raw outputs need a playout delay
+# above that plus the network's transit.
+RAW_FRAME_FRAMES = 960
+RAW_BLOCK_FRAMES = 2 * RAW_FRAME_FRAMES
+RAW_BUFFER_FRAMES = 2 * RAW_BLOCK_FRAMES
 
 
 class OutputError(Exception):
@@ -53,13 +58,12 @@ def make_sink_factory(
     if kind == "raw":
 
         def raw_sink() -> AudioSink:
-            # Samples are handed on as they play whatever the buffer; a bigger one (50 ms)
-            # only lets a busy agent wake less often without running dry.
+            # Samples are handed on as they play whatever the buffer (see RAW_BLOCK_FRAMES).
             return RawSink(
                 Path(target),
                 clock,
                 buffer_frames=max(audio.buffer_frames, RAW_BUFFER_FRAMES),
-                period_frames=max(audio.period_frames, RAW_BLOCK_FRAMES),
+                period_frames=max(audio.period_frames, RAW_FRAME_FRAMES),
                 hand_on_frames=RAW_BLOCK_FRAMES,
                 output_latency_s=latency_s,
             )

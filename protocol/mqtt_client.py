@@ -44,6 +44,56 @@ class PublishError(RuntimeError):
     """A QoS>0 publish that was not acknowledged."""
 
 
+class _Client(mqtt.Client):
+    """paho's client with a leaner receive path for many small messages (live audio frames).
+
+    paho reads each packet with three or four `recv` calls and parses MQTT 5 properties into
+    a `Properties` object per message (together most of a receiving agent's MQTT cost,
+    measured). Here one `recv` takes everything the socket holds and packets are served from
+    it (`MqttLink._read` reads on while any are buffered), and a QoS 0 PUBLISH without
+    properties -- every live frame -- goes straight to `fast_publish` as (topic, payload).
+    Everything else takes paho's own path.
+    """
+
+    _RECV_SIZE = 65536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast_publish: Callable[[str, bytes], None] | None = None
+        self._rbuf = b""
+        self._rpos = 0
+        self._rsock: object = None  # the socket the buffered bytes came from
+
+    def buffered(self) -> bool:
+        """True while bytes read from the current socket wait to be parsed."""
+        sock = self._sock
+        return sock is not None and sock is self._rsock and self._rpos < len(self._rbuf)
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not self.buffered():
+            data = super()._sock_recv(max(bufsize, self._RECV_SIZE))
+            if len(data) <= bufsize:
+                self._rbuf, self._rpos, self._rsock = b"", 0, None
+                return data
+            self._rbuf, self._rpos, self._rsock = data, 0, self._sock
+        start = self._rpos
+        self._rpos = min(start + bufsize, len(self._rbuf))
+        return self._rbuf[start : self._rpos]
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        if self.fast_publish is not None and header & 0x06 == 0 and len(packet) >= 3:
+            end = 2 + int.from_bytes(packet[:2], "big")  # after the topic
+            if len(packet) > end and packet[end] == 0:  # property length 0: none
+                try:
+                    topic = packet[2:end].decode()
+                except UnicodeDecodeError:
+                    return super()._handle_publish()
+                self.fast_publish(topic, bytes(packet[end + 1 :]))
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_publish()
+
+
 class MqttLink:
     """One MQTT 5 client connection kept alive on the running asyncio loop."""
 
@@ -91,11 +141,12 @@ class MqttLink:
         self._subscriptions: dict[str, int] = {}
         self._misc_task: asyncio.Task[None] | None = None
 
-        c = mqtt.Client(
+        c = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
         )
+        c.fast_publish = self._on_fast_publish
         c.username_pw_set(username, password)
         if tls is not None:
             c.tls_set_context(tls)
@@ -294,10 +345,13 @@ class MqttLink:
         self._lost.set()
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._on_fast_publish(msg.topic, bytes(msg.payload))
+
+    def _on_fast_publish(self, topic: str, payload: bytes) -> None:
         try:
-            self._on_message_cb(msg.topic, bytes(msg.payload))
+            self._on_message_cb(topic, payload)
         except Exception:  # a handler bug must never take the link down
-            log.exception("%s: message handler failed for %s", self.client_id, msg.topic)
+            log.exception("%s: message handler failed for %s", self.client_id, topic)
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
         fut = self._pending.get(mid)
@@ -330,15 +384,13 @@ class MqttLink:
 
     def _read(self, client: mqtt.Client, sock: Any) -> None:
         client.loop_read()
-        # Over TLS, bytes already decrypted into the SSL buffer never make the socket
-        # readable again: read on while any are pending.
-        if not isinstance(sock, ssl.SSLSocket):
-            return
-        tls_sock: ssl.SSLSocket = sock
+        # Bytes already read into the client's buffer, or decrypted into the SSL buffer,
+        # never make the socket readable again: read on while any are pending.
+        tls_sock = sock if isinstance(sock, ssl.SSLSocket) else None
         for _ in range(10_000):
-            if client.socket() is not tls_sock or tls_sock.fileno() < 0:
+            if sock.fileno() < 0 or client.socket() is not sock:
                 break
-            if not tls_sock.pending():
+            if not self._client.buffered() and not (tls_sock is not None and tls_sock.pending()):
                 break
             client.loop_read()
 

@@ -106,13 +106,15 @@ class PcmQueue:
         `late_s`: how long after its due instant this take runs (the taker's own lateness
         is not the audio's age).
         """
+        restart = False
         if not self._flowing:
-            if self._size < max(self.prefill, n) and not self.finished:
+            if not self.finished and not self._ready_to_flow(n, late_s):
                 return None
             self._flowing = True
             self.flow_starts += 1
+            restart = True
         if self.live and self._size >= n:
-            self._drop_stale(n, late_s)
+            self._drop_stale(n, late_s, restart=restart)
         if self._size < n:
             if not self.finished:
                 self.underruns += 1
@@ -125,14 +127,31 @@ class PcmQueue:
         self.taken += n
         return self._pop(n)
 
-    def _drop_stale(self, n: int, late_s: float) -> None:
-        """Measure the lead on the first take; later, drop what is older than it allows."""
+    def _ready_to_flow(self, n: int, late_s: float) -> bool:
+        """Refilled: the prefill at first; for a live queue after that, audio as old as the lead.
+
+        So latency after running dry (a stall of the source) is the lead again, not the
+        lead plus wherever the refill happened to stop.
+        """
+        if self._size < n:
+            return False
+        if self.live and self.lead_s is not None:
+            return self.age_s(self._clock()) - late_s >= self.lead_s
+        return self._size >= self.prefill
+
+    def _drop_stale(self, n: int, late_s: float, *, restart: bool) -> None:
+        """Measure the lead on the first take; later, drop what is older than it allows.
+
+        Flowing, up to `stale_s` beyond the lead is left alone (a drop is a click); when
+        audio starts flowing again after running dry, the excess goes whole (it follows
+        silence anyway), so the stamps are right again to the sample.
+        """
         age = self.age_s(self._clock()) - late_s
         if self.lead_s is None:
             self.lead_s = max(0.0, age)
             return
         excess = round((age - self.lead_s) * SAMPLE_RATE)
-        if self.taken < self.probe or excess <= self.stale:
+        if self.taken < self.probe or excess <= (0 if restart else self.stale):
             return
         excess = min(excess, self._size - n)  # the frame due now is always played
         if excess > 0:

@@ -241,6 +241,7 @@ class PipeSource:
         self._reads: collections.deque[bytes] = collections.deque()
         # For each of the last reads from the pipe: did it wait for the producer (see Pacer)?
         self.waited: collections.deque[bool] = collections.deque(maxlen=RECENT_READS)
+        self.caught_up = False  # the last read waited for the producer: nothing was behind
         self._lock = threading.Condition()
         self._ready: asyncio.Event | None = None
         self._pending = b""
@@ -278,6 +279,11 @@ class PipeSource:
         threading.Thread(target=reader, name="loa-live-stdin", daemon=True).start()
         return ready
 
+    def ready(self) -> int:
+        """Reads waiting to be taken."""
+        with self._lock:
+            return len(self._reads)
+
     def drop_stale(self, *, keep_s: float) -> float:
         """Drop all but the newest `keep_s` of reads waiting; the seconds dropped."""
         keep = max(1, round(keep_s * self._rate * 2 / self._read_bytes))
@@ -293,6 +299,7 @@ class PipeSource:
         """The oldest read waiting, waiting for one."""
         if self._ready is None:
             self._ready = self._start()
+        self.caught_up = False
         while True:
             with self._lock:
                 if self._reads:
@@ -301,6 +308,7 @@ class PipeSource:
                     return data
                 self._ready.clear()
             await self._ready.wait()
+            self.caught_up = True
 
     async def read(self) -> bytes:
         """The next 20 ms of 48 kHz samples, or b"" once the pipe closed and all was sent."""
@@ -355,13 +363,15 @@ class Pacer:
         """Whether chunks wait for the wall clock (not a source known to be live)."""
         return self.live is not True
 
-    def stale(self, n_bytes: int) -> bool:
+    def stale(self, n_bytes: int, *, more_ready: bool) -> bool:
         """From a live source: is a chunk read now part of a backlog? (then drop it, counted)
 
         Audio sent runs ahead of the wall clock only by what arrived at once after a hiccup;
-        beyond LIVE_KEEP_S of it, the oldest chunks are stale.
+        beyond LIVE_KEEP_S of it, the oldest chunks are stale. The newest one read (nothing
+        more ready) is never stale: dropping fresh audio would leave the server's queue
+        short, and the audio then plays earlier than its stamps say.
         """
-        if self.live is not True or self.ahead_s() <= LIVE_KEEP_S:
+        if self.live is not True or not more_ready or self.ahead_s() <= LIVE_KEEP_S:
             return False
         self.dropped_s += n_bytes / 2 / SAMPLE_RATE
         return True
@@ -378,11 +388,17 @@ class Pacer:
         if self.live and isinstance(source, PipeSource):
             self.dropped_s += source.drop_stale(keep_s=LIVE_KEEP_S)
 
-    def sent(self, n_bytes: int) -> None:
-        """Account for a chunk that went."""
+    def sent(self, n_bytes: int, *, caught_up: bool = False) -> None:
+        """Account for a chunk that went (`caught_up`: a live source's read had to wait).
+
+        A live sender that waited for its source is behind it by nothing: what it sent
+        before is played or queued at the server, which minds its age; counting it as
+        ahead would take the next fresh chunks for backlog.
+        """
         seconds = n_bytes / 2 / SAMPLE_RATE
         self.sent_s += seconds
-        self._end = max(self._end, time.monotonic()) + seconds
+        now = time.monotonic()
+        self._end = (now if caught_up and self.live else max(self._end, now)) + seconds
 
 
 async def or_stop(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
@@ -412,7 +428,8 @@ async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyn
             return False
         if not chunk:
             return True
-        if pacer.stale(len(chunk)):
+        more_ready = isinstance(source, PipeSource) and source.ready() > 0
+        if pacer.stale(len(chunk), more_ready=more_ready):
             continue
         if pacer.holds:
             await or_stop(pacer.wait(), stop)
@@ -422,7 +439,7 @@ async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyn
             await ws.send(chunk)
         except ConnectionClosed:
             return False
-        pacer.sent(len(chunk))
+        pacer.sent(len(chunk), caught_up=isinstance(source, PipeSource) and source.caught_up)
 
 
 # -- the whole broadcast ------------------------------------------------------------------

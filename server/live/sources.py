@@ -52,9 +52,15 @@ class SourceStatus:
         self.error: str | None = None
         self.reconnects = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-able view."""
-        return {"state": self.state, "error": self.error, "reconnects": self.reconnects}
+    def as_dict(self, queue: PcmQueue | None = None) -> dict[str, Any]:
+        """A JSON-able view; with the session's queue, also the stale audio it dropped."""
+        out: dict[str, Any] = {
+            "state": self.state, "error": self.error, "reconnects": self.reconnects,
+        }  # fmt: skip
+        if queue is not None:
+            out["stale_dropped_s"] = round(queue.stale_samples / SAMPLE_RATE, 3)
+            out["stale_drops"] = queue.stale_drops
+        return out
 
 
 async def feed_file(path: Path, queue: PcmQueue, status: SourceStatus) -> None:

@@ -181,3 +181,61 @@ def test_a_live_pipe_with_a_hiccup_in_its_first_second_is_still_live() -> None:
     pacer, ws, _ = _pipe_run(plan)
     assert pacer.live is True
     assert ws.texts == []  # never told the server it was paced: its backlogs are dropped
+
+
+def test_after_running_dry_audio_flows_again_exactly_as_old_as_the_lead() -> None:
+    clock = _Clock()
+    queue = _live_queue(clock, prefill_ms=50)
+    queue.put(_ms(60))
+    queue.take(FRAME_SAMPLES)
+    lead = queue.lead_s
+    assert lead is not None and lead == pytest.approx(0.06)
+    for _ in range(3):  # 40 ms left: two frames, then dry
+        clock.t += FRAME_S
+        queue.take(FRAME_SAMPLES)
+    assert queue.underruns == 1
+    # The source comes back in 20 ms messages; audio flows when it is as old as the lead
+    # (not at the prefill), the excess of that moment dropped: the stamps are right again.
+    played_at = None
+    for i in range(10):
+        queue.put(_ms(20))
+        clock.t += 0.007  # the publisher's grid is 7 ms after the messages'
+        if queue.take(FRAME_SAMPLES) is not None and played_at is None:
+            played_at = i
+            assert queue.age_s(clock.t) + FRAME_S == pytest.approx(lead, abs=1 / SAMPLE_RATE)
+        clock.t += FRAME_S - 0.007
+    assert played_at == 2  # 3 messages (60 ms) + 7 ms is the first age past 60 ms
+    assert queue.stale_samples == round(0.007 * SAMPLE_RATE)
+
+
+def test_the_source_status_counts_the_stale_audio_dropped() -> None:
+    from server.live.sources import SourceStatus
+
+    clock = _Clock()
+    queue = _live_queue(clock)
+    queue.put(_ms(40))
+    queue.take(FRAME_SAMPLES)
+    queue.put(_ms(500))
+    queue.take(FRAME_SAMPLES)
+    shown = SourceStatus().as_dict(queue)
+    assert shown["stale_drops"] == 1
+    assert shown["stale_dropped_s"] == pytest.approx(0.52 - 0.04, abs=0.001)  # age - lead
+    assert "stale_drops" not in SourceStatus().as_dict()  # without a queue: as before
+
+
+def test_a_live_senders_newest_chunk_is_never_dropped_as_backlog() -> None:
+    from server.live.client import FRAME_BYTES, Pacer
+
+    pacer = Pacer(may_drop=True)
+    pacer.live = True
+    for _ in range(25):  # half a second handed over at once, after a hiccup
+        pacer.sent(FRAME_BYTES)
+    # More reads waiting behind this one: it is backlog, dropped and counted.
+    assert pacer.stale(FRAME_BYTES, more_ready=True)
+    assert pacer.dropped_s == pytest.approx(FRAME_S)
+    # The newest one read: fresh, sent (dropping it would leave the server's queue short).
+    assert not pacer.stale(FRAME_BYTES, more_ready=False)
+    paced = Pacer(may_drop=True)
+    paced.live = False
+    paced.sent(FRAME_BYTES * 25)
+    assert not paced.stale(FRAME_BYTES, more_ready=True)  # a paced producer: all content
