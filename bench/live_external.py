@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOA_MQTT_PASSWORD": secrets.token_urlsafe(12),
         "LOA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "LOA_PLANNER_ENABLED": "false",
+        "LOA_MQTT_TLS_PORT": "0",  # agents use the loopback listener; 8883 may be taken
         "PYTHONPATH": str(ROOT),
     }
     settings = ServerSettings(
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mqtt_password=env["LOA_MQTT_PASSWORD"],
         admin_password=ADMIN_PASSWORD,
         planner_enabled=False,
+        mqtt_tls_port=0,
     )
     engine = make_engine(settings.db_url)
     upgrade(engine)
@@ -290,7 +292,7 @@ def measure(
         if i == stall_at:
             time.sleep(args.stall_s)  # the capture device keeps recording meanwhile
         elif due > time.monotonic():
-            time.sleep(due - time.monotonic())
+            time.sleep(max(0.0, due - time.monotonic()))  # may have passed meanwhile
         if args.stall_s and i == stall_at + 1:
             resumed = time.monotonic()
         stamps[i] = time.monotonic()

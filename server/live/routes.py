@@ -184,7 +184,9 @@ async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: Pus
     audio_seen = False
     while session.ended_at is None:
         try:
-            message = await asyncio.wait_for(ws.receive(), 0.5)
+            # asyncio.timeout, not wait_for: no Task per 20 ms message (Python 3.11).
+            async with asyncio.timeout(0.5):
+                message = await ws.receive()
         except TimeoutError:
             continue  # the session's own idle timer ends it if nothing comes
         if message["type"] == "websocket.disconnect":

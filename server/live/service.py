@@ -205,7 +205,7 @@ class LiveSession:
             targeted=len(self.devices),
             frames_sent=self.publisher.frames_sent,
             silent_frames=self.publisher.silent_frames,
-            source_status=self.source_status.as_dict(),
+            source_status=self.source_status.as_dict(self.queue),
             cpu_s=round(self.publisher.cpu_s, 4),
             devices=[
                 DeviceHealth(
