@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from protocol.tls import TlsRefusal, refusal
 
 log = logging.getLogger(__name__)
+EARLY_ACKS_KEPT = 1024  # far below the 65,535 message ids paho cycles through
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,10 @@ class MqttLink:
         self._lost = asyncio.Event()
         self._connack: asyncio.Future[ReasonCode] | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
+        # Acks of messages nobody waits for yet (QoS 0 "acks" come at once; a publish_wait may
+        # look a moment later). Bounded: message ids wrap after 65,535 publishes, so an old
+        # entry must never answer for a new message with the same id.
+        self._early_acks: OrderedDict[int, ReasonCode] = OrderedDict()
         self._subscriptions: dict[str, int] = {}
         self._misc_task: asyncio.Task[None] | None = None
 
@@ -191,6 +197,11 @@ class MqttLink:
         if msg.qos == 0:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise PublishError(f"not connected, QoS 0 message to {msg.topic} dropped")
+            return
+        early = self._early_acks.pop(info.mid, None)
+        if early is not None:
+            if early.is_failure:
+                raise PublishError(f"broker rejected message {info.mid}: {early}")
             return
         fut = self._pending.setdefault(info.mid, loop.create_future())
         try:
@@ -356,11 +367,12 @@ class MqttLink:
     def _on_publish(self, _c: Any, _u: Any, mid: int, code: ReasonCode, _p: Any) -> None:
         fut = self._pending.get(mid)
         if fut is None:
-            if self._loop is not None:
-                fut = self._loop.create_future()
-                self._pending[mid] = fut  # acked before publish_wait registered it
-            else:
-                return
+            # Acked before publish_wait registered it, or nobody will wait (every QoS 0 frame):
+            # remember it briefly, never as a future that would outlive its message id.
+            self._early_acks[mid] = code
+            while len(self._early_acks) > EARLY_ACKS_KEPT:
+                self._early_acks.popitem(last=False)
+            return
         if not fut.done():
             if code.is_failure:
                 fut.set_exception(PublishError(f"broker rejected message {mid}: {code}"))
