@@ -9,6 +9,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from loa_testkit.bridgefix import register_device
 from loa_testkit.stack import Stack
 from protocol import Birth, Offline, Telemetry, TopicKind, device_topic, encode
 
@@ -20,19 +21,6 @@ def _wait(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return pred()
-
-
-def _register(api: Stack, uid: str) -> tuple[int, str]:
-    unit = api.client.post(
-        "/api/v1/org-units", json={"name": f"Xã {uid}", "kind": "commune"}, headers=api.headers
-    ).json()["id"]
-    r = api.client.post(
-        "/api/v1/devices",
-        json={"uid": uid, "name": uid, "org_unit_id": unit, "firmware_profile": "sim"},
-        headers=api.headers,
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["device"]["id"], r.json()["credentials"]["password"]
 
 
 def _device_client(api: Stack, uid: str, password: str, will: bytes | None = None) -> mqtt.Client:
@@ -55,7 +43,7 @@ def _birth(conn_id: str) -> bytes:
 
 
 def test_birth_then_will_marks_online_then_offline(live: Stack) -> None:
-    device_id, pw = _register(live, "bridge-01")
+    device_id, pw = register_device(live, "bridge-01")
     c = _device_client(live, "bridge-01", pw, will=encode(Offline(conn_id="c1")))
     c.publish(device_topic("bridge-01", TopicKind.STATUS), _birth("c1"), qos=1, retain=True)
     assert _wait(lambda: _device(live, device_id)["online"] is True)
@@ -67,7 +55,7 @@ def test_birth_then_will_marks_online_then_offline(live: Stack) -> None:
 
 
 def test_stale_will_of_an_older_connection_is_ignored(live: Stack) -> None:
-    device_id, pw = _register(live, "bridge-02")
+    device_id, pw = register_device(live, "bridge-02")
     c = _device_client(live, "bridge-02", pw)
     topic = device_topic("bridge-02", TopicKind.STATUS)
     c.publish(topic, _birth("new"), qos=1, retain=True).wait_for_publish(5)
@@ -80,7 +68,7 @@ def test_stale_will_of_an_older_connection_is_ignored(live: Stack) -> None:
 
 
 def test_telemetry_is_stored(live: Stack) -> None:
-    device_id, pw = _register(live, "bridge-03")
+    device_id, pw = register_device(live, "bridge-03")
     c = _device_client(live, "bridge-03", pw)
     t = Telemetry(
         uptime_s=12,
@@ -113,7 +101,7 @@ GARBAGE: list[tuple[str, bytes]] = [
 
 
 def test_garbage_on_every_server_topic_is_counted_and_survived(live: Stack) -> None:
-    device_id, pw = _register(live, "bridge-04")
+    device_id, pw = register_device(live, "bridge-04")
     c = _device_client(live, "bridge-04", pw)
     metrics = live.app.state.metrics
     sent: dict[tuple[str, str], int] = {}
@@ -148,7 +136,7 @@ def test_messages_from_unregistered_devices_are_counted(live: Stack) -> None:
 
 
 def test_volume_change_is_published_as_retained_desired_state(live: Stack) -> None:
-    device_id, pw = _register(live, "bridge-05")
+    device_id, pw = register_device(live, "bridge-05")
     r = live.client.patch(f"/api/v1/devices/{device_id}", json={"volume": 33}, headers=live.headers)
     assert r.status_code == 200 and r.json()["state_version"] == 2
     got: list[dict[str, object]] = []

@@ -9,22 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from loa_testkit.bridgefix import register_device
 from loa_testkit.stack import Stack
 
 KEEPALIVE_S = 4
-
-
-def _register(live: Stack, uid: str) -> tuple[int, str]:
-    unit = live.client.post(
-        "/api/v1/org-units", json={"name": "Xã Thử", "kind": "commune"}, headers=live.headers
-    ).json()["id"]
-    r = live.client.post(
-        "/api/v1/devices",
-        json={"uid": uid, "name": uid, "org_unit_id": unit, "firmware_profile": "sim"},
-        headers=live.headers,
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["device"]["id"], r.json()["credentials"]["password"]
 
 
 def _online(live: Stack, device_id: int) -> bool:
@@ -44,7 +32,7 @@ def _until(pred: object, timeout: float) -> float | None:
 
 
 def test_agent_shows_online_then_offline_after_sigkill(live: Stack, tmp_path: Path) -> None:
-    device_id, password = _register(live, "e2e-01")
+    device_id, password = register_device(live, "e2e-01")
     env = {
         **os.environ,
         "LOA_AGENT_DEVICE_ID": "e2e-01",
