@@ -2,6 +2,14 @@
 
 from server.access.models import LoginAttempt
 from server.audit.models import AuditEntry
+from server.bulletins.models import (
+    Bulletin,
+    BulletinClip,
+    BulletinDelivery,
+    BulletinTarget,
+    RegularSlot,
+)
+from server.cap.models import CapMessage
 from server.clips.models import Clip
 from server.db import Base
 from server.devices.models import Device, DeviceCommand, TelemetrySample
@@ -16,12 +24,18 @@ from server.programmes.models import (
     ProgrammeTransition,
     programme_zones,
 )
+from server.sources.models import Source
 from server.users.models import AuthToken, User
 
 __all__ = [
     "AuditEntry",
     "AuthToken",
     "Base",
+    "Bulletin",
+    "BulletinClip",
+    "BulletinDelivery",
+    "BulletinTarget",
+    "CapMessage",
     "Clip",
     "Device",
     "DeviceCommand",
@@ -35,6 +49,8 @@ __all__ = [
     "Programme",
     "ProgrammeClip",
     "ProgrammeTransition",
+    "RegularSlot",
+    "Source",
     "TelemetrySample",
     "User",
     "Zone",

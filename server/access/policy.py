@@ -29,6 +29,14 @@ PLAYS_READ = "plays:read"  # proof of play and reports
 LIVE_BROADCAST = "live:broadcast"
 USERS_MANAGE = "users:manage"
 AUDIT_READ = "audit:read"
+# Bulletins down the tree (issue 14): see the sent and received ones, send (create, cancel
+# one's own), approve on the sending side (the editorial board), and receive: a commune's
+# inbox, accept, decline, reorder its priority items, its regular slots.
+BULLETINS_READ = "bulletins:read"
+BULLETINS_SEND = "bulletins:send"
+BULLETINS_APPROVE = "bulletins:approve"
+BULLETINS_RECEIVE = "bulletins:receive"
+SOURCES_MANAGE = "sources:manage"  # outside sources and their API keys
 
 DESCRIPTIONS: dict[str, str] = {
     SESSION: "signed in",
@@ -48,18 +56,38 @@ DESCRIPTIONS: dict[str, str] = {
     LIVE_BROADCAST: "start and stop live broadcasts (microphone, relay, file)",
     USERS_MANAGE: "manage users",
     AUDIT_READ: "read the audit log",
+    BULLETINS_READ: "see bulletins sent and received, and their deliveries",
+    BULLETINS_SEND: "send bulletins down the tree",
+    BULLETINS_APPROVE: "approve and reject bulletins before they are delivered",
+    BULLETINS_RECEIVE: "accept, decline and order bulletins from above; edit regular slots",
+    SOURCES_MANAGE: "register outside sources and manage their keys",
 }
 PERMISSIONS = frozenset(DESCRIPTIONS)
 
-_READ = frozenset({SESSION, ORGS_READ, DEVICES_READ, CLIPS_READ, PROGRAMMES_READ, PLAYS_READ})
+_READ = frozenset(
+    {SESSION, ORGS_READ, DEVICES_READ, CLIPS_READ, PROGRAMMES_READ, PLAYS_READ, BULLETINS_READ}
+)
 
 ROLE_GRANTS: dict[str, frozenset[str]] = {
     "admin": PERMISSIONS,
-    "editor": _READ | {CLIPS_WRITE, PROGRAMMES_CREATE, PROGRAMMES_EDIT, PROGRAMMES_CANCEL},
-    "approver": _READ | {PROGRAMMES_CREATE, PROGRAMMES_APPROVE, PROGRAMMES_CANCEL, LIVE_BROADCAST},
-    "operator": _READ | {PROGRAMMES_CREATE, PROGRAMMES_CANCEL, LIVE_BROADCAST},
+    "editor": _READ
+    | {CLIPS_WRITE, PROGRAMMES_CREATE, PROGRAMMES_EDIT, PROGRAMMES_CANCEL, BULLETINS_SEND},
+    "approver": _READ
+    | {
+        PROGRAMMES_CREATE,
+        PROGRAMMES_APPROVE,
+        PROGRAMMES_CANCEL,
+        LIVE_BROADCAST,
+        BULLETINS_SEND,
+        BULLETINS_APPROVE,
+        BULLETINS_RECEIVE,
+    },
+    "operator": _READ | {PROGRAMMES_CREATE, PROGRAMMES_CANCEL, LIVE_BROADCAST, BULLETINS_RECEIVE},
     "technician": _READ | {DEVICES_MANAGE, DEVICES_COMMAND},
     "viewer": _READ,
+    # An outside source's service user (server/sources): its key may only send bulletins into
+    # its org unit's subtree and read their status; never a person's role.
+    "source": frozenset({BULLETINS_SEND, BULLETINS_READ}),
 }
 
 # Roles that may run an emergency when the user's can_emergency flag is set (admins always may).

@@ -25,6 +25,9 @@ class Device(Base):
     )
     firmware_profile: Mapped[str] = mapped_column(String(100))
     location: Mapped[str] = mapped_column(String(300), default="")
+    # WGS 84, for CAP alert areas (polygons and circles); None = not surveyed.
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
     mqtt_password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from server.db import Base, UtcDateTime, utcnow
 
 ROLES = ("admin", "editor", "approver", "operator", "technician", "viewer")
+# Roles no person holds: an outside source's key signs in as a service user of this role
+# (server/sources); it is never offered when creating or editing a user.
+SERVICE_ROLES = ("source",)
 
 
 class User(Base):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.access import policy
-from server.users.models import ROLES
+from server.users.models import ROLES, SERVICE_ROLES
 from tests.server.test_permissions_fixtures import (
     PASSWORD,
     Org,
@@ -338,7 +338,7 @@ def _foreign_variants(op: Operation) -> list[str]:
 
 
 def test_every_role_is_in_the_grant_table_and_every_grant_exists() -> None:
-    assert set(policy.ROLE_GRANTS) == set(ROLES)
+    assert set(policy.ROLE_GRANTS) == set(ROLES) | set(SERVICE_ROLES)
     for role, grants in policy.ROLE_GRANTS.items():
         assert grants <= policy.PERMISSIONS, role
     # The table's intent, spelled out: a change to it must be deliberate.
@@ -354,6 +354,9 @@ def test_every_role_is_in_the_grant_table_and_every_grant_exists() -> None:
     assert not policy.may_run_emergency(role="operator", can_emergency=False)
     assert not policy.may_run_emergency(role="editor", can_emergency=True)
     assert policy.may_run_emergency(role="admin", can_emergency=False)
+    # A source key sends bulletins and reads their status, nothing else.
+    assert policy.grants("source") == {policy.BULLETINS_SEND, policy.BULLETINS_READ}
+    assert not policy.may_run_emergency(role="source", can_emergency=True)
 
 
 def test_matrix_every_route_every_role_own_and_foreign(perm_world: PermWorld) -> None:

@@ -1,0 +1,1 @@
+"""Outside systems that send bulletins with an API key (departments, source-information systems)."""
