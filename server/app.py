@@ -16,6 +16,9 @@ from server.access.ratelimit import LoginLimiter
 from server.audit.routes import router as audit_router
 from server.broker.routes import router as broker_router
 from server.broker.service import BrokerFiles, apply_broker_config
+from server.bulletins.routes import router as bulletins_router
+from server.bulletins.slot_routes import router as slots_router
+from server.cap.routes import router as cap_router
 from server.clips.routes import router as clips_router
 from server.console.routes import install_console
 from server.db import make_engine, make_session_factory, session_scope, utcnow
@@ -36,6 +39,7 @@ from server.plays.routes import router as plays_router
 from server.programmes.routes import router as programmes_router
 from server.reports.routes import router as reports_router
 from server.settings import ServerSettings
+from server.sources.routes import router as sources_router
 from server.users import accounts as users
 from server.users.routes import router as users_router
 
@@ -145,6 +149,10 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(audit_router)
     api.include_router(live_router)
     api.include_router(broker_router)
+    api.include_router(slots_router)
+    api.include_router(sources_router)
+    api.include_router(bulletins_router)
+    api.include_router(cap_router)
     app.include_router(api)
     install_console(app)
 

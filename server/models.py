@@ -24,6 +24,7 @@ from server.programmes.models import (
     ProgrammeTransition,
     programme_zones,
 )
+from server.reports.models import DevicePresence, PlayRollup, PlayRollupState
 from server.sources.models import Source
 from server.users.models import AuthToken, User
 
@@ -39,6 +40,7 @@ __all__ = [
     "Clip",
     "Device",
     "DeviceCommand",
+    "DevicePresence",
     "DeviceSchedule",
     "LiveSessionRow",
     "LoginAttempt",
@@ -46,6 +48,8 @@ __all__ = [
     "OutboxEvent",
     "PlannerState",
     "PlayRecord",
+    "PlayRollup",
+    "PlayRollupState",
     "Programme",
     "ProgrammeClip",
     "ProgrammeTransition",

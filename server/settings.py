@@ -82,6 +82,13 @@ class ServerSettings(BaseSettings):
     clip_bitrate: int = 32000
     tts_max_chars: int = 2000
     piper_model_path: Path | None = None
+    # CAP 1.2 (server/cap): the largest alert document taken in; the only hosts an alert's
+    # audio <resource> may be fetched from (names, *.suffixes or CIDRs; none: refused);
+    # the sender Loa writes in its feed; whether the feed also carries priority bulletins.
+    cap_max_bytes: int = 256_000
+    cap_resource_allowed_hosts: str = ""
+    cap_sender: str = "loa"
+    cap_feed_include_priority: bool = False
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -89,7 +96,7 @@ class ServerSettings(BaseSettings):
         parse_trusted_proxies(value)  # a typo fails at start-up, not at the first sign-in
         return value
 
-    @field_validator("relay_allowed_hosts")
+    @field_validator("relay_allowed_hosts", "cap_resource_allowed_hosts")
     @classmethod
     def _check_relay_allowed_hosts(cls, value: str) -> str:
         AllowList.parse(value)  # a typo fails at start-up, not at the first relay

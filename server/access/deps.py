@@ -13,7 +13,9 @@ from server.access import policy
 from server.access.actor import Actor, load_actor
 from server.access.proxies import forwarded_client, parse_trusted_proxies
 from server.deps import SessionDep
+from server.sources import keys as source_keys
 from server.users import accounts as users
+from server.users.models import User
 
 SESSION_COOKIE = "loa_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -59,14 +61,27 @@ def authorize(
     """The signed-in caller, if their role holds every permission the route names; else 401/403.
 
     A bearer token wins over the console cookie; a cookie-authenticated request that changes
-    something must carry the session's CSRF token in the X-CSRF-Token header.
+    something must carry the session's CSRF token in the X-CSRF-Token header. A bearer token
+    starting with the source-key prefix signs in as that source's service user (role
+    "source"), which then meets the same permission check as a person.
     """
     via_cookie = False
     token = bearer
     if not token:
         token = request.cookies.get(SESSION_COOKIE)
         via_cookie = True
-    user = users.user_for_token(db, token=token) if token else None
+    user: User | None = None
+    if token and not via_cookie and source_keys.is_source_key(token):
+        # An outside source's key (bearer only): its service user, every use audited.
+        user = source_keys.sign_in_with_key(
+            db,
+            key=token,
+            method=request.method,
+            path=request.url.path,
+            ip=client_ip(request),
+        )
+    elif token:
+        user = users.user_for_token(db, token=token)
     if user is None or token is None:
         raise _unauthorized()
     if via_cookie and request.method not in SAFE_METHODS:

@@ -15,11 +15,13 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from server.access.actor import Actor
+from server.bulletins.models import Bulletin, BulletinDelivery, RegularSlot
 from server.clips.models import Clip
 from server.devices.models import Device
 from server.domain import DomainError, not_found
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
+from server.sources.models import Source
 from server.users.models import User
 
 T = TypeVar("T")
@@ -49,6 +51,11 @@ OWNED: dict[type[Any], Owned] = {
     Clip: Owned("Clip", Clip.org_unit_id, shared_down=True),
     Programme: Owned("Programme", Programme.org_unit_id),
     User: Owned("User", User.org_unit_id),
+    Source: Owned("Source", Source.org_unit_id),
+    # Bulletins: the sending unit's subtree; a delivery: the receiving unit's (and above).
+    Bulletin: Owned("Bulletin", Bulletin.org_unit_id),
+    BulletinDelivery: Owned("Delivery", BulletinDelivery.org_unit_id),
+    RegularSlot: Owned("Regular slot", RegularSlot.org_unit_id),
 }
 
 

@@ -28,7 +28,7 @@ from server.console.session import ConsoleActor
 from server.deps import SessionDep
 from server.devices.models import Device
 from server.orgs.models import OrgUnit
-from server.users.models import ROLES, AuthToken, User
+from server.users.models import ROLES, SERVICE_ROLES, AuthToken, User
 
 router = APIRouter(include_in_schema=False)
 # Action families the audit filter offers, in the order of the select ("auth." = sign-ins).
@@ -77,7 +77,8 @@ def unit_choices(db: Session, actor: Actor) -> list[UnitChoice]:
 
 def users_in_reach(db: Session, actor: Actor) -> list[User]:
     """Users of the caller's subtree, by username (as GET /api/v1/users lists them)."""
-    query = select(User).where(reach.reachable(actor, User)).order_by(User.username)
+    people = (reach.reachable(actor, User), User.role.not_in(SERVICE_ROLES))  # not sources
+    query = select(User).where(*people).order_by(User.username)
     return list(db.scalars(query.limit(5000)))
 
 

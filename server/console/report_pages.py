@@ -1,9 +1,10 @@
-"""The proof-of-play report page: one zone over a period, with a CSV download."""
+"""Report pages: proof of play of one zone, and reports upward (a unit per child unit)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -21,8 +22,9 @@ from server.console.session import ConsoleActor
 from server.console.zones import unit_names
 from server.deps import SessionDep, now_of
 from server.devices.models import Device
-from server.orgs.models import Zone
-from server.reports import service
+from server.orgs.models import OrgUnit, Zone
+from server.reports import service, summary
+from server.reports.schemas import SummaryRow
 
 router = APIRouter(include_in_schema=False)
 SHOWN_ROWS = 500
@@ -88,3 +90,81 @@ def reports_page(
         device_names=_device_names(db, report),
         shown=SHOWN_ROWS,
     )
+
+
+# -- reports upward: a unit's figures per child unit, with bars drawn on the server ----------
+
+BAR_WIDTH = 320  # px of a full bar (100 % or the largest value)
+MAX_UNITS_LISTED = 500
+
+
+def _reachable_units(db: Session, actor: ConsoleActor) -> list[tuple[int, str, str]]:
+    """(id, name, kind) of the org units the user may report on."""
+    query = (
+        select(OrgUnit.id, OrgUnit.name, OrgUnit.kind)
+        .where(reach.reachable(actor, OrgUnit))
+        .order_by(OrgUnit.parent_id.is_not(None), OrgUnit.name)
+        .limit(MAX_UNITS_LISTED)
+    )
+    return [(i, n, k) for i, n, k in db.execute(query).all()]
+
+
+def bars(
+    rows: list[SummaryRow], value: Callable[[SummaryRow], float | None], *, share: bool
+) -> list[tuple[str, float | None, int]]:
+    """(name, value, width px) per row; shares scale to 100 %, other figures to the largest."""
+    values = [(r.name, value(r)) for r in rows]
+    top = 1.0 if share else max([v or 0.0 for _, v in values] + [0.0])
+    return [(name, v, round(BAR_WIDTH * (v or 0.0) / top) if top else 0) for name, v in values]
+
+
+@router.get("/reports/summary", response_class=HTMLResponse)
+def summary_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    org_unit_id: IdFilter = None,
+    period: Annotated[str, Query(max_length=20)] = "",
+) -> HTMLResponse:
+    """Reports upward for a unit and period: per-child bars, availability, downloads."""
+    units = _reachable_units(db, actor)
+    now = now_of(request)
+    period = period.strip() or f"{to_local_wall(now):%Y-%m}"
+    chosen = org_unit_id or actor.user.org_unit_id or (units[0][0] if units else None)
+    report = None
+    links: dict[str, str] = {}
+    if chosen is not None:
+        report = summary.summary_report(
+            db, actor=actor, org_unit_id=chosen, period=period, start="", end="", now=now
+        )
+        for fmt in ("json", "csv", "xlsx"):
+            query = {"org_unit_id": chosen, "period": period, "format": fmt}
+            links[fmt] = "/api/v1/reports/summary?" + urlencode(query)
+    rows = report.rows if report else []
+    charts: dict[str, Any] = {}
+    if report:
+        charts = {
+            "minutes": bars(rows, lambda r: r.broadcast.minutes, share=False),
+            "on_time": bars(
+                rows, lambda r: _share(r.programmes.on_time, r.programmes.planned), share=True
+            ),
+            "online": bars(rows, lambda r: r.availability.online_share, share=True),
+            "essential": bars(rows, lambda r: r.bulletins.essential_reached_share, share=True),
+        }
+    return page(
+        request,
+        "report_summary.html",
+        actor=actor,
+        active="reports",
+        units=units,
+        chosen=chosen,
+        period=period,
+        report=report,
+        charts=charts,
+        bar_width=BAR_WIDTH,
+        links=links,
+    )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None

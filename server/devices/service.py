@@ -22,6 +22,7 @@ from server.domain import DomainError
 from server.events.outbox import emit
 from server.events.types import AclChanged, DesiredStateChanged, ReplanNeeded, command_issued
 from server.orgs.models import OrgUnit, Zone
+from server.reports.presence import record_transition
 
 
 class DeviceError(DomainError):
@@ -125,6 +126,8 @@ def apply_birth(db: Session, *, device: Device, birth: Birth, now: datetime) -> 
     """A device announced itself: online, with the versions it holds."""
     if not device.online or device.conn_id != birth.conn_id:
         device.online_since = now
+    if not device.online:
+        record_transition(db, device_id=device.id, online=True, at=now)
     device.online = True
     device.conn_id = birth.conn_id
     device.last_seen = now
@@ -138,6 +141,8 @@ def apply_offline(db: Session, *, device: Device, msg: Offline, now: datetime) -
     """The broker's will or a clean goodbye; ignored when it belongs to an older connection."""
     if msg.conn_id != device.conn_id:
         return False  # a stale will from a connection the device already replaced
+    if device.online:
+        record_transition(db, device_id=device.id, online=False, at=now)
     device.online = False
     device.online_since = None
     return True

@@ -44,6 +44,9 @@ AHEAD_S = 0.2
 # oldest is dropped, the newest sent at once (the server drops what is still older than its
 # stamps allow: server/live/buffer.py).
 LIVE_KEEP_S = 0.1
+# Until a pipe is known to be paced, and while a live one's start is kept, it runs ahead by
+# no more than this: enough for the event loop's late wake-ups, little for the server's lead.
+START_AHEAD_S = 2 * FRAME_S
 PROBE_S = 1.0
 # A pipe is live when, at the end of the probe, at least this many of its last RECENT_READS
 # reads had to wait for data: a producer faster than real time always has the next one ready,
@@ -279,10 +282,21 @@ class PipeSource:
         threading.Thread(target=reader, name="loa-live-stdin", daemon=True).start()
         return ready
 
+    def start(self) -> asyncio.Event:
+        """Start reading the pipe now (the session is open: what comes from now on is fresh)."""
+        if self._ready is None:
+            self._ready = self._start()
+        return self._ready
+
     def ready(self) -> int:
         """Reads waiting to be taken."""
         with self._lock:
             return len(self._reads)
+
+    def waiting_s(self) -> float:
+        """Seconds of reads waiting to be taken."""
+        with self._lock:
+            return sum(len(r) for r in self._reads) / 2 / self._rate
 
     def drop_stale(self, *, keep_s: float) -> float:
         """Drop all but the newest `keep_s` of reads waiting; the seconds dropped."""
@@ -297,8 +311,7 @@ class PipeSource:
 
     async def _next(self) -> bytes:
         """The oldest read waiting, waiting for one."""
-        if self._ready is None:
-            self._ready = self._start()
+        ready = self.start()
         self.caught_up = False
         while True:
             with self._lock:
@@ -306,8 +319,8 @@ class PipeSource:
                     data = self._reads.popleft()
                     self._lock.notify_all()
                     return data
-                self._ready.clear()
-            await self._ready.wait()
+                ready.clear()
+            await ready.wait()
             self.caught_up = True
 
     async def read(self) -> bytes:
@@ -346,22 +359,39 @@ class Pacer:
     the hiccup; and a live source is never held back (`holds`): it is real time by itself,
     and audio waiting here would be latency the server cannot see (it measures age from
     arrival).
+
+    The start of an announcement is never dropped: what the pipe held before the first
+    chunk went, or handed over at once during the probe, is content. What of it still waits
+    here when the probe ends (`kept_s`) stays the session's latency, like the server's lead:
+    the source is then held to the wall clock (the server would drop it as a backlog if it
+    came at once), and only a backlog beyond it is stale. Until the pipe is known to be
+    paced it runs at most START_AHEAD_S ahead of the wall clock: the server takes the age of
+    the first audio it plays for the whole session's latency (its `lead`), so a start sent
+    AHEAD_S at once would stamp every frame too late for the devices.
     """
 
-    def __init__(self, *, may_drop: bool = False) -> None:
+    def __init__(
+        self, *, may_drop: bool = False, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sent_s = 0.0
         self.dropped_s = 0.0
         self.live: bool | None = None if may_drop else False
-        self._end = time.monotonic()  # when the audio sent so far will have been played
+        self.kept_s = 0.0  # a live pipe's start still waiting after the probe: kept as latency
+        self._clock = clock
+        self._end = clock()  # when the audio sent so far will have been played
 
     def ahead_s(self) -> float:
         """Seconds of sent audio not yet due."""
-        return max(0.0, self._end - time.monotonic())
+        return max(0.0, self._end - self._clock())
 
     @property
     def holds(self) -> bool:
-        """Whether chunks wait for the wall clock (not a source known to be live)."""
-        return self.live is not True
+        """Whether chunks wait for the wall clock (not a live source with nothing kept)."""
+        return self.live is not True or self.kept_s > 0
+
+    def hold_s(self) -> float:
+        """How long the next chunk waits: AHEAD_S of slack only once the pipe is known paced."""
+        return max(0.0, self.ahead_s() - (AHEAD_S if self.live is False else START_AHEAD_S))
 
     def stale(self, n_bytes: int, *, more_ready: bool) -> bool:
         """From a live source: is a chunk read now part of a backlog? (then drop it, counted)
@@ -371,22 +401,26 @@ class Pacer:
         more ready) is never stale: dropping fresh audio would leave the server's queue
         short, and the audio then plays earlier than its stamps say.
         """
-        if self.live is not True or not more_ready or self.ahead_s() <= LIVE_KEEP_S:
+        if self.holds or not more_ready or self.ahead_s() <= LIVE_KEEP_S:
             return False
         self.dropped_s += n_bytes / 2 / SAMPLE_RATE
         return True
 
     async def wait(self) -> None:
         """Sleep until another chunk may go."""
-        await asyncio.sleep(max(0.0, self.ahead_s() - AHEAD_S))
+        await asyncio.sleep(self.hold_s())
 
     def probe(self, source: Source) -> None:
         """Learn what the source is in its first PROBE_S; from a live one, drop stale backlog."""
         if self.live is None and self.sent_s >= PROBE_S:
             waited = source.waited if isinstance(source, PipeSource) else ()
             self.live = sum(waited) >= LIVE_WAITED
+            if self.live and isinstance(source, PipeSource):
+                # Up to LIVE_KEEP_S waiting is the usual jitter; more is a start kept whole.
+                waiting = source.waiting_s()
+                self.kept_s = waiting if waiting > LIVE_KEEP_S else 0.0
         if self.live and isinstance(source, PipeSource):
-            self.dropped_s += source.drop_stale(keep_s=LIVE_KEEP_S)
+            self.dropped_s += source.drop_stale(keep_s=LIVE_KEEP_S + self.kept_s)
 
     def sent(self, n_bytes: int, *, caught_up: bool = False) -> None:
         """Account for a chunk that went (`caught_up`: a live source's read had to wait).
@@ -397,7 +431,7 @@ class Pacer:
         """
         seconds = n_bytes / 2 / SAMPLE_RATE
         self.sent_s += seconds
-        now = time.monotonic()
+        now = self._clock()
         self._end = (now if caught_up and self.live else max(self._end, now)) + seconds
 
 
@@ -507,7 +541,9 @@ def stop_reason(source: Source, at_end: bool) -> str:
     return "pipe_ended" if isinstance(source, PipeSource) else "file_ended"
 
 
-async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -> int:
+async def stream(
+    *, broadcast: Broadcast, source: Source, stop: asyncio.Event, out: Say | None = None
+) -> int:
     """Feed the session until the input ends, Ctrl-C or the server ends it; the exit code."""
     url = ingest_url(server=broadcast.server, session=broadcast.session)
     try:
@@ -516,6 +552,12 @@ async def stream(*, broadcast: Broadcast, source: Source, stop: asyncio.Event) -
     except (InvalidHandshake, InvalidURI, OSError, TimeoutError, ConnectionClosed) as exc:
         broadcast.say(f"error: the ingest WebSocket could not be opened: {exc}")
         return 1
+    if isinstance(source, PipeSource):
+        source.start()
+    if out is not None:
+        # Only now: a producer that waits for this line (a script) starts speaking into a
+        # pipe that is read, not one whose first words pile up as a backlog.
+        out(f"ingest {url}")
     pacer = Pacer(may_drop=isinstance(source, PipeSource))
     closed = asyncio.ensure_future(ws.wait_closed())
     closed.add_done_callback(lambda _: stop.set())
@@ -574,14 +616,13 @@ async def run_live(
     broadcast = await start_session(server=server, token=token, request=request, say=say)
     targeted = int(broadcast.session.get("targeted", 0))
     out(f"live session {broadcast.id} started: {targeted} device{'' if targeted == 1 else 's'}")
-    out(f"ingest {ingest_url(server=server, session=broadcast.session)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # No signal handlers on Windows or outside the main thread: Ctrl-C then just interrupts.
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, OnInterrupt(stop, say))
     try:
-        code = await stream(broadcast=broadcast, source=source, stop=stop)
+        code = await stream(broadcast=broadcast, source=source, stop=stop, out=out)
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGINT)

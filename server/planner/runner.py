@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from schedules import LOCAL_TZ_NAME, ScheduleDocument
+from server.bulletins.progress import update_deliveries
 from server.db import session_scope
 from server.planner.compile import PlanResult, plan_once
 from server.planner.lock import PlannerLock
@@ -23,6 +24,7 @@ from server.programmes.workflow import advance_lifecycle
 
 log = logging.getLogger(__name__)
 STATE_ID = 1
+PROGRESS_S = 30.0  # how often bulletin deliveries take in proof of play and expiry
 
 
 class PlanPublisher(Protocol):
@@ -100,6 +102,10 @@ class Planner:
         scheduler.add_job(
             self.request_replan, CronTrigger(hour=0, minute=1, timezone=LOCAL_TZ_NAME),
             id="daily", coalesce=True, max_instances=1,
+        )  # fmt: skip
+        scheduler.add_job(
+            self.bulletin_progress, IntervalTrigger(seconds=PROGRESS_S), id="bulletin-progress",
+            coalesce=True, max_instances=1,
         )  # fmt: skip
         scheduler.start()
         self._scheduler = scheduler
@@ -179,6 +185,16 @@ class Planner:
                 len(result.lifecycle),
             )
             return result
+
+    def bulletin_progress(self) -> None:
+        """Bring bulletin deliveries up to date (played, expired); the planner process only."""
+        if not self.is_leader:
+            return
+        try:
+            with session_scope(self.session_factory) as db:
+                update_deliveries(db, now=self.clock())
+        except Exception:  # the database may be briefly away; the next run catches up
+            log.exception("bulletin progress failed")
 
     def tick(self) -> None:
         """Take over if the planner died; move programme statuses; pick up remote requests."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
@@ -17,12 +17,14 @@ from server.access.policy import PLAYS_READ
 from server.bounds import MAX_ID, When
 from server.deps import Now, SessionDep
 from server.orgs.models import Zone
-from server.reports import service
-from server.reports.schemas import ReportRowOut, ZoneReportOut
+from server.reports import export, service, summary
+from server.reports.schemas import ReportRowOut, SummaryOut, ZoneReportOut
 
 router = APIRouter(tags=["reports"])
 MAX_SPAN = timedelta(days=93)
 ZoneId = Annotated[int, Query(ge=1, le=MAX_ID)]
+UnitId = Annotated[int, Query(ge=1, le=MAX_ID)]
+PeriodText = Annotated[str, Query(max_length=20)]
 Reader = Annotated[Actor, allow(PLAYS_READ)]
 TEXT = {"schema": {"type": "string"}}
 
@@ -91,4 +93,49 @@ def zone_plays_csv(
         service.report_csv(report),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get(
+    "/reports/summary",
+    response_model=SummaryOut,
+    responses={
+        200: {
+            "description": "JSON (schema in docs/reports.md), CSV or XLSX",
+            "content": {"text/csv": TEXT, XLSX: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def summary_report(
+    db: SessionDep,
+    now: Now,
+    actor: Reader,
+    org_unit_id: UnitId,
+    period: PeriodText = "",
+    start: Annotated[str, Query(alias="from", max_length=10)] = "",
+    end: Annotated[str, Query(alias="to", max_length=10)] = "",
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Response | SummaryOut:
+    """Reports upward: a unit's figures per child unit and in total over a period.
+
+    period: a month (2026-11), a quarter (2026-Q4), a year (2026), or from/to local dates.
+    """
+    report = summary.summary_report(
+        db, actor=actor, org_unit_id=org_unit_id, period=period, start=start, end=end, now=now
+    )
+    if format == "json":
+        return report
+    name = f"bao-cao-{report.org_unit['id']}-{report.period.label.replace('..', '_')}"
+    if format == "csv":
+        body: str | bytes = export.summary_csv(report)
+        media = "text/csv; charset=utf-8"
+    else:
+        body, media = export.summary_xlsx(report), XLSX
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'},
     )

@@ -36,3 +36,111 @@ class ZoneReportOut(BaseModel):
     counts: dict[str, int]
     truncated: bool
     rows: list[ReportRowOut]
+
+
+# -- the summary report (docs/reports.md documents every field; bump SCHEMA_VERSION on change)
+
+SCHEMA_VERSION = "1.0"
+
+
+class BroadcastFigures(BaseModel):
+    """Cluster-minutes reported played, by origin and by topic."""
+
+    minutes: float
+    by_origin: dict[str, float]
+    by_topic: dict[str, float]
+
+
+class ProgrammeFigures(BaseModel):
+    """Planned items × clusters, against what the clusters reported."""
+
+    planned: int
+    reported: int
+    played: int
+    on_time: int
+    not_played: int
+    missed: int
+    preempted: int
+    failed: int
+    planned_not_reported: int
+    reported_not_planned: int
+    not_played_reasons: dict[str, int]
+
+
+class BulletinFigures(BaseModel):
+    """Deliveries of bulletins from above received in the period."""
+
+    delivered: int
+    accepted: int
+    declined: int
+    played: int
+    expired: int
+    withdrawn: int
+    played_without_report: int
+    priority: int
+    priority_played_in_validity: int
+    essential: int
+    essential_reached: int
+    essential_reached_share: float | None
+
+
+class EmergencyFigures(BaseModel):
+    """Emergency programmes: clusters targeted and reached, time to audible."""
+
+    programmes: int
+    clusters_targeted: int
+    clusters_reached: int
+    p95_time_to_audible_s: float | None
+
+
+class AvailabilityFigures(BaseModel):
+    """Device availability from the presence history."""
+
+    clusters: int
+    online_share: float | None
+    faulty_clusters: int
+    longest_outage_s: float
+
+
+class SummaryRow(BaseModel):
+    """The figures of one org unit (a child of the chosen unit, or the total)."""
+
+    org_unit_id: int
+    name: str
+    kind: str
+    broadcast: BroadcastFigures
+    programmes: ProgrammeFigures
+    bulletins: BulletinFigures
+    emergencies: EmergencyFigures
+    availability: AvailabilityFigures
+
+
+class PeriodOut(BaseModel):
+    """The period asked for: local dates (both included) and the UTC window."""
+
+    label: str
+    first_day: str
+    last_day: str
+    since: datetime
+    until: datetime
+    time_zone: str
+
+
+class SeriesPoint(BaseModel):
+    """Availability of the chosen unit's clusters over one local day or month."""
+
+    start: str
+    online_share: float | None
+
+
+class SummaryOut(BaseModel):
+    """Reports upward: one row per child unit and the total of the chosen unit."""
+
+    schema_version: str
+    generated_at: datetime
+    org_unit: dict[str, int | str]
+    period: PeriodOut
+    rows: list[SummaryRow]
+    total: SummaryRow
+    availability_series: list[SeriesPoint]
+    notes: list[str]

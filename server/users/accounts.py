@@ -7,17 +7,19 @@ import secrets
 from datetime import timedelta
 
 from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError, VerifyMismatchError
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.db import utcnow
-from server.users.models import ROLES, AuthToken, User
+from server.users.models import ROLES, SERVICE_ROLES, AuthToken, User
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so timing does not reveal which users exist.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
+# A password hash no password matches: service users (outside sources) sign in by key only.
+UNUSABLE_PASSWORD = "!no-password"
 
 
 class InvalidRole(ValueError):
@@ -60,6 +62,24 @@ def create_user(
     return user
 
 
+def create_service_user(
+    db: Session, *, username: str, role: str, org_unit_id: int, full_name: str
+) -> User:
+    """Add the user an outside system acts as: a service role, and no password that works."""
+    if role not in SERVICE_ROLES:
+        raise InvalidRole(f"{role!r} is not a service role")
+    user = User(
+        username=username,
+        password_hash=UNUSABLE_PASSWORD,
+        role=role,
+        org_unit_id=org_unit_id,
+        full_name=full_name,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
 def ensure_admin(db: Session, *, password: str) -> bool:
     """Create the bootstrap user 'admin' when no admin exists; True if created."""
     if db.scalar(select(User.id).where(User.role == "admin").limit(1)) is not None:
@@ -80,12 +100,13 @@ def ensure_admin(db: Session, *, password: str) -> bool:
 
 
 def verify_password(*, password_hash: str | None, password: str) -> bool:
-    """True when password matches the hash (None: an unknown user, which takes as long)."""
+    """True when password matches the hash (None or unusable: no match, which takes as long)."""
+    usable = password_hash is not None and not password_hash.startswith(UNUSABLE_PASSWORD)
     try:
-        _hasher.verify(password_hash or _DUMMY_HASH, password)
-    except (VerifyMismatchError, VerificationError):
+        _hasher.verify(password_hash if usable and password_hash else _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-    return password_hash is not None
+    return usable
 
 
 def authenticate(db: Session, *, username: str, password: str) -> User | None:
@@ -93,7 +114,7 @@ def authenticate(db: Session, *, username: str, password: str) -> User | None:
     user = db.scalar(select(User).where(User.username == username))
     if not verify_password(password_hash=user.password_hash if user else None, password=password):
         return None
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or user.role in SERVICE_ROLES:
         return None
     return user
 

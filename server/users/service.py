@@ -11,12 +11,12 @@ from sqlalchemy.orm import Session
 from server.access import reach
 from server.access.actor import Actor
 from server.audit import service as audit
-from server.domain import DomainError
+from server.domain import DomainError, not_found
 from server.users import accounts, signin
 
 # Rules re-exported under their old names, for callers outside this feature (app start, cli,
 # seed, the token check in server.access.deps, live sockets, tests).
-from server.users.models import AuthToken, User
+from server.users.models import SERVICE_ROLES, AuthToken, User
 from server.users.signin import LoginGate
 
 TokenKind = Literal["api", "session"]
@@ -54,6 +54,14 @@ def _check_role(role: str) -> None:
         accounts.check_role(role)
     except accounts.InvalidRole as exc:
         raise DomainError(422, str(exc)) from None
+
+
+def _person(db: Session, actor: Actor, user_id: int) -> User:
+    """A user of the caller's subtree; service users (outside sources) answer like missing ones."""
+    user = reach.load(db, actor, User, user_id)
+    if user.role in SERVICE_ROLES:
+        raise not_found("User", user_id)  # managed through /api/v1/sources, never as a person
+    return user
 
 
 def _not_self(actor: Actor, user: User, what: str) -> None:
@@ -106,13 +114,17 @@ def change_own_password(
 
 def list_users(db: Session, *, actor: Actor) -> list[User]:
     """Users of the caller's org subtree, by username."""
-    query = select(User).where(reach.reachable(actor, User)).order_by(User.username)
+    query = (
+        select(User)
+        .where(reach.reachable(actor, User), User.role.not_in(SERVICE_ROLES))
+        .order_by(User.username)
+    )
     return list(db.scalars(query))
 
 
 def get(db: Session, *, actor: Actor, user_id: int) -> User:
     """One user of the caller's subtree."""
-    return reach.load(db, actor, User, user_id)
+    return _person(db, actor, user_id)
 
 
 def create(
@@ -153,7 +165,7 @@ def create(
 
 def update(db: Session, *, actor: Actor, user_id: int, changes: dict[str, Any]) -> User:
     """Change a user's role, org unit, name or emergency permission (None values are ignored)."""
-    user = reach.load(db, actor, User, user_id)
+    user = _person(db, actor, user_id)
     changes = {k: v for k, v in changes.items() if v is not None}
     if "role" in changes:
         _check_role(changes["role"])
@@ -177,7 +189,7 @@ def update(db: Session, *, actor: Actor, user_id: int, changes: dict[str, Any]) 
 
 def deactivate(db: Session, *, actor: Actor, user_id: int) -> User:
     """Block a user of the subtree: every token and session of theirs stops working at once."""
-    user = reach.load(db, actor, User, user_id)
+    user = _person(db, actor, user_id)
     _not_self(actor, user, "deactivate")
     accounts.set_active(db, user=user, active=False)
     _audit(db, actor, "user.deactivate", user, summary=user.username)
@@ -186,7 +198,7 @@ def deactivate(db: Session, *, actor: Actor, user_id: int) -> User:
 
 def activate(db: Session, *, actor: Actor, user_id: int) -> User:
     """Let a deactivated user sign in again (old tokens stay revoked)."""
-    user = reach.load(db, actor, User, user_id)
+    user = _person(db, actor, user_id)
     accounts.set_active(db, user=user, active=True)
     _audit(db, actor, "user.activate", user, summary=user.username)
     return user
@@ -194,6 +206,6 @@ def activate(db: Session, *, actor: Actor, user_id: int) -> User:
 
 def reset_password(db: Session, *, actor: Actor, user_id: int, password: str) -> None:
     """Set a new password for a user of the subtree; they are signed out everywhere."""
-    user = reach.load(db, actor, User, user_id)
+    user = _person(db, actor, user_id)
     accounts.set_password(db, user=user, password=password)
     _audit(db, actor, "user.password_reset", user, summary=user.username)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from server.access.ratelimit import LoginLimiter, SessionFactory, too_many_attempts_detail
 from server.domain import DomainError
 from server.users.accounts import verify_password
-from server.users.models import User
+from server.users.models import SERVICE_ROLES, User
 
 
 class TooManyAttempts(DomainError):
@@ -50,7 +50,8 @@ def check_password(db: Session, *, gate: LoginGate, username: str, password: str
     # End the read before the deliberately slow hash: no transaction stays open while it runs.
     db.commit()
     ok = verify_password(password_hash=user.password_hash if user else None, password=password)
-    if user is None or not ok or not user.is_active:
+    # A service user (an outside source) signs in with its key only, never a password.
+    if user is None or not ok or not user.is_active or user.role in SERVICE_ROLES:
         return None
     gate.succeeded(username)
     return user

@@ -36,6 +36,7 @@ FIELD_KINDS = {
     "clip_ids": "clip",
     "user_id": "user",
     "programme_id": "programme",
+    "target_org_unit_ids": "org_unit",  # POST /bulletins
 }
 # Bodies whose object fields the permission matrix does not vary (its body is enough there).
 MORE_BODIES = {
@@ -52,6 +53,9 @@ MORE_BODIES = {
         },
     ),
 }
+# A CAP alert names org units by code (geocode), not by id: a foreign code answers like an
+# unknown one (tests/server/test_cap_intake.py); the matrix checks the foreign variant.
+MORE_BODIES[("POST", "/api/v1/cap")] = Body((), lambda w, p, r: None, xml=True)
 LIVE = ("POST", "/api/v1/live")  # covered source by source in its own test below
 ROLE = "admin"  # commune A's admin holds every permission: only reach can refuse
 

@@ -21,10 +21,17 @@ from tests.server.test_permissions_fixtures import (
     PASSWORD,
     Org,
     PermWorld,
+    cap_alert,
     tone_wav,
 )
 
-PUBLIC = {("POST", "/api/v1/auth/token"), ("GET", "/api/v1/broker/ca.pem")}
+PUBLIC = {
+    ("POST", "/api/v1/auth/token"),
+    ("GET", "/api/v1/broker/ca.pem"),
+    # CAP out: e-boards, apps and neighbouring systems poll it without an account; it carries
+    # only what the loudspeakers say in public (tests/server/test_cap_intake.py).
+    ("GET", "/api/v1/cap/feed.atom"),
+}
 # Query parameters ending in _id that name no object (the audit log's free-text object id).
 NOT_OBJECTS = {"object_id"}
 # Path and query parameters that name an object, and the kind of object they name.
@@ -38,6 +45,9 @@ ID_KINDS = {
     "programme_id": "programme",
     "user_id": "user",
     "session_id": "live_session",
+    "bulletin_id": "bulletin",
+    "source_id": "source",
+    "delivery_id": "delivery",
 }
 # Own calls that are expected to fail for a reason other than permissions.
 OWN_NOT_2XX = {("POST", "/api/v1/users/me/password"): 422}  # the current password is wrong
@@ -53,6 +63,7 @@ class Body:
     kinds: tuple[str, ...]
     build: Callable[[PermWorld, Pick, str], Any]
     multipart: bool = False
+    xml: bool = False  # build returns a CAP 1.2 document, posted as application/cap+xml
 
 
 def _programme_body(w: PermWorld, pick: Pick, role: str) -> dict[str, Any]:
@@ -119,6 +130,9 @@ BODIES: dict[tuple[str, str], Body] = {
         (), lambda w, p, r: {"name": "test_tone", "seconds": 1}
     ),
     ("POST", "/api/v1/clips"): Body((), lambda w, p, r: None, multipart=True),
+    ("POST", "/api/v1/cap"): Body(
+        ("org_unit",), lambda w, p, r: cap_alert(w, p("org_unit")), xml=True
+    ),
     ("POST", "/api/v1/clips/tts"): Body(
         (), lambda w, p, r: {"text": f"Thông báo số {w.next()} của xã.", "title": "Thông báo"}
     ),
@@ -157,6 +171,48 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/programmes/{programme_id}/cancel"): Body(
         (), lambda w, p, r: {"reason": "Hoãn"}
     ),
+    ("POST", "/api/v1/bulletins"): Body(
+        ("org_unit", "clip"),
+        lambda w, p, r: {
+            "title": f"Bản tin {w.next()}",
+            "clip_ids": [p("clip")],
+            "target_org_unit_ids": [p("org_unit")],
+            "valid_until": w.bulletin_until(),
+        },
+    ),
+    ("POST", "/api/v1/bulletins/{bulletin_id}/reject"): Body(
+        (), lambda w, p, r: {"reason": "Nội dung chưa đúng"}
+    ),
+    ("POST", "/api/v1/bulletins/{bulletin_id}/accept"): Body(
+        ("zone", "org_unit"),
+        lambda w, p, r: {
+            "start": w.start_at(),
+            "zone_ids": [p("zone")],
+            "org_unit_id": p("org_unit"),
+        },
+    ),
+    ("POST", "/api/v1/bulletins/{bulletin_id}/decline"): Body(
+        ("org_unit",),
+        lambda w, p, r: {"reason": "Xã đã phát tin này", "org_unit_id": p("org_unit")},
+    ),
+    ("POST", "/api/v1/sources"): Body(
+        ("org_unit",),
+        lambda w, p, r: {
+            "name": f"Sở {w.next()}",
+            "org_unit_id": p("org_unit"),
+            "max_level": "priority",
+            "trusted_levels": ["normal"],
+        },
+    ),
+    ("PATCH", "/api/v1/sources/{source_id}"): Body(
+        (), lambda w, p, r: {"name": "Sở Đổi Tên", "max_level": "emergency"}
+    ),
+    ("PUT", "/api/v1/org-units/{unit_id}/slots"): Body(
+        (), lambda w, p, r: {"slots": [{"start_time": "05:00", "weekdays": "123456"}]}
+    ),
+    ("POST", "/api/v1/bulletins/deliveries/{delivery_id}/position"): Body(
+        (), lambda w, p, r: {"position": 0}
+    ),
 }
 # The programme a route acts on must be in a status where the action makes sense.
 PROGRAMME_STATUS = {"approve": "submitted", "reject": "submitted"}
@@ -164,6 +220,7 @@ PROGRAMME_STATUS = {"approve": "submitted", "reject": "submitted"}
 QUERY_EXTRA = {
     "/api/v1/reports/plays": {"since": SINCE, "until": UNTIL},
     "/api/v1/reports/plays.csv": {"since": SINCE, "until": UNTIL},
+    "/api/v1/reports/summary": {"period": "2031-03"},
 }
 
 
@@ -257,6 +314,14 @@ class Objects:
             return w.db_clip(org.commune)
         if kind == "user":
             return w.user(org.commune)
+        if kind == "delivery":  # a priority bulletin placed in the commune, not yet begun
+            return w.priority_delivery(org)
+        if kind == "source":
+            body = {"name": f"Sở {w.next()}", "org_unit_id": org.commune}
+            return int(w.admin("POST", "/sources", body, expect=201)["source"]["id"])
+        if kind == "bulletin":  # the sender's actions act on one the commune sent
+            sent = op.path.rsplit("/", 1)[-1] in ("approve", "reject", "cancel")
+            return w.bulletin(org, sent=sent)
         if kind == "live_session":  # a microphone session to the org's zone, nobody speaking
             body = {"source": "mic", "zone_ids": [org.zone], "idle_timeout_s": 60}
             return str(w.admin("POST", "/live", body, expect=201)["id"])
@@ -327,6 +392,10 @@ def _call(w: PermWorld, op: Operation, role: str, objects: Objects, foreign: str
             files=files,
             data={"title": "Bản tin sáng"},
         )
+    if body is not None and body.xml:
+        headers = headers | {"Content-Type": "application/cap+xml"}
+        data = body.build(w, pick, role)
+        return w.client.request(op.method, url, params=params, headers=headers, content=data)
     payload = body.build(w, pick, role) if body is not None else None
     return w.client.request(op.method, url, params=params, headers=headers, json=payload)
 

@@ -195,6 +195,62 @@ class PermWorld:
             self.admin("POST", f"/programmes/{pid}/approve", expect=200)
         return pid
 
+    def bulletin_until(self) -> str:
+        """A bulletin validity end far enough for every start_at() of a test run."""
+        return (datetime.now(UTC).replace(microsecond=0) + timedelta(days=400)).isoformat()
+
+    def bulletin(self, org: Org, *, sent: bool = False) -> int:
+        """A bulletin the province delivered to the commune, or (sent) one the commune sent."""
+        body: dict[str, Any] = {
+            "title": f"Bản tin {self.next()}",
+            "valid_until": self.bulletin_until(),
+        }
+        if not sent:
+            body.update(clip_ids=[self.db_clip(self.province)], target_org_unit_ids=[org.commune])
+            bid = int(self.admin("POST", "/bulletins", body, expect=201)["id"])
+            self.admin("POST", f"/bulletins/{bid}/approve", expect=200)
+            return bid
+        sender = f"bulletin-sender-{org.commune}"  # an editor of the commune, made once
+        if sender not in self.tokens:
+            self.admin(
+                "POST",
+                "/users",
+                {
+                    "username": sender,
+                    "password": PASSWORD,
+                    "role": "editor",
+                    "org_unit_id": org.commune,
+                },
+                expect=201,
+            )
+            self.tokens[sender] = self.sign_in(sender)
+        body.update(clip_ids=[org.clip], target_org_unit_ids=[org.village])
+        r = self.client.post("/api/v1/bulletins", json=body, headers=self.headers(sender))
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def priority_delivery(self, org: Org) -> int:
+        """A priority bulletin from the province, placed in the commune from tomorrow on."""
+        # Imported here, like the app: most users of this module never need bulletins.
+        from server.bulletins.models import APPROVED, Bulletin, BulletinClip, BulletinDelivery
+        from server.bulletins.placement import place
+
+        now = datetime.now(UTC)
+        with self.stack.session() as db:
+            bulletin = Bulletin(
+                title=f"Tin ưu tiên {self.next()}", level="priority", status=APPROVED,
+                valid_from=now + timedelta(days=1), valid_until=now + timedelta(days=3),
+                org_unit_id=self.province, approved_at=now,
+            )  # fmt: skip
+            bulletin.clips = [BulletinClip(position=0, clip_id=org.clip)]
+            db.add(bulletin)
+            db.flush()
+            delivery = BulletinDelivery(bulletin_id=bulletin.id, org_unit_id=org.commune)
+            db.add(delivery)
+            db.flush()
+            place(db, bulletin=bulletin, deliveries=[delivery], now=now)
+            return int(delivery.id)
+
     def commune(self, name: str) -> Org:
         """A commune with a village, a device, a zone over it and a clip."""
         commune = self.org_unit(self.province, kind="commune")
@@ -203,6 +259,23 @@ class PermWorld:
         device = self.device(village)
         zone = self.zone(village, [device])
         return Org(commune, village, zone, device, self.db_clip(commune), name)
+
+
+def cap_alert(w: PermWorld, unit_id: int) -> bytes:
+    """A normal-level CAP 1.2 alert whose geocode is the unit's code (given it here if none)."""
+    code = f"PERM{unit_id}"
+    w.admin("PATCH", f"/org-units/{unit_id}", {"code": code})  # a missing unit: a code of none
+    now = datetime.now(UTC).replace(microsecond=0)
+    return (
+        '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
+        f"<identifier>perm-{w.next()}</identifier><sender>perm@loa.test</sender>"
+        f"<sent>{now.isoformat()}</sent><status>Actual</status><msgType>Alert</msgType>"
+        "<scope>Public</scope><info><category>Met</category><event>Mưa lớn</event>"
+        "<urgency>Future</urgency><severity>Minor</severity><certainty>Likely</certainty>"
+        f"<expires>{(now + timedelta(days=1)).isoformat()}</expires>"
+        "<headline>Mưa lớn</headline><area><areaDesc>Thôn</areaDesc><geocode>"
+        f"<valueName>MA_DVHC</valueName><value>{code}</value></geocode></area></info></alert>"
+    ).encode()
 
 
 def build_world(stack: Stack) -> PermWorld:

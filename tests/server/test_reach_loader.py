@@ -11,6 +11,7 @@ import ast
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from server.access import reach
 from server.access.actor import Actor, load_actor
+from server.bulletins.models import Bulletin, BulletinDelivery, RegularSlot
 from server.clips.models import Clip
 from server.db import make_engine, make_session_factory
 from server.devices.models import Device
@@ -28,6 +30,7 @@ from server.domain import DomainError
 from server.migrate import upgrade
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
+from server.sources.models import Source
 from server.users.models import User
 
 MISSING = 2_000_000_000
@@ -74,6 +77,36 @@ def _user(db: Session, unit_id: int | None) -> User:
     return User(username=f"u{n}", password_hash="x", role="viewer", org_unit_id=unit_id)
 
 
+def _bulletin(db: Session, unit_id: int | None) -> Bulletin:
+    assert unit_id is not None
+    now = datetime.now(UTC)
+    return Bulletin(title=f"Bản tin {next(_serial)}", level="normal", org_unit_id=unit_id,
+                    valid_from=now, valid_until=now + timedelta(days=1))  # fmt: skip
+
+
+def _delivery(db: Session, unit_id: int | None) -> BulletinDelivery:
+    bulletin = _bulletin(db, unit_id)  # sent by the province would do too: the receiver owns it
+    db.add(bulletin)
+    db.flush()
+    assert unit_id is not None
+    return BulletinDelivery(bulletin_id=bulletin.id, org_unit_id=unit_id)
+
+
+def _source(db: Session, unit_id: int | None) -> Source:
+    assert unit_id is not None
+    n = next(_serial)
+    user = User(username=f"source-{n}", password_hash="!", role="source", org_unit_id=unit_id)
+    db.add(user)
+    db.flush()
+    return Source(name=f"Sở {n}", org_unit_id=unit_id, user_id=user.id, key_hint="loasrc_x",
+                  key_hash=f"{n:064x}")  # fmt: skip
+
+
+def _slot(db: Session, unit_id: int | None) -> RegularSlot:
+    assert unit_id is not None
+    return RegularSlot(org_unit_id=unit_id, start_time="05:00", weekdays="123456")
+
+
 # One way to make an object owned by an org unit, per model the loader knows.
 MAKERS: dict[type[Any], Callable[[Session, int | None], Any]] = {
     Zone: _zone,
@@ -81,6 +114,10 @@ MAKERS: dict[type[Any], Callable[[Session, int | None], Any]] = {
     Clip: _clip,
     Programme: _programme,
     User: _user,
+    Source: _source,
+    Bulletin: _bulletin,
+    BulletinDelivery: _delivery,
+    RegularSlot: _slot,
 }
 
 
