@@ -319,6 +319,14 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "the owner's name of a clip shared down from a higher org unit: that unit is outside "
         "the reader's reach by design, and only its name is shown"
     ),
+    # CAP names bulletins by (sender, identifier), not by id: the bulletin a repeat, an Update
+    # or a Cancel refers to is found through its CAP message, then checked with actor.reaches
+    # (a repeat from elsewhere answers 409 without naming anything; a Cancel of a bulletin out
+    # of reach answers like one never received).
+    ("server/cap/intake.py", "_repeat", "Bulletin"): "found by CAP identity, reach checked",
+    ("server/cap/intake.py", "_cancel_referenced", "Bulletin"): "found by CAP identity, reach "
+    "checked",
+    ("server/cap/intake.py", "receive", "Bulletin"): "an id _cancel_referenced returned, in reach",
 }
 
 
