@@ -100,6 +100,9 @@ class ClipFetcher:
     def want(self, shas: Iterable[str]) -> None:
         """The clips the current schedule needs; missing ones get a hold-off, then requests."""
         self._wanted = set(shas)
+        # Until it is verified, a wanted clip is asked for again and again (never given up):
+        # the player may wait for it instead of failing an urgent item.
+        self.cache.expect(self._wanted)
         now = self.clock.monotonic()
         for sha in self._wanted:
             if not self.cache.ready(sha) and sha not in self._downloads:

@@ -63,6 +63,7 @@ class ClipCache:
         self._wall = wall
         self._sizes: dict[str, int] = {}  # verified clips: sha -> size
         self._pinned: frozenset[str] = frozenset()
+        self._expected: frozenset[str] = frozenset()  # the fetcher is getting these
         self.evicted = 0
 
     # -- queries (no I/O: safe on the event loop) --------------------------------------------
@@ -70,6 +71,14 @@ class ClipCache:
     def ready(self, sha256: str) -> bool:
         """True if the verified clip is on disk and may be played."""
         return sha256 in self._sizes
+
+    def arriving(self, sha256: str) -> bool:
+        """True if the clip is not ready yet but is being fetched (the schedule needs it)."""
+        return sha256 in self._expected and sha256 not in self._sizes
+
+    def expect(self, shas: Iterable[str]) -> None:
+        """The clips the fetcher keeps asking for until they are verified (see arriving())."""
+        self._expected = frozenset(shas)
 
     def path(self, sha256: str) -> Path:
         """Where a verified clip lives (check ready() first)."""

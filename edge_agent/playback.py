@@ -29,6 +29,11 @@ Outcome = Literal["played", "preempted", "failed", "missed"]
 INTERRUPTED = "interrupted: the agent stopped during playback"
 
 
+def load_decoder() -> None:
+    """Import the decoder now (blocking): an item about to play must not wait for PyAV."""
+    import audio.decode  # noqa: F401
+
+
 class ClipReader:
     """The clips of an item back to back as one stream of 48 kHz mono samples (blocking)."""
 
@@ -143,6 +148,10 @@ class ClipSource(Protocol):
 
     def ready(self, sha256: str) -> bool:
         """True if the clip may be played."""
+        ...
+
+    def arriving(self, sha256: str) -> bool:
+        """True if the clip is not ready but on its way (the fetcher is getting it)."""
         ...
 
     def path(self, sha256: str) -> Path:

@@ -10,6 +10,12 @@ play log as they become final.
 
 After a crash, the item the earlier run was playing *rejoins* in step (see
 schedules.arbiter.rejoin_position) and keeps its one proof of play, which says so.
+
+An item whose clip is still arriving (the fetcher is getting it) when it is decided *waits
+for the clip*: the fetcher's clip-ready callback wakes the player, which starts it from its
+beginning as soon as the clip is verified. An emergency or priority item waits as long as it
+still fits its slot (it starts late); a normal item only until its planned instant, then
+fails with "missing clip".
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from edge_agent.playback import (
     PlayOutcome,
     Segment,
     TimeBase,
+    load_decoder,
     write_segment,
 )
 from firmware_profiles import FirmwareProfile
@@ -64,6 +71,15 @@ PREP_S = 0.25  # decode the first audio and be ready when an item must start "no
 REJOIN_PREP_S = 0.5  # more for a rejoin: it decodes what it skips, on a just-started agent
 IDLE_WAKE_S = 1.0  # re-read the clock offset at least this often
 RECENT_SEGMENTS = 64
+# Levels that wait past their instant for a clip still arriving: an emergency plays late
+# rather than never, and a priority item is never dropped. A normal item's clip ships with
+# the schedule days ahead: missing at its instant, it is a fault to report then, and playing
+# it late would push back the items planned after it.
+LATE_FOR_CLIP = frozenset({Priority.EMERGENCY, Priority.PRIORITY})
+
+
+def _timeline_order(item: PlaybackItem) -> tuple[datetime, int, str]:
+    return item.start, -item.priority.rank, item.item_id
 
 
 class Player:
@@ -105,6 +121,8 @@ class Player:
         self._current: Segment | None = None
         self._suspended: list[Suspended] = []
         self._waiting: list[PlaybackItem] = []
+        self._awaiting: dict[str, tuple[PlaybackItem, float]] = {}  # id -> (item, since when)
+        self._decoder_loaded = False
         self._first_start: dict[str, float] = {}  # item id -> server time of its first sample
         self._rejoin: dict[str, Interrupted] = {}  # cut by a restart, not yet dispatched
         self._rejoined: dict[str, float] = {}  # item id -> position it picked up at
@@ -149,6 +167,15 @@ class Player:
             self._done.update(i.item_id for i in stale)
             await self.play_log.ignored(stale)
         busy = {s.item.item_id for s in self._suspended} | {w.item_id for w in self._waiting}
+        for item_id, (held, since) in list(self._awaiting.items()):
+            newer = by_id.get(item_id)
+            if newer is not None and newer.start == held.start:
+                self._awaiting[item_id] = (newer, since)  # it may name other clips now
+                busy.add(item_id)
+                continue
+            # Withdrawn (no proof, like a pending item) or moved (back on the timeline).
+            del self._awaiting[item_id]
+            log.info("item %s: no longer waits for its clip (removed or moved)", item_id)
         current = self._current
         if current is not None:
             busy.add(current.item.item_id)
@@ -167,7 +194,7 @@ class Player:
             await self._finish(PlayOutcome(gone, "failed", cut.actual_start, reason=why))
         self._pending = sorted(
             (i for i in items if i.item_id not in self._done and i.item_id not in busy),
-            key=lambda i: (i.start, -i.priority.rank, i.item_id),
+            key=_timeline_order,
         )
 
     def restore_done(self, item_ids: Iterable[str]) -> None:
@@ -279,7 +306,7 @@ class Player:
         now = self.clock.monotonic()
         wake = now + IDLE_WAKE_S
         instant = min(self._current_end(), self._next_start())
-        wake = min(wake, instant - self.lead_s)
+        wake = min(wake, instant - self.lead_s, self._clip_deadline())
         change = self.amplifier.next_change(
             upcoming=self._next_audio(), busy_until=self._busy_until()
         )
@@ -292,7 +319,39 @@ class Player:
     def _next_start(self) -> float:
         return self._mono(self._pending[0].start) if self._pending else math.inf
 
+    def _clip_deadline(self) -> float:
+        """The earliest instant an item waiting for its clip must give up."""
+        return min(
+            (self._give_up_at(item) for item, _ in self._awaiting.values()), default=math.inf
+        )
+
+    def _give_up_at(self, item: PlaybackItem) -> float:
+        """The last instant a clip may become ready for the item to start in time."""
+        if item.priority in LATE_FOR_CLIP:
+            return self._mono(latest_start(item, slot_grace=self.slot_grace)) - PREP_S
+        return self._mono(item.start) - PREP_S
+
+    async def _settle_awaiting(self) -> None:
+        """Items waiting for a clip: due now if it arrived, failed once it can no longer fit."""
+        now = self.clock.monotonic()
+        for item_id, (item, since) in list(self._awaiting.items()):
+            missing = [c.sha256 for c in item.clips if not self.clips.ready(c.sha256)]
+            if not missing:
+                del self._awaiting[item_id]
+                log.info("item %s: its clip arrived after %.2f s of waiting", item_id, now - since)
+                # Back on the timeline at its planned start (passed: it is dispatched now).
+                self._pending = sorted([item, *self._pending], key=_timeline_order)
+                continue
+            late = now >= self._give_up_at(item)
+            if late or not all(self.clips.arriving(sha) for sha in missing):
+                del self._awaiting[item_id]
+                why = f"missing clip {missing[0]}"
+                if late:
+                    why += f": it did not arrive within {now - since:.1f} s"
+                await self._finish(PlayOutcome(item, "failed", reason=why))
+
     async def _advance_timeline(self) -> None:
+        await self._settle_awaiting()
         while True:
             horizon = self.clock.monotonic() + self.lead_s
             end, start = self._current_end(), self._next_start()
@@ -412,6 +471,13 @@ class Player:
     ) -> bool:
         started = self._first_start.get(item.item_id)
         missing = [c.sha256 for c in item.clips if not self.clips.ready(c.sha256)]
+        if missing and self._may_wait(item, position, missing):
+            self._awaiting[item.item_id] = (item, self.clock.monotonic())
+            log.info("item %s: waiting for clip %s, still arriving", item.item_id, missing[0])
+            if not self._decoder_loaded:  # loaded while the clip arrives, not after (~0.3 s)
+                self._decoder_loaded = True
+                self._spawn(self._offload(load_decoder))
+            return False
         if missing:
             why = f"missing clip {missing[0]}"
             await self._finish(PlayOutcome(item, "failed", started, reason=why))
@@ -423,7 +489,7 @@ class Player:
             return False
         at = await self.amplifier.ready_by(at, now=self.clock.monotonic())
         current = self._current
-        if preempt and current is not None:
+        if preempt and current is not None and at < current.stop_mono:
             current.stop_mono = at
             current.stop_reason = f"preempted by {item.item_id}"
             self._suspended.append(Suspended(current.item, current.position_at(at), self._dt(at)))
@@ -434,6 +500,15 @@ class Player:
         self._current = segment
         self.segments.append(segment)
         return True
+
+    def _may_wait(self, item: PlaybackItem, position: float, missing: list[str]) -> bool:
+        """True if the item may wait for its missing clips rather than fail now."""
+        return (
+            position == 0.0  # a resumed item had its clips: one missing now is gone
+            and item.item_id not in self._first_start
+            and all(self.clips.arriving(sha) for sha in missing)
+            and self.clock.monotonic() < self._give_up_at(item)
+        )
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -563,6 +638,8 @@ class Player:
         now = self.clock.monotonic()
         if self._live is not None:
             return now
+        if self._awaiting:
+            return now  # warm the amplifier while the clip arrives: it starts the moment it is
         placed = (s.start_mono for s in self.segments if s.stop_mono > now and s.error is None)
         return min(self._next_start(), min(placed, default=math.inf))
 

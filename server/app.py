@@ -37,6 +37,7 @@ from server.planner import Planner
 from server.planner.routes import router as schedules_router
 from server.plays.routes import router as plays_router
 from server.programmes.routes import router as programmes_router
+from server.relay.routes import router as relay_sources_router
 from server.reports.routes import router as reports_router
 from server.settings import ServerSettings
 from server.sources.routes import router as sources_router
@@ -86,6 +87,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
                 clock=lambda: app.state.clock(),
                 horizon_days=settings.schedule_horizon_days,
                 tick_s=settings.planner_tick_s,
+                settings=settings,
             )
             app.state.planner = planner
             planner.start()
@@ -151,6 +153,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(broker_router)
     api.include_router(slots_router)
     api.include_router(sources_router)
+    api.include_router(relay_sources_router)
     api.include_router(bulletins_router)
     api.include_router(cap_router)
     app.include_router(api)

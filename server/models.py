@@ -24,7 +24,8 @@ from server.programmes.models import (
     ProgrammeTransition,
     programme_zones,
 )
-from server.reports.models import DevicePresence, PlayRollup, PlayRollupState
+from server.relay.models import RelaySource
+from server.reports.models import DevicePresence, PlayRollup, PlayRollupState, ReportExport
 from server.sources.models import Source
 from server.users.models import AuthToken, User
 
@@ -54,6 +55,8 @@ __all__ = [
     "ProgrammeClip",
     "ProgrammeTransition",
     "RegularSlot",
+    "RelaySource",
+    "ReportExport",
     "Source",
     "TelemetrySample",
     "User",

@@ -8,10 +8,11 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.access.proxies import parse_trusted_proxies
+from server.cap.feedlist import parse_feeds
 from server.live.urlguard import AllowList
 
 
@@ -89,11 +90,39 @@ class ServerSettings(BaseSettings):
     cap_resource_allowed_hosts: str = ""
     cap_sender: str = "loa"
     cap_feed_include_priority: bool = False
+    # CAP in, more (server/cap/testzone.py, server/cap/poll.py): the zone Test and Exercise
+    # alerts play on (unset: they are only logged, never played); the Atom feeds the planner
+    # polls, as "SOURCE_ID=URL" entries separated by commas or spaces (each feed's alerts are
+    # taken in as that source: its org unit and level limits apply; the hosts must be on
+    # cap_resource_allowed_hosts), and how often, in seconds.
+    cap_test_zone_id: int | None = Field(default=None, ge=1)
+    cap_feeds: str = ""
+    cap_feed_interval_s: float = Field(default=300.0, ge=30.0, le=3600.0)
+
+    # Monthly report export (docs/reports.md, server/reports/export_job.py): from
+    # report_export_hour on the 1st of each month (local time) the previous month's summary of
+    # report_export_org_unit_id is written to report_export_dir and/or POSTed to
+    # report_export_url (with report_export_token as a bearer token), retried
+    # report_export_attempts times with a doubling delay; off while neither is set.
+    report_export_dir: Path | None = None
+    report_export_url: str | None = Field(default=None, max_length=2000)
+    report_export_token: SecretStr | None = None
+    report_export_org_unit_id: int | None = Field(default=None, ge=1)
+    report_export_hour: int = Field(default=2, ge=0, le=23)
+    report_export_attempts: int = Field(default=5, ge=1, le=10)
+    report_export_backoff_s: float = Field(default=30.0, ge=0.0, le=600.0)
+    report_export_timeout_s: float = Field(default=30.0, ge=1.0, le=600.0)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _check_trusted_proxies(cls, value: str) -> str:
         parse_trusted_proxies(value)  # a typo fails at start-up, not at the first sign-in
+        return value
+
+    @field_validator("cap_feeds")
+    @classmethod
+    def _check_cap_feeds(cls, value: str) -> str:
+        parse_feeds(value)  # a typo fails at start-up, not at the first poll
         return value
 
     @field_validator("relay_allowed_hosts", "cap_resource_allowed_hosts")

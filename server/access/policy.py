@@ -37,6 +37,8 @@ BULLETINS_SEND = "bulletins:send"
 BULLETINS_APPROVE = "bulletins:approve"
 BULLETINS_RECEIVE = "bulletins:receive"
 SOURCES_MANAGE = "sources:manage"  # outside sources and their API keys
+# Relay sources (issue 15): the admin-approved streams live and scheduled relay may use.
+RELAY_SOURCES_MANAGE = "relay_sources:manage"
 
 DESCRIPTIONS: dict[str, str] = {
     SESSION: "signed in",
@@ -61,6 +63,7 @@ DESCRIPTIONS: dict[str, str] = {
     BULLETINS_APPROVE: "approve and reject bulletins before they are delivered",
     BULLETINS_RECEIVE: "accept, decline and order bulletins from above; edit regular slots",
     SOURCES_MANAGE: "register outside sources and manage their keys",
+    RELAY_SOURCES_MANAGE: "register, change and remove relay sources (stations to relay)",
 }
 PERMISSIONS = frozenset(DESCRIPTIONS)
 

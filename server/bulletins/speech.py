@@ -5,12 +5,9 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from server.access.actor import Actor
-from server.audit import service as audit
 from server.bulletins.models import Bulletin
-from server.clips.ingest import ClipMeta, ingest_file, speak
 from server.clips.models import Clip
-from server.clips.schemas import TtsRequest
-from server.clips.storage import ClipStorage, sha256_file
+from server.clips.service import speak_into_clip
 from server.domain import DomainError
 from server.settings import ServerSettings
 
@@ -24,33 +21,12 @@ def tts_clip(
         raise DomainError(
             503, "Text-to-speech is not available here; send the bulletin with audio (clip_ids)."
         )
-    storage = ClipStorage(settings.data_dir / "clips")
-    wav = speak(storage=storage, settings=settings, req=TtsRequest(text=bulletin.text))
-    meta = ClipMeta(
-        title=bulletin.title,
-        notes=bulletin.text[:2000],
-        source="tts",
-        org_unit_id=bulletin.org_unit_id,
-        user_id=actor.user.id,
-    )
-    clip, created = ingest_file(
+    return speak_into_clip(
         db,
-        storage=storage,
+        actor=actor,
         settings=settings,
-        src=wav,
-        original_sha256=sha256_file(wav),
-        filename="tts.wav",
-        meta=meta,
+        text=bulletin.text,
+        title=bulletin.title,
+        org_unit_id=bulletin.org_unit_id,
+        details={"bulletin_id": bulletin.id},
     )
-    if created:
-        audit.record(
-            db,
-            actor=actor,
-            action="clip.create",
-            object_type="clip",
-            object_id=clip.id,
-            org_unit_id=clip.org_unit_id,
-            summary=clip.title,
-            details={"source": "tts", "bulletin_id": bulletin.id},
-        )
-    return clip

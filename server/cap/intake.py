@@ -4,7 +4,9 @@ The alert is read by server.cap.parse (defusedxml), mapped to a BulletinCreate a
 the bulletin core, which checks the sender's level and reach and delivers it (an emergency
 plays at once). The audio is ready before: the alert's audio resource, else its text read by
 TTS here, so that the bulletin's start is taken after the slow part. Every accepted message
-is a CapMessage row, so a repeat of (sender, identifier) answers with what the first made.
+is a CapMessage row, so a repeat of (sender, identifier) answers with what the first made,
+also when both arrive at once (server.cap.once). Test and Exercise alerts play on the test
+zone when the admin set one (server.cap.testzone), else they are only recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.access import reach
@@ -23,30 +26,31 @@ from server.audit import service as audit
 from server.bulletins import service as bulletins
 from server.bulletins.models import APPROVED, EMERGENCY, SUBMITTED, Bulletin
 from server.bulletins.schemas import BulletinCreate
-from server.cap import resource
+from server.cap import once, testzone
 from server.cap.alert import CapAlert, CapError, CapInfo
+from server.cap.audio import Fetched, clip_of, fetch_audio
 from server.cap.geo import area_contains
 from server.cap.level import alert_level, text_of
 from server.cap.models import CapMessage
 from server.cap.parse import parse_alert
-from server.clips.ingest import ClipMeta, ingest_file, speak
-from server.clips.models import Clip
-from server.clips.schemas import TtsRequest
-from server.clips.storage import ClipStorage, sha256_file
+from server.clips.ingest import ClipError
+from server.clips.service import speak_into_clip
 from server.devices.models import Device
 from server.domain import DomainError
-from server.live.urlguard import AllowList, Resolver, system_resolve
-from server.orgs.models import OrgUnit
+from server.live.urlguard import Resolver, system_resolve
+from server.orgs.models import OrgUnit, Zone
 from server.settings import ServerSettings
 from server.sources.service import allows_level, limits_for
 
-# Statuses that never reach a loudspeaker (no test zone yet): recorded and audited only.
+# Statuses that never reach the public: recorded and audited only, except that Test and
+# Exercise play on the test zone when LOA_CAP_TEST_ZONE_ID names one (server.cap.testzone).
 LOG_ONLY_STATUSES = ("Test", "Exercise", "System", "Draft")
+PLAYED = ("Alert", "Update")  # message types that carry something to broadcast
 MAX_TARGETS = 1000  # BulletinCreate's bound on target lists
 ID_CHARS = 255  # CapMessage.sender and .identifier
-# An emergency starts this long after it is sent: an agent fails an item whose clip has not
-# arrived at its start, and the clip was made a moment ago (its fan-out takes about 1 s).
-CLIP_LEAD = timedelta(seconds=2)
+# An emergency starts the moment it is sent out, with no lead for its clip's fan-out: an
+# agent holds an emergency item whose clip is still arriving and starts it when it is ready.
+CLIP_LEAD = timedelta(0)
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Receipt:
     repeat: bool = False
     logged_only: bool = False
     cancelled: list[int] = field(default_factory=list)
+    test_programme_id: int | None = None  # a Test/Exercise alert played on the test zone
 
 
 def receive(
@@ -82,22 +87,91 @@ def receive(
         raise DomainError(422, exc.detail) from None
     if len(alert.sender) > ID_CHARS or len(alert.identifier) > ID_CHARS:
         raise DomainError(422, f"The <sender> and <identifier> must be at most {ID_CHARS} long.")
-    earlier = db.scalar(
+    earlier = _earlier(db, alert)
+    if earlier is not None:
+        return _repeat(db, actor, earlier)
+    zone = _test_zone(db, alert, settings)
+    # The network fetch comes before any write (and so before SQLite's write lock).
+    fetched = _prefetch(db, actor, alert, zone, settings, now, resolve)
+    try:
+        once.take_write_lock(db)
+        earlier = _earlier(db, alert)  # SQLite: the lock has serialised a racing twin
+        if earlier is not None:
+            return _repeat(db, actor, earlier)
+        with once.savepoint(db):
+            return _take_in(db, actor, alert, zone, data, settings, clock, now, fetched)
+    except (IntegrityError, ClipError) as exc:
+        # PostgreSQL: a twin committed the same (sender, identifier), or the same clip,
+        # first; this one's writes are rolled back to the savepoint. Answer as a repeat.
+        if isinstance(exc, ClipError) and exc.status != 409:
+            raise
+        earlier = _earlier(db, alert)
+        if earlier is None:
+            raise
+        return _repeat(db, actor, earlier)
+    finally:
+        if fetched is not None:
+            fetched.path.unlink(missing_ok=True)
+
+
+def _earlier(db: Session, alert: CapAlert) -> CapMessage | None:
+    """The message taken in before with the same (sender, identifier)."""
+    return db.scalar(
         select(CapMessage).where(
             CapMessage.sender == alert.sender, CapMessage.identifier == alert.identifier
         )
     )
-    if earlier is not None:
-        return _repeat(db, actor, earlier)
+
+
+def _prefetch(
+    db: Session,
+    actor: Actor,
+    alert: CapAlert,
+    zone: Zone | None,
+    settings: ServerSettings,
+    now: datetime,
+    resolve: Resolver,
+) -> Fetched | None:
+    """The audio resource of an alert that will play, once its checks passed; else None."""
+    if zone is None and (alert.status in LOG_ONLY_STATUSES or alert.msg_type not in PLAYED):
+        return None
+    _level_and_expiry(db, actor, alert, now)
+    if zone is None:
+        _targets(db, actor, alert)
+    return fetch_audio(_pick_info(alert), settings=settings, resolve=resolve)
+
+
+def _test_zone(db: Session, alert: CapAlert, settings: ServerSettings) -> Zone | None:
+    """The zone a Test/Exercise Alert or Update plays on, if the admin configured one."""
+    if alert.status not in testzone.TEST_STATUSES or alert.msg_type not in PLAYED:
+        return None
+    return testzone.test_zone(db, settings.cap_test_zone_id)
+
+
+def _take_in(
+    db: Session,
+    actor: Actor,
+    alert: CapAlert,
+    zone: Zone | None,
+    data: bytes,
+    settings: ServerSettings,
+    clock: Callable[[], datetime],
+    now: datetime,
+    fetched: Fetched | None,
+) -> Receipt:
+    """Everything a new message does; the caller's savepoint undoes it all when it lost a race."""
     receipt = Receipt(message=_message(db, actor, alert, data, now), bulletin=None)
-    if alert.status in LOG_ONLY_STATUSES or alert.msg_type in ("Ack", "Error"):
+    if zone is not None:
+        receipt.test_programme_id = _test_play(db, actor, alert, zone, settings, clock, fetched)
+        receipt.logged_only = True  # nothing reached the public
+    elif alert.status in LOG_ONLY_STATUSES or alert.msg_type in ("Ack", "Error"):
         receipt.logged_only = True
     elif alert.msg_type == "Cancel":
         receipt.cancelled = _cancel_referenced(db, actor, alert, now, required=True)
         receipt.message.bulletin_id = receipt.cancelled[0]
-        receipt.bulletin = db.get(Bulletin, receipt.cancelled[0])
+        receipt.bulletin = reach.load(db, actor, Bulletin, receipt.cancelled[0])
     else:  # Alert, or an Update that replaces what it references
-        fields = _bulletin_fields(db, actor, alert, settings, now, resolve)
+        fields = _bulletin_fields(db, actor, alert, settings, now, fetched)
         now = clock()
         if fields.valid_from is None and fields.level == EMERGENCY:
             fields = fields.model_copy(update={"valid_from": now + CLIP_LEAD})
@@ -126,6 +200,7 @@ def receive(
             "bulletin_id": receipt.message.bulletin_id,
             "cancelled": receipt.cancelled,
             "logged_only": receipt.logged_only,
+            "test_programme_id": receipt.test_programme_id,
         },
     )
     return receipt
@@ -192,15 +267,10 @@ def _pick_info(alert: CapAlert) -> CapInfo:
     return alert.infos[0]
 
 
-def _bulletin_fields(
-    db: Session,
-    actor: Actor,
-    alert: CapAlert,
-    settings: ServerSettings,
-    now: datetime,
-    resolve: Resolver,
-) -> BulletinCreate:
-    """The bulletin an Alert or Update asks for; 403/422 before anything is fetched or made."""
+def _level_and_expiry(
+    db: Session, actor: Actor, alert: CapAlert, now: datetime
+) -> tuple[str, CapInfo, datetime]:
+    """The level (403 above the source's), the info spoken, the end of validity (422)."""
     level = alert_level(alert).value
     limits = limits_for(db, actor=actor)
     if not allows_level(limits, level):
@@ -218,11 +288,25 @@ def _bulletin_fields(
         raise DomainError(
             422, f"The alert expired at {expires.isoformat()}; nothing was broadcast."
         )
+    return level, info, expires
+
+
+def _bulletin_fields(
+    db: Session,
+    actor: Actor,
+    alert: CapAlert,
+    settings: ServerSettings,
+    now: datetime,
+    fetched: Fetched | None,
+) -> BulletinCreate:
+    """The bulletin an Alert or Update asks for; 403/422 before anything is made."""
+    level, info, expires = _level_and_expiry(db, actor, alert, now)
     codes, unit_ids = _targets(db, actor, alert)
     text = _spoken(text_of(info), settings.tts_max_chars)
-    clip_ids = _audio(db, actor, info, settings, resolve) or [
-        _speak(db, actor, info, text, settings)
-    ]
+    if fetched is not None:
+        clip_ids = [clip_of(db, actor=actor, info=info, settings=settings, fetched=fetched).id]
+    else:
+        clip_ids = [_speak(db, actor, alert, info, text, settings)]
     effective = info.effective.astimezone(UTC) if info.effective else None
     return BulletinCreate(
         title=(info.headline or info.event)[:300],
@@ -234,6 +318,39 @@ def _bulletin_fields(
         target_org_unit_ids=unit_ids,
         target_codes=codes,
     )
+
+
+def _test_play(
+    db: Session,
+    actor: Actor,
+    alert: CapAlert,
+    zone: Zone,
+    settings: ServerSettings,
+    clock: Callable[[], datetime],
+    fetched: Fetched | None,
+) -> int:
+    """A Test/Exercise alert on the test zone only, its audio led by a spoken test mark."""
+    level, info, expires = _level_and_expiry(db, actor, alert, clock())
+    mark = testzone.spoken_mark(alert.status)
+    if fetched is not None:
+        clips = [_speak(db, actor, alert, info, mark, settings)]
+        clips.append(clip_of(db, actor=actor, info=info, settings=settings, fetched=fetched).id)
+    else:
+        text = _spoken(f"{mark} {text_of(info)}", settings.tts_max_chars)
+        clips = [_speak(db, actor, alert, info, text, settings)]
+    programme = testzone.play(
+        db,
+        actor=actor,
+        zone=zone,
+        status=alert.status,
+        identifier=alert.identifier,
+        title=(info.headline or info.event)[:280],
+        level=level,
+        clip_ids=clips,
+        valid_until=expires.astimezone(UTC),
+        now=clock(),  # the audio is ready: its lead counts from now
+    )
+    return programme.id
 
 
 def _spoken(text: str, limit: int) -> str:
@@ -280,79 +397,16 @@ def _targets(db: Session, actor: Actor, alert: CapAlert) -> tuple[list[str], lis
     return sorted(codes), sorted(unit_ids)
 
 
-def _audio(
-    db: Session, actor: Actor, info: CapInfo, settings: ServerSettings, resolve: Resolver
-) -> list[int]:
-    """The clip made from the alert's audio resource; none (TTS of the text) without one."""
-    found = resource.audio_resource(info.resources)
-    if found is None:
-        return []
-    storage = ClipStorage(settings.data_dir / "clips")
-    dest = storage.temp_path(".cap")
-    try:
-        sha = resource.fetch(
-            found,
-            allow=AllowList.parse(settings.cap_resource_allowed_hosts),
-            dest=dest,
-            max_bytes=settings.clip_max_bytes,
-            resolve=resolve,
-        )
-        meta = ClipMeta(
-            title=(info.headline or info.event)[:300],
-            language=info.language[:16],
-            notes=(found.description or "")[:2000],
-            source="cap",
-            org_unit_id=actor.user.org_unit_id,
-            user_id=actor.user.id,
-        )
-        clip, created = ingest_file(
-            db,
-            storage=storage,
-            settings=settings,
-            src=dest,
-            original_sha256=sha,
-            filename=(found.uri or "").rsplit("/", 1)[-1][:100],
-            meta=meta,
-        )
-    finally:
-        dest.unlink(missing_ok=True)
-    _audit_clip(db, actor, clip, created, uri=found.uri or "")
-    return [clip.id]
-
-
-def _speak(db: Session, actor: Actor, info: CapInfo, text: str, settings: ServerSettings) -> int:
-    """The alert's text read by TTS into a clip of the caller's unit (as the core would)."""
-    storage = ClipStorage(settings.data_dir / "clips")
-    wav = speak(storage=storage, settings=settings, req=TtsRequest(text=text))
-    meta = ClipMeta(
-        title=(info.headline or info.event)[:300],
-        notes=text[:2000],
-        source="tts",
-        org_unit_id=actor.user.org_unit_id,
-        user_id=actor.user.id,
-    )
-    clip, created = ingest_file(
+def _speak(
+    db: Session, actor: Actor, alert: CapAlert, info: CapInfo, text: str, settings: ServerSettings
+) -> int:
+    """The text read by TTS into a clip of the caller's unit (as the bulletin core would)."""
+    return speak_into_clip(
         db,
-        storage=storage,
+        actor=actor,
         settings=settings,
-        src=wav,
-        original_sha256=sha256_file(wav),
-        filename="tts.wav",
-        meta=meta,
-    )
-    _audit_clip(db, actor, clip, created, uri="")
-    return clip.id
-
-
-def _audit_clip(db: Session, actor: Actor, clip: Clip, created: bool, *, uri: str) -> None:
-    if created:
-        audit.record(
-            db,
-            actor=actor,
-            action="clip.create",
-            object_type="clip",
-            object_id=clip.id,
-            org_unit_id=clip.org_unit_id,
-            summary=clip.title,
-            details={"source": clip.source, "sha256": clip.sha256, "uri": uri[:500]},
-        )
+        text=text,
+        title=(info.headline or info.event)[:300],
+        org_unit_id=actor.user.org_unit_id,
+        details={"cap": f"{alert.sender} {alert.identifier}"[:300]},
+    ).id

@@ -1,4 +1,5 @@
-"""Fetch a CAP alert's audio <resource>: only from hosts the admin allowed, bounded, checked.
+"""Fetch CAP content (an alert's audio <resource>, a polled feed and its alerts): only from
+hosts the admin allowed, bounded in size and time, checked.
 
 Blocking (DNS, HTTP): call from a thread. Every hop (the URL and each redirect) goes through
 the relay's guarded fetcher, whose resolver here also refuses any host not on the CAP list.
@@ -103,3 +104,40 @@ def fetch(
     if resource.digest and resource.digest.lower() != sha1.hexdigest():
         raise DomainError(422, "The alert's audio does not match its <digest> (SHA-1).")
     return sha256.hexdigest()
+
+
+class FetchFailed(Exception):
+    """A feed or alert that could not be fetched; the message says why, for a technician."""
+
+
+def fetch_bytes(
+    uri: str,
+    *,
+    allow: AllowList,
+    max_bytes: int,
+    resolve: Resolver = system_resolve,
+    deadline_s: float = FETCH_DEADLINE_S,
+) -> bytes:
+    """The document at uri, at most max_bytes, within deadline_s (a feed, a CAP alert)."""
+    host = (urlsplit(uri).hostname or "?")[:100]
+    fetcher = Fetcher(
+        allow=allow,
+        resolve=_only_allowed(allow, resolve),
+        deadline=time.monotonic() + deadline_s,
+    )
+    data = bytearray()
+    try:
+        stream = fetcher.open(uri)
+        while chunk := stream.read(_CHUNK):
+            data += chunk
+            if len(data) > max_bytes:
+                raise FetchFailed(f"{uri[:200]} is larger than {max_bytes} bytes")
+    except AddressRefused:
+        raise FetchFailed(
+            f"{host} is not on LOA_CAP_RESOURCE_ALLOWED_HOSTS; nothing was fetched"
+        ) from None
+    except (AddressUnusable, StreamFailed, httpx.HTTPError, TimeoutError, OSError) as exc:
+        raise FetchFailed(f"the fetch failed: {exc}") from None
+    finally:
+        fetcher.close()
+    return bytes(data)

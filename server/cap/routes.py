@@ -62,6 +62,7 @@ def _receipt(receipt: intake.Receipt) -> JSONResponse:
         level=bulletin.level if bulletin is not None else None,
         valid_until=bulletin.valid_until if bulletin is not None else None,
         cancelled_bulletin_ids=receipt.cancelled,
+        test_programme_id=receipt.test_programme_id,
     )
     code = status.HTTP_200_OK if receipt.repeat else status.HTTP_201_CREATED
     return JSONResponse(body.model_dump(mode="json"), status_code=code)

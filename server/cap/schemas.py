@@ -33,3 +33,8 @@ class CapReceiptOut(BaseModel):
     cancelled_bulletin_ids: list[int] = Field(
         default_factory=list, description="bulletins an Update replaced or a Cancel withdrew"
     )
+    test_programme_id: int | None = Field(
+        default=None,
+        description="a Test or Exercise alert: the programme it became on the test zone only"
+        " (LOA_CAP_TEST_ZONE_ID); none when such alerts are only logged",
+    )

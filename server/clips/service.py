@@ -107,6 +107,37 @@ def tts(
     return _stored(db, actor, *_ingest_wav(db, storage, settings, wav, "tts.wav", meta))
 
 
+def speak_into_clip(
+    db: Session,
+    *,
+    actor: Actor,
+    settings: ServerSettings,
+    text: str,
+    title: str,
+    org_unit_id: int | None,
+    details: Mapping[str, object],
+) -> Clip:
+    """Text read by TTS into a clip of `org_unit_id`, audited when new (bulletins, CAP)."""
+    storage = ClipStorage(settings.data_dir / "clips")
+    wav = speak(storage=storage, settings=settings, req=schemas.TtsRequest(text=text))
+    meta = ClipMeta(
+        title=title, notes=text[:2000], source="tts", org_unit_id=org_unit_id, user_id=actor.user.id
+    )
+    clip, created = _ingest_wav(db, storage, settings, wav, "tts.wav", meta)
+    if created:
+        audit.record(
+            db,
+            actor=actor,
+            action="clip.create",
+            object_type="clip",
+            object_id=clip.id,
+            org_unit_id=clip.org_unit_id,
+            summary=clip.title,
+            details={"source": "tts", **details},
+        )
+    return clip
+
+
 def compose(
     db: Session,
     *,

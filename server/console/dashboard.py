@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schedules import expand_programme, local_tz, to_local_wall, wall_to_utc
-from server.access import reach
+from server.access import policy, reach
 from server.access.actor import Actor
+from server.console.bulletin_pages import new_count
 from server.console.device_pages import devices_with_flags, needs_attention
 from server.console.render import page
 from server.console.session import ConsoleActor
@@ -151,4 +152,5 @@ def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         waiting=waiting or 0,
         day=to_local_wall(since),
         live=live_now(request, actor),
+        bulletins_new=new_count(db, actor) if actor.may(policy.BULLETINS_RECEIVE) else 0,
     )

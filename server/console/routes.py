@@ -10,6 +10,8 @@ from fastapi.staticfiles import StaticFiles
 
 from server.console import (
     admin_pages,
+    bulletin_pages,
+    bulletin_send_pages,
     clip_pages,
     dashboard,
     device_pages,
@@ -33,6 +35,8 @@ def install_console(app: FastAPI) -> None:
         programme_pages,
         report_pages,
         live_pages,
+        bulletin_pages,
+        bulletin_send_pages,
         admin_pages,
     ):
         app.include_router(module.router)

@@ -16,11 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schedules import LOCAL_TZ_NAME, ScheduleDocument
 from server.bulletins.progress import update_deliveries
+from server.cap.poll import FeedPoller
 from server.db import session_scope
 from server.planner.compile import PlanResult, plan_once
 from server.planner.lock import PlannerLock
 from server.planner.models import PlannerState
 from server.programmes.workflow import advance_lifecycle
+from server.reports.export_job import ExportConfig, MonthlyExport
+from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 STATE_ID = 1
@@ -59,8 +62,22 @@ class Planner:
         clock: Callable[[], datetime],
         horizon_days: int = 7,
         tick_s: float = 15.0,
+        settings: ServerSettings | None = None,
     ) -> None:
         self.session_factory = session_factory
+        # CAP feeds (LOA_CAP_FEEDS) are polled by the planner process alone, like progress.
+        self.cap_feeds: FeedPoller | None = None
+        if settings is not None and settings.cap_feeds:
+            self.cap_feeds = FeedPoller(
+                session_factory=session_factory, settings=settings, clock=clock
+            )
+        # The monthly report export (LOA_REPORT_EXPORT_*): the planner process alone runs it.
+        export = ExportConfig.from_settings(settings) if settings is not None else None
+        self.report_export: MonthlyExport | None = None
+        if export is not None:
+            self.report_export = MonthlyExport(
+                config=export, session_factory=session_factory, clock=clock
+            )
         self.publisher = publisher
         self.clock = clock
         self.horizon_days = horizon_days
@@ -107,11 +124,23 @@ class Planner:
             self.bulletin_progress, IntervalTrigger(seconds=PROGRESS_S), id="bulletin-progress",
             coalesce=True, max_instances=1,
         )  # fmt: skip
+        if self.cap_feeds is not None:
+            scheduler.add_job(
+                self.poll_cap_feeds, IntervalTrigger(seconds=self.cap_feeds.interval_s),
+                id="cap-feeds", coalesce=True, max_instances=1,
+            )  # fmt: skip
+        if self.report_export is not None:  # hourly: due from LOA_REPORT_EXPORT_HOUR on the 1st
+            scheduler.add_job(
+                self.export_reports, CronTrigger(minute=7, timezone=LOCAL_TZ_NAME),
+                id="report-export", coalesce=True, max_instances=1,
+            )  # fmt: skip
         scheduler.start()
         self._scheduler = scheduler
 
     def stop(self) -> None:
         """Stop the timers and the worker and give up the lock."""
+        if self.report_export is not None:
+            self.report_export.stop()  # a backoff in progress ends now
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -195,6 +224,21 @@ class Planner:
                 update_deliveries(db, now=self.clock())
         except Exception:  # the database may be briefly away; the next run catches up
             log.exception("bulletin progress failed")
+
+    def poll_cap_feeds(self) -> None:
+        """Take in the alerts of the configured CAP feeds; the planner process only."""
+        if not self.is_leader or self.cap_feeds is None:
+            return
+        self.cap_feeds.poll_all()  # logs and counts a failing feed itself, never raises
+
+    def export_reports(self) -> None:
+        """Send last month's report where LOA_REPORT_EXPORT_* says, once; planner process only."""
+        if not self.is_leader or self.report_export is None:
+            return
+        try:
+            self.report_export.run_due(now=self.clock())
+        except Exception:  # the database may be briefly away; the next hourly run catches up
+            log.exception("monthly report export failed")
 
     def tick(self) -> None:
         """Take over if the planner died; move programme statuses; pick up remote requests."""

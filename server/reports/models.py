@@ -63,3 +63,23 @@ EMERGENCY_PLAYS = Index(
     postgresql_where=PlayRecord.priority == "emergency",
     sqlite_where=PlayRecord.priority == "emergency",
 )
+
+
+class ReportExport(Base):
+    """One run of the monthly export to one destination: what was sent, where, and how it went."""
+
+    __tablename__ = "report_exports"
+    __table_args__ = (Index("ix_report_exports_period", "period", "org_unit_id", "target"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(7))  # local "YYYY-MM"
+    org_unit_id: Mapped[int] = mapped_column(Integer)  # kept when the unit goes: it is a record
+    target: Mapped[str] = mapped_column(String(16))  # "folder" or "url"
+    destination: Mapped[str] = mapped_column(String(2000))  # file path, or URL without query
+    status: Mapped[str] = mapped_column(String(16))  # "sent" or "failed"
+    attempts: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str] = mapped_column(String(500), default="")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,184 +1,39 @@
 """CAP 1.2 in and out through the API: POST /api/v1/cap and GET /api/v1/cap/feed.atom.
 
 A running server on real SQLite (and PostgreSQL when configured), real TTS (espeak-ng) and
-ffmpeg. Province P (code 01) › commune A (code 00001) › village A1 with cluster 1 at
-21.03,105.85; P › commune B (code 00002) with cluster 2 at 22.00,106.50. Sources are
-registered on P: the disaster office (emergency, trusted) and a department (normal only).
+ffmpeg, in the world of tests/server/cap/world.py.
 """
 
 from __future__ import annotations
 
-import http.server
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from loa_testkit.stack import Stack
 from server.audit.models import AuditEntry
-from server.bulletins.models import (
-    APPROVED,
-    CANCELLED,
-    WITHDRAWN,
-    Bulletin,
-    BulletinDelivery,
-)
+from server.bulletins.models import APPROVED, CANCELLED, WITHDRAWN, Bulletin, BulletinDelivery
 from server.cap.alert import CapResource
 from server.cap.level import alert_level
 from server.cap.models import CapMessage
 from server.cap.parse import parse_alert
 from server.cap.resource import fetch
 from server.clips.models import Clip
-from server.devices.models import Device
 from server.domain import DomainError
 from server.live.urlguard import AllowList
 from server.programmes.models import Programme
+from tests.server.cap.world import Served, World, add_unit, build_world, cap, db_of, file_server
 from tests.server.test_permissions_fixtures import tone_wav
-
-CAP_TYPE = {"Content-Type": "application/cap+xml"}
-
-
-@dataclass
-class World:
-    """The stack, the units' ids and the two source keys."""
-
-    stack: Stack
-    p: int
-    a: int
-    a1: int
-    b: int
-    office: str  # the disaster office's key: emergency, trusted
-    department: str  # a department's key: normal only
-
-    def post(self, xml: str | bytes, key: str | None = None, **headers: str) -> Any:
-        """POST /api/v1/cap with a source key (the office's by default)."""
-        data = xml.encode() if isinstance(xml, str) else xml
-        auth = {"Authorization": f"Bearer {key or self.office}"}
-        return self.stack.client.post(
-            "/api/v1/cap", content=data, headers=CAP_TYPE | auth | headers
-        )
-
-    def count(self, model: Any) -> int:
-        """Rows of a table."""
-        with _db(self.stack) as db:
-            return int(db.scalar(select(func.count()).select_from(model)) or 0)
-
-    def receivers(self, bulletin_id: int) -> list[int]:
-        """The org units that got a delivery of the bulletin."""
-        with _db(self.stack) as db:
-            rows = db.scalars(
-                select(BulletinDelivery.org_unit_id).where(
-                    BulletinDelivery.bulletin_id == bulletin_id
-                )
-            )
-            return sorted(rows)
-
-
-def _db(stack: Stack) -> AbstractContextManager[Session]:
-    return stack.session()  # type: ignore[no-untyped-call,no-any-return]
-
-
-def _unit(stack: Stack, name: str, kind: str, parent: int | None, code: str) -> int:
-    body = {"name": name, "kind": kind, "parent_id": parent, "code": code}
-    r = stack.client.post("/api/v1/org-units", json=body, headers=stack.headers)
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-def _cluster(stack: Stack, unit: int, uid: str, lat: float, lon: float) -> int:
-    body = {"uid": uid, "name": uid, "org_unit_id": unit, "firmware_profile": "sim"}
-    r = stack.client.post("/api/v1/devices", json=body, headers=stack.headers)
-    assert r.status_code == 201, r.text
-    device_id = int(r.json()["device"]["id"])
-    zone = {"org_unit_id": unit, "name": f"Vùng {uid}", "device_ids": [device_id]}
-    r = stack.client.post("/api/v1/zones", json=zone, headers=stack.headers)
-    assert r.status_code == 201, r.text
-    with _db(stack) as db:  # coordinates are set by the installer, not through this API
-        device = db.get(Device, device_id)
-        assert device is not None
-        device.latitude, device.longitude = lat, lon
-    return device_id
-
-
-def _source(stack: Stack, unit: int, max_level: str, trusted: list[str]) -> str:
-    body = {"name": f"Nguồn {max_level}", "org_unit_id": unit, "max_level": max_level}
-    body["trusted_levels"] = trusted
-    r = stack.client.post("/api/v1/sources", json=body, headers=stack.headers)
-    assert r.status_code == 201, r.text
-    return str(r.json()["key"])
 
 
 @pytest.fixture
-def world(api: Stack) -> Iterator[World]:
-    p = _unit(api, "Tỉnh Thử", "province", None, "01")
-    a = _unit(api, "Xã An Bình", "commune", p, "00001")
-    a1 = _unit(api, "Thôn Một", "village", a, "00001-1")
-    b = _unit(api, "Xã Bình Minh", "commune", p, "00002")
-    _cluster(api, a1, "cap-a1", 21.03, 105.85)
-    _cluster(api, b, "cap-b", 22.00, 106.50)
-    office = _source(api, p, "emergency", ["emergency"])
-    department = _source(api, p, "normal", [])
-    yield World(api, p, a, a1, b, office, department)
-
-
-def _when(delta: timedelta) -> str:
-    return (datetime.now(UTC) + delta).replace(microsecond=0).isoformat()
-
-
-def cap(
-    identifier: str,
-    *,
-    urgency: str = "Immediate",
-    severity: str = "Extreme",
-    expires: timedelta | None = timedelta(hours=6),
-    geocodes: tuple[str, ...] = ("00001",),
-    polygon: str | None = None,
-    circle: str | None = None,
-    msg_type: str = "Alert",
-    status: str = "Actual",
-    references: tuple[str, ...] = (),
-    resource: tuple[str, str] | None = None,
-) -> str:
-    """A CAP 1.2 alert from the disaster office, Vietnamese text, text only unless resource."""
-    refs = " ".join(f"pctt@quangninh.gov.vn,{r},{_when(-timedelta(minutes=5))}" for r in references)
-    area = "".join(
-        f"<geocode><valueName>MA_DVHC</valueName><value>{c}</value></geocode>" for c in geocodes
-    )
-    area += f"<polygon>{polygon}</polygon>" if polygon else ""
-    area += f"<circle>{circle}</circle>" if circle else ""
-    res = ""
-    if resource is not None:
-        mime, uri = resource
-        res = f"<resource><resourceDesc>Bản đọc</resourceDesc><mimeType>{mime}</mimeType>"
-        res += f"<uri>{uri}</uri></resource>"
-    expiry = f"<expires>{_when(expires)}</expires>" if expires is not None else ""
-    info = (
-        "<info><language>vi-VN</language><category>Met</category><event>Lũ quét</event>"
-        f"<urgency>{urgency}</urgency><severity>{severity}</severity>"
-        f"<certainty>Observed</certainty>{expiry}"
-        "<headline>Cảnh báo lũ quét</headline>"
-        "<description>Mưa lớn gây lũ quét ở các xã vùng núi.</description>"
-        "<instruction>Người dân sơ tán lên vùng cao.</instruction>"
-        f"{res}<area><areaDesc>Vùng núi</areaDesc>{area}</area></info>"
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
-        f"<identifier>{identifier}</identifier><sender>pctt@quangninh.gov.vn</sender>"
-        f"<sent>{_when(timedelta(0))}</sent><status>{status}</status>"
-        f"<msgType>{msg_type}</msgType><scope>Public</scope>"
-        + (f"<references>{refs}</references>" if refs else "")
-        + (info if msg_type != "Cancel" else "")
-        + "</alert>"
-    )
+def world(api: Stack) -> World:
+    return build_world(api)
 
 
 def test_the_same_alert_twice_plays_once(world: World) -> None:
@@ -192,7 +47,7 @@ def test_the_same_alert_twice_plays_once(world: World) -> None:
     assert again.json()["bulletin_id"] == body["bulletin_id"] and again.json()["repeat"]
     assert world.count(Bulletin) == 1
     assert world.count(CapMessage) == 1
-    with _db(world.stack) as db:
+    with db_of(world.stack) as db:
         bulletin = db.get(Bulletin, body["bulletin_id"])
         assert bulletin is not None
         assert bulletin.title == "Cảnh báo lũ quét"
@@ -217,7 +72,7 @@ def test_cancel_withdraws_the_bulletin_and_its_programmes(world: World) -> None:
     assert r.status_code == 201, r.text
     assert r.json()["cancelled_bulletin_ids"] == [bulletin_id]
     assert r.json()["bulletin_status"] == CANCELLED
-    with _db(world.stack) as db:
+    with db_of(world.stack) as db:
         bulletin = db.get(Bulletin, bulletin_id)
         assert bulletin is not None and bulletin.status == CANCELLED
         statuses = db.scalars(
@@ -239,7 +94,7 @@ def test_update_replaces_the_earlier_bulletin(world: World) -> None:
     assert r.status_code == 201, r.text
     new = r.json()["bulletin_id"]
     assert new != old and r.json()["cancelled_bulletin_ids"] == [old]
-    with _db(world.stack) as db:
+    with db_of(world.stack) as db:
         assert db.get(Bulletin, old).status == CANCELLED  # type: ignore[union-attr]
         assert db.get(Bulletin, new).status == APPROVED  # type: ignore[union-attr]
     assert world.receivers(new) == [world.b]
@@ -282,8 +137,8 @@ def test_geocodes_polygons_and_circles_pick_the_targets(world: World) -> None:
     assert by_circle.status_code == 201, by_circle.text
     assert world.receivers(by_circle.json()["bulletin_id"]) == [world.b]
     # A code of another province is not the source's to target: left out, like an unknown one.
-    q = _unit(world.stack, "Tỉnh Khác", "province", None, "02")
-    _unit(world.stack, "Xã Ngoài", "commune", q, "00003")
+    q = add_unit(world.stack, "Tỉnh Khác", "province", None, "02")
+    add_unit(world.stack, "Xã Ngoài", "commune", q, "00003")
     mixed = world.post(cap("LQ-7b", geocodes=("00001", "00003")))
     assert mixed.status_code == 201, mixed.text
     assert world.receivers(mixed.json()["bulletin_id"]) == [world.a]
@@ -356,27 +211,12 @@ def test_a_resource_host_not_on_the_list_is_never_connected_to() -> None:
 @pytest.fixture
 def audio_server() -> Iterator[str]:
     """A local HTTP server: /tone.wav is audio, /page.txt is not."""
-    wav = tone_wav(1.0, 523.0)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = wav if self.path == "/tone.wav" else b"not audio at all\n" * 50
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    files = {
+        "/tone.wav": Served(tone_wav(1.0, 523.0), "audio/wav"),
+        "/page.txt": Served(b"not audio at all\n" * 50, "text/plain"),
+    }
+    with file_server(files) as (base, _hits):
+        yield base
 
 
 def test_audio_comes_only_from_allowed_hosts_and_must_be_audio(
@@ -396,7 +236,7 @@ def test_audio_comes_only_from_allowed_hosts_and_must_be_audio(
         assert ok.status_code == 201, ok.text
     finally:
         settings.cap_resource_allowed_hosts = ""
-    with _db(world.stack) as db:
+    with db_of(world.stack) as db:
         bulletin = db.get(Bulletin, ok.json()["bulletin_id"])
         assert bulletin is not None and bulletin.tts_clip_id is None
         clip = db.get(Clip, bulletin.clips[0].clip_id)

@@ -48,6 +48,18 @@ ID_KINDS = {
     "bulletin_id": "bulletin",
     "source_id": "source",
     "delivery_id": "delivery",
+    "relay_source_id": "relay_source",
+}
+SOURCE = "source"  # an outside system's key (server/sources): its service user's role
+SOURCE_MAY = {
+    ("POST", "/api/v1/bulletins"),
+    ("POST", "/api/v1/cap"),
+    ("POST", "/api/v1/bulletins/{bulletin_id}/cancel"),  # its own, as a CAP Cancel would
+    ("GET", "/api/v1/bulletins"),
+    ("GET", "/api/v1/bulletins/{bulletin_id}"),
+    # bulletins:read also opens its own unit's inbox and regular slots to a source key.
+    ("GET", "/api/v1/bulletins/inbox"),
+    ("GET", "/api/v1/org-units/{unit_id}/slots"),
 }
 # Own calls that are expected to fail for a reason other than permissions.
 OWN_NOT_2XX = {("POST", "/api/v1/users/me/password"): 422}  # the current password is wrong
@@ -207,6 +219,18 @@ BODIES: dict[tuple[str, str], Body] = {
     ("PATCH", "/api/v1/sources/{source_id}"): Body(
         (), lambda w, p, r: {"name": "Sở Đổi Tên", "max_level": "emergency"}
     ),
+    ("POST", "/api/v1/relay-sources"): Body(
+        ("org_unit",),
+        lambda w, p, r: {
+            "name": f"VOV {w.next()}",
+            "url": "https://203.162.4.190/vov1",  # a public address: no DNS lookup needed
+            "kind": "national",
+            "org_unit_id": p("org_unit"),
+        },
+    ),
+    ("PATCH", "/api/v1/relay-sources/{relay_source_id}"): Body(
+        (), lambda w, p, r: {"name": f"Đài tỉnh {w.next()}", "enabled": False}
+    ),
     ("PUT", "/api/v1/org-units/{unit_id}/slots"): Body(
         (), lambda w, p, r: {"slots": [{"start_time": "05:00", "weekdays": "123456"}]}
     ),
@@ -319,6 +343,12 @@ class Objects:
         if kind == "source":
             body = {"name": f"Sở {w.next()}", "org_unit_id": org.commune}
             return int(w.admin("POST", "/sources", body, expect=201)["source"]["id"])
+        if kind == "relay_source":
+            body = {"name": f"VOV {w.next()}", "url": "http://203.162.4.190:8000/vov1",
+                    "org_unit_id": org.commune}  # fmt: skip
+            return int(w.admin("POST", "/relay-sources", body, expect=201)["id"])
+        if kind == "bulletin" and role == SOURCE and not foreign:  # a source's own: it sent it
+            return self.source_bulletin()
         if kind == "bulletin":  # the sender's actions act on one the commune sent
             sent = op.path.rsplit("/", 1)[-1] in ("approve", "reject", "cancel")
             return w.bulletin(org, sent=sent)
@@ -331,6 +361,19 @@ class Objects:
                 return w.programme(org, status="approved", priority="emergency")
             return w.programme(org, status=PROGRAMME_STATUS.get(action, "draft"))
         raise AssertionError(f"no factory for {kind}")
+
+    def source_bulletin(self) -> int:
+        """A bulletin the source key sent to a village of commune A (awaiting approval)."""
+        w, org = self.w, self.org(False)
+        body = {
+            "title": f"Tin nguồn {w.next()}",
+            "clip_ids": [org.clip],
+            "target_org_unit_ids": [org.village],
+            "valid_until": w.bulletin_until(),
+        }
+        r = w.client.post("/api/v1/bulletins", json=body, headers=w.headers(SOURCE))
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
 
     def existing(self, kind: str, *, foreign: bool) -> int | str:
         """A standing object of `kind` (used in bodies and filters, never destroyed)."""
@@ -358,7 +401,7 @@ def _fill(path: str, ids: dict[str, int | str]) -> str:
 def _call(w: PermWorld, op: Operation, role: str, objects: Objects, foreign: str | None) -> Any:
     """Call op as role; `foreign` names the one reference made foreign ('path:x', 'body:kind')."""
     allowed = policy.may(role, op.permission)
-    fresh = allowed and (op.method != "GET")
+    fresh = allowed and (op.method != "GET" or role == SOURCE)  # a source reads what it sent
 
     def pick(kind: str) -> int:
         found = objects.existing(kind, foreign=foreign == f"body:{kind}")
@@ -378,7 +421,7 @@ def _call(w: PermWorld, op: Operation, role: str, objects: Objects, foreign: str
         if name in op.required_query or foreign == f"query:{name}":
             params[name] = objects.existing(kind, foreign=foreign == f"query:{name}")
     headers = w.headers(role)
-    if op.key == ("POST", "/api/v1/auth/logout"):
+    if op.key == ("POST", "/api/v1/auth/logout") and role != SOURCE:
         headers = {"Authorization": f"Bearer {w.sign_in(f'{role}-a')}"}  # keep the role's token
     url = _fill(op.path, path_ids)
     body = BODIES.get(op.key)
@@ -419,6 +462,7 @@ def test_every_role_is_in_the_grant_table_and_every_grant_exists() -> None:
     assert policy.may("approver", policy.PROGRAMMES_APPROVE)
     assert [r for r in ROLES if policy.may(r, policy.USERS_MANAGE)] == ["admin"]
     assert [r for r in ROLES if policy.may(r, policy.AUDIT_READ)] == ["admin"]
+    assert [r for r in ROLES if policy.may(r, policy.RELAY_SOURCES_MANAGE)] == ["admin"]
     assert policy.may_run_emergency(role="operator", can_emergency=True)
     assert not policy.may_run_emergency(role="operator", can_emergency=False)
     assert not policy.may_run_emergency(role="editor", can_emergency=True)
@@ -428,16 +472,26 @@ def test_every_role_is_in_the_grant_table_and_every_grant_exists() -> None:
     assert not policy.may_run_emergency(role="source", can_emergency=True)
 
 
+def _source_key(w: PermWorld) -> str:
+    """A source registered on commune A (normal and priority, none trusted); its key."""
+    assert w.a is not None
+    body = {"name": "Sở Thử", "org_unit_id": w.a.commune, "max_level": "priority"}
+    return str(w.admin("POST", "/sources", body, expect=201)["key"])
+
+
 def test_matrix_every_route_every_role_own_and_foreign(perm_world: PermWorld) -> None:
     w = perm_world
     ops = operations(w.stack.app)
     assert len(ops) >= 55
     objects = Objects(w)
     assert w.b is not None
+    w.tokens[SOURCE] = _source_key(w)  # a source key signs in as the bearer, like a token
     foreign_names = [w.b.name, "Bình Minh"]
     failures: list[str] = []
+    # What a source key may call, all else is 403: send, and read what it sent.
+    assert {op.key for op in ops if policy.may(SOURCE, op.permission)} == SOURCE_MAY
     for op in ops:
-        for role in ROLES:
+        for role in (*ROLES, SOURCE):
             allowed = policy.may(role, op.permission)
             r = _call(w, op, role, objects, foreign=None)
             where = f"{op.method} {op.path} as {role} (own)"
@@ -459,4 +513,9 @@ def test_matrix_every_route_every_role_own_and_foreign(perm_world: PermWorld) ->
                     failures.append(f"{where}: {r.status_code} {r.text[:200]}")
                 elif any(name in r.text for name in foreign_names):
                     failures.append(f"{where}: the answer names the foreign commune")
+    # A bulletin of the source's own commune that someone else sent is not its to read.
+    other = objects.existing("bulletin", foreign=False)
+    r = w.client.get(f"/api/v1/bulletins/{other}", headers=w.headers(SOURCE))
+    if r.status_code != 404:
+        failures.append(f"GET /api/v1/bulletins/{{id}} as source (another sender's): {r.text}")
     assert not failures, f"{len(failures)} problem(s):\n" + "\n".join(failures)

@@ -326,7 +326,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("server/cap/intake.py", "_repeat", "Bulletin"): "found by CAP identity, reach checked",
     ("server/cap/intake.py", "_cancel_referenced", "Bulletin"): "found by CAP identity, reach "
     "checked",
-    ("server/cap/intake.py", "receive", "Bulletin"): "an id _cancel_referenced returned, in reach",
 }
 
 

@@ -1,0 +1,1 @@
+"""Relay sources: the admin-approved stations (national, provincial) a relay may use."""
