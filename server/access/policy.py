@@ -33,6 +33,9 @@ AUDIT_READ = "audit:read"
 # one's own), approve on the sending side (the editorial board), and receive: a commune's
 # inbox, accept, decline, reorder its priority items, its regular slots.
 BULLETINS_READ = "bulletins:read"
+# The inbox: what was delivered to one's units. Apart from bulletins:read so that a source key
+# (which reads only the bulletins it sent) never sees what its unit received.
+BULLETINS_INBOX = "bulletins:inbox"
 BULLETINS_SEND = "bulletins:send"
 BULLETINS_APPROVE = "bulletins:approve"
 BULLETINS_RECEIVE = "bulletins:receive"
@@ -59,6 +62,7 @@ DESCRIPTIONS: dict[str, str] = {
     USERS_MANAGE: "manage users",
     AUDIT_READ: "read the audit log",
     BULLETINS_READ: "see bulletins sent and received, and their deliveries",
+    BULLETINS_INBOX: "see the bulletins delivered to one's units and their regular slots",
     BULLETINS_SEND: "send bulletins down the tree",
     BULLETINS_APPROVE: "approve and reject bulletins before they are delivered",
     BULLETINS_RECEIVE: "accept, decline and order bulletins from above; edit regular slots",
@@ -68,7 +72,16 @@ DESCRIPTIONS: dict[str, str] = {
 PERMISSIONS = frozenset(DESCRIPTIONS)
 
 _READ = frozenset(
-    {SESSION, ORGS_READ, DEVICES_READ, CLIPS_READ, PROGRAMMES_READ, PLAYS_READ, BULLETINS_READ}
+    {
+        SESSION,
+        ORGS_READ,
+        DEVICES_READ,
+        CLIPS_READ,
+        PROGRAMMES_READ,
+        PLAYS_READ,
+        BULLETINS_READ,
+        BULLETINS_INBOX,
+    }
 )
 
 ROLE_GRANTS: dict[str, frozenset[str]] = {

@@ -10,6 +10,7 @@ from server.access.actor import Actor
 from server.access.deps import allow
 from server.access.policy import (
     BULLETINS_APPROVE,
+    BULLETINS_INBOX,
     BULLETINS_READ,
     BULLETINS_RECEIVE,
     BULLETINS_SEND,
@@ -34,6 +35,7 @@ Reader = Annotated[Actor, allow(BULLETINS_READ)]
 Sender = Annotated[Actor, allow(BULLETINS_SEND)]
 Approver = Annotated[Actor, allow(BULLETINS_APPROVE)]
 Receiver = Annotated[Actor, allow(BULLETINS_RECEIVE)]
+InboxReader = Annotated[Actor, allow(BULLETINS_INBOX)]
 BulletinStatus = Literal["submitted", "approved", "rejected", "cancelled"]
 DeliveryStatus = Literal[
     "delivered", "seen", "scheduled", "declined", "played", "expired", "withdrawn"
@@ -70,7 +72,7 @@ def list_bulletins(
 def bulletin_inbox(
     db: SessionDep,
     now: Now,
-    actor: Reader,
+    actor: InboxReader,
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     limit: Limit = 100,
     offset: Offset = 0,

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from server.access.actor import Actor
 from server.access.deps import allow
-from server.access.policy import BULLETINS_READ, BULLETINS_RECEIVE
+from server.access.policy import BULLETINS_INBOX, BULLETINS_RECEIVE
 from server.bounds import IdPath
 from server.bulletins import slot_service
 from server.bulletins.models import BulletinDelivery, RegularSlot
@@ -16,7 +16,7 @@ from server.bulletins.slot_schemas import PositionIn, SlotItemOut, SlotOut, Slot
 from server.deps import Now, SessionDep
 
 router = APIRouter(tags=["bulletins"])
-Reader = Annotated[Actor, allow(BULLETINS_READ)]
+Reader = Annotated[Actor, allow(BULLETINS_INBOX)]
 Receiver = Annotated[Actor, allow(BULLETINS_RECEIVE)]
 
 

@@ -57,9 +57,6 @@ SOURCE_MAY = {
     ("POST", "/api/v1/bulletins/{bulletin_id}/cancel"),  # its own, as a CAP Cancel would
     ("GET", "/api/v1/bulletins"),
     ("GET", "/api/v1/bulletins/{bulletin_id}"),
-    # bulletins:read also opens its own unit's inbox and regular slots to a source key.
-    ("GET", "/api/v1/bulletins/inbox"),
-    ("GET", "/api/v1/org-units/{unit_id}/slots"),
 }
 # Own calls that are expected to fail for a reason other than permissions.
 OWN_NOT_2XX = {("POST", "/api/v1/users/me/password"): 422}  # the current password is wrong
