@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from protocol import Command, TopicKind
 from server.devices.models import Device
@@ -57,12 +57,17 @@ class Dispatcher:
             event.remove(self.session_factory, "after_soft_rollback", self._after_rollback)
 
     def _after_commit(self, session: Session) -> None:
+        # SQLAlchemy 2.1 fires after_commit also when a SAVEPOINT is released: the rows are not
+        # committed yet, and a claim now would find nothing (they would wait for the sweep).
+        if session.in_nested_transaction():
+            return
         ids = take_committed(session)
         if ids:
             self.dispatch(ids)
 
-    def _after_rollback(self, session: Session, _previous: object) -> None:
-        forget_pending(session)
+    def _after_rollback(self, session: Session, previous: SessionTransaction) -> None:
+        # A rolled-back SAVEPOINT drops only its own rows; the outer transaction's stay pending.
+        forget_pending(session, savepoint=previous.nested)
 
     def sweep(self) -> int:
         """Dispatch rows whose process died between commit and dispatch; returns how many."""

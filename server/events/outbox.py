@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.db import utcnow
@@ -28,9 +28,17 @@ def take_committed(db: Session) -> list[int]:
     return [row.id for row in rows if row.id is not None]
 
 
-def forget_pending(db: Session) -> None:
-    """The transaction rolled back: its rows are gone, nothing to dispatch."""
-    db.info.pop(PENDING_KEY, None)
+def forget_pending(db: Session, *, savepoint: bool = False) -> None:
+    """The transaction rolled back: its rows are gone, nothing to dispatch.
+
+    After a SAVEPOINT's rollback the rows inserted inside it are transient again (SQLAlchemy
+    expunges them) while the outer transaction's rows are still in the session: keep those.
+    """
+    rows: list[OutboxEvent] = db.info.pop(PENDING_KEY, [])
+    if savepoint:
+        kept = [row for row in rows if inspect(row).persistent or inspect(row).pending]
+        if kept:
+            db.info[PENDING_KEY] = kept
 
 
 def claim(

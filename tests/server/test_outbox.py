@@ -119,6 +119,31 @@ def test_rolled_back_events_never_leave(factory: sessionmaker[Session]) -> None:
         dispatcher.detach()
 
 
+def test_savepoints_neither_send_early_nor_forget_the_outer_events(
+    factory: sessionmaker[Session],
+) -> None:
+    rec, clock = Recorder(), Clock()
+    dispatcher = make_dispatcher(factory, rec, clock)
+    dispatcher.attach()
+    try:
+        with session_scope(factory) as db:
+            emit(db, ReplanNeeded(reason="outer"))
+            with db.begin_nested():  # released: SQLAlchemy fires after_commit here
+                emit(db, AclChanged())
+            assert (rec.replans, rec.broker_writes) == (0, 0)  # nothing leaves before the commit
+            with pytest.raises(RuntimeError), db.begin_nested():
+                emit(db, command_issued("loa-x", tone("gone")))
+                db.flush()
+                raise RuntimeError("the savepoint's work is refused")
+            assert (rec.replans, rec.broker_writes) == (0, 0)
+        # The commit sends the outer and the released savepoint's events, not the rolled-back one.
+        assert (rec.replans, rec.broker_writes, rec.published) == (1, 1, [])
+        assert pending(factory) == 0
+        assert dispatcher.sweep() == 0
+    finally:
+        dispatcher.detach()
+
+
 def test_process_dying_after_commit_loses_nothing(factory: sessionmaker[Session]) -> None:
     rec, clock = Recorder(), Clock()
     # No dispatcher attached: the process "dies" between the commit and the dispatch.
