@@ -8,11 +8,11 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from server.access.actor import Actor
-from server.audit import service as audit
 from server.cap import resource
 from server.cap.alert import CapInfo, CapResource
 from server.clips.ingest import ClipMeta, ingest_file
 from server.clips.models import Clip
+from server.clips.service import audit_new_clip
 from server.clips.storage import ClipStorage
 from server.live.urlguard import AllowList, Resolver
 from server.settings import ServerSettings
@@ -70,14 +70,7 @@ def clip_of(
         meta=meta,
     )
     if created:
-        audit.record(
-            db,
-            actor=actor,
-            action="clip.create",
-            object_type="clip",
-            object_id=clip.id,
-            org_unit_id=clip.org_unit_id,
-            summary=clip.title,
-            details={"source": clip.source, "sha256": clip.sha256, "uri": uri[:500]},
+        audit_new_clip(
+            db, actor=actor, clip=clip, details={"sha256": clip.sha256, "uri": uri[:500]}
         )
     return clip

@@ -49,16 +49,7 @@ def _stored(db: Session, actor: Actor, clip: Clip, created: bool) -> tuple[Clip,
             "administrator of a unit above both to share it.",
         )
     if created:
-        audit.record(
-            db,
-            actor=actor,
-            action="clip.create",
-            object_type="clip",
-            object_id=clip.id,
-            org_unit_id=clip.org_unit_id,
-            summary=clip.title,
-            details={"source": clip.source, "sha256": clip.sha256},
-        )
+        audit_new_clip(db, actor=actor, clip=clip, details={"sha256": clip.sha256})
     return clip, created
 
 
@@ -125,16 +116,7 @@ def speak_into_clip(
     )
     clip, created = _ingest_wav(db, storage, settings, wav, "tts.wav", meta)
     if created:
-        audit.record(
-            db,
-            actor=actor,
-            action="clip.create",
-            object_type="clip",
-            object_id=clip.id,
-            org_unit_id=clip.org_unit_id,
-            summary=clip.title,
-            details={"source": "tts", **details},
-        )
+        audit_new_clip(db, actor=actor, clip=clip, details=details)
     return clip
 
 
@@ -259,3 +241,17 @@ def delete(db: Session, *, actor: Actor, storage: ClipStorage, clip_id: int) -> 
     # re-upload of the same audio that committed in between and kept the existing copy.
     for path in (dist, orig):
         path.unlink(missing_ok=True)
+
+
+def audit_new_clip(db: Session, *, actor: Actor, clip: Clip, details: Mapping[str, object]) -> None:
+    """The audit row of a clip that entered the library (upload, TTS, a CAP resource)."""
+    audit.record(
+        db,
+        actor=actor,
+        action="clip.create",
+        object_type="clip",
+        object_id=clip.id,
+        org_unit_id=clip.org_unit_id,
+        summary=clip.title,
+        details={"source": clip.source, **details},
+    )
