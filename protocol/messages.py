@@ -240,6 +240,13 @@ class PlayEvent(BaseModel):
     # Set when an agent restart cut the item and it picked up again in step: the item
     # position (s) it resumed at; what played before the cut is from actual_start on.
     resumed_at_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
+    # Relay items (schedules.RelayPart): seconds of the relayed stretches heard as relayed
+    # frames, as the fallback clip, and as silence (no frames yet, or nothing to play); mode
+    # sums them up: "relayed" or "fallback" when only one was heard, else "mixed".
+    relay_mode: Literal["relayed", "fallback", "mixed"] | None = None
+    relayed_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
+    fallback_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
+    silent_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
 
 
 class EventBatch(Message):

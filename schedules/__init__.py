@@ -23,11 +23,18 @@ from schedules.expand import (
     expand_programme,
 )
 from schedules.model import (
+    DEFAULT_FALLBACK_AFTER_S,
+    DEFAULT_RELAY_DELAY_MS,
+    MAX_RELAY_S,
     ClipRef,
     PlaybackItem,
     ProgrammeSpec,
+    RelayPart,
+    RelaySpec,
     ScheduleDocument,
+    TimelinePart,
     playback_item_id,
+    relay_session_id,
     total_duration,
 )
 from schedules.priority import Priority
@@ -41,8 +48,11 @@ from schedules.recurrence import (
 from schedules.tz import LOCAL_TZ_NAME, as_utc, local_tz, to_local_wall, wall_to_utc
 
 __all__ = [
+    "DEFAULT_FALLBACK_AFTER_S",
+    "DEFAULT_RELAY_DELAY_MS",
     "DEFAULT_SLOT_GRACE",
     "LOCAL_TZ_NAME",
+    "MAX_RELAY_S",
     "PRESETS",
     "Action",
     "ActivePlayback",
@@ -53,10 +63,13 @@ __all__ = [
     "Priority",
     "ProgrammeSpec",
     "RecurrencePreset",
+    "RelayPart",
+    "RelaySpec",
     "ResumeDecision",
     "ScheduleCompiler",
     "ScheduleDocument",
     "Suspended",
+    "TimelinePart",
     "after_end",
     "as_utc",
     "clip_manifest",
@@ -72,6 +85,7 @@ __all__ = [
     "occurrences",
     "playback_item_id",
     "rejoin_position",
+    "relay_session_id",
     "slot_end",
     "to_local_wall",
     "total_duration",

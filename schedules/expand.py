@@ -10,8 +10,10 @@ from schedules.model import (
     ClipRef,
     PlaybackItem,
     ProgrammeSpec,
+    RelayPart,
     ScheduleDocument,
     playback_item_id,
+    relay_session_id,
 )
 from schedules.recurrence import occurrences
 from schedules.tz import as_utc
@@ -58,9 +60,21 @@ def expand_programme(
             clips=programme.items,
             priority=programme.priority,
             volume=programme.volume,
+            relays=_relay_parts(programme, start),
         )
         for start in _planned_starts(programme, low, high)
     ]
+
+
+def _relay_parts(programme: ProgrammeSpec, start: datetime) -> tuple[RelayPart, ...]:
+    return tuple(
+        RelayPart(
+            **relay.model_dump(exclude={"fallback"}),
+            fallback=relay.fallback,
+            session_id=relay_session_id(programme.id, start, index),
+        )
+        for index, relay in enumerate(programme.relays)
+    )
 
 
 def _sort_key(item: PlaybackItem) -> tuple[datetime, str]:
@@ -83,7 +97,7 @@ def clip_manifest(items: Iterable[PlaybackItem]) -> tuple[ClipRef, ...]:
     """Each clip the items play, once, in order of first use."""
     manifest: dict[str, ClipRef] = {}
     for item in items:
-        for clip in item.clips:
+        for clip in item.needed_clips():
             manifest.setdefault(clip.sha256, clip)
     return tuple(manifest.values())
 

@@ -6,7 +6,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NamedTuple, Self
 
 from pydantic import (
     AfterValidator,
@@ -56,13 +56,72 @@ def total_duration(clips: tuple[ClipRef, ...]) -> timedelta:
     return timedelta(seconds=sum(clip.duration_s for clip in clips))
 
 
+MAX_RELAY_S = 4 * 3600.0
+DEFAULT_RELAY_DELAY_MS = 2000  # 4G links: frames must arrive before they are heard
+DEFAULT_FALLBACK_AFTER_S = 3.0
+SESSION_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"  # a topic segment (protocol.topics)
+
+
+class RelaySpec(_Frozen):
+    """A programme's relayed stretch: a relay source for a while, with a fallback clip."""
+
+    # Plays just before the programme's clip at this index (len(items): after the last one);
+    # relays with the same index play in list order.
+    before_clip: int = Field(ge=0)
+    source_id: int = Field(ge=1)
+    source_name: str = Field(min_length=1, max_length=200)
+    duration_s: float = Field(gt=0, le=MAX_RELAY_S)
+    fallback: ClipRef
+    playout_delay_ms: int = Field(default=DEFAULT_RELAY_DELAY_MS, ge=100, le=10_000)
+    fallback_after_s: float = Field(default=DEFAULT_FALLBACK_AFTER_S, ge=0.5, le=60)
+
+
+class RelayPart(RelaySpec):
+    """A relay in one playback: frames of live session `session_id`, or else the fallback.
+
+    A frame captured (server clock) at c is heard at c + playout_delay_ms, exactly as in a
+    live session; so the relay's position p is heard at part start + p, and its audio is the
+    frame captured at part start + p - delay. No frames for fallback_after_s: the device plays
+    the fallback clip (looped) until frames come again.
+    """
+
+    session_id: str = Field(pattern=SESSION_ID_PATTERN)
+
+
+def relay_session_id(programme_id: int, start: datetime, index: int) -> str:
+    """The live session id carrying relay `index` of the playback starting at `start`."""
+    return f"r{programme_id}-{as_utc(start):%Y%m%d%H%M%S}-{index}"
+
+
+class TimelinePart(NamedTuple):
+    """One stretch of an item: a clip or a relay, at an offset (s) from the item's start."""
+
+    offset_s: float
+    duration_s: float
+    clip: ClipRef | None
+    relay: RelayPart | None
+
+
+def _ordered_relays(value: tuple[RelaySpec, ...]) -> tuple[RelaySpec, ...]:
+    return tuple(sorted(value, key=lambda r: r.before_clip))  # stable: list order kept
+
+
+def _check_relays(clips: tuple[ClipRef, ...], relays: tuple[RelaySpec, ...]) -> None:
+    if not clips and not relays:
+        raise ValueError("give at least one clip (items) or relay")
+    for relay in relays:
+        if relay.before_clip > len(clips):
+            raise ValueError(f"a relay placed before clip {relay.before_clip} of only {len(clips)}")
+
+
 class ProgrammeSpec(_Frozen):
     """What to play, when (one-off `start` or `rrule` + local `dtstart`), where, how loud."""
 
     id: int
     title: str = Field(min_length=1)
     priority: Priority = Priority.NORMAL
-    items: tuple[ClipRef, ...] = Field(min_length=1)
+    items: tuple[ClipRef, ...] = ()
+    relays: tuple[RelaySpec, ...] = ()
     start: UtcDatetime | None = None
     dtstart: datetime | None = None
     rrule: str | None = None
@@ -88,6 +147,11 @@ class ProgrammeSpec(_Frozen):
         # Normalised form, so equal rules compare and hash equal.
         return validate_rrule(value, dtstart_local=dtstart)
 
+    @field_validator("relays")
+    @classmethod
+    def _relays_in_order(cls, value: tuple[RelaySpec, ...]) -> tuple[RelaySpec, ...]:
+        return _ordered_relays(value)
+
     @field_validator("zone_ids")
     @classmethod
     def _unique_zones(cls, value: tuple[int, ...]) -> tuple[int, ...]:
@@ -95,6 +159,7 @@ class ProgrammeSpec(_Frozen):
 
     @model_validator(mode="after")
     def _one_kind_of_timing(self) -> ProgrammeSpec:
+        _check_relays(self.items, self.relays)
         recurring = self.rrule is not None or self.dtstart is not None
         if self.start is not None and recurring:
             raise ValueError(
@@ -119,8 +184,9 @@ class ProgrammeSpec(_Frozen):
 
     @property
     def duration(self) -> timedelta:
-        """Length of one playback: all items back to back."""
-        return total_duration(self.items)
+        """Length of one playback: all clips and relays back to back."""
+        relayed = sum(relay.duration_s for relay in self.relays)
+        return total_duration(self.items) + timedelta(seconds=relayed)
 
 
 class PlaybackItem(_Frozen):
@@ -130,15 +196,43 @@ class PlaybackItem(_Frozen):
     programme_id: int
     start: UtcDatetime
     end: UtcDatetime
-    clips: tuple[ClipRef, ...] = Field(min_length=1)
+    clips: tuple[ClipRef, ...] = ()
     priority: Priority
     volume: int | None = Field(default=None, ge=0, le=100)
+    # Left out of the JSON when empty, so agents that predate relays read clip-only items.
+    relays: tuple[RelayPart, ...] = Field(default=(), exclude_if=lambda value: not value)
+
+    @field_validator("relays")
+    @classmethod
+    def _relays_in_order(cls, value: tuple[RelayPart, ...]) -> tuple[RelayPart, ...]:
+        return tuple(_ordered_relays(value))  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> PlaybackItem:
         if self.end <= self.start:
             raise ValueError("end must be later than start")
+        _check_relays(self.clips, self.relays)
         return self
+
+    def parts(self) -> tuple[TimelinePart, ...]:
+        """The item's clips and relays in playing order, each with its offset from start."""
+        out: list[TimelinePart] = []
+        offset = 0.0
+        relays = list(self.relays)
+        for index in range(len(self.clips) + 1):
+            while relays and relays[0].before_clip == index:
+                relay = relays.pop(0)
+                out.append(TimelinePart(offset, relay.duration_s, None, relay))
+                offset += relay.duration_s
+            if index < len(self.clips):
+                clip = self.clips[index]
+                out.append(TimelinePart(offset, clip.duration_s, clip, None))
+                offset += clip.duration_s
+        return tuple(out)
+
+    def needed_clips(self) -> tuple[ClipRef, ...]:
+        """Clips a device must hold for this item: the played ones, then relay fallbacks."""
+        return self.clips + tuple(relay.fallback for relay in self.relays)
 
     # The item's canonical JSON, computed once: the same item appears in thousands of
     # documents whose content hashes the planner compares.
@@ -202,7 +296,7 @@ class ScheduleDocument(_Frozen):
         manifest = {clip.sha256 for clip in self.clips}
         if len(manifest) != len(self.clips):
             raise ValueError("clips must list each sha256 once")
-        missing = {c.sha256 for item in self.items for c in item.clips} - manifest
+        missing = {c.sha256 for item in self.items for c in item.needed_clips()} - manifest
         if missing:
             raise ValueError(
                 f"clips is missing {len(missing)} clip(s) the items play, e.g. {min(missing)}"

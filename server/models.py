@@ -21,10 +21,11 @@ from server.plays.models import PlayRecord
 from server.programmes.models import (
     Programme,
     ProgrammeClip,
+    ProgrammeRelay,
     ProgrammeTransition,
     programme_zones,
 )
-from server.relay.models import RelaySource
+from server.relay.models import RelayRun, RelaySource
 from server.reports.models import DevicePresence, PlayRollup, PlayRollupState, ReportExport
 from server.sources.models import Source
 from server.users.models import AuthToken, User
@@ -53,8 +54,10 @@ __all__ = [
     "PlayRollupState",
     "Programme",
     "ProgrammeClip",
+    "ProgrammeRelay",
     "ProgrammeTransition",
     "RegularSlot",
+    "RelayRun",
     "RelaySource",
     "ReportExport",
     "Source",

@@ -113,6 +113,16 @@ class ServerSettings(BaseSettings):
     report_export_backoff_s: float = Field(default=30.0, ge=0.0, le=600.0)
     report_export_timeout_s: float = Field(default=30.0, ge=1.0, le=600.0)
 
+    # Scheduled relay (docs/operations.md, server/relay/runner.py): a relay item's frames are
+    # heard relay_playout_delay_ms after capture (room for a 4G link); a device that hears
+    # no frames for relay_fallback_after_s plays the item's fallback clip. A source silent or
+    # gone for relay_dead_air_s raises a dead-air alarm and the server stops sending, so every
+    # device falls back; relay_silence_dbfs is the level below which audio counts as silent.
+    relay_playout_delay_ms: int = Field(default=2000, ge=300, le=10_000)
+    relay_fallback_after_s: float = Field(default=3.0, ge=0.5, le=60.0)
+    relay_dead_air_s: float = Field(default=5.0, ge=1.0, le=120.0)
+    relay_silence_dbfs: float = Field(default=-55.0, ge=-90.0, le=-10.0)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_trusted_proxies(cls, value: str) -> str:

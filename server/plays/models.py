@@ -34,4 +34,9 @@ class PlayRecord(Base):
     reason: Mapped[str] = mapped_column(String(300), default="")
     clock_offset_ms: Mapped[float | None] = mapped_column(Float)
     clock_error_ms: Mapped[float | None] = mapped_column(Float)
+    # Relay items only (protocol PlayEvent): how the relayed stretches were heard.
+    relay_mode: Mapped[str | None] = mapped_column(String(16))
+    relayed_s: Mapped[float | None] = mapped_column(Float)
+    fallback_s: Mapped[float | None] = mapped_column(Float)
+    silent_s: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table
+from sqlalchemy import Column, DateTime, Float, ForeignKey, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.clips.models import Clip
 from server.db import Base, UtcDateTime, utcnow
 from server.orgs.models import Zone
+from server.relay.models import RelaySource
 
 DRAFT = "draft"
 SUBMITTED = "submitted"
@@ -49,6 +50,32 @@ class ProgrammeClip(Base):
     clip: Mapped[Clip] = relationship(lazy="joined")
 
 
+class ProgrammeRelay(Base):
+    """A relay in a programme's content: a relay source for a while, with a fallback clip.
+
+    Positions are shared with ProgrammeClip: together they number the programme's items
+    0..n-1 in playing order.
+    """
+
+    __tablename__ = "programme_relays"
+
+    programme_id: Mapped[int] = mapped_column(
+        ForeignKey("programmes.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Deleting a source or a fallback clip is refused while an unfinished programme uses it.
+    relay_source_id: Mapped[int] = mapped_column(
+        ForeignKey("relay_sources.id", ondelete="CASCADE"), index=True
+    )
+    duration_s: Mapped[float] = mapped_column(Float)
+    fallback_clip_id: Mapped[int] = mapped_column(
+        ForeignKey("clips.id", ondelete="CASCADE"), index=True
+    )
+
+    source: Mapped[RelaySource] = relationship(lazy="joined")
+    fallback: Mapped[Clip] = relationship(lazy="joined")
+
+
 class Programme(Base):
     """What to play (clips), when (one-off or recurring), where (zones), at which priority."""
 
@@ -80,6 +107,12 @@ class Programme(Base):
 
     clips: Mapped[list[ProgrammeClip]] = relationship(
         order_by=ProgrammeClip.position,
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+    )
+    relays: Mapped[list[ProgrammeRelay]] = relationship(
+        order_by=ProgrammeRelay.position,
         cascade="all, delete-orphan",
         passive_deletes=True,
         lazy="selectin",
