@@ -120,6 +120,11 @@ class PlayOutcome:
     reason: str = ""
     # Item position (s) where it picked up again after an agent restart cut it; None if not.
     resumed_at_s: float | None = None
+    # Relay items only (edge_agent.relay): how the relayed stretches sounded, in seconds.
+    relay_mode: Literal["relayed", "fallback", "mixed"] | None = None
+    relayed_s: float | None = None
+    fallback_s: float | None = None
+    silent_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,14 @@ class Interrupted:
     actual_start: float  # its first sample, as reported
     position_s: float  # the item position heard at `heard_at`
     heard_at: float
+
+
+class PcmReader(Protocol):
+    """What write_segment reads from: ClipReader, or relay.ItemReader for relay items."""
+
+    def read(self, n_samples: int) -> Pcm:
+        """Up to n_samples (fewer only at the end)."""
+        ...
 
 
 class TimeBase(Protocol):
@@ -181,7 +194,7 @@ class PlayLog(Protocol):
 async def write_segment(
     seg: Segment,
     sink: AudioSink,
-    reader: ClipReader,
+    reader: PcmReader,
     block: Pcm,
     *,
     gain: float,

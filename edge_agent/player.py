@@ -16,6 +16,10 @@ for the clip*: the fetcher's clip-ready callback wakes the player, which starts 
 beginning as soon as the clip is verified. An emergency or priority item waits as long as it
 still fits its slot (it starts late); a normal item only until its planned instant, then
 fails with "missing clip".
+
+An item with relay parts reads through `relay.ItemReader` (relayed frames, silence, the
+fallback clip); its outcome carries what they sounded like. A missing fallback clip is not a
+failure: the reader plays silence and the reason says so.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from edge_agent.playback import (
     ClipSource,
     Interrupted,
     Offload,
+    PcmReader,
     PlayLog,
     PlayOutcome,
     Segment,
@@ -50,6 +55,7 @@ from edge_agent.playback import (
     load_decoder,
     write_segment,
 )
+from edge_agent.relay import ItemReader, RelayFrames, RelayTally
 from firmware_profiles import FirmwareProfile
 from protocol import LivePriority
 from schedules import (
@@ -102,8 +108,11 @@ class Player:
         slot_grace: timedelta = DEFAULT_SLOT_GRACE,
         software_volume: bool = False,
         offload: Offload = asyncio.to_thread,
+        relay_frames: RelayFrames | None = None,
     ) -> None:
         self.clock = clock
+        self.relay_frames = relay_frames if relay_frames is not None else RelayFrames()
+        self._relay_tally: dict[str, RelayTally] = {}  # item id -> relay parts heard so far
         self.timebase = timebase
         self.clips = clips
         self._open_sink = open_sink
@@ -532,8 +541,40 @@ class Player:
             await self._segment_done(seg)
 
     async def _write(self, seg: Segment, previous: asyncio.Task[None] | None) -> None:
-        paths = [self.clips.path(c.sha256) for c in seg.item.clips]
-        reader = ClipReader(paths, skip_samples=round(seg.position_s * SAMPLE_RATE))
+        skip = round(seg.position_s * SAMPLE_RATE)
+        reader: PcmReader
+        if seg.item.relays:
+            reader = ItemReader(
+                seg.item,
+                frames=self.relay_frames,
+                clip_path=self.clips.path,
+                clip_ready=self.clips.ready,
+                heard_at=self.timebase.server_time(seg.start_mono),
+                skip_samples=skip,
+                server_now=self.timebase.server_time,
+            )
+        else:
+            paths = [self.clips.path(c.sha256) for c in seg.item.clips]
+            reader = ClipReader(paths, skip_samples=skip)
+        try:
+            await self._write_reader(seg, previous, reader)
+        finally:
+            if isinstance(reader, ItemReader):
+                self._tally_relay(seg, reader)
+
+    def _tally_relay(self, seg: Segment, reader: ItemReader) -> None:
+        """Add what the segment's relay parts sounded like, up to the sample it stopped at."""
+        if seg.actual_start_mono is None:
+            return  # nothing of it was heard
+        played = None  # an output error: count what was read
+        if seg.end_mono is not None:
+            played = round((seg.end_mono - seg.actual_start_mono) * SAMPLE_RATE)
+        tally = self._relay_tally.setdefault(seg.item.item_id, RelayTally())
+        tally.add(reader.tally(played))
+
+    async def _write_reader(
+        self, seg: Segment, previous: asyncio.Task[None] | None, reader: PcmReader
+    ) -> None:
         block: Pcm = await self._offload(reader.read, READ_BLOCK)
         if previous is not None:
             await asyncio.wait({previous})  # one writer at a time on the sink
@@ -598,6 +639,17 @@ class Player:
             )
             reason = "; ".join(r for r in (note, outcome.reason) if r)
             outcome = replace(outcome, reason=reason, resumed_at_s=round(rejoined, 3))
+        relay = self._relay_tally.pop(outcome.item.item_id, None)
+        if relay is not None:  # only for a relay item that played some of its audio
+            reason = "; ".join(r for r in (outcome.reason, relay.summary()) if r)
+            outcome = replace(
+                outcome,
+                reason=reason,
+                relay_mode=relay.mode,
+                relayed_s=relay.seconds("relayed"),
+                fallback_s=relay.seconds("fallback"),
+                silent_s=relay.seconds("silent"),
+            )
         if outcome.outcome != "played":
             log.warning("item %s: %s (%s)", outcome.item.item_id, outcome.outcome, outcome.reason)
         try:

@@ -26,10 +26,12 @@ from edge_agent.localdb import LocalDb
 from edge_agent.outbox import Outbox
 from edge_agent.playback import INTERRUPTED, Interrupted, PlayOutcome
 from edge_agent.player import Player
+from edge_agent.relay import RelayFrames, load_opus, relay_windows
 from edge_agent.settings import AgentSettings
 from edge_agent.soundcard import SoundCard
 from firmware_profiles import FirmwareProfile
 from protocol import (
+    LIVE_QOS,
     PREFIX,
     SPECS,
     Ack,
@@ -44,6 +46,7 @@ from protocol import (
     decode,
     device_topic,
     encode,
+    live_topic,
     parse_zone_clip_topic,
     zone_clip_filter,
 )
@@ -114,6 +117,9 @@ class PlayoutRuntime:
         )
         # The player and live audio take turns on one output (one WAV when simulated).
         self.card = SoundCard(open_device=open_sink, clock=clock)
+        # Frames of the relay items the held schedule names (no live join: see relay.py).
+        self.relay = RelayFrames()
+        self._relay_topics: set[str] = set()
         self.player = Player(
             clock=clock,
             timebase=self.sync,
@@ -127,6 +133,7 @@ class PlayoutRuntime:
             lead_s=settings.player_lead_s,
             slot_grace=timedelta(seconds=settings.slot_grace_s),
             software_volume=not profile.simulated and profile.audio.mixer_control is None,
+            relay_frames=self.relay,
         )
         self.live = LiveReceiver(
             link=link,
@@ -235,6 +242,8 @@ class PlayoutRuntime:
         if topic == self.topics[TopicKind.CLIP]:
             self.fetcher.offer(None, payload)
             return True
+        if self.relay.offer_topic(topic, payload):
+            return True  # a scheduled relay's frames: kept for the player, decoded now
         if self.live.on_message(topic, payload):
             return True  # live frames go to the jitter buffer on arrival
         if topic.startswith(ZONE_PREFIX):
@@ -274,6 +283,17 @@ class PlayoutRuntime:
         # MqttLink has no unsubscribe: chunks of a zone we left are ignored in route_now,
         # and the server's regenerated broker ACL stops them.
         self.zone_ids = wanted
+        self._follow_relays()
+
+    def _follow_relays(self) -> None:
+        """Read the live topics of the held schedule's relay sessions in every zone of ours."""
+        sessions = self.relay.expected()
+        wanted = {live_topic(z, sid) for z in self.zone_ids for sid in sessions}
+        for topic in sorted(wanted - self._relay_topics):
+            self.link.subscribe(topic, LIVE_QOS)
+        for topic in sorted(self._relay_topics - wanted):
+            self.link.unsubscribe(topic)
+        self._relay_topics = wanted
 
     # -- schedule ---------------------------------------------------------------------------
 
@@ -314,6 +334,11 @@ class PlayoutRuntime:
 
     async def _use(self, document: ScheduleDocument, *, fresh: set[str]) -> None:
         shas = [clip.sha256 for clip in document.clips]
+        windows = relay_windows(document.items)
+        if windows:
+            await asyncio.to_thread(load_opus)
+        self.relay.expect(windows)
+        self._follow_relays()
         await asyncio.to_thread(self.cache.pin, shas)
         self.fetcher.want(shas)
         await self.player.set_schedule(document.items, fresh=fresh)
@@ -350,6 +375,11 @@ class PlayoutRuntime:
         )
         if outcome.resumed_at_s is not None:
             event["resumed_at_s"] = outcome.resumed_at_s
+        if outcome.relay_mode is not None:
+            event["relay_mode"] = outcome.relay_mode
+            event["relayed_s"] = outcome.relayed_s
+            event["fallback_s"] = outcome.fallback_s
+            event["silent_s"] = outcome.silent_s
         await self.outbox.record(
             item_id=outcome.item.item_id, planned_start=event["planned_start"], event=event
         )

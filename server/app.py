@@ -38,6 +38,7 @@ from server.planner.routes import router as schedules_router
 from server.plays.routes import router as plays_router
 from server.programmes.routes import router as programmes_router
 from server.relay.routes import router as relay_sources_router
+from server.relay.runner import RelayRunner
 from server.reports.routes import router as reports_router
 from server.settings import ServerSettings
 from server.sources.routes import router as sources_router
@@ -91,6 +92,17 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
             )
             app.state.planner = planner
             planner.start()
+        relays: RelayRunner | None = None
+        if bridge is not None and planner is not None:  # frames go out from the leader only
+            leader = planner
+            relays = RelayRunner(
+                session_factory=app.state.session_factory,
+                outlet=bridge.link,
+                settings=settings,
+                is_leader=lambda: leader.is_leader,
+                registry=app.state.metrics.registry,
+            )
+            await relays.start()
         replanner: Replanner = planner or NoteReplan(
             app.state.session_factory, lambda: app.state.clock()
         )
@@ -110,6 +122,8 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
         finally:
             await sweep.stop()
             dispatcher.detach()
+            if relays is not None:
+                await relays.stop()
             if planner is not None:
                 planner.stop()
                 app.state.planner = None

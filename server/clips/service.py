@@ -107,10 +107,12 @@ def speak_into_clip(
     title: str,
     org_unit_id: int | None,
     details: Mapping[str, object],
+    voice: str = "vi",
 ) -> Clip:
-    """Text read by TTS into a clip of `org_unit_id`, audited when new (bulletins, CAP)."""
+    """Text read by TTS into a clip of `org_unit_id`, audited when new (bulletins, CAP, items)."""
     storage = ClipStorage(settings.data_dir / "clips")
-    wav = speak(storage=storage, settings=settings, req=schemas.TtsRequest(text=text))
+    req = schemas.TtsRequest(text=text, voice=voice)
+    wav = speak(storage=storage, settings=settings, req=req)
     meta = ClipMeta(
         title=title, notes=text[:2000], source="tts", org_unit_id=org_unit_id, user_id=actor.user.id
     )
@@ -210,20 +212,23 @@ def original_path(*, storage: ClipStorage, clip: Clip) -> Path:
     return path
 
 
-def clip_in_use(db: Session, *, clip: Clip) -> str | None:
-    """Name of a programme that is not ended and uses the clip, if any."""
+def clip_in_use(db: Session, *, clip: Clip) -> list[str]:
+    """Titles of programmes not finished that play the clip or keep it as a relay fallback."""
     # Imported here: programmes build on clips, so the module-level arrow points the other way.
-    from server.programmes.workflow import programme_using_clip
+    from server.programmes.items import programmes_using_clip
 
-    return programme_using_clip(db, clip_id=clip.id)
+    return programmes_using_clip(db, clip_id=clip.id)
 
 
 def delete(db: Session, *, actor: Actor, storage: ClipStorage, clip_id: int) -> None:
     """Delete a clip of the caller's subtree and its files, unless a live programme uses it."""
     clip = reach.writable_clip(db, actor, clip_id)
-    user = clip_in_use(db, clip=clip)
-    if user is not None:
-        raise ClipError(409, f"The clip is used by the programme {user!r}; end or edit it first.")
+    users = clip_in_use(db, clip=clip)
+    if users:
+        noun = "programme" if len(users) == 1 else "programmes"
+        named = ", ".join(repr(title) for title in users[:5])
+        more = f" and {len(users) - 5} more" if len(users) > 5 else ""
+        raise ClipError(409, f"The clip is used by the {noun} {named}{more}; end or edit it first.")
     audit.record(
         db,
         actor=actor,

@@ -26,6 +26,7 @@ from server.live.schemas import LiveSessionOut
 from server.plays.models import PlayRecord
 from server.programmes.models import ENDED, PLANNED, SUBMITTED, Programme
 from server.programmes.validation import to_spec
+from server.relay import runs as relay_runs
 
 router = APIRouter(include_in_schema=False)
 
@@ -127,13 +128,14 @@ def live_now(request: Request, actor: Actor) -> list[LiveSessionOut]:
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResponse:
-    """Devices online, offline and with alarms; today's programmes; live now; approvals."""
+    """Devices online, offline and with alarms; today's programmes; live now; relay dead air."""
     rows = devices_with_flags(db, actor)
     online = sum(1 for d, _ in rows if d.online)
     alarms = attention_list(rows)
     now = now_of(request)
     since, until = local_day(now)
     today = today_items(db, actor, since=since, until=until, now=now)
+    relay_open, relay_cleared = relay_runs.dashboard_alarms(db, actor=actor, now=now)
     waiting = db.scalar(
         select(func.count()).where(Programme.status == SUBMITTED, reach.reachable(actor, Programme))
     )
@@ -152,5 +154,7 @@ def dashboard(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
         waiting=waiting or 0,
         day=to_local_wall(since),
         live=live_now(request, actor),
+        relay_open=relay_open,
+        relay_cleared=relay_cleared,
         bulletins_new=new_count(db, actor) if actor.may(policy.BULLETINS_RECEIVE) else 0,
     )

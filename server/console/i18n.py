@@ -74,6 +74,7 @@ JS_KEYS = (
     "live.js.dev.left",
     "live.js.src.mic",
     "live.js.src.url",
+    "live.js.src.relay",
     "live.js.src.file",
     "live.js.pick_zone",
     "live.js.need_url",

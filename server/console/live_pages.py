@@ -18,6 +18,7 @@ from server.console.session import ConsoleActor
 from server.deps import SessionDep
 from server.devices.models import Device
 from server.orgs.models import OrgUnit, Zone, zone_devices
+from server.relay.models import RelaySource
 
 router = APIRouter(include_in_schema=False)
 
@@ -64,6 +65,18 @@ def reachable_zones(db: Session, actor: Actor) -> list[UnitZones]:
     return list(groups.values())
 
 
+def usable_relay_sources(db: Session, actor: Actor) -> list[tuple[int, str]]:
+    """(id, name) of the enabled relay sources of the caller's units and the units above.
+
+    The server still checks each start against the targeted zones' units.
+    """
+    query = select(RelaySource.id, RelaySource.name).where(
+        RelaySource.enabled.is_(True), actor.clip_clause(RelaySource.org_unit_id)
+    )
+    rows = db.execute(query.order_by(RelaySource.name, RelaySource.id).limit(500)).all()
+    return [(int(i), str(n)) for i, n in rows]
+
+
 @router.get("/live", response_class=HTMLResponse)
 def live_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResponse:
     """Zones to pick, the three sources, priority, the emergency button and the sessions."""
@@ -86,5 +99,6 @@ def live_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResp
             ).all()
         ),
         clips=rows,
+        relay_sources=usable_relay_sources(db, actor),
         may_emergency=actor.may_run_emergency(),
     )

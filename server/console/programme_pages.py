@@ -22,7 +22,7 @@ from server.console.session import ConsoleActor
 from server.console.zones import unit_names
 from server.deps import SessionDep, SettingsDep, now_of
 from server.orgs.models import OrgUnit, Zone
-from server.programmes import conflicts, workflow
+from server.programmes import conflicts, items, workflow
 from server.programmes.conflicts import conflict_days
 from server.programmes.models import (
     ACTIVE,
@@ -192,6 +192,7 @@ def programme_page(
         units=unit_names(db, actor),
         active="programmes",
         p=programme,
+        items=items.stored(programme),
         history=workflow.history(db, programme_id=programme.id),
         system_notes=SYSTEM_NOTES,
         findings=findings,

@@ -17,6 +17,7 @@ from server.console import (
     device_pages,
     live_pages,
     programme_pages,
+    relay_pages,
     report_pages,
     session,
 )
@@ -38,6 +39,7 @@ def install_console(app: FastAPI) -> None:
         bulletin_pages,
         bulletin_send_pages,
         admin_pages,
+        relay_pages,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

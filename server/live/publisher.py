@@ -9,7 +9,7 @@ from typing import Protocol
 
 from audio.clock import Clock, coarse
 from audio.opus import OpusEncoder
-from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, silence
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, silence
 from protocol import LIVE_QOS, SPECS, Message, TopicKind, device_topic, encode
 from protocol.liveframe import LiveFrame, encode_frame
 from protocol.mqtt_client import Outgoing
@@ -56,8 +56,13 @@ class FramePublisher:
         server_time: Callable[[], float] = time.time,
         topics: Callable[[], list[str]],
         bitrate: int = 32_000,
+        gate: Callable[[float, Pcm | None], bool] | None = None,
     ) -> None:
         self.outlet = outlet
+        # Scheduled relays (server/relay/runner.py): given each frame's capture stamp and the
+        # source's audio (None: it had none), says whether to publish it; None: always.
+        self.gate = gate
+        self.gated_frames = 0  # frames the gate held back
         self.queue = queue
         # Each frame's stamp comes from its sequence number, not from when it is sent, so a
         # wake-up a millisecond late costs nothing: no spinning for the last millisecond.
@@ -102,17 +107,25 @@ class FramePublisher:
                 continue
             cpu0 = time.process_time()
             last = self._stop or queue.drained
-            pcm = queue.take(FRAME_SAMPLES, late_s=late)
-            if pcm is None:
-                pcm = silence(FRAME_SAMPLES)
-                self.silent_frames += 1
+            taken = queue.take(FRAME_SAMPLES, late_s=late)
             lead = queue.lead_s
             if lead is None:  # not flowing yet: a live queue's audio will be about this old
                 lead = prefill_lead if queue.live else 0.0
+            stamp = stamp0 + seq * FRAME_S - lead
+            if self.gate is not None and not self.gate(stamp, taken):
+                self.gated_frames += 1
+                seq += 1
+                if last or self._stop:  # the gate may ask for the end (a stretch's last frame)
+                    return
+                continue
+            pcm = taken
+            if pcm is None:
+                pcm = silence(FRAME_SAMPLES)
+                self.silent_frames += 1
             data = encode_frame(
                 LiveFrame(
                     seq=seq,
-                    capture_us=round((stamp0 + seq * FRAME_S - lead) * 1_000_000),
+                    capture_us=round(stamp * 1_000_000),
                     payload=encoder.encode(pcm),
                     last=last,
                 )

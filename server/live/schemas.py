@@ -9,12 +9,16 @@ from pydantic import BaseModel, Field, model_validator
 from server.bounds import Id, RequestBody, Volume
 
 Priority = Literal["normal", "priority", "emergency"]
+RELAY = ("relay", "url")  # the sources that relay a station
 
 
 class LiveStart(RequestBody):
     """POST /api/v1/live: what to broadcast, where, how urgently."""
 
-    source: Literal["mic", "url", "file"]
+    # "relay" (or its older name "url"): a registered relay source, by relay_source_id, or
+    # by a url equal to a registered source's; no other address is ever opened.
+    source: Literal["mic", "relay", "url", "file"]
+    relay_source_id: Id | None = None
     url: Annotated[str, Field(max_length=2000)] | None = None
     clip_id: Id | None = None
     zone_ids: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
@@ -30,8 +34,8 @@ class LiveStart(RequestBody):
 
     @model_validator(mode="after")
     def _consistent(self) -> LiveStart:
-        if self.source == "url" and not self.url:
-            raise ValueError("a relay (source 'url') needs the stream's url")
+        if self.source in RELAY and not self.url and self.relay_source_id is None:
+            raise ValueError("a relay needs relay_source_id: one of the registered relay sources")
         if self.source == "file" and self.clip_id is None:
             raise ValueError("a file source needs the clip_id to play")
         if not self.zone_ids and self.org_unit_id is None:

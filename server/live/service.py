@@ -15,9 +15,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +38,7 @@ from server.live import registry
 from server.live.buffer import PcmQueue
 from server.live.delay import DelayChoice, choose_playout_delay
 from server.live.publisher import FramePublisher, LiveOutlet, command_out
-from server.live.schemas import DeviceHealth, LiveSessionOut, LiveStart
+from server.live.schemas import RELAY, DeviceHealth, LiveSessionOut, LiveStart
 from server.live.sources import (
     PushDecoder,
     SourceError,
@@ -49,6 +50,8 @@ from server.live.sources import (
 )
 from server.live.targets import Target, resolve_targets
 from server.live.urlguard import AllowList, Resolver, system_resolve
+from server.orgs.tree import ancestor_ids
+from server.relay.models import RelaySource
 from server.settings import ServerSettings
 from server.users import accounts as users
 
@@ -66,6 +69,10 @@ REFRESH_S = 1.0  # how often running sessions' rows are rewritten
 REMOTE_STOP_WAIT_S = 5.0  # a DELETE through another process waits this long for the end
 AFTER_END_S = 10.0  # ended rows are still refreshed this long: the devices' leave answers
 MIC_PREFILL_S = 0.1
+UNREGISTERED = (
+    "Chỉ được tiếp âm từ nguồn đã đăng ký / only registered relay sources: choose an enabled "
+    "relay source of the targeted units or a unit above them (GET /api/v1/relay-sources)."
+)
 
 
 def _check_may_stop(org_unit_ids: frozenset[int], reach: frozenset[int] | None) -> None:
@@ -87,6 +94,28 @@ def _queue_for(request: LiveStart, delay_ms: int) -> PcmQueue:
     # the devices' output buffers, so it takes at most a third of it.
     prefill_s = min(MIC_PREFILL_S, delay_ms / 1000 / 3)
     return PcmQueue(prefill_s=prefill_s, live=True)
+
+
+def relay_source_for(db: Session, request: LiveStart, targets: list[Target]) -> RelaySource:
+    """The registered source a relay request names (by id, or by its exact URL), else 422.
+
+    Usable: enabled, and owned by the org unit of every targeted zone or a unit above it (the
+    rule programmes follow). Missing, disabled and foreign sources get the same answer.
+    """
+    units = {t.org_unit_id for t in targets}
+    owners = set.intersection(*(set(ancestor_ids(db, org_unit_id=u)) for u in units))
+    query = select(RelaySource).where(
+        RelaySource.enabled.is_(True), RelaySource.org_unit_id.in_(owners)
+    )
+    if request.relay_source_id is not None:
+        query = query.where(RelaySource.id == request.relay_source_id)
+    if request.url:
+        query = query.where(RelaySource.url == request.url.strip())
+    source = db.scalars(query.order_by(RelaySource.id).limit(1)).first()
+    if source is None:
+        named = request.relay_source_id
+        raise LiveError(UNREGISTERED if named is None else f"Relay source {named}: {UNREGISTERED}")
+    return source
 
 
 def _delay_for(db: Session, request: LiveStart, targets: list[Target]) -> DelayChoice:
@@ -257,7 +286,8 @@ class LiveService:
         if request.priority == "emergency" and not actor.may_run_emergency():
             raise DomainError(403, "You may not start an emergency broadcast.")
         session = await self._start(db, request=request, actor=actor)
-        details = request.model_dump(exclude_none=True)
+        # The session's request: a relay's names the registered source it resolved to.
+        details = session.request.model_dump(exclude_none=True)
         await asyncio.to_thread(_audit, db, actor, "live.start", session.view(), details)
         return session
 
@@ -290,10 +320,14 @@ class LiveService:
 
     async def _start(self, db: Session, *, request: LiveStart, actor: Actor) -> LiveSession:
         """Resolve targets, check the source, start publishing and send the joins."""
-        targets, clip_file = await asyncio.to_thread(self._lookup, db, request, actor)
+        targets, clip_file, relay = await asyncio.to_thread(self._lookup, db, request, actor)
+        allow = self.relay_allow
+        if relay is not None:
+            allow = self._allow_for(relay)
+            update = {"url": relay.url, "relay_source_id": relay.id}
+            request = request.model_copy(update=update | {"label": request.label or relay.name})
+            await self._probe(relay.url, allow)
         delay = await asyncio.to_thread(_delay_for, db, request, targets)
-        if request.source == "url":
-            await self._probe(request.url or "")
         sid = uuid.uuid4().hex[:12]
         queue = _queue_for(request, delay.delay_ms)
         topics = sorted({live_topic(t.zone_id, sid) for t in targets})
@@ -321,14 +355,14 @@ class LiveService:
             session.tasks.append(
                 asyncio.create_task(feed_file(clip_file, queue, session.source_status))
             )
-        elif request.source == "url":
+        elif relay is not None:
             session.tasks.append(
                 asyncio.create_task(
                     feed_url(
-                        request.url or "",
+                        relay.url,
                         queue,
                         session.source_status,
-                        allow=self.relay_allow,
+                        allow=allow,
                         resolve=self.resolve,
                     )
                 )
@@ -346,8 +380,8 @@ class LiveService:
 
     def _lookup(
         self, db: Session, request: LiveStart, actor: Actor
-    ) -> tuple[list[Target], Path | None]:
-        """Targets and clip file; ids outside the caller's reach are refused as missing ones."""
+    ) -> tuple[list[Target], Path | None, RelaySource | None]:
+        """Targets, clip file, relay source; ids out of reach are refused like missing ones."""
         targets = resolve_targets(
             db, zone_ids=request.zone_ids, org_unit_id=request.org_unit_id, actor=actor
         )
@@ -358,23 +392,35 @@ class LiveService:
         )
         if not targets:
             raise LiveError("No device is in the chosen zones: there is nobody to broadcast to.")
+        if request.source in RELAY:
+            return targets, None, relay_source_for(db, request, targets)
         if clip is None:
-            return targets, None
+            return targets, None, None
         path = self.clip_path(clip.sha256)
         if not path.is_file():
             raise LiveError(
                 "The clip's audio file is missing from the server's storage.", status=409
             )
-        return targets, path
+        return targets, path, None
 
-    async def _probe(self, url: str) -> None:
+    def _allow_for(self, source: RelaySource) -> AllowList:
+        """The setting's allow list, plus the source's host name when it has allow_private."""
+        # The name only: a redirect to another name or to the address itself is still refused.
+        if not source.allow_private:
+            return self.relay_allow
+        host = (urlsplit(source.url).hostname or "").rstrip(".").lower()
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii")
+        return replace(self.relay_allow, names=self.relay_allow.names | {host})
+
+    async def _probe(self, url: str, allow: AllowList) -> None:
         try:
             check_url(url)
             await asyncio.wait_for(
                 asyncio.to_thread(
                     probe_url,
                     url,
-                    allow=self.relay_allow,
+                    allow=allow,
                     timeout_s=URL_PROBE_S,
                     resolve=self.resolve,
                 ),

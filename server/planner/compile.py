@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from schedules import ScheduleCompiler, ScheduleDocument, local_tz, to_local_wall, wall_to_utc
 from server.devices.models import Device
 from server.planner.models import DeviceSchedule, ZoneClip
+from server.programmes.items import RelayTiming
 from server.programmes.workflow import advance_lifecycle, planned_programmes
 
 # Older versions are only kept for diagnosis; the device only ever needs the latest.
@@ -74,7 +75,7 @@ def _zone_clip_needs(
     for zone_id in zone_ids:
         needed: dict[str, None] = {}
         for item in compiler.items_for_zones([zone_id]):
-            for clip in item.clips:
+            for clip in item.needed_clips():  # relay fallbacks too
                 needed.setdefault(clip.sha256)
         for sha in needed:
             row = known.get((zone_id, sha))
@@ -86,13 +87,20 @@ def _zone_clip_needs(
     return pending
 
 
-def plan_once(db: Session, *, now: datetime, horizon_days: int) -> PlanResult:
-    """Advance programme statuses, then compile and version every active device's schedule."""
+def plan_once(
+    db: Session, *, now: datetime, horizon_days: int, relay_timing: RelayTiming | None = None
+) -> PlanResult:
+    """Advance programme statuses, then compile and version every active device's schedule.
+
+    relay_timing: the relay settings every RelaySpec carries (default: the schedules' ones).
+    """
     moves = advance_lifecycle(db, now=now)
     window = plan_window(now, horizon_days=horizon_days)
     result = PlanResult(window=window, lifecycle=moves)
     compiler = ScheduleCompiler(
-        programmes=planned_programmes(db), window_start=window[0], window_end=window[1]
+        programmes=planned_programmes(db, timing=relay_timing),
+        window_start=window[0],
+        window_end=window[1],
     )
     latest = _latest_versions(db)
     devices = db.scalars(select(Device).where(Device.revoked_at.is_(None)).order_by(Device.id))

@@ -21,6 +21,7 @@ from server.db import session_scope
 from server.planner.compile import PlanResult, plan_once
 from server.planner.lock import PlannerLock
 from server.planner.models import PlannerState
+from server.programmes.items import RelayTiming
 from server.programmes.workflow import advance_lifecycle
 from server.reports.export_job import ExportConfig, MonthlyExport
 from server.settings import ServerSettings
@@ -79,6 +80,7 @@ class Planner:
                 config=export, session_factory=session_factory, clock=clock
             )
         self.publisher = publisher
+        self.relay_timing = RelayTiming.from_settings(settings)
         self.clock = clock
         self.horizon_days = horizon_days
         self.tick_s = tick_s
@@ -197,7 +199,9 @@ class Planner:
                 if state is not None:
                     self._seen_request = state.replan_requested_at
                     state.last_run_at = when
-                result = plan_once(db, now=when, horizon_days=self.horizon_days)
+                result = plan_once(
+                    db, now=when, horizon_days=self.horizon_days, relay_timing=self.relay_timing
+                )
             # Only after the commit: what devices receive is always what the database holds.
             # Clips first, so their chunks are on the way before a schedule names them.
             for zone_id, sha in result.zone_clips:

@@ -66,6 +66,10 @@ def list_plays(
             reason=r.reason,
             clock_offset_ms=r.clock_offset_ms,
             clock_error_ms=r.clock_error_ms,
+            relay_mode=r.relay_mode,
+            relayed_s=r.relayed_s,
+            fallback_s=r.fallback_s,
+            silent_s=r.silent_s,
             received_at=r.received_at,
         )
         for r, uid, title in rows

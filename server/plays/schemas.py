@@ -24,6 +24,11 @@ class PlayOut(BaseModel):
     reason: str
     clock_offset_ms: float | None
     clock_error_ms: float | None
+    # Relay items only: relayed, fallback or mixed, and the seconds heard of each.
+    relay_mode: str | None
+    relayed_s: float | None
+    fallback_s: float | None
+    silent_s: float | None
     received_at: datetime
 
 

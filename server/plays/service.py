@@ -66,8 +66,35 @@ def _row(device_id: int, event: PlayEvent, now: datetime) -> dict[str, Any]:
         "reason": event.reason,
         "clock_offset_ms": event.clock_offset_ms if _finite(event.clock_offset_ms) else None,
         "clock_error_ms": event.clock_error_ms if _finite(event.clock_error_ms) else None,
+        **_relay(event),
         "received_at": now,
     }
+
+
+RELAY_FIELDS = ("relayed_s", "fallback_s", "silent_s")
+NO_RELAY: dict[str, Any] = {"relay_mode": None, **dict.fromkeys(RELAY_FIELDS)}
+
+
+def _relay(event: PlayEvent) -> dict[str, Any]:
+    """The relay figures of a play, each cut to the item's reported play time."""
+    if event.kind != "play":
+        return NO_RELAY  # a live session's proof has no relayed stretches
+    span = None
+    if event.actual_start is not None and event.ended_at is not None:
+        span = max(0.0, event.ended_at - event.actual_start)
+    # A device's bug must not make a relay longer than the item it was part of.
+    seconds: dict[str, float | None] = {}
+    for name in RELAY_FIELDS:
+        value = getattr(event, name)
+        seconds[name] = value if value is None or span is None else min(value, span)
+    mode: str | None = event.relay_mode
+    if mode is None:
+        if not any(seconds.values()):
+            return NO_RELAY
+        # Seconds without a mode: the mode as the protocol defines it from the seconds.
+        heard = [n for n in ("relayed_s", "fallback_s") if seconds[n]]
+        mode = heard[0].removesuffix("_s") if len(heard) == 1 else "mixed"
+    return {"relay_mode": mode, **seconds}
 
 
 def _finite(value: float | None) -> bool:

@@ -24,12 +24,13 @@ from server.access.policy import (
 from server.bounds import IdFilter, IdPath, Limit, Offset
 from server.deps import Now, SessionDep, SettingsDep
 from server.orgs.models import OrgUnit, Zone
-from server.programmes import conflicts, service, workflow
+from server.programmes import conflicts, items, service, workflow
 from server.programmes.conflicts import conflict_days
-from server.programmes.models import STATUSES, Programme, programme_zones
+from server.programmes.models import STATUSES, Programme, ProgrammeClip, programme_zones
 from server.programmes.schemas import (
     ConflictOut,
     ConflictReport,
+    ItemOut,
     PresetOut,
     ProgrammeClipOut,
     ProgrammeCreate,
@@ -39,6 +40,7 @@ from server.programmes.schemas import (
     ProgrammePage,
     ProgrammeUpdate,
     ReasonBody,
+    RelayOut,
     TransitionOut,
 )
 from server.programmes.validation import to_spec
@@ -51,14 +53,32 @@ Approver = Annotated[Actor, allow(PROGRAMMES_APPROVE)]
 Canceller = Annotated[Actor, allow(PROGRAMMES_CANCEL)]
 
 
+def _clip_out(pc: ProgrammeClip) -> ProgrammeClipOut:
+    clip = pc.clip
+    return ProgrammeClipOut(
+        id=clip.id, title=clip.title, sha256=clip.sha256, duration_s=clip.duration_s
+    )
+
+
+def items_out(programme: Programme) -> list[ItemOut]:
+    """The programme's clips and relays in playing order."""
+    out: list[ItemOut] = []
+    for row in items.stored(programme):
+        if isinstance(row, ProgrammeClip):
+            out.append(ItemOut(kind="clip", position=row.position, clip=_clip_out(row)))
+            continue
+        relay = RelayOut(
+            relay_source_id=row.relay_source_id, relay_source_name=row.source.name,
+            duration_s=row.duration_s, fallback_clip_id=row.fallback_clip_id,
+            fallback_title=row.fallback.title,
+        )  # fmt: skip
+        out.append(ItemOut(kind="relay", position=row.position, relay=relay))
+    return out
+
+
 def to_out(programme: Programme) -> ProgrammeOut:
     """Programme row -> API shape."""
-    clips = [
-        ProgrammeClipOut(
-            id=pc.clip.id, title=pc.clip.title, sha256=pc.clip.sha256, duration_s=pc.clip.duration_s
-        )
-        for pc in programme.clips
-    ]
+    clips = [_clip_out(pc) for pc in programme.clips]
     return ProgrammeOut(
         id=programme.id,
         title=programme.title,
@@ -67,7 +87,8 @@ def to_out(programme: Programme) -> ProgrammeOut:
         status=programme.status,
         clip_ids=[c.id for c in clips],
         clips=clips,
-        duration_s=round(sum(c.duration_s for c in clips), 3),
+        items=items_out(programme),
+        duration_s=round(items.duration_s(programme), 3),
         zone_ids=sorted(z.id for z in programme.zones),
         start=programme.start,
         rrule=programme.rrule,
@@ -167,6 +188,7 @@ def create_programme(
         approve_now=body.approve_now,
         now=now,
         horizon_days=conflict_days(settings),
+        settings=settings,
     )
     return _detail(db, programme)
 
@@ -177,8 +199,9 @@ def check_programme(
 ) -> ConflictReport:
     """Validate an unsaved programme and list the programmes it would conflict with."""
     window, findings = service.check(
-        db, actor=actor, fields=body.model_dump(), now=now, horizon_days=conflict_days(settings)
-    )
+        db, actor=actor, fields=body.model_dump(), now=now, horizon_days=conflict_days(settings),
+        settings=settings,
+    )  # fmt: skip
     return _report(window, findings)
 
 
@@ -200,7 +223,9 @@ def programme_conflicts(
     programme = reach.load(db, actor, Programme, programme_id)
     spec = to_spec(programme)
     if spec is None:
-        raise HTTPException(409, detail=f"Programme {programme_id} has no clips or zones left.")
+        raise HTTPException(
+            409, detail=f"Programme {programme_id} has no clips, relays or zones left."
+        )
     window, findings = conflicts.find_programme_conflicts(
         db, spec=spec, now=now, horizon_days=conflict_days(settings)
     )
@@ -209,11 +234,18 @@ def programme_conflicts(
 
 @router.patch("/programmes/{programme_id:int}", response_model=ProgrammeDetail)
 def update_programme(
-    db: SessionDep, now: Now, actor: Editor, programme_id: IdPath, body: ProgrammeUpdate
+    db: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    actor: Editor,
+    programme_id: IdPath,
+    body: ProgrammeUpdate,
 ) -> ProgrammeDetail:
     """Edit a draft or rejected programme (a rejected one returns to draft)."""
     changes = body.model_dump(exclude_unset=True)
-    programme = service.update(db, actor=actor, programme_id=programme_id, changes=changes, now=now)
+    programme = service.update(
+        db, actor=actor, programme_id=programme_id, changes=changes, now=now, settings=settings
+    )
     return _detail(db, programme)
 
 

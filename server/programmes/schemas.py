@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schedules import Priority
+from schedules import MAX_RELAY_S, Priority
 from server.bounds import Id, RequestBody, Volume, When
+
+MAX_ITEMS = 100
+
+
+class ClipItemIn(RequestBody):
+    """An existing clip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["clip"]
+    clip_id: Id
+
+
+class TtsItemIn(RequestBody):
+    """Text read by TTS; the programme stores the clip it becomes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["tts"]
+    text: str = Field(min_length=1, max_length=100_000, description="limit: LOA_TTS_MAX_CHARS")
+    voice: str = Field(default="vi", min_length=1, max_length=64)
+
+
+class RelayItemIn(RequestBody):
+    """A relay source for a while; the fallback clip plays when its audio does not arrive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["relay"]
+    relay_source_id: Id
+    duration_s: float = Field(gt=0, le=MAX_RELAY_S, description="seconds, at most 4 hours")
+    fallback_clip_id: Id
+
+
+ItemIn = Annotated[ClipItemIn | TtsItemIn | RelayItemIn, Field(discriminator="kind")]
 
 
 class ProgrammeFields(RequestBody):
@@ -18,7 +54,14 @@ class ProgrammeFields(RequestBody):
     title: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=2000)
     priority: Priority = Priority.NORMAL
-    clip_ids: list[Id] = Field(max_length=100, description="clips played back to back, in order")
+    clip_ids: list[Id] | None = Field(
+        default=None, max_length=MAX_ITEMS, description="clips played back to back, in order"
+    )
+    items: list[ItemIn] | None = Field(
+        default=None,
+        max_length=MAX_ITEMS,
+        description="instead of clip_ids: clips, TTS text and relays, in playing order",
+    )
     zone_ids: list[Id] = Field(max_length=1000)
     start: When | None = Field(default=None, description="one-off: UTC start (with zone)")
     rrule: str | None = Field(
@@ -54,7 +97,8 @@ class ProgrammeUpdate(RequestBody):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     description: str | None = Field(default=None, max_length=2000)
     priority: Priority | None = None
-    clip_ids: list[Id] | None = Field(default=None, max_length=100)
+    clip_ids: list[Id] | None = Field(default=None, max_length=MAX_ITEMS)
+    items: list[ItemIn] | None = Field(default=None, max_length=MAX_ITEMS)
     zone_ids: list[Id] | None = Field(default=None, max_length=1000)
     start: When | None = None
     rrule: str | None = Field(default=None, max_length=500)
@@ -83,6 +127,25 @@ class ProgrammeClipOut(BaseModel):
     duration_s: float
 
 
+class RelayOut(BaseModel):
+    """A relay in a programme's content."""
+
+    relay_source_id: int
+    relay_source_name: str
+    duration_s: float
+    fallback_clip_id: int
+    fallback_title: str
+
+
+class ItemOut(BaseModel):
+    """One item of a programme's content, in playing order: a clip or a relay."""
+
+    kind: Literal["clip", "relay"]
+    position: int
+    clip: ProgrammeClipOut | None = None
+    relay: RelayOut | None = None
+
+
 class TransitionOut(BaseModel):
     """One entry of a programme's history."""
 
@@ -105,7 +168,8 @@ class ProgrammeOut(BaseModel):
     status: str
     clip_ids: list[int]
     clips: list[ProgrammeClipOut]
-    duration_s: float
+    items: list[ItemOut]
+    duration_s: float = Field(description="one playback: clips and relays")
     zone_ids: list[int]
     start: datetime | None
     rrule: str | None

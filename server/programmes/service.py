@@ -16,9 +16,10 @@ from server.domain import DomainError
 from server.events.outbox import emit
 from server.events.types import ReplanNeeded
 from server.orgs.models import Zone
-from server.programmes import conflicts, workflow
+from server.programmes import conflicts, items, workflow
 from server.programmes.models import Programme
 from server.programmes.validation import check_fields
+from server.settings import ServerSettings
 
 
 def _audit(db: Session, actor: Actor, action: str, programme: Programme, note: str = "") -> None:
@@ -44,7 +45,25 @@ def _check_refs(db: Session, actor: Actor, fields: dict[str, Any]) -> None:
     if fields.get("org_unit_id") is not None:
         reach.check_org_unit(db, actor, fields["org_unit_id"])
     reach.check_ids(db, actor, Zone, fields.get("zone_ids") or [])
-    reach.check_ids(db, actor, Clip, fields.get("clip_ids") or [])
+    reach.check_ids(db, actor, Clip, items.clip_ids_of(items.requested(fields) or []))
+
+
+def _spoken(
+    db: Session,
+    actor: Actor,
+    fields: dict[str, Any],
+    settings: ServerSettings | None,
+    org_unit_id: int | None,
+) -> dict[str, Any]:
+    """The fields with each TTS item spoken into a clip of the programme's org unit."""
+    wanted = items.requested(fields)
+    if wanted is None or not any(item.get("kind") == "tts" for item in wanted):
+        return fields
+    spoken = items.speak_items(
+        db, actor=actor, settings=settings, items=wanted, org_unit_id=org_unit_id,
+        title=str(fields.get("title") or "TTS"),
+    )  # fmt: skip
+    return {**fields, "items": spoken, "clip_ids": None}
 
 
 def _replan(db: Session, programme: Programme, why: str) -> None:
@@ -59,8 +78,12 @@ def create(
     approve_now: bool,
     now: datetime,
     horizon_days: int,
+    settings: ServerSettings | None = None,
 ) -> Programme:
-    """Create a draft, or an emergency approved at once (then planned at once)."""
+    """Create a draft, or an emergency approved at once (then planned at once).
+
+    TTS items are spoken into clips first (blocking: the TTS engine and ffmpeg).
+    """
     _check_refs(db, actor, fields)
     if not actor.may(PROGRAMMES_EDIT) and not approve_now:
         raise DomainError(
@@ -68,6 +91,8 @@ def create(
             f"Your role ({actor.role}) may only create an emergency approved at "
             "once (priority emergency, approve_now true).",
         )
+    owner = fields.get("org_unit_id") or actor.user.org_unit_id
+    fields = _spoken(db, actor, fields, settings, owner)
     programme = workflow.create_programme(
         db,
         fields=fields,
@@ -85,10 +110,21 @@ def create(
 
 
 def check(
-    db: Session, *, actor: Actor, fields: dict[str, Any], now: datetime, horizon_days: int
+    db: Session,
+    *,
+    actor: Actor,
+    fields: dict[str, Any],
+    now: datetime,
+    horizon_days: int,
+    settings: ServerSettings | None = None,
 ) -> tuple[tuple[datetime, datetime], list[conflicts.ConflictFinding]]:
-    """Validate unsaved fields and list the programmes they would conflict with."""
+    """Validate unsaved fields and list the programmes they would conflict with.
+
+    TTS items are spoken into clips (kept: the same text makes the same clip on create).
+    """
     _check_refs(db, actor, fields)
+    owner = fields.get("org_unit_id") or actor.user.org_unit_id
+    fields = _spoken(db, actor, fields, settings, owner)
     checked = check_fields(db, fields=fields, user=actor.user, now=now)
     return conflicts.find_programme_conflicts(
         db, spec=checked.spec, now=now, horizon_days=horizon_days
@@ -96,11 +132,20 @@ def check(
 
 
 def update(
-    db: Session, *, actor: Actor, programme_id: int, changes: dict[str, Any], now: datetime
+    db: Session,
+    *,
+    actor: Actor,
+    programme_id: int,
+    changes: dict[str, Any],
+    now: datetime,
+    settings: ServerSettings | None = None,
 ) -> Programme:
-    """Edit a draft or rejected programme of the caller's subtree."""
+    """Edit a draft or rejected programme of the caller's subtree (TTS items: see create)."""
     programme = reach.load(db, actor, Programme, programme_id)
     _check_refs(db, actor, changes)
+    if programme.status in workflow.EDITABLE:  # else the workflow refuses, with nothing spoken
+        owner = changes.get("org_unit_id") or programme.org_unit_id
+        changes = _spoken(db, actor, changes, settings, owner)
     workflow.update_programme(db, programme=programme, changes=changes, user=actor.user, now=now)
     _audit(db, actor, "programme.update", programme)
     return programme

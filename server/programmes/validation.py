@@ -11,12 +11,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules import PRESETS, ClipRef, Priority, ProgrammeSpec, to_local_wall, validate_rrule
+from schedules import PRESETS, Priority, ProgrammeSpec, to_local_wall, validate_rrule
 from server.clips.models import Clip
 from server.domain import DomainError
 from server.orgs.models import OrgUnit, Zone
 from server.orgs.tree import subtree_ids
-from server.programmes import lifecycle
+from server.programmes import items, lifecycle
+from server.programmes.items import RelayTiming
 from server.programmes.models import Programme
 from server.users.models import User
 
@@ -30,9 +31,14 @@ class CheckedFields:
     """Programme fields after validation, ready to store."""
 
     values: dict[str, Any]
-    clips: list[Clip]
+    items: list[items.Item]
     zones: list[Zone]
     spec: ProgrammeSpec
+
+    @property
+    def clips(self) -> list[Clip]:
+        """The clips played, in order (relays left out)."""
+        return [item.clip for item in self.items if item.clip is not None]
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -45,14 +51,11 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _load_clips(db: Session, clip_ids: list[int]) -> list[Clip]:
-    if not clip_ids:
+def _load_items(db: Session, fields: dict[str, Any], unit: OrgUnit) -> list[items.Item]:
+    wanted = items.requested(fields)
+    if wanted is None or (not wanted and fields.get("items") is None):
         raise ProgrammeError(422, "Choose at least one clip to play (clip_ids is empty).")
-    found = {c.id: c for c in db.scalars(select(Clip).where(Clip.id.in_(set(clip_ids))))}
-    missing = sorted(set(clip_ids) - found.keys())
-    if missing:
-        raise ProgrammeError(422, f"Unknown clip id(s): {', '.join(map(str, missing))}.")
-    return [found[i] for i in clip_ids]
+    return items.load(db, items=wanted, org_unit_id=unit.id)
 
 
 def _load_zones(db: Session, zone_ids: list[int], org_unit: OrgUnit) -> list[Zone]:
@@ -138,14 +141,16 @@ def _timing(fields: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def _make_spec(
-    *, programme_id: int, values: dict[str, Any], clips: list[Clip], zones: list[Zone]
+    *, programme_id: int, values: dict[str, Any], content: list[items.Item], zones: list[Zone]
 ) -> ProgrammeSpec:
+    clips, relays = items.spec_parts(content, RelayTiming())
     try:
         return ProgrammeSpec(
             id=programme_id,
             title=values["title"],
             priority=values["priority"],
-            items=tuple(_clip_ref(c) for c in clips),
+            items=clips,
+            relays=relays,
             start=values["start"],
             dtstart=values["dtstart"],
             rrule=values["rrule"],
@@ -161,16 +166,12 @@ def _make_spec(
         raise ProgrammeError(422, f"{where + ': ' if where else ''}{first['msg']}") from None
 
 
-def _clip_ref(clip: Clip) -> ClipRef:
-    return ClipRef(sha256=clip.sha256, duration_s=clip.duration_s, size_bytes=clip.size_bytes)
-
-
 def check_fields(
     db: Session, *, fields: dict[str, Any], user: User, now: datetime, programme_id: int = 0
 ) -> CheckedFields:
     """Validate a full set of programme fields; raise ProgrammeError saying what is wrong."""
     unit = _org_unit(db, fields.get("org_unit_id"), user)
-    clips = _load_clips(db, list(fields.get("clip_ids") or []))
+    content = _load_items(db, fields, unit)
     zones = _load_zones(db, list(fields.get("zone_ids") or []), unit)
     values = {
         "title": str(fields["title"]).strip(),
@@ -182,21 +183,23 @@ def check_fields(
     }
     if not values["title"]:
         raise ProgrammeError(422, "Give the programme a title.")
-    spec = _make_spec(programme_id=programme_id, values=values, clips=clips, zones=zones)
+    spec = _make_spec(programme_id=programme_id, values=values, content=content, zones=zones)
     if spec.is_recurring and not lifecycle.plays_after(spec, now=now):
         raise ProgrammeError(422, "This recurrence never plays from now on; check its dates.")
-    return CheckedFields(values=values, clips=clips, zones=zones, spec=spec)
+    return CheckedFields(values=values, items=content, zones=zones, spec=spec)
 
 
-def to_spec(programme: Programme) -> ProgrammeSpec | None:
-    """The domain view of a stored programme; None when it has no clips or zones left."""
-    if not programme.clips or not programme.zones:
+def to_spec(programme: Programme, *, timing: RelayTiming | None = None) -> ProgrammeSpec | None:
+    """The domain view of a stored programme; None when it has no content or zones left."""
+    if not (programme.clips or programme.relays) or not programme.zones:
         return None
+    clips, relays = items.stored_parts(programme, timing or RelayTiming())
     return ProgrammeSpec(
         id=programme.id,
         title=programme.title,
         priority=Priority(programme.priority),
-        items=tuple(_clip_ref(pc.clip) for pc in programme.clips),
+        items=clips,
+        relays=relays,
         start=programme.start,
         dtstart=programme.dtstart,
         rrule=programme.rrule,
@@ -208,5 +211,8 @@ def to_spec(programme: Programme) -> ProgrammeSpec | None:
     )
 
 
-def specs_of(programmes: Iterable[Programme]) -> list[ProgrammeSpec]:
-    return [s for s in (to_spec(p) for p in programmes) if s is not None]
+def specs_of(
+    programmes: Iterable[Programme], *, timing: RelayTiming | None = None
+) -> list[ProgrammeSpec]:
+    """The specs of the programmes that still have content and zones."""
+    return [s for s in (to_spec(p, timing=timing) for p in programmes) if s is not None]

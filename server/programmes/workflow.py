@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules import Priority, ProgrammeSpec
-from server.programmes import lifecycle
+from server.programmes import items, lifecycle
 from server.programmes.conflicts import (
     COMPETING_AT_APPROVAL,
     COMPETING_AT_SUBMIT,
@@ -26,7 +26,6 @@ from server.programmes.models import (
     REJECTED,
     SUBMITTED,
     Programme,
-    ProgrammeClip,
     ProgrammeTransition,
 )
 from server.programmes.validation import (
@@ -52,22 +51,23 @@ ALLOWED: dict[str, frozenset[str]] = {
 EDITABLE = (DRAFT, REJECTED)
 TIMING_FIELDS = ("start", "rrule", "dtstart", "valid_from", "valid_until")
 REQUIRED_FIELDS = frozenset(
-    {"title", "description", "priority", "clip_ids", "zone_ids", "org_unit_id"}
+    {"title", "description", "priority", "clip_ids", "items", "zone_ids", "org_unit_id"}
 )
 
 
-def planned_programmes(db: Session) -> list[ProgrammeSpec]:
+def planned_programmes(
+    db: Session, *, timing: items.RelayTiming | None = None
+) -> list[ProgrammeSpec]:
     """Every programme the planner must turn into playback items (approved or active)."""
-    return specs_of(db.scalars(select(Programme).where(Programme.status.in_(PLANNED))))
+    query = select(Programme).where(Programme.status.in_(PLANNED))
+    return specs_of(db.scalars(query), timing=timing)
 
 
 def _apply(programme: Programme, checked: CheckedFields) -> None:
     for key, value in checked.values.items():
         setattr(programme, key, value)
     programme.priority = checked.values["priority"].value
-    programme.clips = [
-        ProgrammeClip(position=i, clip_id=clip.id) for i, clip in enumerate(checked.clips)
-    ]
+    items.apply(programme, checked.items)
     programme.zones = list(checked.zones)
 
 
@@ -153,7 +153,7 @@ def update_programme(
         "title": programme.title,
         "description": programme.description,
         "priority": programme.priority,
-        "clip_ids": [pc.clip_id for pc in programme.clips],
+        "items": items.as_input(programme),
         "zone_ids": [z.id for z in programme.zones],
         "volume": programme.volume,
         "org_unit_id": programme.org_unit_id,
@@ -163,6 +163,8 @@ def update_programme(
     changes = {k: v for k, v in changes.items() if v is not None or k not in REQUIRED_FIELDS}
     if "recurrence_preset" in changes and changes["recurrence_preset"] is not None:
         current["rrule"] = None  # the preset replaces the stored rule
+    if changes.get("clip_ids") is not None and changes.get("items") is None:
+        current["items"] = None  # clip_ids replace the whole content
     merged = {**current, **changes}
     checked = check_fields(db, fields=merged, user=user, now=now, programme_id=programme.id)
     _apply(programme, checked)
@@ -191,7 +193,7 @@ def _spec_or_error(programme: Programme) -> ProgrammeSpec:
     spec = to_spec(programme)
     if spec is None:
         raise ProgrammeError(
-            409, f"Programme {programme.id} has no clips or no zones left; edit it first."
+            409, f"Programme {programme.id} has no clips, relays or zones left; edit it first."
         )
     return spec
 
@@ -286,12 +288,6 @@ def history(db: Session, *, programme_id: int) -> list[ProgrammeTransition]:
 
 
 def programme_using_clip(db: Session, *, clip_id: int) -> str | None:
-    """Title of an unfinished programme that plays the clip, if any."""
-    query = (
-        select(Programme.title)
-        .join(ProgrammeClip, ProgrammeClip.programme_id == Programme.id)
-        .where(ProgrammeClip.clip_id == clip_id, Programme.status.not_in(FINISHED))
-        .order_by(Programme.id)
-        .limit(1)
-    )
-    return db.scalar(query)
+    """Title of an unfinished programme that plays the clip or keeps it as a fallback."""
+    titles = items.programmes_using_clip(db, clip_id=clip_id)
+    return titles[0] if titles else None

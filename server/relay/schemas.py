@@ -58,3 +58,34 @@ class RelaySourceOut(BaseModel):
     created_by: int | None
     created_at: datetime
     updated_at: datetime
+
+
+class RelayRunOut(BaseModel):
+    """A scheduled relay the server carried out (or is carrying out), with its alarm."""
+
+    id: int
+    session_id: str
+    programme_id: int | None
+    programme_title: str
+    item_id: str
+    relay_source_id: int | None
+    source_name: str
+    org_unit_id: int | None
+    planned_start: datetime
+    planned_end: datetime
+    state: str = Field(description="scheduled, running, dead_air, ended or failed")
+    started_at: datetime | None
+    ended_at: datetime | None
+    frames_sent: int
+    dead_air_s: float
+    alarm: str = Field(description="the dead-air alarm, in Vietnamese ('' when none)")
+    alarm_at: datetime | None
+    alarm_cleared_at: datetime | None
+    alarm_open: bool
+
+
+class RelayRunPage(BaseModel):
+    """Scheduled relays, newest first."""
+
+    items: list[RelayRunOut]
+    total: int

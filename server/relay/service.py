@@ -55,6 +55,20 @@ def _unique(db: Session, *, org_unit_id: int, name: str, except_id: int | None =
         raise DomainError(409, f"This org unit already has a relay source named {name!r}.")
 
 
+def _refuse_in_use(db: Session, row: RelaySource, doing: str) -> None:
+    """409 naming the unfinished programmes that relay the source."""
+    # Imported here: programmes build on relay sources, so the module-level arrow points down.
+    from server.programmes.items import programmes_using_relay_source, quoted
+
+    users = programmes_using_relay_source(db, relay_source_id=row.id)
+    if users:
+        noun = "programme" if len(users) == 1 else "programmes"
+        raise DomainError(
+            409, f"Cannot {doing} the relay source: the {noun} {quoted(users)} relay it; end, "
+            "cancel or edit them first.",
+        )  # fmt: skip
+
+
 def _audit(db: Session, actor: Actor, action: str, row: RelaySource, **details: Any) -> None:
     audit.record(
         db,
@@ -141,6 +155,8 @@ def update(
     new = {k: v for k, v in new.items() if getattr(row, k) != v}
     if not new:
         return row
+    if new.get("enabled") is False:
+        _refuse_in_use(db, row, "disable")
     before = {k: getattr(row, k) for k in new}
     for key, value in new.items():
         setattr(row, key, value)
@@ -152,5 +168,6 @@ def update(
 def delete(db: Session, *, actor: Actor, relay_source_id: int) -> None:
     """Remove a relay source for good (disable it instead to keep it for later)."""
     row = _load(db, actor, relay_source_id)
+    _refuse_in_use(db, row, "delete")
     _audit(db, actor, "relay_source.delete", row, url=row.url, kind=row.kind)
     db.delete(row)

@@ -31,6 +31,13 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
                 ),
                 strict=True,
             )
+        ]
+        + [
+            ("relay_fallback", "Phút: phát dự phòng thay tiếp âm"),
+            ("relay_silent", "Phút: tiếp âm không có tiếng"),
+            ("relay_items.relayed", "Lượt tiếp âm: nghe đài"),
+            ("relay_items.fallback", "Lượt tiếp âm: phát dự phòng"),
+            ("relay_items.mixed", "Lượt tiếp âm: cả hai"),
         ],
     ),
     (

@@ -24,7 +24,7 @@ class DevicePresence(Base):
 
 
 class PlayRollup(Base):
-    """Proof of play summed per local month, org unit, programme, outcome and reason.
+    """Proof of play summed per local month, org unit, programme, outcome, reason, relay mode.
 
     A cache the summary report keeps (server/reports/rollup.py): rows of play_events up to
     the watermark in PlayRollupState are summed here, newer ones are read raw. Several rows
@@ -44,6 +44,12 @@ class PlayRollup(Base):
     n: Mapped[int] = mapped_column(Integer)
     on_time: Mapped[int] = mapped_column(Integer)
     played_s: Mapped[float] = mapped_column(Float)
+    # Relay items (migration 0011): the device's relay mode, and the seconds of its relayed
+    # stretches heard as relayed frames, as the fallback clip and as silence.
+    relay_mode: Mapped[str | None] = mapped_column(String(16))
+    relayed_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    fallback_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    silent_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class PlayRollupState(Base):

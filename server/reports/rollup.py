@@ -31,8 +31,11 @@ def local_month(db: Session, column: Any) -> Any:
     return func.strftime("%Y-%m", column, "+7 hours")
 
 
+KEYS = 6  # unit, programme, priority, outcome, reason, relay mode: the grouping columns
+
+
 def _columns(db: Session) -> list[Any]:
-    """unit, programme, priority, outcome, reason, count, on time, seconds played."""
+    """The KEYS, then count, on time, seconds played, relayed, fallback, silent."""
     p = PlayRecord
     late = figures.seconds_between(db, p.planned_start, p.actual_start)
     on_time = (p.outcome == "played") & (func.abs(late) <= ON_TIME_S)
@@ -43,15 +46,19 @@ def _columns(db: Session) -> list[Any]:
         p.priority,
         p.outcome,
         figures.reason_class(p.outcome, p.reason),
+        p.relay_mode,
         func.count(),
         func.count().filter(on_time),
         func.coalesce(func.sum(played), 0.0),
+        func.coalesce(func.sum(p.relayed_s), 0.0),
+        func.coalesce(func.sum(p.fallback_s), 0.0),
+        func.coalesce(func.sum(p.silent_s), 0.0),
     ]
 
 
 def _grouped(db: Session, *extra: Any) -> Select[Any]:
     cols = [*extra, *_columns(db)]
-    keys = [*extra, *cols[len(extra) : len(extra) + 5]]
+    keys = [*extra, *cols[len(extra) : len(extra) + KEYS]]
     return select(*cols).join(Device, Device.id == PlayRecord.device_id).group_by(*keys)
 
 
@@ -84,9 +91,13 @@ def refresh(db: Session, *, now: datetime) -> int:
         PlayRollup.priority,
         PlayRollup.outcome,
         PlayRollup.reason,
+        PlayRollup.relay_mode,
         PlayRollup.n,
         PlayRollup.on_time,
         PlayRollup.played_s,
+        PlayRollup.relayed_s,
+        PlayRollup.fallback_s,
+        PlayRollup.silent_s,
     ]
     db.execute(insert(PlayRollup).from_select([c.key for c in target], rows))
     state.last_id = high
@@ -124,7 +135,7 @@ def play_groups(
     covered: tuple[datetime, datetime, list[str]] | None,
     watermark: int,
 ) -> list[Any]:
-    """(unit, programme, priority, outcome, reason, n, on time, seconds) for the window."""
+    """(KEYS, n, on time, seconds played, relayed, fallback, silent) for the window."""
     p = PlayRecord
     in_window = (p.planned_start >= since) & (p.planned_start < until)
     in_units = Device.org_unit_id.in_(units)
@@ -138,9 +149,13 @@ def play_groups(
         PlayRollup.priority,
         PlayRollup.outcome,
         PlayRollup.reason,
+        PlayRollup.relay_mode,
         func.sum(PlayRollup.n),
         func.sum(PlayRollup.on_time),
         func.sum(PlayRollup.played_s),
+        func.sum(PlayRollup.relayed_s),
+        func.sum(PlayRollup.fallback_s),
+        func.sum(PlayRollup.silent_s),
     ).where(PlayRollup.month.in_(names), PlayRollup.org_unit_id.in_(units))
     out += db.execute(
         summed.group_by(
@@ -149,6 +164,7 @@ def play_groups(
             PlayRollup.priority,
             PlayRollup.outcome,
             PlayRollup.reason,
+            PlayRollup.relay_mode,
         )
     ).all()
     # Rows not in the sums: newer than the watermark, or in the partial months at the edges.

@@ -40,7 +40,7 @@ class ZoneReportOut(BaseModel):
 
 # -- the summary report (docs/reports.md documents every field; bump SCHEMA_VERSION on change)
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: relay minutes from proof of play, relay_* fields
 
 
 class BroadcastFigures(BaseModel):
@@ -49,6 +49,11 @@ class BroadcastFigures(BaseModel):
     minutes: float
     by_origin: dict[str, float]
     by_topic: dict[str, float]
+    # Relay items (1.1): their stretches heard as the fallback clip and as silence (minutes,
+    # inside the programme's origin), and the items by how they were heard.
+    relay_fallback: float = 0.0
+    relay_silent: float = 0.0
+    relay_items: dict[str, int] = {}
 
 
 class ProgrammeFigures(BaseModel):

@@ -45,9 +45,11 @@ from server.reports.service import REPORTED_STATUSES
 
 FAULTY_BELOW = 0.9  # a cluster online less than 90 % of the period counts as faulty
 ORIGINS = ("own", "bulletin", "relay", "live", "emergency")
+RELAY_MODES = ("relayed", "fallback", "mixed")
 NOTES = [
     "Minutes are cluster-minutes: the play time each cluster reported, summed.",
-    "Relay is 0: scheduled relay does not exist yet.",
+    "Relay minutes are the relayed audio clusters reported hearing; a relay item's fallback"
+    " and silence count in its programme's origin.",
     "Live minutes come from live sessions, which the server keeps for 24 hours only.",
     "Programme figures count items x clusters, against the clusters' current zones.",
 ]
@@ -60,6 +62,9 @@ class _Acc:
 
     origin: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     topic: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    relay_fallback: float = 0.0
+    relay_silent: float = 0.0
+    relay_items: Counter[str] = field(default_factory=Counter)
     prog: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     bull: Counter[str] = field(default_factory=Counter)
@@ -200,15 +205,25 @@ def _plays(
         )
     }
     reported: Counter[tuple[int, int | None]] = Counter()
-    for unit, programme_id, priority, outcome, why, n, n_on_time, seconds in groups:
+    for group in groups:
+        unit, programme_id, priority, outcome, why, mode, n, n_on_time, seconds = group[:9]
+        relayed, fallback, silent = (float(v or 0.0) / 60.0 for v in group[9:12])
         reported[(unit, programme_id)] += n
         prog = info.get(programme_id)
         origin = _origin(priority, prog)
         topic = (prog.topic if prog is not None else None) or ""
         minutes = float(seconds or 0.0) / 60.0
+        # The relayed audio is the relay's; the rest of the item (its clips, the fallback
+        # played instead of the relay, silence) is the programme's own origin.
+        relayed = min(relayed, minutes)
         for acc in book.of(unit):
-            acc.origin[origin] += minutes
+            acc.origin["relay"] += relayed
+            acc.origin[origin] += minutes - relayed
             acc.topic[topic] += minutes
+            acc.relay_fallback += fallback
+            acc.relay_silent += silent
+            if mode in RELAY_MODES:
+                acc.relay_items[mode] += n
             acc.prog["reported"] += n
             acc.prog[outcome] += n
             acc.prog["on_time"] += int(n_on_time or 0)
@@ -340,6 +355,9 @@ def _row(org_unit_id: int, name: str, kind: str, acc: _Acc) -> SummaryRow:
             minutes=round(sum(acc.origin.values()), 2),
             by_origin={o: round(acc.origin[o], 2) for o in ORIGINS},
             by_topic={t: round(m, 2) for t, m in sorted(acc.topic.items())},
+            relay_fallback=round(acc.relay_fallback, 2),
+            relay_silent=round(acc.relay_silent, 2),
+            relay_items={m: acc.relay_items[m] for m in RELAY_MODES},
         ),
         programmes=ProgrammeFigures(
             planned=prog["planned"],

@@ -49,8 +49,11 @@
     const label = form.elements.label.value.trim();
     if (label) body.label = label;
     if (body.source === "url") {
-      body.url = document.getElementById("live-url").value.trim();
-      if (!body.url) throw new Error(Loa.t("live.js.need_url"));
+      // Only a registered relay source: the server opens no other address.
+      const relay = document.getElementById("live-relay");
+      if (!relay || !relay.value) throw new Error(Loa.t("live.js.need_url"));
+      body.source = "relay";
+      body.relay_source_id = Number(relay.value);
     } else if (body.source === "file") {
       const clip = document.getElementById("live-clip");
       if (!clip || !clip.value) throw new Error(Loa.t("live.js.need_clip"));

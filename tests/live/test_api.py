@@ -255,7 +255,7 @@ def test_bad_targets_and_sources_get_4xx(api: Stack, tmp_path: Path) -> None:
         json={"source": "url", "url": "file:///etc/passwd", "zone_ids": [zones["x"]]},
         headers=api.headers,
     )
-    assert r.status_code == 422 and "http(s)" in r.text
+    assert r.status_code == 422 and "only registered relay sources" in r.text
     r = api.client.post(
         "/api/v1/live", json={"source": "file", "clip_id": 4242, "zone_ids": [zones["x"]]},
         headers=api.headers,

@@ -17,20 +17,25 @@ from typing import Any
 import pytest
 
 from server.live.schemas import LiveStart
+from server.relay.models import RelaySource
 from tests.security.test_reach_bodies import FIELD_KINDS, MISSING, _detail
 from tests.server.conftest import BACKENDS
 from tests.server.test_permissions_fixtures import Org, PermWorld, running_perm_world
 
 URL = "http://radio.invalid/stream"  # never played: refused before or by the probe
 ROLES = ("operator", "admin")  # commune A's: may broadcast; only reach can refuse
+# Each commune's registered relay source (of URL), by commune id: set by the test.
+RELAY_SOURCES: dict[int, int] = {}
 # What each source needs beside its targets, built from commune A's own objects.
 SOURCE_FIELDS: dict[str, Callable[[Org], dict[str, Any]]] = {
     "mic": lambda a: {},
-    "url": lambda a: {"url": URL},
+    "relay": lambda a: {"relay_source_id": RELAY_SOURCES[a.commune]},
+    "url": lambda a: {"url": URL},  # the older name: a URL is matched against A's sources
     "file": lambda a: {"clip_id": a.clip},
 }
 # Fields only some sources read; every other id field is read by every source.
-READ_BY = {"clip_id": {"file"}}
+READ_BY = {"clip_id": {"file"}, "relay_source_id": {"relay", "url"}}
+KINDS = FIELD_KINDS | {"relay_source_id": "relay_source"}
 
 
 def _sources() -> set[str]:
@@ -40,9 +45,9 @@ def _sources() -> set[str]:
 def _id_fields() -> dict[str, str]:
     """The body's id fields and the kind of object each names."""
     names = [n for n in LiveStart.model_fields if n.endswith(("_id", "_ids"))]
-    unknown = set(names) - set(FIELD_KINDS)
+    unknown = set(names) - set(KINDS)
     assert not unknown, f"describe {unknown} in test_reach_bodies.FIELD_KINDS"
-    return {n: FIELD_KINDS[n] for n in names}
+    return {n: KINDS[n] for n in names}
 
 
 def _foreign(b: Org, kind: str) -> list[int]:
@@ -52,6 +57,7 @@ def _foreign(b: Org, kind: str) -> list[int]:
         "org_unit": [b.commune, b.village],
         "clip": [b.clip],
         "device": [b.device],
+        "relay_source": [RELAY_SOURCES[b.commune]],
     }[kind]
 
 
@@ -97,6 +103,12 @@ def test_every_live_source_refuses_foreign_ids_like_missing_ones(perm_world: Per
     w = perm_world
     assert w.a is not None and w.b is not None
     a, b = w.a, w.b
+    with w.stack.session() as db:  # past the API's DNS check: URL never resolves
+        for org in (a, b):
+            row = RelaySource(name="Đài", url=URL, org_unit_id=org.commune)
+            db.add(row)
+            db.flush()
+            RELAY_SOURCES[org.commune] = row.id
     failures: list[str] = []
     refused = 0
 
@@ -121,5 +133,6 @@ def test_every_live_source_refuses_foreign_ids_like_missing_ones(perm_world: Per
                         failures.append(f"{role} {source} {field}={foreign}: {why[:400]}")
                     refused += got_foreign.status_code >= 400
     assert not failures, f"{len(failures)} oracle(s):\n" + "\n".join(failures)
-    # Per role: a zone and two org units for each of 3 sources, the clip for file.
+    # Per role: a zone and two org units for each of 4 sources, the clip for file, the
+    # relay source for the two relay sources.
     assert refused >= len(ROLES) * 10, refused

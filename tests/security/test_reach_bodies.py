@@ -37,21 +37,40 @@ FIELD_KINDS = {
     "user_id": "user",
     "programme_id": "programme",
     "target_org_unit_ids": "org_unit",  # POST /bulletins
+    "relay_source_id": "relay_source",  # POST /live (a relay), programme items
+    "fallback_clip_id": "clip",  # programme relay items
 }
+
+
+def _items(p: Any) -> list[dict[str, Any]]:
+    """A relay (with a fallback clip) then a clip: every kind of object programme items name."""
+    relay = {"kind": "relay", "relay_source_id": p("relay_source"), "duration_s": 10,
+             "fallback_clip_id": p("clip")}  # fmt: skip
+    return [relay, {"kind": "clip", "clip_id": p("clip")}]
+
+
+def _new_programme(w: Any, p: Any, r: str) -> dict[str, Any]:
+    return {"title": f"Tiếp âm {w.next()}", "items": _items(p), "zone_ids": [p("zone")],
+            "start": w.start_at(), "org_unit_id": p("org_unit")}  # fmt: skip
+
+
+ITEM_KINDS = ("org_unit", "zone", "clip", "relay_source")
 # Bodies whose object fields the permission matrix does not vary (its body is enough there).
 MORE_BODIES = {
     ("PATCH", "/api/v1/org-units/{unit_id}"): Body(
         ("org_unit",), lambda w, p, r: {"name": "Thôn Đổi Tên", "parent_id": p("org_unit")}
     ),
     ("PATCH", "/api/v1/programmes/{programme_id}"): Body(
-        ("org_unit", "zone", "clip"),
+        ITEM_KINDS,
         lambda w, p, r: {
             "title": "Sửa tên",
             "org_unit_id": p("org_unit"),
             "zone_ids": [p("zone")],
-            "clip_ids": [p("clip")],
+            "items": _items(p),
         },
     ),
+    ("POST", "/api/v1/programmes"): Body(ITEM_KINDS, _new_programme),
+    ("POST", "/api/v1/programmes/check"): Body(ITEM_KINDS, _new_programme),
 }
 # A CAP alert names org units by code (geocode), not by id: a foreign code answers like an
 # unknown one (tests/server/test_cap_intake.py); the matrix checks the foreign variant.

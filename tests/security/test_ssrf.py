@@ -20,12 +20,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pydantic
 import pytest
+from sqlalchemy import func, select
 
 from loa_testkit.stack import Stack, live_stack
 from server.live.buffer import PcmQueue
 from server.live.fetch import Fetcher, StreamFailed
 from server.live.sources import SourceError, SourceStatus, feed_url, probe_url
 from server.live.urlguard import AddressRefused, AllowList, check_target, system_resolve
+from server.orgs.models import Zone
+from server.relay.models import RelaySource
 from server.settings import ServerSettings
 from tests.live.test_api import _fleet
 
@@ -282,8 +285,22 @@ def local_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack
         yield stack
 
 
-def _relay(api: Stack, zone: int, url: str) -> Any:
-    body = {"source": "url", "url": url, "zone_ids": [zone]}
+def _relay(api: Stack, zone: int, url: str, *, allow_private: bool = False) -> Any:
+    """Relay url as a registered source of the zone's unit.
+
+    The row goes straight into the database, past the relay-sources API's own address check:
+    a source whose name later resolves inward (DNS rebinding) must still be refused on opening.
+    """
+    with api.session() as db:
+        unit = db.scalar(select(Zone.org_unit_id).where(Zone.id == zone))
+        source = RelaySource(
+            name=f"Nguồn {db.scalar(select(func.count(RelaySource.id)))}", url=url,
+            org_unit_id=unit, allow_private=allow_private,
+        )  # fmt: skip
+        db.add(source)
+        db.flush()
+        source_id = source.id
+    body = {"source": "relay", "relay_source_id": source_id, "zone_ids": [zone]}
     return api.client.post("/api/v1/live", json=body, headers=api.headers)
 
 
@@ -297,8 +314,28 @@ def test_the_api_refuses_inward_relays_without_connecting(api: Stack, radio: Rad
                 "http://192.168.0.1/", "http://172.16.0.1/", "http://100.64.0.1/"):  # fmt: skip
         r = _relay(api, zones["z"], url)
         assert (r.status_code, r.json()["detail"]) == (422, REFUSED), url
+    # An address nobody registered is refused before anything is resolved or fetched.
+    body = {"source": "url", "url": radio.url("/unregistered.mp3"), "zone_ids": [zones["z"]]}
+    r = api.client.post("/api/v1/live", json=body, headers=api.headers)
+    assert r.status_code == 422 and "only registered relay sources" in r.json()["detail"]
     assert sum(radio.hits.values()) == 0
     assert api.client.get("/api/v1/live", headers=api.headers).json() == []
+
+
+def test_a_source_an_admin_allowed_private_opens_its_own_host_only(
+    api: Stack, radio: Radio
+) -> None:
+    _, zones, _ = _fleet(api, {"z": ["dev-z1"]})
+    # No LOA_RELAY_ALLOWED_HOSTS here: the source's allow_private alone admits its host.
+    r = _relay(api, zones["z"], radio.url("/radio.mp3", host="localhost"), allow_private=True)
+    assert r.status_code == 201, r.text
+    api.client.delete(f"/api/v1/live/{r.json()['id']}", headers=api.headers)
+    assert radio.hits["/radio.mp3"] >= 1
+    # ...not the address behind it, nor anywhere a redirect points.
+    inward = radio.url("/hls.m3u8")
+    r = _relay(api, zones["z"], radio.url(f"/go?to={inward}", "localhost"), allow_private=True)
+    assert (r.status_code, r.json()["detail"]) == (422, REFUSED)
+    assert radio.hits["/hls.m3u8"] == 0
 
 
 def test_the_allow_list_admits_a_host_and_answers_tell_nothing(

@@ -167,7 +167,7 @@ def test_the_folder_receives_each_month_once_written_atomically(
     assert (sent.sha256, sent.size_bytes) == (hashlib.sha256(body).hexdigest(), len(body))
     assert sent.destination == str(folder.resolve())
     data = json.loads(body)
-    assert data["schema_version"] == "1.0" and data["period"]["label"] == "2026-11"
+    assert data["schema_version"] == "1.1" and data["period"]["label"] == "2026-11"
     assert data["total"]["broadcast"]["minutes"] == 10.0
     assert data.pop("generated_at") == "2026-11-30T19:30:00Z"
     assert data == world.api_summary("2026-11")  # the documented JSON, figure for figure

@@ -198,11 +198,17 @@ def _seed(w: PermWorld) -> dict[str, int]:
     return {"a1": a1, "a2": a2, "b1": b1, "p1": p1}
 
 
+NO_RELAY: dict[str, Any] = {
+    "relay_fallback": 0.0,
+    "relay_silent": 0.0,
+    "relay_items": {"relayed": 0, "fallback": 0, "mixed": 0},
+}
 A_ROW: dict[str, Any] = {
     "broadcast": {
         "minutes": 144.5,
         "by_origin": {"own": 132.5, "bulletin": 10.0, "relay": 0.0, "live": 0.0, "emergency": 2.0},
         "by_topic": {"": 134.5, STORM: 10.0},
+        **NO_RELAY,
     },
     "programmes": {
         "planned": 24,
@@ -258,6 +264,7 @@ B_ROW: dict[str, Any] = {
         "minutes": 31.0,
         "by_origin": {"own": 31.0, "bulletin": 0.0, "relay": 0.0, "live": 0.0, "emergency": 0.0},
         "by_topic": {"": 31.0},
+        **NO_RELAY,
     },
     "programmes": {
         "planned": 31,
@@ -313,6 +320,7 @@ TOTAL: dict[str, Any] = {
         "minutes": 175.5,
         "by_origin": {"own": 163.5, "bulletin": 10.0, "relay": 0.0, "live": 0.0, "emergency": 2.0},
         "by_topic": {"": 165.5, STORM: 10.0},
+        **NO_RELAY,
     },
     "programmes": {
         key: A_ROW["programmes"][key] + B_ROW["programmes"][key]
@@ -365,7 +373,7 @@ def test_month_figures_in_json_csv_and_xlsx(month: PermWorld) -> None:
     r = _get(w, {"org_unit_id": w.province, "period": "2031-03"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["schema_version"] == "1.0"
+    assert body["schema_version"] == "1.1"
     assert body["period"]["first_day"] == "2031-03-01"
     assert body["period"]["last_day"] == "2031-03-31"
     rows = {row["org_unit_id"]: row for row in body["rows"]}
