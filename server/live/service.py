@@ -15,10 +15,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +48,7 @@ from server.live.sources import (
     probe_url,
 )
 from server.live.targets import Target, resolve_targets
-from server.live.urlguard import AllowList, Resolver, system_resolve
+from server.live.urlguard import AllowList, Resolver, system_resolve, with_source_host
 from server.orgs.tree import ancestor_ids
 from server.relay.models import RelaySource
 from server.settings import ServerSettings
@@ -404,14 +403,10 @@ class LiveService:
         return targets, path, None
 
     def _allow_for(self, source: RelaySource) -> AllowList:
-        """The setting's allow list, plus the source's host name when it has allow_private."""
-        # The name only: a redirect to another name or to the address itself is still refused.
-        if not source.allow_private:
-            return self.relay_allow
-        host = (urlsplit(source.url).hostname or "").rstrip(".").lower()
-        with contextlib.suppress(UnicodeError):
-            host = host.encode("idna").decode("ascii")
-        return replace(self.relay_allow, names=self.relay_allow.names | {host})
+        """LOA_RELAY_ALLOWED_HOSTS, plus the source's host when an admin allowed it on purpose."""
+        return with_source_host(
+            self.relay_allow, url=source.url, allow_private=source.allow_private
+        )
 
     async def _probe(self, url: str, allow: AllowList) -> None:
         try:

@@ -8,10 +8,11 @@ that a rebinding DNS server could answer differently).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import SplitResult, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -174,3 +175,16 @@ def is_blocked(ip: IPAddress) -> bool:
         or ip.is_reserved
         or any(ip in net for net in _BLOCKED if net.version == ip.version)
     )
+
+
+def with_source_host(allow: AllowList, *, url: str, allow_private: bool) -> AllowList:
+    """`allow` plus the relay source's own host name, when an admin set allow_private on it.
+
+    The name only: a redirect to another name or to the address itself is still refused.
+    """
+    if not allow_private:
+        return allow
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    with contextlib.suppress(UnicodeError):  # names are compared in their IDNA form
+        host = host.encode("idna").decode("ascii")
+    return replace(allow, names=allow.names | {host})

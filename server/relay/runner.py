@@ -12,15 +12,13 @@ sending while the source is silent or gone (dead air), so every device plays the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
@@ -29,29 +27,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from audio.clock import Clock, SystemClock
 from audio.pcm import Pcm
 from protocol import live_topic
-from schedules import ProgrammeSpec, expand_programme, to_local_wall
-from schedules.model import RelayPart
+from schedules import ProgrammeSpec, to_local_wall
 from server.db import session_scope
 from server.live.buffer import PcmQueue
 from server.live.publisher import FRAME_S, FramePublisher, LiveOutlet
 from server.live.sources import SourceError, SourceStatus, check_url, feed_url
-from server.live.urlguard import AllowList, Resolver, system_resolve
+from server.live.urlguard import AllowList, Resolver, system_resolve, with_source_host
 from server.programmes.items import RelayTiming
-from server.programmes.models import PLANNED, Programme
-from server.programmes.validation import specs_of
 from server.relay import runs
 from server.relay.deadair import Change, DeadAirDetector
 from server.relay.models import RelayRun, RelaySource
+from server.relay.planned import LOOKAHEAD_S, PlannedRelay, planned_relays, relay_programmes
 from server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
-LOOKAHEAD_S = 15.0
-# The source is opened and the publisher started this long before the first frame is due,
-# so the stream is connected and flowing when the relay's window begins.
-LEAD_S = 1.5
-MAX_DELAY_S = 10.0  # RelaySpec.playout_delay_ms's upper bound
 RECONNECT_MAX_S = 5.0  # a relay lasts minutes: retry a dropped station often
 # A source opened late (a restart mid-relay) is not judged while its first connection is still
 # being made, for this long: stream probing takes a second or two.
@@ -60,84 +51,6 @@ PROGRESS_S = 5.0  # how often a running relay's counters are written
 STOP_WAIT_S = 2.0
 
 SpecSource = Callable[[Session], list[ProgrammeSpec]]
-
-
-def relay_programmes(db: Session, *, timing: RelayTiming) -> list[ProgrammeSpec]:
-    """The planner's specs (specs_of, the planner's timing) of planned programmes with relays.
-
-    The same conversion as the planner's, so session ids and delays match the documents.
-    """
-    rows = db.scalars(
-        select(Programme).where(Programme.status.in_(PLANNED), Programme.relays.any())
-    )
-    return [spec for spec in specs_of(rows, timing=timing) if spec.relays]
-
-
-@dataclass(frozen=True)
-class PlannedRelay:
-    """One relay part of one playback: its session, zones and window (server clock)."""
-
-    part: RelayPart
-    programme_id: int
-    item_id: str
-    org_unit_id: int | None
-    zone_ids: tuple[int, ...]
-    heard_start: datetime
-    heard_end: datetime
-
-    @property
-    def session_id(self) -> str:
-        """The live session id of the devices' schedule documents."""
-        return self.part.session_id
-
-    @property
-    def delay_s(self) -> float:
-        """The playout delay the devices apply to this relay's frames."""
-        return self.part.playout_delay_ms / 1000
-
-    @property
-    def capture_start(self) -> float:
-        """Capture time (Unix s) of the first sample heard."""
-        return self.heard_start.timestamp() - self.delay_s
-
-    @property
-    def capture_end(self) -> float:
-        """Capture time (Unix s) just after the last sample heard."""
-        return self.heard_end.timestamp() - self.delay_s
-
-    @property
-    def open_at(self) -> float:
-        """When to open the source and start the publisher."""
-        return self.capture_start - LEAD_S
-
-
-def planned_relays(
-    specs: Sequence[ProgrammeSpec], *, now: datetime, lookahead_s: float = LOOKAHEAD_S
-) -> list[PlannedRelay]:
-    """Relay parts whose publisher must run within `lookahead_s` and whose window is not over."""
-    horizon = now.timestamp() + lookahead_s
-    found: list[PlannedRelay] = []
-    for spec in specs:
-        if not spec.relays:
-            continue
-        window_end = now + timedelta(seconds=lookahead_s + MAX_DELAY_S + LEAD_S)
-        for item in expand_programme(spec, window_start=now, window_end=window_end):
-            for part in item.parts():
-                if part.relay is None:
-                    continue
-                start = item.start + timedelta(seconds=part.offset_s)
-                plan = PlannedRelay(
-                    part=part.relay,
-                    programme_id=spec.id,
-                    item_id=item.item_id,
-                    org_unit_id=spec.org_unit_id,
-                    zone_ids=spec.zone_ids,
-                    heard_start=start,
-                    heard_end=start + timedelta(seconds=part.duration_s),
-                )
-                if plan.open_at <= horizon and plan.capture_end > now.timestamp():
-                    found.append(plan)
-    return found
 
 
 @dataclass
@@ -379,13 +292,10 @@ class RelayRunner:
             await self._finish(relay, failed=True)
 
     def _allow_for(self, source: SourceInfo) -> AllowList:
-        """LOA_RELAY_ALLOWED_HOSTS, plus this source's host when an admin allowed it on purpose."""
-        if not source.allow_private:
-            return self.relay_allow
-        host = (urlsplit(source.url).hostname or "").rstrip(".").lower()
-        with contextlib.suppress(UnicodeError):  # as urlguard compares names: IDNA
-            host = host.encode("idna").decode("ascii")
-        return replace(self.relay_allow, names=self.relay_allow.names | {host})
+        """LOA_RELAY_ALLOWED_HOSTS, plus the source's host when an admin allowed it on purpose."""
+        return with_source_host(
+            self.relay_allow, url=source.url, allow_private=source.allow_private
+        )
 
     async def _relay(self, relay: _Relay, source: SourceInfo) -> None:
         plan = relay.plan

@@ -42,7 +42,8 @@ from server.programmes.items import RelayTiming
 from server.programmes.models import Programme
 from server.relay.deadair import level_dbfs
 from server.relay.models import RelayRun, RelaySource
-from server.relay.runner import RelayRunner, planned_relays, relay_programmes
+from server.relay.planned import planned_relays, relay_programmes
+from server.relay.runner import RelayRunner
 from server.settings import ServerSettings
 from tests.server.test_console import sign_in
 from tests.server.test_permissions_fixtures import PermWorld, running_perm_world
