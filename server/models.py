@@ -14,6 +14,7 @@ from server.clips.models import Clip
 from server.db import Base
 from server.devices.models import Device, DeviceCommand, TelemetrySample
 from server.events.models import OutboxEvent
+from server.feedback.models import FeedbackCase, FeedbackCategory, FeedbackStep
 from server.live.models import LiveSessionRow
 from server.orgs.models import OrgUnit, Zone, zone_devices
 from server.planner.models import DeviceSchedule, PlannerState, ZoneClip
@@ -39,6 +40,9 @@ __all__ = [
     "BulletinDelivery",
     "BulletinTarget",
     "CapMessage",
+    "FeedbackCase",
+    "FeedbackCategory",
+    "FeedbackStep",
     "Clip",
     "Device",
     "DeviceCommand",

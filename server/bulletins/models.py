@@ -72,6 +72,8 @@ class Bulletin(Base):
     level: Mapped[str] = mapped_column(String(16), index=True)
     # For e-boards and the public page; for a text-only bulletin also the TTS input.
     text: Mapped[str] = mapped_column(String(5000), default="")
+    # Shown on the public page and feed of the communes it reaches, once approved (issue 16).
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
     # Thông tin thiết yếu: counted separately in reports.
     essential: Mapped[bool] = mapped_column(Boolean, default=False)
     valid_from: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,0 +1,1 @@
+"""Public channels: the commune's bulletin page and its RSS feed (no sign-in)."""
