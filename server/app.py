@@ -28,6 +28,9 @@ from server.devices.routes import router as devices_router
 from server.events.dispatch import Dispatcher
 from server.events.ports import NoteReplan, Replanner
 from server.events.sweep import OutboxSweep
+from server.feedback.public_pages import router as feedback_pages_router
+from server.feedback.routes import public_router as feedback_public_router
+from server.feedback.routes import router as feedback_router
 from server.live.routes import router as live_router
 from server.live.service import LiveService, start_live_service
 from server.metrics import Metrics
@@ -37,6 +40,7 @@ from server.planner import Planner
 from server.planner.routes import router as schedules_router
 from server.plays.routes import router as plays_router
 from server.programmes.routes import router as programmes_router
+from server.public.routes import router as public_router
 from server.relay.routes import router as relay_sources_router
 from server.relay.runner import RelayRunner
 from server.reports.routes import router as reports_router
@@ -170,7 +174,11 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(relay_sources_router)
     api.include_router(bulletins_router)
     api.include_router(cap_router)
+    api.include_router(feedback_router)
+    api.include_router(feedback_public_router)
     app.include_router(api)
+    app.include_router(feedback_pages_router)
+    app.include_router(public_router)
     install_console(app)
 
     @app.get("/healthz", tags=["system"], responses=openapi.problems(503))

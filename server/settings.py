@@ -123,6 +123,20 @@ class ServerSettings(BaseSettings):
     relay_dead_air_s: float = Field(default=5.0, ge=1.0, le=120.0)
     relay_silence_dbfs: float = Field(default=-55.0, ge=-90.0, le=-10.0)
 
+    # Citizen feedback (server/feedback): name, phone and attachment of a case are erased
+    # feedback_retention_days after it closes; a commune without categories answers in
+    # feedback_default_due_days; submissions per client address and per phone number within
+    # feedback_rate_window_s; the largest photo or voice note taken in.
+    feedback_retention_days: int = Field(default=365, ge=1, le=3650)
+    feedback_default_due_days: int = Field(default=10, ge=1, le=90)
+    feedback_per_address: int = Field(default=5, ge=1, le=1000)
+    feedback_per_phone: int = Field(default=3, ge=1, le=1000)
+    feedback_rate_window_s: float = Field(default=3600.0, ge=60.0, le=7 * 86400.0)
+    feedback_max_attachment_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024
+    )
+    feedback_max_voice_s: float = Field(default=300.0, ge=5.0, le=1800.0)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_trusted_proxies(cls, value: str) -> str:

@@ -42,6 +42,10 @@ BULLETINS_RECEIVE = "bulletins:receive"
 SOURCES_MANAGE = "sources:manage"  # outside sources and their API keys
 # Relay sources (issue 15): the admin-approved streams live and scheduled relay may use.
 RELAY_SOURCES_MANAGE = "relay_sources:manage"
+# Citizen feedback (issue 16): see the queue of one's units (with the citizen's name and phone),
+# and handle it: assign, answer, forward, close, edit the categories. Not in _READ: personal data.
+FEEDBACK_READ = "feedback:read"
+FEEDBACK_HANDLE = "feedback:handle"
 
 DESCRIPTIONS: dict[str, str] = {
     SESSION: "signed in",
@@ -68,6 +72,8 @@ DESCRIPTIONS: dict[str, str] = {
     BULLETINS_RECEIVE: "accept, decline and order bulletins from above; edit regular slots",
     SOURCES_MANAGE: "register outside sources and manage their keys",
     RELAY_SOURCES_MANAGE: "register, change and remove relay sources (stations to relay)",
+    FEEDBACK_READ: "see citizens' feedback cases of one's units, with name and phone",
+    FEEDBACK_HANDLE: "assign, answer, forward and close feedback cases; edit their categories",
 }
 PERMISSIONS = frozenset(DESCRIPTIONS)
 
@@ -97,8 +103,17 @@ ROLE_GRANTS: dict[str, frozenset[str]] = {
         BULLETINS_SEND,
         BULLETINS_APPROVE,
         BULLETINS_RECEIVE,
+        FEEDBACK_READ,
     },
-    "operator": _READ | {PROGRAMMES_CREATE, PROGRAMMES_CANCEL, LIVE_BROADCAST, BULLETINS_RECEIVE},
+    "operator": _READ
+    | {
+        PROGRAMMES_CREATE,
+        PROGRAMMES_CANCEL,
+        LIVE_BROADCAST,
+        BULLETINS_RECEIVE,
+        FEEDBACK_READ,
+        FEEDBACK_HANDLE,
+    },
     "technician": _READ | {DEVICES_MANAGE, DEVICES_COMMAND},
     "viewer": _READ,
     # An outside source's service user (server/sources): its key may only send bulletins into

@@ -19,6 +19,7 @@ from server.bulletins.models import Bulletin, BulletinDelivery, RegularSlot
 from server.clips.models import Clip
 from server.devices.models import Device
 from server.domain import DomainError, not_found
+from server.feedback.models import FeedbackCase, FeedbackCategory
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
 from server.sources.models import Source
@@ -56,6 +57,9 @@ OWNED: dict[type[Any], Owned] = {
     Bulletin: Owned("Bulletin", Bulletin.org_unit_id),
     BulletinDelivery: Owned("Delivery", BulletinDelivery.org_unit_id),
     RegularSlot: Owned("Regular slot", RegularSlot.org_unit_id),
+    # Feedback: the unit handling the case now (a forward moves it); categories: their commune.
+    FeedbackCase: Owned("Feedback case", FeedbackCase.org_unit_id),
+    FeedbackCategory: Owned("Feedback category", FeedbackCategory.org_unit_id),
 }
 
 

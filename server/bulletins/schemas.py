@@ -29,6 +29,10 @@ class BulletinCreate(RequestBody):
         description="for e-boards and the public page; read by TTS when there are no clips",
     )
     essential: bool = Field(default=False, description="thông tin thiết yếu (counted in reports)")
+    public: bool = Field(
+        default=False,
+        description="shown, once approved, on the public page and feed of the communes it reaches",
+    )
     valid_from: When | None = Field(default=None, description="UTC; default: now")
     valid_until: When = Field(description="UTC; never played after it")
     repeat_every_min: int | None = Field(
@@ -109,6 +113,7 @@ class BulletinOut(BaseModel):
     level: Level
     text: str
     essential: bool
+    public: bool
     valid_from: datetime
     valid_until: datetime
     repeat_every_min: int | None

@@ -126,6 +126,7 @@ def create(
         level=fields.level,
         text=text,
         essential=fields.essential,
+        public=fields.public,
         valid_from=valid_from,
         valid_until=valid_until,
         repeat_every_min=fields.repeat_every_min,

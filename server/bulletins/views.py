@@ -84,6 +84,7 @@ def bulletin_out(bulletin: Bulletin, name: str, targets: list[int]) -> BulletinO
         level=bulletin.level,
         text=bulletin.text,
         essential=bulletin.essential,
+        public=bulletin.public,
         valid_from=bulletin.valid_from,
         valid_until=bulletin.valid_until,
         repeat_every_min=bulletin.repeat_every_min,

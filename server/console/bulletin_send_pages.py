@@ -112,6 +112,7 @@ def send_bulletin(
     level: Annotated[str, Form(max_length=16)] = "normal",
     text: Annotated[str, Form(max_length=5000)] = "",
     essential: Annotated[bool, Form()] = False,
+    public: Annotated[bool, Form()] = False,
     clip_ids: Annotated[list[FormId], Form(max_length=50)] = [],  # noqa: B006
     targets: Annotated[list[FormId], Form(max_length=1000)] = [],  # noqa: B006
     until_day: Annotated[str, Form(max_length=20)] = "",
@@ -122,7 +123,7 @@ def send_bulletin(
     check_form_csrf(request, csrf)
     _sender(actor)
     form: dict[str, Any] = {
-        "title": title, "level": level, "text": text, "essential": essential,
+        "title": title, "level": level, "text": text, "essential": essential, "public": public,
         "clip_ids": clip_ids, "targets": targets, "until_day": until_day, "until_at": until_at,
     }  # fmt: skip
     until = local_start(until_day, until_at)
@@ -143,7 +144,8 @@ def send_bulletin(
         return _form_page(request, db, actor, form=form, confirm=True)
     try:
         fields = BulletinCreate(
-            title=title, level=level, text=text, essential=essential, clip_ids=clip_ids,
+            title=title, level=level, text=text, essential=essential, public=public,
+            clip_ids=clip_ids,
             valid_until=until, target_org_unit_ids=targets,
         )  # fmt: skip
         service.create(db, actor=actor, fields=fields, now=now_of(request), settings=settings)

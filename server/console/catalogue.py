@@ -588,6 +588,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "bul.validity": ("từ {start} đến {end}", "from {start} to {end}"),
     "bul.ended": ("Đã hết hiệu lực", "No longer valid"),
     "bul.essential": ("Thông tin thiết yếu", "Essential information"),
+    "bul.public": ("Công khai trên trang thông tin của xã", "Public on the commune's page"),
     "bul.text": ("Nội dung", "Text"),
     "bul.audio": ("Âm thanh", "Audio"),
     "bul.tts_audio": ("Giọng đọc máy", "Text read by the voice"),

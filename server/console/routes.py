@@ -15,6 +15,7 @@ from server.console import (
     clip_pages,
     dashboard,
     device_pages,
+    feedback_pages,
     live_pages,
     programme_pages,
     relay_pages,
@@ -40,6 +41,7 @@ def install_console(app: FastAPI) -> None:
         bulletin_send_pages,
         admin_pages,
         relay_pages,
+        feedback_pages,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

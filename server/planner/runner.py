@@ -18,6 +18,7 @@ from schedules import LOCAL_TZ_NAME, ScheduleDocument
 from server.bulletins.progress import update_deliveries
 from server.cap.poll import FeedPoller
 from server.db import session_scope
+from server.feedback.retention import erase_personal_data
 from server.planner.compile import PlanResult, plan_once
 from server.planner.lock import PlannerLock
 from server.planner.models import PlannerState
@@ -79,6 +80,7 @@ class Planner:
             self.report_export = MonthlyExport(
                 config=export, session_factory=session_factory, clock=clock
             )
+        self.settings = settings
         self.publisher = publisher
         self.relay_timing = RelayTiming.from_settings(settings)
         self.clock = clock
@@ -130,6 +132,11 @@ class Planner:
             scheduler.add_job(
                 self.poll_cap_feeds, IntervalTrigger(seconds=self.cap_feeds.interval_s),
                 id="cap-feeds", coalesce=True, max_instances=1,
+            )  # fmt: skip
+        if self.settings is not None:  # daily: citizens' name and phone after the retention
+            scheduler.add_job(
+                self.erase_feedback_personal_data, CronTrigger(hour=3, minute=17,
+                timezone=LOCAL_TZ_NAME), id="feedback-retention", coalesce=True, max_instances=1,
             )  # fmt: skip
         if self.report_export is not None:  # hourly: due from LOA_REPORT_EXPORT_HOUR on the 1st
             scheduler.add_job(
@@ -243,6 +250,19 @@ class Planner:
             self.report_export.run_due(now=self.clock())
         except Exception:  # the database may be briefly away; the next hourly run catches up
             log.exception("monthly report export failed")
+
+    def erase_feedback_personal_data(self) -> None:
+        """Erase name, phone and attachment of cases closed long enough ago; planner only."""
+        if not self.is_leader or self.settings is None:
+            return
+        try:
+            with session_scope(self.session_factory) as db:
+                erase_personal_data(
+                    db, now=self.clock(), days=self.settings.feedback_retention_days,
+                    root=self.settings.data_dir / "feedback",
+                )  # fmt: skip
+        except Exception:  # the database may be briefly away; tomorrow's run catches up
+            log.exception("feedback retention failed")
 
     def tick(self) -> None:
         """Take over if the planner died; move programme statuses; pick up remote requests."""

@@ -13,9 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from server.access import policy
+from server.feedback import attachments
+from server.feedback.models import FeedbackCase, FeedbackCategory
 from server.users.models import ROLES, SERVICE_ROLES
 from tests.server.test_permissions_fixtures import (
     PASSWORD,
@@ -31,6 +34,10 @@ PUBLIC = {
     # CAP out: e-boards, apps and neighbouring systems poll it without an account; it carries
     # only what the loudspeakers say in public (tests/server/test_cap_intake.py).
     ("GET", "/api/v1/cap/feed.atom"),
+    # Citizen feedback: a citizen submits and follows a case by its code without an account
+    # (tests/server/test_feedback_public.py).
+    ("POST", "/api/v1/public/feedback"),
+    ("GET", "/api/v1/public/feedback/{tracking_code}"),
 }
 # Query parameters ending in _id that name no object (the audit log's free-text object id).
 NOT_OBJECTS = {"object_id"}
@@ -49,6 +56,8 @@ ID_KINDS = {
     "source_id": "source",
     "delivery_id": "delivery",
     "relay_source_id": "relay_source",
+    "case_id": "feedback_case",
+    "category_id": "feedback_category",
 }
 SOURCE = "source"  # an outside system's key (server/sources): its service user's role
 SOURCE_MAY = {
@@ -234,6 +243,23 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/bulletins/deliveries/{delivery_id}/position"): Body(
         (), lambda w, p, r: {"position": 0}
     ),
+    ("POST", "/api/v1/feedback/{case_id}/assign"): Body(
+        ("user",), lambda w, p, r: {"user_id": p("user"), "note": "Giao xử lý"}
+    ),
+    ("POST", "/api/v1/feedback/{case_id}/answer"): Body(
+        (), lambda w, p, r: {"answer": "Xã đã xử lý.", "publish": True}
+    ),
+    ("POST", "/api/v1/feedback/{case_id}/forward"): Body(
+        ("org_unit",), lambda w, p, r: {"org_unit_id": p("org_unit"), "note": "Chuyển thôn"}
+    ),
+    ("POST", "/api/v1/feedback/{case_id}/close"): Body((), lambda w, p, r: {"note": "Xong"}),
+    ("POST", "/api/v1/feedback/categories"): Body(
+        ("org_unit",),
+        lambda w, p, r: {"org_unit_id": p("org_unit"), "name": f"Lĩnh vực {w.next()}"},
+    ),
+    ("PATCH", "/api/v1/feedback/categories/{category_id}"): Body(
+        (), lambda w, p, r: {"name": f"Đổi tên {w.next()}", "due_days": 15}
+    ),
 }
 # The programme a route acts on must be in a status where the action makes sense.
 PROGRAMME_STATUS = {"approve": "submitted", "reject": "submitted"}
@@ -344,6 +370,8 @@ class Objects:
             body = {"name": f"VOV {w.next()}", "url": "http://203.162.4.190:8000/vov1",
                     "org_unit_id": org.commune}  # fmt: skip
             return int(w.admin("POST", "/relay-sources", body, expect=201)["id"])
+        if kind in ("feedback_case", "feedback_category"):
+            return _feedback_row(w, kind, org.commune)
         if kind == "bulletin" and role == SOURCE and not foreign:  # a source's own: it sent it
             return self.source_bulletin()
         if kind == "bulletin":  # the sender's actions act on one the commune sent
@@ -386,6 +414,34 @@ class Objects:
         if (kind, foreign) not in self.shared:
             self.shared[(kind, foreign)] = self.make(kind, foreign=foreign, op=_NO_OP, role="")
         return self.shared[(kind, foreign)]
+
+
+_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
+    "0000000c4944415408d763f8cfc000000301010018dd8db00000000049454e44ae426082"
+)
+
+
+def _feedback_row(w: PermWorld, kind: str, unit: int) -> int:
+    """A citizen's case (or a category) of the commune, straight in the database."""
+    now = datetime.now(UTC)
+    with w.stack.session() as db:  # type: ignore[no-untyped-call]
+        row: FeedbackCase | FeedbackCategory
+        if kind == "feedback_category":
+            row = FeedbackCategory(org_unit_id=unit, name=f"Lĩnh vực {w.next()}", due_days=10)
+        else:
+            photo = attachments.store(
+                _PNG, root=w.stack.settings.data_dir / "feedback", max_voice_s=60
+            )
+            row = FeedbackCase(
+                tracking_code=f"PERM{w.next():06d}", org_unit_id=unit, received_by_unit_id=unit,
+                content="Đèn đường hỏng", name="Nguyễn Văn A", phone="0912345678",
+                due_at=now + timedelta(days=10), attachment_sha256=photo.sha256,
+                attachment_type=photo.media_type, attachment_size=photo.size,
+            )  # fmt: skip
+        db.add(row)
+        db.flush()
+        return int(row.id)
 
 
 _NO_OP = Operation("GET", "/", policy.SESSION, {}, {}, frozenset(), False)
@@ -460,6 +516,10 @@ def test_every_role_is_in_the_grant_table_and_every_grant_exists() -> None:
     assert [r for r in ROLES if policy.may(r, policy.USERS_MANAGE)] == ["admin"]
     assert [r for r in ROLES if policy.may(r, policy.AUDIT_READ)] == ["admin"]
     assert [r for r in ROLES if policy.may(r, policy.RELAY_SOURCES_MANAGE)] == ["admin"]
+    # Citizens' name and phone: the commune's feedback staff only, never technicians or viewers.
+    assert [r for r in ROLES if policy.may(r, policy.FEEDBACK_HANDLE)] == ["admin", "operator"]
+    assert not policy.may("technician", policy.FEEDBACK_READ)
+    assert not policy.may("viewer", policy.FEEDBACK_READ)
     assert policy.may_run_emergency(role="operator", can_emergency=True)
     assert not policy.may_run_emergency(role="operator", can_emergency=False)
     assert not policy.may_run_emergency(role="editor", can_emergency=True)

@@ -27,6 +27,7 @@ from server.clips.models import Clip
 from server.db import make_engine, make_session_factory
 from server.devices.models import Device
 from server.domain import DomainError
+from server.feedback.models import FeedbackCase, FeedbackCategory
 from server.migrate import upgrade
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
@@ -107,6 +108,19 @@ def _slot(db: Session, unit_id: int | None) -> RegularSlot:
     return RegularSlot(org_unit_id=unit_id, start_time="05:00", weekdays="123456")
 
 
+def _category(db: Session, unit_id: int | None) -> FeedbackCategory:
+    assert unit_id is not None
+    return FeedbackCategory(org_unit_id=unit_id, name=f"Môi trường {next(_serial)}")
+
+
+def _case(db: Session, unit_id: int | None) -> FeedbackCase:
+    assert unit_id is not None
+    n = next(_serial)
+    return FeedbackCase(tracking_code=f"T{n:09d}", org_unit_id=unit_id,
+                        received_by_unit_id=unit_id, content="Đèn đường hỏng",
+                        due_at=datetime.now(UTC) + timedelta(days=10))  # fmt: skip
+
+
 # One way to make an object owned by an org unit, per model the loader knows.
 MAKERS: dict[type[Any], Callable[[Session, int | None], Any]] = {
     Zone: _zone,
@@ -118,6 +132,8 @@ MAKERS: dict[type[Any], Callable[[Session, int | None], Any]] = {
     Bulletin: _bulletin,
     BulletinDelivery: _delivery,
     RegularSlot: _slot,
+    FeedbackCategory: _category,
+    FeedbackCase: _case,
 }
 
 
