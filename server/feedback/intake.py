@@ -209,6 +209,8 @@ def submit(
 def lookup(db: Session, *, tracking_code: str) -> FeedbackCase:
     """The case with this code; 404 with no hint for any other."""
     code = normal_code(tracking_code)
+    if not code.isalnum() or not code.isascii():  # never a code; NUL breaks PostgreSQL
+        raise DomainError(404, NOT_FOUND)
     case = db.scalar(select(FeedbackCase).where(FeedbackCase.tracking_code == code))
     if case is None:
         raise DomainError(404, NOT_FOUND)
