@@ -138,7 +138,10 @@ def _category(
 
 def unit_by_code(db: Session, code: str) -> OrgUnit:
     """The org unit a public form or page names by code; 404 when none has it."""
-    unit = db.scalar(select(OrgUnit).where(OrgUnit.code == code.strip()))
+    # No code has a NUL, and PostgreSQL refuses one in a query.
+    unit = (
+        None if "\x00" in code else db.scalar(select(OrgUnit).where(OrgUnit.code == code.strip()))
+    )
     if unit is None:
         raise DomainError(404, "No commune has this code. / Không có xã nào với mã này.")
     return unit

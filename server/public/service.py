@@ -65,7 +65,7 @@ class Board:
 
 def commune(db: Session, *, code: str) -> OrgUnit | None:
     """The org unit with this administrative code, or None."""
-    if len(code) > CODE_MAX:  # longer than any stored code: names no commune
+    if len(code) > CODE_MAX or "\x00" in code:  # names no commune (PostgreSQL refuses NUL)
         return None
     return db.scalar(select(OrgUnit).where(OrgUnit.code == code))
 
