@@ -79,6 +79,13 @@ class AgentSettings(BaseSettings):
     slot_grace_s: float = Field(
         default=300.0, ge=0, le=86400, description="how late an item may still end"
     )
+    display_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="e-boards: the board page's port on 127.0.0.1 (0: any free port); "
+        "default: the firmware profile's display.port",
+    )
     event_resend_s: float = Field(
         default=30.0, gt=0, le=3600, description="re-send unacknowledged events after this"
     )

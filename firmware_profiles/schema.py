@@ -84,6 +84,22 @@ class NetworkConfig(_Strict):
     modem: ModemConfig = ModemConfig()
 
 
+DisplayKind = Literal["hdmi", "led"]
+DEFAULT_DISPLAY_PORT = 8090
+
+
+class DisplayConfig(_Strict):
+    """A screen beside (or instead of) the horns: an e-board (HDMI screen or LED panel).
+
+    The agent serves the board's page on 127.0.0.1:port; Chromium in kiosk mode shows it
+    (deploy/loa-eboard-kiosk.service). An LED panel controller takes the same HDMI picture.
+    """
+
+    kind: DisplayKind
+    port: int = Field(default=DEFAULT_DISPLAY_PORT, ge=1024, le=65535)
+    orientation: Literal["landscape", "portrait"] = "landscape"
+
+
 class FirmwareProfile(_Strict):
     """One supported hardware build: board, audio path, amplifier, LED, volume, network."""
 
@@ -100,6 +116,12 @@ class FirmwareProfile(_Strict):
     volume: VolumeConfig
     thermal_zone: str | None = Field(default=None, min_length=1)
     network: NetworkConfig = NetworkConfig()
+    display: DisplayConfig | None = None
+
+    @property
+    def has_display(self) -> bool:
+        """True for an e-board (a screen, with or without horns)."""
+        return self.display is not None
 
     @property
     def is_raspberry_pi(self) -> bool:

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from schedules.model import (
     ClipRef,
+    DisplayInfo,
+    DisplayText,
     PlaybackItem,
     ProgrammeSpec,
     RelayPart,
@@ -129,6 +131,11 @@ class ScheduleCompiler:
                 by_zone[zone_id].extend(items)
         self._by_zone = dict(by_zone)
         self._templates: dict[frozenset[int], ScheduleDocument] = {}
+        self._texts = {
+            p.id: DisplayText(programme_id=p.id, title=p.title[:300], text=p.display_text)
+            for p in programmes
+        }
+        self._with_display: dict[tuple[frozenset[int], str], ScheduleDocument] = {}
 
     def items_for_zones(self, zone_ids: Iterable[int]) -> tuple[PlaybackItem, ...]:
         """Items for a device in these zones: the union over zones, deduplicated, sorted."""
@@ -155,16 +162,45 @@ class ScheduleCompiler:
             self._templates[zones] = template
         return template
 
-    def compile(
-        self, *, device_id: str, zone_ids: Iterable[int], version: int, generated_at: datetime
+    def _display_template(
+        self, zones: frozenset[int], unit_name: str, generated_at: datetime
     ) -> ScheduleDocument:
-        """The schedule document of one device in the given zones."""
+        key = (zones, unit_name)
+        template = self._with_display.get(key)
+        if template is None:
+            plain = self._template(zones, generated_at)
+            shown = dict.fromkeys(item.programme_id for item in plain.items)
+            display = DisplayInfo(
+                unit_name=unit_name, texts=tuple(self._texts[pid] for pid in shown)
+            )
+            template = plain.model_copy(update={"display": display})
+            template.content_hash()
+            self._with_display[key] = template
+        return template
+
+    def compile(
+        self,
+        *,
+        device_id: str,
+        zone_ids: Iterable[int],
+        version: int,
+        generated_at: datetime,
+        display_unit: str | None = None,
+    ) -> ScheduleDocument:
+        """The schedule document of one device in the given zones.
+
+        display_unit: for a device with a screen, the name of the unit it stands in; the
+        document then carries the programmes' titles and texts (ScheduleDocument.display).
+        """
         if not device_id:
             raise ValueError("device_id must not be empty")
         if version < 1:
             raise ValueError(f"version must be at least 1, got {version}")
         generated = as_utc(generated_at, field="generated_at")
-        template = self._template(frozenset(zone_ids), generated)
+        if display_unit is not None:
+            template = self._display_template(frozenset(zone_ids), display_unit, generated)
+        else:
+            template = self._template(frozenset(zone_ids), generated)
         # The template was validated with the same items and horizon; only the three checked
         # scalars differ, so a copy is safe and avoids re-validating thousands of documents.
         return template.model_copy(

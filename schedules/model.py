@@ -114,11 +114,17 @@ def _check_relays(clips: tuple[ClipRef, ...], relays: tuple[RelaySpec, ...]) -> 
             raise ValueError(f"a relay placed before clip {relay.before_clip} of only {len(clips)}")
 
 
+DISPLAY_TEXT_MAX = 2000  # what an e-board screen can show of one programme's text
+
+
 class ProgrammeSpec(_Frozen):
     """What to play, when (one-off `start` or `rrule` + local `dtstart`), where, how loud."""
 
     id: int
     title: str = Field(min_length=1)
+    # The text an e-board shows while this programme plays or is next (the bulletin's or
+    # the TTS text, or what an editor wrote for an audio bulletin); "" when there is none.
+    display_text: str = Field(default="", max_length=DISPLAY_TEXT_MAX)
     priority: Priority = Priority.NORMAL
     items: tuple[ClipRef, ...] = ()
     relays: tuple[RelaySpec, ...] = ()
@@ -267,6 +273,21 @@ def playback_item_id(programme_id: int, start: datetime) -> str:
     return f"{programme_id}@{as_utc(start):%Y%m%dT%H%M%SZ}"
 
 
+class DisplayText(_Frozen):
+    """What an e-board shows for one programme of the document's items."""
+
+    programme_id: int
+    title: str = Field(min_length=1, max_length=300)
+    text: str = Field(default="", max_length=DISPLAY_TEXT_MAX)
+
+
+class DisplayInfo(_Frozen):
+    """The part of a schedule only devices with a screen receive (an e-board's content)."""
+
+    unit_name: str = Field(min_length=1, max_length=200)  # the commune the board stands in
+    texts: tuple[DisplayText, ...] = ()
+
+
 class ScheduleDocument(_Frozen):
     """A device's compiled schedule over a horizon, with the manifest of clips it needs."""
 
@@ -277,9 +298,12 @@ class ScheduleDocument(_Frozen):
     horizon_end: UtcDatetime
     items: tuple[PlaybackItem, ...] = ()
     clips: tuple[ClipRef, ...] = ()
-    # (items, clips, digest): reused only while these very tuples are in place, so copies
+    # Sent only to devices whose firmware profile has a screen; left out of the JSON
+    # otherwise, so horn-only agents (and those predating e-boards) read the document as before.
+    display: DisplayInfo | None = Field(default=None, exclude_if=lambda value: value is None)
+    # (items, clips, display, digest): reused only while these very objects are in place, so copies
     # made for other devices share it and a model_copy that swaps them recomputes.
-    _hash_cache: tuple[object, object, str] | None = PrivateAttr(default=None)
+    _hash_cache: tuple[object, object, object, str] | None = PrivateAttr(default=None)
 
     @field_validator("items")
     @classmethod
@@ -301,15 +325,30 @@ class ScheduleDocument(_Frozen):
             raise ValueError(
                 f"clips is missing {len(missing)} clip(s) the items play, e.g. {min(missing)}"
             )
+        if self.display is not None:
+            ids = [text.programme_id for text in self.display.texts]
+            if len(set(ids)) != len(ids):
+                raise ValueError("display.texts must list each programme once")
         return self
 
+    def display_text(self, programme_id: int) -> DisplayText | None:
+        """The e-board text of a programme in this document, if the document carries one."""
+        if self.display is None:
+            return None
+        return next((t for t in self.display.texts if t.programme_id == programme_id), None)
+
     def content_hash(self) -> str:
-        """sha256 over items and clips only, so an unchanged plan is not republished."""
+        """sha256 over items, clips and display only, so an unchanged plan is not republished."""
         private = self.__pydantic_private__
         assert private is not None
         cached = private["_hash_cache"]
-        if cached is not None and cached[0] is self.items and cached[1] is self.clips:
-            return str(cached[2])
+        if (
+            cached is not None
+            and cached[0] is self.items
+            and cached[1] is self.clips
+            and cached[2] is self.display
+        ):
+            return str(cached[3])
         digest = hashlib.sha256()
         for item in self.items:
             digest.update(item.canonical_json())
@@ -318,5 +357,8 @@ class ScheduleDocument(_Frozen):
         for clip in self.clips:
             digest.update(clip.model_dump_json().encode())
             digest.update(b"\n")
-        private["_hash_cache"] = (self.items, self.clips, digest.hexdigest())
+        if self.display is not None:  # absent: the digest of a document without a screen
+            digest.update(b"--display\n")
+            digest.update(self.display.model_dump_json().encode())
+        private["_hash_cache"] = (self.items, self.clips, self.display, digest.hexdigest())
         return digest.hexdigest()

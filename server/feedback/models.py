@@ -65,6 +65,10 @@ class FeedbackCase(Base):
     answer: Mapped[str] = mapped_column(String(5000), default="")
     answer_public: Mapped[bool] = mapped_column(Boolean, default=False)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The programme that reads the answer on the horns, when it was broadcast.
+    programme_id: Mapped[int | None] = mapped_column(
+        ForeignKey("programmes.id", ondelete="SET NULL")
+    )
     due_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Hash of the sender's address (rate limits and abuse review; never the address itself).

@@ -84,6 +84,8 @@ class Programme(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
     description: Mapped[str] = mapped_column(String(2000), default="")
+    # What e-boards show while it plays or is next (schedules.DISPLAY_TEXT_MAX characters).
+    display_text: Mapped[str] = mapped_column(String(2000), default="", server_default="")
     priority: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True, default=DRAFT)
     start: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -16,7 +16,15 @@ from firmware_profiles import (
     load_profile,
 )
 
-SHIPPED = ["rpi3bplus-hifiberry-dac", "rpi4-usb-pa", "rpizero2w-i2s-amp", "sim"]
+SHIPPED = [
+    "eboard-rpi4-hdmi",
+    "eboard-rpi4-led-pa",
+    "eboard-sim",
+    "rpi3bplus-hifiberry-dac",
+    "rpi4-usb-pa",
+    "rpizero2w-i2s-amp",
+    "sim",
+]
 
 
 def _shipped_data(name: str) -> dict[str, Any]:
