@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup sysdeps demo test lint format bench clean
 
 help:
-	@echo "make demo   - install what is missing, then run server, broker and 12 simulated clusters"
+	@echo "make demo   - install what is missing, then run server, broker and 12 simulated clusters and an e-board"
 	@echo "make test   - install what is missing, then run the whole test suite"
 	@echo "make lint   - ruff (check + format check) and mypy strict on all six packages"
 	@echo "make bench  - run every benchmark in bench/ (one JSON line each)"

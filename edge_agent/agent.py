@@ -8,7 +8,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -26,7 +26,7 @@ from edge_agent.hardware import Hardware, HardwareError
 from edge_agent.localdb import LocalDbError
 from edge_agent.output import make_sink_factory
 from edge_agent.runtime import PlayoutRuntime
-from edge_agent.settings import AgentSettings
+from edge_agent.settings import AgentSettings, env_name
 from edge_agent.store import HeldState, StateStore
 from edge_agent.telemetry import Sensors
 from firmware_profiles import FirmwareProfile
@@ -49,6 +49,9 @@ from protocol import (
 )
 from protocol.mqtt_client import MqttLink, Outgoing, PublishError
 from protocol.tls import client_context
+
+if TYPE_CHECKING:
+    from edge_agent.eboard.server import BoardServer
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,8 @@ class Agent:
         self._command_tasks: set[asyncio.Task[None]] = set()
         # Set once the broker has handled this connection's subscriptions (see _confirm_birth).
         self.subscribed = asyncio.Event()
+        self.board_url: str | None = None  # e-boards: the page's URL once it is served
+        self._board_server: BoardServer | None = None
         self.link = MqttLink(
             client_id=self.device_id,
             host=settings.mqtt_host,
@@ -165,6 +170,7 @@ class Agent:
             return 1
         self.runtime.set_zones(self.held.zone_ids)
         self.held = self.held.model_copy(update={"schedule_version": self.runtime.schedule_version})
+        await self._serve_board()
         link_task = asyncio.create_task(self.link.run(), name=f"{self.device_id}-link")
         helpers = [
             asyncio.create_task(self._process_inbox()),
@@ -186,6 +192,8 @@ class Agent:
             for task in (stop_task, *helpers, *self._command_tasks):
                 task.cancel()
             await asyncio.gather(*helpers, *self._command_tasks, return_exceptions=True)
+            if self._board_server is not None:
+                await self._board_server.stop()
             await self.runtime.close_output()
             goodbye = None
             if self.link.is_connected:
@@ -201,6 +209,30 @@ class Agent:
             await self._close_hardware()
             log.info("%s: stopped (exit code %s)", self.device_id, self.exit_code)
         return self.exit_code
+
+    async def _serve_board(self) -> None:
+        """E-boards: serve the board's page on 127.0.0.1; audio plays whether or not it can."""
+        display, board = self.profile.display, self.runtime.board
+        if display is None or board is None:
+            return
+        from edge_agent.eboard.server import BoardServer  # aiohttp: boards only
+
+        port = display.port if self.settings.display_port is None else self.settings.display_port
+        server = BoardServer(board=board, display=display, port=port)
+        try:
+            self.board_url = await server.start()
+        except OSError as exc:
+            log.error(
+                "%s: cannot serve the e-board page on 127.0.0.1:%s (%s); set %s to a free "
+                "port — audio keeps playing",
+                self.device_id,
+                port,
+                exc.strerror or exc,
+                env_name("display_port"),
+            )
+            return
+        self._board_server = server
+        log.info("%s: e-board page at %s", self.device_id, self.board_url)
 
     def request_stop(self, exit_code: int = 0) -> None:
         """Ask run() to publish Offline(shutdown), disconnect and return exit_code."""

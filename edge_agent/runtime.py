@@ -20,6 +20,7 @@ from audio.sinks import AudioSink
 from edge_agent.clipfetch import ClipFetcher
 from edge_agent.clips import MIB, ClipCache
 from edge_agent.clocksync import ClockSync
+from edge_agent.eboard.board import Board, BoardArbiter
 from edge_agent.hardware import Hardware
 from edge_agent.live import LiveReceiver
 from edge_agent.localdb import LocalDb
@@ -135,13 +136,22 @@ class PlayoutRuntime:
             software_volume=not profile.simulated and profile.audio.mixer_control is None,
             relay_frames=self.relay,
         )
+        # E-boards: the page follows the player's timeline (see edge_agent/eboard/board.py).
+        self.document: ScheduleDocument | None = None
+        self.board: Board | None = None
+        if profile.display is not None:
+            self.board = Board(
+                document=lambda: self.document,
+                server_time=self.sync.server_time,
+                link_up=lambda: link.is_connected,
+            )
         self.live = LiveReceiver(
             link=link,
             clock=clock,
             server_now=self.sync.server_time,
             open_sink=self.card.lease,
             send_ack=send_ack,
-            arbiter=self.player,
+            arbiter=self.player if self.board is None else BoardArbiter(self.player, self.board),
             record=self.outbox.record,
             set_volume=set_volume,
             emergency_volume=profile.volume.emergency,
@@ -149,7 +159,6 @@ class PlayoutRuntime:
             zones=lambda: self.zone_ids,
         )
         self.player.on_live_preempted = self.live.preempt
-        self.document: ScheduleDocument | None = None
         self.zone_ids: frozenset[int] = frozenset()
         for kind in (TopicKind.SCHEDULE, TopicKind.EVENTS_ACK, TopicKind.CLIP):
             link.subscribe(self.topics[kind], SPECS[kind].qos)
@@ -205,7 +214,10 @@ class PlayoutRuntime:
 
     def coroutines(self) -> list[Coroutine[Any, Any, None]]:
         """What must run beside the agent's own loops."""
-        return [self.player.run(), self.fetcher.run(), self.sync.run(), self.outbox.run()]
+        coros = [self.player.run(), self.fetcher.run(), self.sync.run(), self.outbox.run()]
+        if self.board is not None:
+            coros.append(self.board.run())
+        return coros
 
     async def stop_audio(self) -> None:
         """Leave any live session (recording its proof) before the coroutines are cancelled."""
@@ -213,6 +225,8 @@ class PlayoutRuntime:
 
     async def close_output(self) -> None:
         """Release the sound card (after the coroutines were cancelled)."""
+        if self.board is not None:
+            self.board.close()
         await self.card.close()
 
     def close(self) -> None:
@@ -342,6 +356,8 @@ class PlayoutRuntime:
         await asyncio.to_thread(self.cache.pin, shas)
         self.fetcher.want(shas)
         await self.player.set_schedule(document.items, fresh=fresh)
+        if self.board is not None:
+            self.board.refresh()
 
     # -- the play log (Player's PlayLog) ----------------------------------------------------
 
@@ -366,6 +382,8 @@ class PlayoutRuntime:
 
     async def finished(self, outcome: PlayOutcome) -> None:
         """Put the outcome in the outbox."""
+        if self.board is not None:
+            self.board.finished(outcome.item, ended_at=outcome.ended_at)
         event = self._event(
             outcome.item,
             actual_start=outcome.actual_start,
@@ -386,12 +404,16 @@ class PlayoutRuntime:
 
     async def on_air(self, item: PlaybackItem, *, position_s: float, at: float) -> None:
         """Remember the segment heard now, so a restart inside the item rejoins it in step."""
+        if self.board is not None:
+            self.board.on_air(item, at=at)  # shown at the heard instant, not now
         await asyncio.to_thread(
             self.db.mark_on_air, item_id=item.item_id, position_s=position_s, heard_at=at
         )
 
     async def off_air(self, item: PlaybackItem, *, at: float) -> None:
         """The item was suspended: a restart must not rejoin it as if it were playing."""
+        if self.board is not None:
+            self.board.off_air(item)
         await asyncio.to_thread(self.db.clear_on_air, item_id=item.item_id, heard_at=at)
 
     async def ignored(self, items: Sequence[PlaybackItem]) -> None:

@@ -255,7 +255,12 @@ def demo(
     until_online: Annotated[
         bool, typer.Option(help="exit once every simulated device shows online (for tests)")
     ] = False,
-    agents: Annotated[int, typer.Option(help="how many simulated agents to start")] = 12,
+    agents: Annotated[
+        int,
+        typer.Option(
+            help="how many simulated loudspeaker clusters to start (the e-board starts as well)"
+        ),
+    ] = 12,
 ) -> None:
     """Everything on one machine: SQLite, a local Mosquitto, the server, simulated agents."""
     from server.demo import run_demo

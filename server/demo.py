@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from select import select as wait_readable
 from typing import TextIO
@@ -23,33 +24,60 @@ from server.broker.service import apply_broker_config
 from server.db import make_engine, make_session_factory, session_scope
 from server.devices.models import Device
 from server.migrate import upgrade
-from server.seed import demo_credentials, seed_demo, seed_demo_users
+from server.seed import (
+    demo_credentials,
+    public_codes,
+    seed_demo,
+    seed_demo_public,
+    seed_demo_users,
+)
 from server.settings import ServerSettings
 
 # The sign-ins are printed once the clusters are online, or after this long at the latest.
 SIGNINS_AFTER_S = 30.0
+# The e-board's page is on this port when it is free (else on any free one).
+EBOARD_PORT = 8090
 
 
 def _say(message: str) -> None:
     print(f"[loa demo] {message}", flush=True)
 
 
-def _write_agent_configs(settings: ServerSettings, creds: dict[str, str]) -> list[Path]:
+def _display_port(taken: set[int]) -> int:
+    """8090 for the (first) e-board when nothing listens there, else a free port."""
+    if EBOARD_PORT not in taken and not port_open("127.0.0.1", EBOARD_PORT):
+        return EBOARD_PORT
+    while (port := free_port()) in taken:
+        pass
+    return port
+
+
+def _write_agent_configs(
+    settings: ServerSettings, creds: dict[str, str], profiles: dict[str, str]
+) -> tuple[list[Path], dict[str, int]]:
+    """Each device's agent config; returns the paths and each e-board's page port."""
     agents_dir = settings.data_dir / "agents"
     agents_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    boards: dict[str, int] = {}
     for uid, password in creds.items():
         path = agents_dir / f"{uid}.toml"
+        # An e-board shows its page on this machine; every other device is a plain cluster.
+        profile = "eboard-sim" if profiles.get(uid, "").startswith("eboard") else "sim"
+        display = ""
+        if profile == "eboard-sim":
+            boards[uid] = _display_port(set(boards.values()))
+            display = f"display_port = {boards[uid]}\n"
         # Over TLS, as in the field: the broker's certificate is checked against the demo's CA.
         path.write_text(
             f'device_id = "{uid}"\nmqtt_host = "127.0.0.1"\nmqtt_port = {settings.mqtt_tls_port}\n'
             f'tls = true\ntls_ca_file = "{(pki_dir(settings.data_dir) / "ca.pem").resolve()}"\n'
-            f'mqtt_password = "{password}"\nfirmware_profile = "sim"\n'
+            f'mqtt_password = "{password}"\nfirmware_profile = "{profile}"\n{display}'
             f'data_dir = "{(agents_dir / uid).resolve()}"\n'
         )
         os.chmod(path, 0o600)
         paths.append(path)
-    return paths
+    return paths, boards
 
 
 def _api(base: str, path: str, token: str | None = None, data: bytes | None = None) -> object:
@@ -87,15 +115,30 @@ def _count_online(engine: Engine) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _say_signins(base: str, password: str, users: list[tuple[str, str, str]]) -> None:
+def _say_signins(
+    base: str, password: str, users: list[tuple[str, str, str]], public: list[str]
+) -> None:
     """The block an operator needs: where to open the console and who to sign in as."""
     _say("-" * 60)
     _say(f"console and API: {base}/   (API docs: {base}/docs)")
     _say(f"sign in as: admin / {password}")
     for username, role, unit in users:
         _say(f"        or: {username} / {password}   ({role}, {unit})")
+    for line in public:
+        _say(line)
     _say("press Enter to show this again; Ctrl-C stops everything this demo started.")
     _say("-" * 60)
+
+
+def _public_lines(base: str, codes: list[str], boards: dict[str, int]) -> list[str]:
+    """Where the public sees the first commune, and each e-board's page (in Vietnamese)."""
+    lines = []
+    if codes:
+        code = urllib.parse.quote(codes[0])
+        lines.append(f"trang công khai của xã: {base}/p/{code}")
+        lines.append(f"gửi phản ánh, kiến nghị: {base}/p/{code}/phan-anh")
+    lines += [f"bảng tin điện tử ({uid}): http://127.0.0.1:{port}/" for uid, port in boards.items()]
+    return lines
 
 
 def _wait_for_enter(stream: TextIO | None, timeout: float) -> str:
@@ -159,9 +202,16 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
     upgrade(engine)
     factory = make_session_factory(engine)
     with session_scope(factory) as db:
-        if seed_demo(db):
-            _say("seeded demo data: 1 province, 2 communes, 6 villages, 8 zones, 12 clusters")
+        created = seed_demo(db)
+        added = seed_demo_public(db, settings=settings, now=datetime.now(UTC))
+        if created:
+            tree = "1 province, 2 communes, 6 villages, 8 zones, 12 clusters"
+            _say(f"seeded demo data: {', '.join([tree, *added])}")
+        elif added:
+            _say(f"added to the demo data: {', '.join(added)}")
         creds = demo_credentials(db)
+        profiles = dict(db.execute(select(Device.uid, Device.firmware_profile)).tuples().all())
+        codes = public_codes(db)
         demo_users = seed_demo_users(db, password=settings.admin_secret())
     with session_scope(factory) as db:
         conf = apply_broker_config(db, settings=settings)
@@ -195,7 +245,12 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         children.append(server)
         base = f"http://127.0.0.1:{settings.http_port}"
         _wait_for_server(base, server, timeout=60)
-        for path in _write_agent_configs(settings, creds)[:agent_count]:
+        paths, boards = _write_agent_configs(settings, creds, profiles)
+        # `agent_count` clusters with horns only, and every e-board: the demo shows them.
+        clusters = [p for p in paths if p.stem not in boards][:agent_count]
+        agents = [p for p in paths if p.stem in boards or p in clusters]
+        public = _public_lines(base, codes, boards)
+        for path in agents:
             children.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "edge_agent", "run", "--sim", "--config", str(path)],
@@ -213,26 +268,34 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         shown = False
         counter = make_engine(settings.db_url)
         keys: TextIO | None = sys.stdin
+        agent_procs = dict(zip(children[1:], agents, strict=True))
         while not stop:
             online, total = _count_online(counter)
             if online != reported:
                 _say(f"{online}/{total} devices online after {time.monotonic() - started:.1f}s")
                 reported = online
-            settled = online >= min(agent_count, total)
+            settled = online >= min(len(agents), total)
             # The sign-ins come last, once the start-up lines are done (or after a while).
             if not shown and (settled or time.monotonic() - started > SIGNINS_AFTER_S):
-                _say_signins(base, admin_password, demo_users)
+                _say_signins(base, admin_password, demo_users, public)
                 shown = True
             if until_online and settled:
                 return 0
             if any(c.poll() is not None for c in children[:1]):
                 _say("the server stopped unexpectedly")
                 return 1
+            for proc, path in list(agent_procs.items()):
+                if proc.poll() is not None:
+                    # Said once; the others keep running, but --until-online can never settle.
+                    _say(f"agent {path.stem} stopped (exit code {proc.returncode}); see its log")
+                    del agent_procs[proc]
+                    if until_online:
+                        return 1
             said = _wait_for_enter(keys, 1.0)
             if said == "eof":
                 keys = None  # stdin closed (e.g. run from a script): just sleep from now on
             elif said == "line" and not stop:
-                _say_signins(base, admin_password, demo_users)
+                _say_signins(base, admin_password, demo_users, public)
         return 0
     except (BrokerError, RuntimeError, urllib.error.URLError) as exc:
         _say(f"error: {exc}")

@@ -92,7 +92,7 @@ def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
         # The demo prints the live hint, then the devices coming online, then the sign-ins.
         hint = lines.until(r"live from a file: .*--server (\S+) .*--zone (\d+)", 90)
         base, zone = hint.group(1), int(hint.group(2))
-        lines.until(r"12/12 devices online", 90)
+        lines.until(r"13/13 devices online", 90)
         password = lines.until(r"sign in as: admin / (\S+)", 30).group(1)
         time.sleep(3)  # the agents' first clock probes
         done = subprocess.run(
