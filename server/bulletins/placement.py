@@ -45,7 +45,7 @@ from server.programmes.models import (
     ProgrammeClip,
     ProgrammeTransition,
 )
-from server.programmes.validation import to_spec
+from server.programmes.validation import display_text_of, to_spec
 from server.programmes.workflow import record
 
 NO_SLOT_WARNING = "Không có khung giờ phát thường xuyên: đã xếp lịch lúc bắt đầu hiệu lực."
@@ -118,6 +118,8 @@ def _programme(
     programme = Programme(
         title=bulletin.title[:300],
         description=f"Bản tin cấp trên số {bulletin.id}",
+        # E-boards show the bulletin's text (its title when it came as audio only).
+        display_text=display_text_of(bulletin.text or "", fallback=bulletin.title),
         priority=bulletin.level,
         status=DRAFT,
         start=start,

@@ -33,7 +33,7 @@ from server.orgs.tree import ancestor_ids, subtree_ids
 from server.programmes import workflow
 from server.programmes.conflicts import COMPETING_AT_APPROVAL, refuse_conflicts
 from server.programmes.models import APPROVED, Programme
-from server.programmes.validation import to_spec
+from server.programmes.validation import display_text_of, to_spec
 
 _CLOSED = {
     DECLINED: "was declined there",
@@ -171,6 +171,7 @@ def accept(
     fields = {
         "title": bulletin.title,
         "description": f"Bản tin cấp trên số {bulletin.id}. {bulletin.text}"[:2000],
+        "display_text": display_text_of(bulletin.text, fallback=bulletin.title),
         "priority": bulletin.level,
         "clip_ids": audio,
         "zone_ids": _zones(db, choice, delivery),

@@ -349,6 +349,7 @@ def _test_play(
         clip_ids=clips,
         valid_until=expires.astimezone(UTC),
         now=clock(),  # the audio is ready: its lead counts from now
+        text=text_of(info),
     )
     return programme.id
 

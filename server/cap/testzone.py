@@ -25,7 +25,7 @@ from server.programmes.models import (
     ProgrammeClip,
     ProgrammeTransition,
 )
-from server.programmes.validation import to_spec
+from server.programmes.validation import display_text_of, to_spec
 from server.programmes.workflow import record
 
 log = logging.getLogger(__name__)
@@ -64,14 +64,20 @@ def play(
     clip_ids: list[int],
     valid_until: datetime,
     now: datetime,
+    text: str = "",
 ) -> Programme:
-    """One programme on the test zone only, approved at once, marked as a test."""
+    """One programme on the test zone only, approved at once, marked as a test.
+
+    text: the alert's text, for e-boards (marked too); none: the marked title.
+    """
     start = (now + TEST_LEAD).replace(microsecond=0)
     if start >= valid_until:
         raise DomainError(422, "The test alert expires before it could be played.")
     mark = MARKS[status]
+    marked_title = f"[{mark}] {title}"[:300]
     programme = Programme(
-        title=f"[{mark}] {title}"[:300],
+        title=marked_title,
+        display_text=display_text_of(f"[{mark}] {text.strip()}" if text.strip() else marked_title),
         description=f"CAP {status} {identifier}: chỉ phát ở vùng thử nghiệm"[:2000],
         priority=level,
         status=DRAFT,

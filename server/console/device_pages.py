@@ -16,8 +16,9 @@ from server.bounds import IdPath
 from server.console.render import page
 from server.console.session import ConsoleActor
 from server.db import utcnow
-from server.deps import SessionDep
+from server.deps import SessionDep, now_of
 from server.devices import commands
+from server.devices.display import board_of, profile_has_display
 from server.devices.health import health_flags
 from server.devices.models import Device
 from server.orgs.models import OrgUnit, Zone
@@ -75,6 +76,7 @@ def devices_page(
     elif status == "alarm":
         rows = [(d, f) for d, f in rows if needs_attention(d, f)]
     versions = published_versions(db, [d.id for d, _ in rows])
+    boards = {d.id for d, _ in rows if profile_has_display(d.firmware_profile)}
     return page(
         request,
         "devices.html",
@@ -85,6 +87,7 @@ def devices_page(
         status=status if status in STATUSES else "all",
         statuses=STATUSES,
         versions=versions,
+        boards=boards,
     )
 
 
@@ -95,7 +98,8 @@ def device_page(
     actor: ConsoleActor,
     device_id: IdPath,
 ) -> HTMLResponse:
-    """One device: health now and over 24 h, schedule, proof of play, remote commands."""
+    """One device: health now and over 24 h, schedule, proof of play, remote commands; for an
+    e-board, what its screen shows (from the newest schedule sent to it)."""
     device = reach.load(db, actor, Device, device_id)
     schedule = latest_schedule(db, device_id=device.id)
     now = utcnow()
@@ -118,6 +122,8 @@ def device_page(
         (c, commands.status_at(c, now))
         for c in commands.recent_commands(db, device_id=device.id, limit=10)
     ]
+    # The app's clock, as GET /devices/{id}/display reads it.
+    board = board_of(db, device=device, row=schedule, now=now_of(request))
     return page(
         request,
         "device.html",
@@ -132,4 +138,5 @@ def device_page(
         unit=unit,
         zones=zones,
         commands=recent,
+        board=board,
     )

@@ -1,4 +1,8 @@
-"""Citizen feedback in the console ("Phản ánh, kiến nghị"): the queue and one case's steps."""
+"""Citizen feedback in the console ("Phản ánh, kiến nghị"): the queue and one case's steps.
+
+Every string shown goes through the catalogue (keys "feedback.*"); errors from the service
+are shown as they come (bilingual).
+"""
 
 from __future__ import annotations
 
@@ -13,21 +17,23 @@ from server.access import policy
 from server.access.actor import Actor
 from server.bounds import MAX_ID, IdPath
 from server.console.admin_pages import unit_choices, users_in_reach
+from server.console.i18n import Translator, language_of
 from server.console.render import page
 from server.console.session import ConsoleActor, check_form_csrf
-from server.deps import SessionDep, now_of
+from server.deps import SessionDep, SettingsDep, now_of
 from server.domain import DomainError
 from server.feedback import service
 from server.feedback.intake import STATUS_LABELS
 from server.feedback.views import case_out, detail_out
+from server.programmes.conflicts import conflict_days
 
 router = APIRouter(include_in_schema=False)
 FormId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Note = Annotated[str, Form(max_length=1000)]
 Csrf = Annotated[str, Form(max_length=100)]
 StatusFilter = Annotated[Literal["", "new", "assigned", "answered", "forwarded", "closed"], Query()]
-ACTIONS = {"received": "Tiếp nhận", "assign": "Giao xử lý", "answer": "Trả lời",
-           "forward": "Chuyển đơn vị", "close": "Kết thúc"}  # fmt: skip
+# Steps with a label in the catalogue ("feedback.step.<action>"); others show as stored.
+ACTIONS = ("received", "assign", "answer", "forward", "close", "broadcast")
 
 
 def _reader(actor: Actor) -> None:
@@ -62,7 +68,7 @@ def queue_page(
         overdue_count=found.overdue_count,
         status=status,
         overdue=overdue,
-        labels=STATUS_LABELS,
+        statuses=list(STATUS_LABELS),
         units=units,
     )
 
@@ -151,15 +157,21 @@ def answer_form(
     actor: ConsoleActor,
     case_id: IdPath,
     answer: Annotated[str, Form(min_length=1, max_length=5000)],
+    settings: SettingsDep,
     csrf: Csrf = "",
     publish: Annotated[bool, Form()] = False,
+    broadcast: Annotated[bool, Form()] = False,
 ) -> Response:
-    """Write the answer; published, the citizen reads it with the tracking code."""
+    """Write the answer; published, the citizen reads it; broadcast, the horns read it too."""
     text = answer.strip()
     if not text:
-        return _case_page(request, db, actor, case_id, error="Hãy nhập nội dung trả lời.",
-                          status_code=422)  # fmt: skip
-    return _step(request, db, actor, case_id, csrf, "answer", text=text, publish=publish)
+        error = Translator(language_of(request))("feedback.err.empty_answer")
+        return _case_page(request, db, actor, case_id, error=error, status_code=422)
+    return _step(
+        request, db, actor, case_id, csrf, "answer", text=text, publish=publish,
+        broadcast=service.Broadcast() if broadcast else None, settings=settings,
+        horizon_days=conflict_days(settings),
+    )  # fmt: skip
 
 
 @router.post("/feedback/{case_id:int}/forward", response_model=None)

@@ -150,6 +150,9 @@ def summary_page(
             ),
             "online": bars(rows, lambda r: r.availability.online_share, share=True),
             "essential": bars(rows, lambda r: r.bulletins.essential_reached_share, share=True),
+            "feedback": bars(
+                rows, lambda r: _share(r.feedback.handled_on_time, r.feedback.handled), share=True
+            ),
         }
     return page(
         request,

@@ -13,12 +13,15 @@ from server.access.deps import allow
 from server.access.policy import DEVICES_MANAGE, DEVICES_READ
 from server.bounds import IdFilter, IdPath, Limit, Offset
 from server.broker.pki import ca_pem
-from server.deps import SessionDep, SettingsDep
+from server.deps import Now, SessionDep, SettingsDep
 from server.devices import service
+from server.devices.display import BoardItem
 from server.devices.models import Device
 from server.devices.schemas import (
+    BoardItemOut,
     Credentials,
     DeviceCreate,
+    DeviceDisplayOut,
     DeviceOut,
     DevicePage,
     DeviceRegistered,
@@ -116,6 +119,32 @@ def register_device(
 def get_device(db: SessionDep, actor: Reader, device_id: IdPath) -> DeviceOut:
     """One device with its health."""
     return to_out(reach.load(db, actor, Device, device_id))
+
+
+def _board_item(item: BoardItem | None) -> BoardItemOut | None:
+    return None if item is None else BoardItemOut.model_validate(item, from_attributes=True)
+
+
+@router.get("/devices/{device_id:int}/display", response_model=DeviceDisplayOut)
+def device_display(db: SessionDep, now: Now, actor: Reader, device_id: IdPath) -> DeviceDisplayOut:
+    """What an e-board shows now, from the newest schedule sent to it (which it may not hold)."""
+    device, board = service.board(db, actor=actor, device_id=device_id, now=now)
+    return DeviceDisplayOut(
+        device_id=device.id,
+        device_uid=device.uid,
+        has_display=board.has_display,
+        now=board.now,
+        unit_name=board.unit_name,
+        showing=_board_item(board.showing),
+        next=_board_item(board.next),
+        today=[BoardItemOut.model_validate(i, from_attributes=True) for i in board.today],
+        emergency=[BoardItemOut.model_validate(i, from_attributes=True) for i in board.emergency],
+        schedule_version=board.schedule_version,
+        published_at=board.published_at,
+        reported_schedule_version=device.reported_schedule_version,
+        in_sync=board.schedule_version is not None
+        and device.reported_schedule_version == board.schedule_version,
+    )
 
 
 @router.patch("/devices/{device_id:int}", response_model=DeviceOut)

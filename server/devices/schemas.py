@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schedules import Priority
 from server.bounds import Id, RequestBody, Volume
 
 
@@ -139,3 +140,35 @@ class TelemetryHistory(BaseModel):
     since: datetime
     until: datetime
     points: list[TelemetryPoint]
+
+
+class BoardItemOut(BaseModel):
+    """One playback as an e-board shows it."""
+
+    item_id: str
+    programme_id: int
+    title: str = Field(description="'' when the programme is gone and the schedule has no text")
+    text: str = Field(description="the programme's display text ('' when it has none)")
+    priority: Priority
+    start: datetime
+    end: datetime
+
+
+class DeviceDisplayOut(BaseModel):
+    """What an e-board shows now, from the newest schedule sent to it (its display part)."""
+
+    device_id: int
+    device_uid: str
+    has_display: bool = Field(description="false: the firmware profile has no screen")
+    now: datetime
+    unit_name: str | None = Field(description="the commune the board names")
+    showing: BoardItemOut | None = Field(description="playing now (the most urgent if several)")
+    next: BoardItemOut | None = Field(description="the next playback to start")
+    today: list[BoardItemOut] = Field(description="today's playbacks (Asia/Ho_Chi_Minh day)")
+    emergency: list[BoardItemOut] = Field(
+        description="emergencies in force: per programme, its playback now or its next one"
+    )
+    schedule_version: int | None = Field(description="the newest schedule sent")
+    published_at: datetime | None
+    reported_schedule_version: int | None = Field(description="the schedule the board holds")
+    in_sync: bool

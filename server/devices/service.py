@@ -17,11 +17,13 @@ from server.audit import service as audit
 from server.broker.render import mosquitto_hash
 from server.db import utcnow
 from server.devices import commands
+from server.devices.display import Board, board_of
 from server.devices.models import Device, DeviceCommand
 from server.domain import DomainError
 from server.events.outbox import emit
 from server.events.types import AclChanged, DesiredStateChanged, ReplanNeeded, command_issued
 from server.orgs.models import OrgUnit, Zone
+from server.planner.compile import latest_schedule
 from server.reports.presence import record_transition
 
 
@@ -218,10 +220,14 @@ def update(db: Session, *, actor: Actor, device_id: int, changes: dict[str, Any]
     device = reach.load(db, actor, Device, device_id)
     if "org_unit_id" in changes:
         reach.check_org_unit(db, actor, changes["org_unit_id"])
+    before = (device.firmware_profile, device.org_unit_id, device.name)
     state_changed = update_device(db, device=device, changes=changes)
     _audit(db, actor, "device.update", device, changes=changes)
     if state_changed:
         emit(db, DesiredStateChanged(device_ids=(device.id,)))
+    if before != (device.firmware_profile, device.org_unit_id, device.name):
+        # A screen gained or lost, or another unit to name: the e-board's content changes.
+        emit(db, ReplanNeeded(reason=f"device {device.id} profile or unit changed"))
     return device
 
 
@@ -280,3 +286,10 @@ def send_command(
     )
     emit(db, command_issued(device.uid, message))
     return row
+
+
+def board(db: Session, *, actor: Actor, device_id: int, now: datetime) -> tuple[Device, Board]:
+    """A device of the caller's subtree and what its screen shows now (an e-board's content)."""
+    device = reach.load(db, actor, Device, device_id)
+    row = latest_schedule(db, device_id=device.id)
+    return device, board_of(db, device=device, row=row, now=now)

@@ -32,6 +32,7 @@ from server.feedback.schemas import (
 from server.feedback.submit import read_submission, take_in
 from server.feedback.views import case_out, detail_out, public_out
 from server.openapi import problems
+from server.programmes.conflicts import conflict_days
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 ATTACHMENT: dict[int | str, dict[str, Any]] = {
@@ -193,12 +194,24 @@ def assign(
 
 @router.post("/feedback/{case_id:int}/answer", response_model=CaseDetailOut)
 def answer(
-    db: SessionDep, actor: Handler, now: Now, case_id: IdPath, body: AnswerIn
+    db: SessionDep,
+    actor: Handler,
+    now: Now,
+    settings: SettingsDep,
+    case_id: IdPath,
+    body: AnswerIn,
 ) -> CaseDetailOut:
-    """Answer the case; publish=true lets the citizen read it with the tracking code."""
+    """Answer the case; publish=true lets the citizen read it with the tracking code.
+
+    broadcast=true also reads it on the horns: a normal programme of the case's unit (TTS,
+    display text, no name or phone), at the next free minute from now + 5 min or broadcast_at
+    (within 30 days), in zone_ids or every zone of the unit, submitted for approval.
+    """
+    wanted = service.Broadcast(body.zone_ids, body.broadcast_at) if body.broadcast else None
     case = service.answer(
-        db, actor=actor, case_id=case_id, text=body.answer, publish=body.publish, now=now
-    )
+        db, actor=actor, case_id=case_id, text=body.answer, publish=body.publish, now=now,
+        broadcast=wanted, settings=settings, horizon_days=conflict_days(settings),
+    )  # fmt: skip
     return detail_out(db, case, now)
 
 

@@ -6,11 +6,12 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from server.bounds import Id, RequestBody
+from server.bounds import Id, RequestBody, When
 
 MAX_CONTENT = 5000
+MAX_ZONES = 200  # zones one broadcast answer may target
 # Vietnamese numbers: mobiles 0[35789]x xxx xxxx, landlines 02xx xxx xxxx; +84 or 84 for 0.
 _PHONE = re.compile(r"(?:\+84|84|0)([35789]\d{8}|2\d{9})")
 
@@ -107,6 +108,7 @@ class CaseDetailOut(CaseOut):
     personal_erased: bool
     answer: str
     answer_public: bool
+    programme_id: int | None  # the programme reading the answer on the horns, if any
     attachment_type: str | None
     attachment_size: int | None
     steps: list[StepOut]
@@ -133,6 +135,16 @@ class AnswerIn(RequestBody):
 
     answer: Annotated[Text, Field(min_length=1, max_length=MAX_CONTENT)]
     publish: bool = False
+    # Also read it on the horns: a normal programme of the case's unit, submitted for approval.
+    broadcast: bool = False
+    zone_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_ZONES)] | None = None
+    broadcast_at: When | None = None
+
+    @model_validator(mode="after")
+    def _broadcast_fields(self) -> AnswerIn:
+        if not self.broadcast and (self.zone_ids is not None or self.broadcast_at is not None):
+            raise ValueError("zone_ids and broadcast_at need broadcast: true")
+        return self
 
 
 class ForwardIn(RequestBody):

@@ -13,6 +13,7 @@ from server.access import reach
 from server.access.actor import Actor
 from server.audit import service as audit
 from server.domain import DomainError
+from server.feedback import broadcast as on_air
 from server.feedback.models import (
     ANSWERED,
     ASSIGNED,
@@ -24,6 +25,7 @@ from server.feedback.models import (
     FeedbackCategory,
     FeedbackStep,
 )
+from server.settings import ServerSettings
 from server.users.models import User
 
 
@@ -158,16 +160,54 @@ def assign(
     return case
 
 
+@dataclass(frozen=True)
+class Broadcast:
+    """Read the answer on the horns: zones (None: all of the case's unit) and a start."""
+
+    zone_ids: list[int] | None = None
+    at: datetime | None = None
+
+
 def answer(
-    db: Session, *, actor: Actor, case_id: int, text: str, publish: bool, now: datetime
+    db: Session,
+    *,
+    actor: Actor,
+    case_id: int,
+    text: str,
+    publish: bool,
+    now: datetime,
+    broadcast: Broadcast | None = None,
+    settings: ServerSettings | None = None,
+    horizon_days: int = 60,
 ) -> FeedbackCase:
-    """Write (or rewrite) the answer; published, anyone with the tracking code reads it."""
+    """Write (or rewrite) the answer; published, anyone with the tracking code reads it.
+
+    With broadcast, the answer also becomes a programme of the case's unit (spoken by TTS,
+    blocking), submitted for approval; the case keeps its id.
+    """
     case = _open(db, actor, case_id)
+    programme = None
+    if broadcast is not None:
+        zone_ids, at = on_air.check_request(
+            db, actor=actor, case=case, zone_ids=broadcast.zone_ids, at=broadcast.at, now=now
+        )
+        programme = on_air.broadcast(
+            db, actor=actor, case=case, text=text, zone_ids=zone_ids, at=at, now=now,
+            settings=settings, horizon_days=horizon_days,
+        )  # fmt: skip
+        case.programme_id = programme.id
     case.answer = text
     case.answer_public = publish
     case.answered_at = now
     case.status = ANSWERED
-    _step(db, actor, case, "answer", now=now, note=text, published=publish)
+    _step(db, actor, case, "answer", now=now, note=text, published=publish,
+          broadcast=programme is not None)  # fmt: skip
+    if programme is not None:
+        _step(
+            db, actor, case, "broadcast", now=now, note=programme.title, programme_id=programme.id,
+            programme_status=programme.status, start=programme.start.isoformat()
+            if programme.start else None, zone_ids=sorted(z.id for z in programme.zones),
+        )  # fmt: skip
     return case
 
 

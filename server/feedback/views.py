@@ -56,6 +56,7 @@ def detail_out(db: Session, case: FeedbackCase, now: datetime) -> CaseDetailOut:
         personal_erased=case.personal_erased_at is not None,
         answer=case.answer,
         answer_public=case.answer_public,
+        programme_id=case.programme_id,
         attachment_type=case.attachment_type,
         attachment_size=case.attachment_size,
         steps=steps,

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from schedules import ScheduleCompiler, ScheduleDocument, local_tz, to_local_wall, wall_to_utc
+from server.devices.display import UnitNames, profile_has_display
 from server.devices.models import Device
 from server.planner.models import DeviceSchedule, ZoneClip
 from server.programmes.items import RelayTiming
@@ -93,6 +94,8 @@ def plan_once(
     """Advance programme statuses, then compile and version every active device's schedule.
 
     relay_timing: the relay settings every RelaySpec carries (default: the schedules' ones).
+    A device whose firmware profile has a screen (an e-board) also gets the programmes'
+    texts and the name of the commune it stands in (ScheduleDocument.display).
     """
     moves = advance_lifecycle(db, now=now)
     window = plan_window(now, horizon_days=horizon_days)
@@ -105,12 +108,19 @@ def plan_once(
     latest = _latest_versions(db)
     devices = db.scalars(select(Device).where(Device.revoked_at.is_(None)).order_by(Device.id))
     zones_with_devices: set[int] = set()
+    unit_names = UnitNames(db)
     for device in devices:
         zone_ids = [z.id for z in device.zones]
         zones_with_devices.update(zone_ids)
         version, digest = latest.get(device.id, (0, ""))
+        has_screen = profile_has_display(device.firmware_profile)
+        board_unit = unit_names.of_device(device) if has_screen else None
         doc = compiler.compile(
-            device_id=device.uid, zone_ids=zone_ids, version=version + 1, generated_at=now
+            device_id=device.uid,
+            zone_ids=zone_ids,
+            version=version + 1,
+            generated_at=now,
+            display_unit=board_unit,
         )
         if doc.content_hash() == digest:
             result.unchanged += 1

@@ -83,6 +83,7 @@ def to_out(programme: Programme) -> ProgrammeOut:
         id=programme.id,
         title=programme.title,
         description=programme.description,
+        display_text=programme.display_text or "",
         priority=Priority(programme.priority),
         status=programme.status,
         clip_ids=[c.id for c in clips],

@@ -7,10 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schedules import MAX_RELAY_S, Priority
+from schedules import DISPLAY_TEXT_MAX, MAX_RELAY_S, Priority
 from server.bounds import Id, RequestBody, Volume, When
 
 MAX_ITEMS = 100
+DISPLAY_TEXT_DOC = (
+    "what e-boards show while it plays or is next (at most 2000 characters); "
+    "empty with TTS items: the TTS text"
+)
 
 
 class ClipItemIn(RequestBody):
@@ -53,6 +57,7 @@ class ProgrammeFields(RequestBody):
 
     title: str = Field(min_length=1, max_length=300)
     description: str = Field(default="", max_length=2000)
+    display_text: str = Field(default="", max_length=DISPLAY_TEXT_MAX, description=DISPLAY_TEXT_DOC)
     priority: Priority = Priority.NORMAL
     clip_ids: list[Id] | None = Field(
         default=None, max_length=MAX_ITEMS, description="clips played back to back, in order"
@@ -96,6 +101,9 @@ class ProgrammeUpdate(RequestBody):
 
     title: str | None = Field(default=None, min_length=1, max_length=300)
     description: str | None = Field(default=None, max_length=2000)
+    display_text: str | None = Field(
+        default=None, max_length=DISPLAY_TEXT_MAX, description=DISPLAY_TEXT_DOC
+    )
     priority: Priority | None = None
     clip_ids: list[Id] | None = Field(default=None, max_length=MAX_ITEMS)
     items: list[ItemIn] | None = Field(default=None, max_length=MAX_ITEMS)
@@ -164,6 +172,7 @@ class ProgrammeOut(BaseModel):
     id: int
     title: str
     description: str
+    display_text: str = Field(description="what e-boards show while it plays or is next")
     priority: Priority
     status: str
     clip_ids: list[int]

@@ -18,7 +18,7 @@ from server.events.types import ReplanNeeded
 from server.orgs.models import Zone
 from server.programmes import conflicts, items, workflow
 from server.programmes.models import Programme
-from server.programmes.validation import check_fields
+from server.programmes.validation import check_fields, display_text_of
 from server.settings import ServerSettings
 
 
@@ -55,7 +55,10 @@ def _spoken(
     settings: ServerSettings | None,
     org_unit_id: int | None,
 ) -> dict[str, Any]:
-    """The fields with each TTS item spoken into a clip of the programme's org unit."""
+    """The fields with each TTS item spoken into a clip of the programme's org unit.
+
+    With no display_text given, e-boards show the TTS text (joined, cut to the limit).
+    """
     wanted = items.requested(fields)
     if wanted is None or not any(item.get("kind") == "tts" for item in wanted):
         return fields
@@ -63,7 +66,11 @@ def _spoken(
         db, actor=actor, settings=settings, items=wanted, org_unit_id=org_unit_id,
         title=str(fields.get("title") or "TTS"),
     )  # fmt: skip
-    return {**fields, "items": spoken, "clip_ids": None}
+    out = {**fields, "items": spoken, "clip_ids": None}
+    if not str(fields.get("display_text") or "").strip():
+        said = [str(item["text"]).strip() for item in wanted if item.get("kind") == "tts"]
+        out["display_text"] = display_text_of("\n\n".join(t for t in said if t))
+    return out
 
 
 def _replan(db: Session, programme: Programme, why: str) -> None:

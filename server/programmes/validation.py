@@ -11,7 +11,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules import PRESETS, Priority, ProgrammeSpec, to_local_wall, validate_rrule
+from schedules import (
+    DISPLAY_TEXT_MAX,
+    PRESETS,
+    Priority,
+    ProgrammeSpec,
+    to_local_wall,
+    validate_rrule,
+)
 from server.clips.models import Clip
 from server.domain import DomainError
 from server.orgs.models import OrgUnit, Zone
@@ -39,6 +46,14 @@ class CheckedFields:
     def clips(self) -> list[Clip]:
         """The clips played, in order (relays left out)."""
         return [item.clip for item in self.items if item.clip is not None]
+
+
+def display_text_of(text: str, *, fallback: str = "") -> str:
+    """An e-board text: `text` (else `fallback`) stripped, cut to DISPLAY_TEXT_MAX with '…'."""
+    shown = text.strip() or fallback.strip()
+    if len(shown) <= DISPLAY_TEXT_MAX:
+        return shown
+    return shown[: DISPLAY_TEXT_MAX - 1].rstrip() + "…"
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -148,6 +163,7 @@ def _make_spec(
         return ProgrammeSpec(
             id=programme_id,
             title=values["title"],
+            display_text=values["display_text"],
             priority=values["priority"],
             items=clips,
             relays=relays,
@@ -176,6 +192,8 @@ def check_fields(
     values = {
         "title": str(fields["title"]).strip(),
         "description": fields.get("description") or "",
+        # Not cut here: an editor's text over the limit is refused (422), not shortened.
+        "display_text": str(fields.get("display_text") or "").strip(),
         "priority": Priority(fields.get("priority") or Priority.NORMAL),
         "volume": fields.get("volume"),
         "org_unit_id": unit.id,
@@ -197,6 +215,7 @@ def to_spec(programme: Programme, *, timing: RelayTiming | None = None) -> Progr
     return ProgrammeSpec(
         id=programme.id,
         title=programme.title,
+        display_text=programme.display_text or "",
         priority=Priority(programme.priority),
         items=clips,
         relays=relays,

@@ -51,7 +51,16 @@ ALLOWED: dict[str, frozenset[str]] = {
 EDITABLE = (DRAFT, REJECTED)
 TIMING_FIELDS = ("start", "rrule", "dtstart", "valid_from", "valid_until")
 REQUIRED_FIELDS = frozenset(
-    {"title", "description", "priority", "clip_ids", "items", "zone_ids", "org_unit_id"}
+    {
+        "title",
+        "description",
+        "display_text",
+        "priority",
+        "clip_ids",
+        "items",
+        "zone_ids",
+        "org_unit_id",
+    }
 )
 
 
@@ -152,6 +161,7 @@ def update_programme(
     current: dict[str, Any] = {
         "title": programme.title,
         "description": programme.description,
+        "display_text": programme.display_text or "",
         "priority": programme.priority,
         "items": items.as_input(programme),
         "zone_ids": [z.id for z in programme.zones],

@@ -111,6 +111,17 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
             ("longest_outage_s", "Mất kết nối lâu nhất (giây)"),
         ],
     ),
+    (
+        "feedback",
+        "Phản ánh, kiến nghị",
+        [
+            ("received", "Phản ánh nhận được"),
+            ("handled", "Đã xử lý (trả lời hoặc kết thúc)"),
+            ("handled_on_time", "Xử lý đúng hạn"),
+            ("overdue_open", "Quá hạn chưa xử lý"),
+            ("median_hours_to_answer", "Thời gian trả lời, trung vị (giờ)"),
+        ],
+    ),
 ]
 UNIT_HEADERS = ["Mã đơn vị", "Đơn vị", "Cấp"]
 TOTAL_LABEL = "Tổng cộng"

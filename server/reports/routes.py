@@ -17,8 +17,8 @@ from server.access.policy import PLAYS_READ
 from server.bounds import MAX_ID, When
 from server.deps import Now, SessionDep
 from server.orgs.models import Zone
-from server.reports import export, service, summary
-from server.reports.schemas import ReportRowOut, SummaryOut, ZoneReportOut
+from server.reports import export, feedback, service, summary
+from server.reports.schemas import FeedbackReportOut, ReportRowOut, SummaryOut, ZoneReportOut
 
 router = APIRouter(tags=["reports"])
 MAX_SPAN = timedelta(days=93)
@@ -93,6 +93,25 @@ def zone_plays_csv(
         service.report_csv(report),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/reports/feedback", response_model=FeedbackReportOut)
+def feedback_report(
+    db: SessionDep,
+    now: Now,
+    actor: Reader,
+    org_unit_id: UnitId,
+    since: When | None = None,
+    until: When | None = None,
+) -> FeedbackReportOut:
+    """Citizen feedback per unit over [since, until): by default the 30 days up to now.
+
+    At most 366 days. Per unit handling the cases: received, handled (answered or closed),
+    handled on time, overdue still open at the end, median hours to answer (docs/reports.md).
+    """
+    return feedback.feedback_report(
+        db, actor=actor, org_unit_id=org_unit_id, since=since, until=until, now=now
     )
 
 

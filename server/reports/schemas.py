@@ -107,6 +107,36 @@ class AvailabilityFigures(BaseModel):
     longest_outage_s: float
 
 
+class FeedbackFigures(BaseModel):
+    """Citizen feedback cases of the units handling them (docs/reports.md, "Feedback")."""
+
+    received: int = 0
+    handled: int = 0  # answered or closed in the period (the first of the two)
+    handled_on_time: int = 0  # ... at or before the case's due date
+    overdue_open: int = 0  # at the period's end (or now): due, neither answered nor closed
+    median_hours_to_answer: float | None = None
+
+
+class FeedbackUnitRow(BaseModel):
+    """One unit's feedback figures (its own cases), or the total of the chosen unit."""
+
+    org_unit_id: int
+    name: str
+    kind: str
+    feedback: FeedbackFigures
+
+
+class FeedbackReportOut(BaseModel):
+    """Feedback figures of each unit of the chosen unit's subtree that had a case, and total."""
+
+    org_unit: dict[str, int | str]
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    rows: list[FeedbackUnitRow]
+    total: FeedbackUnitRow
+
+
 class SummaryRow(BaseModel):
     """The figures of one org unit (a child of the chosen unit, or the total)."""
 
@@ -118,6 +148,7 @@ class SummaryRow(BaseModel):
     bulletins: BulletinFigures
     emergencies: EmergencyFigures
     availability: AvailabilityFigures
+    feedback: FeedbackFigures = FeedbackFigures()
 
 
 class PeriodOut(BaseModel):

@@ -29,6 +29,7 @@ from server.orgs.models import OrgUnit, zone_devices
 from server.plays.models import PlayRecord
 from server.programmes.models import Programme, programme_zones
 from server.reports import figures, periods, presence, rollup
+from server.reports.feedback import FeedbackAcc, per_unit
 from server.reports.schemas import (
     SCHEMA_VERSION,
     AvailabilityFigures,
@@ -75,6 +76,7 @@ class _Acc:
     online_s: float = 0.0
     faulty: int = 0
     longest_s: float = 0.0
+    feedback: FeedbackAcc = field(default_factory=FeedbackAcc)
 
 
 class _Book:
@@ -109,6 +111,9 @@ def summary(
     _plays(db, book, units, device_ids, period, limit, now)
     _deliveries(db, book, units, since, until)
     _live(db, book, since, until)
+    for unit_id, cases in per_unit(db, units=units, since=since, until=until, now=now).items():
+        for acc in book.of(unit_id):
+            acc.feedback.add(cases)
     edges = periods.bucket_edges(period.first, period.last)
     series = presence.Series([e.timestamp() for e in edges])
     found = presence.availability(
@@ -400,6 +405,7 @@ def _row(org_unit_id: int, name: str, kind: str, acc: _Acc) -> SummaryRow:
             faulty_clusters=acc.faulty,
             longest_outage_s=round(acc.longest_s, 1),
         ),
+        feedback=acc.feedback.figures(),
     )
 
 

@@ -62,6 +62,7 @@
     const b = {
       title: (f.get("title") || "").trim(),
       description: f.get("description") || "",
+      display_text: (f.get("display_text") || "").trim(),
       clip_ids: f.getAll("clip_ids").map(Number),
       zone_ids: f.getAll("zone_ids").map(Number),
       priority: emergency ? "emergency" : f.get("priority") || "normal",

@@ -70,6 +70,11 @@ MORE_BODIES = {
         },
     ),
     ("POST", "/api/v1/programmes"): Body(ITEM_KINDS, _new_programme),
+    # The answer read on the horns: the zones it is broadcast to (issue 16).
+    ("POST", "/api/v1/feedback/{case_id}/answer"): Body(
+        ("zone",),
+        lambda w, p, r: {"answer": "Xã đã xử lý.", "broadcast": True, "zone_ids": [p("zone")]},
+    ),
     ("POST", "/api/v1/programmes/check"): Body(ITEM_KINDS, _new_programme),
 }
 # A CAP alert names org units by code (geocode), not by id: a foreign code answers like an

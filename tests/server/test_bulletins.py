@@ -444,7 +444,10 @@ def test_history_of_an_accepted_programme_names_the_bulletin(world: World) -> No
                 .order_by(ProgrammeTransition.id)
             )
         )
+        shown = db.get(Programme, pid).display_text
     assert notes == ["draft", "approved"]
+    bulletin = world.call("a-operator", "GET", f"/bulletins/{bid}", None, 200)
+    assert shown == (bulletin["text"] or bulletin["title"])  # what the commune's e-boards show
 
 
 def test_accept_into_the_communes_next_regular_slot(world: World) -> None:

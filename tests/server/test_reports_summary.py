@@ -410,7 +410,7 @@ def test_month_figures_in_json_csv_and_xlsx(month: PermWorld) -> None:
     book = load_workbook(io.BytesIO(r.content))
     assert book.sheetnames == [
         "Thông tin", "Thời lượng phát", "Chương trình", "Bản tin cấp trên", "Khẩn cấp",
-        "Thiết bị", "Theo chủ đề",
+        "Thiết bị", "Phản ánh, kiến nghị", "Theo chủ đề",
     ]  # fmt: skip
     sheet = book["Chương trình"]
     header = [c.value for c in sheet[1]]
