@@ -18,6 +18,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "nav.users": ("Người dùng", "Users"),
     "nav.audit": ("Nhật ký", "Audit log"),
     "nav.relay_sources": ("Nguồn tiếp âm", "Relay sources"),
+    "nav.feedback": ("Phản ánh, kiến nghị", "Citizen feedback"),
     "nav.logout": ("Đăng xuất", "Sign out"),
     "common.filter": ("Lọc", "Filter"),
     "common.show": ("Xem", "Show"),
