@@ -22,6 +22,7 @@ from server.domain import DomainError, not_found
 from server.feedback.models import FeedbackCase, FeedbackCategory
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
+from server.relay.models import RelaySource
 from server.sources.models import Source
 from server.users.models import User
 
@@ -60,6 +61,8 @@ OWNED: dict[type[Any], Owned] = {
     # Feedback: the unit handling the case now (a forward moves it); categories: their commune.
     FeedbackCase: Owned("Feedback case", FeedbackCase.org_unit_id),
     FeedbackCategory: Owned("Feedback category", FeedbackCategory.org_unit_id),
+    # Relay sources: the unit that registered them (a programme below may use them).
+    RelaySource: Owned("Relay source", RelaySource.org_unit_id),
 }
 
 

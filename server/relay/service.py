@@ -11,7 +11,7 @@ from server.access import reach
 from server.access.actor import Actor
 from server.audit import service as audit
 from server.db import utcnow
-from server.domain import DomainError, not_found
+from server.domain import DomainError
 from server.live.urlguard import system_resolve
 from server.relay import address
 from server.relay.address import CheckedUrl, Resolver, UrlRefused
@@ -21,14 +21,8 @@ LABEL = "Relay source"
 
 
 def _load(db: Session, actor: Actor, relay_source_id: int) -> RelaySource:
-    """The source, or 404 like a missing one when it is outside the caller's subtree.
-
-    The rule reach.load applies (server/access/reach.py names no RelaySource yet).
-    """
-    row = db.get(RelaySource, relay_source_id)
-    if row is None or not actor.reaches(row.org_unit_id):
-        raise not_found(LABEL, relay_source_id)
-    return row
+    """The source, or 404 like a missing one when it is outside the caller's subtree."""
+    return reach.load(db, actor, RelaySource, relay_source_id)
 
 
 def _name(name: str) -> str:
@@ -84,7 +78,7 @@ def _audit(db: Session, actor: Actor, action: str, row: RelaySource, **details: 
 
 def list_sources(db: Session, *, actor: Actor, enabled: bool | None = None) -> list[RelaySource]:
     """Relay sources of the caller's subtree, by name (only enabled or disabled ones if asked)."""
-    query = select(RelaySource).where(actor.org_clause(RelaySource.org_unit_id))
+    query = select(RelaySource).where(reach.reachable(actor, RelaySource))
     if enabled is not None:
         query = query.where(RelaySource.enabled.is_(enabled))
     return list(db.scalars(query.order_by(RelaySource.name, RelaySource.id)))

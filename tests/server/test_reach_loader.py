@@ -31,6 +31,7 @@ from server.feedback.models import FeedbackCase, FeedbackCategory
 from server.migrate import upgrade
 from server.orgs.models import OrgUnit, Zone
 from server.programmes.models import Programme
+from server.relay.models import RelaySource
 from server.sources.models import Source
 from server.users.models import User
 
@@ -121,6 +122,12 @@ def _case(db: Session, unit_id: int | None) -> FeedbackCase:
                         due_at=datetime.now(UTC) + timedelta(days=10))  # fmt: skip
 
 
+def _relay_source(db: Session, unit_id: int | None) -> RelaySource:
+    assert unit_id is not None
+    return RelaySource(name=f"VOV1 {next(_serial)}", url="https://radio.example.vn/vov1",
+                       org_unit_id=unit_id)  # fmt: skip
+
+
 # One way to make an object owned by an org unit, per model the loader knows.
 MAKERS: dict[type[Any], Callable[[Session, int | None], Any]] = {
     Zone: _zone,
@@ -134,6 +141,7 @@ MAKERS: dict[type[Any], Callable[[Session, int | None], Any]] = {
     RegularSlot: _slot,
     FeedbackCategory: _category,
     FeedbackCase: _case,
+    RelaySource: _relay_source,
 }
 
 
