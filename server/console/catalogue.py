@@ -295,6 +295,40 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "prog.clips": ("Bản tin sẽ phát (theo thứ tự)", "Clips to play (in order)"),
     "prog.relay_item": ("Tiếp âm {source} trong {seconds} giây", "Relay {source} for {seconds} s"),
     "prog.relay_fallback": ("dự phòng", "fallback"),
+    "prog.items": ("Nội dung phát (theo thứ tự)", "What plays (in order)"),
+    "prog.items_order": (
+        "Đánh dấu bản tin để đưa vào danh sách bên dưới. Các mục phát lần lượt từ trên xuống; "
+        "dùng nút Lên, Xuống để đổi thứ tự.",
+        "Tick clips to add them to the list below. Items play from top to bottom; "
+        "use Up and Down to change the order.",
+    ),
+    "prog.items_total": ("Tổng thời lượng mỗi lần phát:", "Length of each playback:"),
+    "prog.item_up": ("Lên", "Up"),
+    "prog.item_down": ("Xuống", "Down"),
+    "prog.item_remove": ("Bỏ", "Remove"),
+    "prog.add_relay": ("Thêm tiếp âm", "Add a relay"),
+    "prog.relay": ("Tiếp âm", "Relay"),
+    "prog.relay_source": ("Nguồn tiếp âm", "Relay source"),
+    "prog.relay_minutes": ("Thời lượng (phút, từ 1 đến {max})", "Length (minutes, 1 to {max})"),
+    "prog.relay_fallback_clip": ("Bản tin dự phòng", "Fallback clip"),
+    "prog.relay_fallback_hint": (
+        "Phát khi mất tín hiệu tiếp âm",
+        "Plays when the relay signal is lost",
+    ),
+    "prog.relay_none": (
+        "Muốn tiếp âm cần có một nguồn tiếp âm đang bật mà đơn vị được dùng và một bản tin "
+        "để phát dự phòng.",
+        "To relay, you need an enabled relay source your unit may use and a clip to play "
+        "as the fallback.",
+    ),
+    "prog.relay_minutes_bad": (
+        "Thời lượng tiếp âm phải là số phút nguyên, từ 1 đến {max} phút.",
+        "A relay lasts a whole number of minutes, from 1 to {max}.",
+    ),
+    "prog.relay_owner_bad": (
+        "Đơn vị phụ trách đã chọn không được dùng nguồn tiếp âm “{source}”; hãy chọn nguồn khác.",
+        "The owning unit chosen may not use the relay source “{source}”; choose another.",
+    ),
     "prog.no_zones": ("Chưa có vùng phát nào.", "No zones yet."),
     "prog.none": ("Chưa có chương trình nào.", "No programmes yet."),
     "prog.once": ("Phát một lần", "Play once"),

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules import PRESETS, local_tz, to_local_wall, wall_to_utc
+from schedules import MAX_RELAY_S, PRESETS, local_tz, to_local_wall, wall_to_utc
 from server.access import policy, reach
 from server.access.actor import Actor
 from server.bounds import IdFilter, IdPath
@@ -35,6 +35,7 @@ from server.programmes.models import (
     programme_zones,
 )
 from server.programmes.validation import to_spec
+from server.relay.models import RelaySource
 
 router = APIRouter(include_in_schema=False)
 WEEK_STATUSES = (DRAFT, SUBMITTED, APPROVED, ACTIVE)
@@ -64,6 +65,33 @@ def default_zone(db: Session, actor: Actor, zones: list[Zone]) -> Zone | None:
             return by_id[zone_id]
     own = [z for z in zones if z.org_unit_id == actor.user.org_unit_id]
     return own[0] if own else zones[0]
+
+
+def relay_choices(db: Session, actor: Actor) -> list[RelaySource]:
+    """Enabled relay sources of the caller's units and the units above them, by name."""
+    query = select(RelaySource).where(
+        RelaySource.enabled.is_(True), actor.clip_clause(RelaySource.org_unit_id)
+    )
+    return list(db.scalars(query.order_by(RelaySource.name, RelaySource.id).limit(500)))
+
+
+def units_above(db: Session, actor: Actor, owners: list[OrgUnit]) -> dict[int, list[int]]:
+    """Each owner unit with the ids from it up to the root: whose relay sources it may use."""
+    parents = {u.id: u.parent_id for u in owners}
+    if actor.ancestor_org_ids:
+        rows = db.execute(
+            select(OrgUnit.id, OrgUnit.parent_id).where(OrgUnit.id.in_(actor.ancestor_org_ids))
+        )
+        parents.update({int(i): p for i, p in rows})
+    out: dict[int, list[int]] = {}
+    for unit in owners:
+        chain: list[int] = []
+        current: int | None = unit.id
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = parents.get(current)
+        out[unit.id] = chain
+    return out
 
 
 def week_start(day: date) -> date:
@@ -124,7 +152,7 @@ def programmes_page(
 
 @router.get("/programmes/new", response_class=HTMLResponse)
 def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) -> HTMLResponse:
-    """The form for a new programme: clips, zones, when (once or a preset), priority."""
+    """The form for a new programme: clips and relays, zones, when, priority."""
     if not actor.may(policy.PROGRAMMES_CREATE):
         raise HTTPException(403, detail="")
     clips = list(
@@ -148,6 +176,9 @@ def new_programme_page(request: Request, db: SessionDep, actor: ConsoleActor) ->
         units=unit_names(db, actor),
         active="programmes",
         clips=clips,
+        relay_sources=relay_choices(db, actor),
+        units_above=units_above(db, actor, owners),
+        max_relay_minutes=int(MAX_RELAY_S // 60),
         zones=my_zones(db, actor),
         owners=owners,
         presets=list(PRESETS.values()),

@@ -57,13 +57,150 @@
   if (preset) preset.addEventListener("change", showEditor);
   showEditor();
 
+  // The items, in playing order: ticking a clip appends it, "add a relay" appends a relay.
+  const editorBox = document.getElementById("items-editor");
+  const list = document.getElementById("item-list");
+  const controls = document.getElementById("item-controls");
+  const relayTemplate = document.getElementById("relay-item");
+  const totalBox = document.getElementById("items-total-value");
+  const maxMinutes = Number(form.dataset.maxRelayMinutes || 240);
+  const unitsAbove = JSON.parse(form.dataset.unitsAbove || "{}");
+
+  // A length as m:ss, or h:mm:ss from an hour on.
+  function length(seconds) {
+    const s = Math.round(seconds);
+    const ss = ":" + String(s % 60).padStart(2, "0");
+    if (s < 3600) return Math.floor(s / 60) + ss;
+    return Math.floor(s / 3600) + ":" + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + ss;
+  }
+
+  function showTotal() {
+    if (!totalBox) return;
+    let seconds = 0;
+    list.querySelectorAll("li").forEach(function (li) {
+      if (li.dataset.kind === "clip") seconds += Number(li.dataset.duration) || 0;
+      else {
+        const minutes = Number(li.querySelector("[name=relay_minutes]").value);
+        if (Number.isInteger(minutes) && minutes > 0 && minutes <= maxMinutes) seconds += minutes * 60;
+      }
+    });
+    totalBox.textContent = length(seconds);
+  }
+
+  function withControls(li) {
+    li.appendChild(controls.content.cloneNode(true));
+    list.appendChild(li);
+    showTotal();
+    return li;
+  }
+
+  function clipBox(id) {
+    return form.querySelector("input[name=clip_ids][value='" + Number(id) + "']");
+  }
+
+  form.querySelectorAll("input[name=clip_ids]").forEach(function (box) {
+    box.addEventListener("change", function () {
+      const row = list.querySelector("li[data-kind=clip][data-clip-id='" + Number(box.value) + "']");
+      if (!box.checked) {
+        if (row) row.remove();
+        showTotal();
+        return;
+      }
+      if (row) return;
+      const li = document.createElement("li");
+      li.className = "clip-item";
+      li.dataset.kind = "clip";
+      li.dataset.clipId = box.value;
+      li.dataset.duration = box.dataset.duration;
+      const title = document.createElement("span");
+      title.textContent = box.dataset.title + " (" + length(Number(box.dataset.duration) || 0) + ") ";
+      li.appendChild(title);
+      withControls(li);
+    });
+  });
+
+  // A relay source is usable by the owning unit when it belongs to that unit or one above it.
+  function ownerUnit() {
+    const owner = form.querySelector("select[name=org_unit_id]");
+    return owner ? owner.value : form.dataset.ownUnit;
+  }
+
+  function fitSources() {
+    const above = unitsAbove[ownerUnit()];
+    if (!above) return;
+    list.querySelectorAll("select[name=relay_source_id]").forEach(function (select) {
+      Array.from(select.options).forEach(function (option) {
+        option.hidden = option.disabled = !above.includes(Number(option.dataset.unit));
+      });
+      const current = select.options[select.selectedIndex];
+      if (current && current.disabled) {
+        const usable = Array.from(select.options).find(function (o) { return !o.disabled; });
+        if (usable) select.value = usable.value;
+      }
+    });
+  }
+  const ownerSelect = form.querySelector("select[name=org_unit_id]");
+  if (ownerSelect) ownerSelect.addEventListener("change", fitSources);
+
+  const addRelay = document.getElementById("add-relay");
+  if (addRelay) {
+    addRelay.addEventListener("click", function () {
+      const li = withControls(relayTemplate.content.firstElementChild.cloneNode(true));
+      li.querySelector("[name=relay_minutes]").addEventListener("input", showTotal);
+      fitSources();
+      li.querySelector("select").focus();
+    });
+  }
+
+  list.addEventListener("click", function (event) {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const li = button.closest("li");
+    if (button.hasAttribute("data-remove")) {
+      if (li.dataset.kind === "clip") {
+        const box = clipBox(li.dataset.clipId);
+        if (box) box.checked = false;
+      }
+      li.remove();
+    } else if (button.dataset.move === "-1" && li.previousElementSibling) {
+      list.insertBefore(li, li.previousElementSibling);
+    } else if (button.dataset.move === "1" && li.nextElementSibling) {
+      list.insertBefore(li.nextElementSibling, li);
+    }
+    showTotal();
+  });
+
+  function items() {
+    return Array.from(list.querySelectorAll("li")).map(function (li) {
+      if (li.dataset.kind === "clip") return { kind: "clip", clip_id: Number(li.dataset.clipId) };
+      const input = li.querySelector("[name=relay_minutes]");
+      const minutes = Number(input.value);
+      if (input.value.trim() === "" || !Number.isInteger(minutes) || minutes < 1 || minutes > maxMinutes) {
+        input.focus();
+        throw new Error(editorBox.dataset.minutesBad);
+      }
+      const source = li.querySelector("select[name=relay_source_id]");
+      const chosen = source.options[source.selectedIndex];
+      if (!chosen || chosen.disabled) {
+        source.focus();
+        throw new Error(editorBox.dataset.ownerBad.replace("{source}", chosen ? chosen.textContent : ""));
+      }
+      return {
+        kind: "relay",
+        relay_source_id: Number(source.value),
+        duration_s: minutes * 60,
+        fallback_clip_id: Number(li.querySelector("select[name=fallback_clip_id]").value),
+      };
+    });
+  }
+
   function body(emergency) {
     const f = new FormData(form);
     const b = {
       title: (f.get("title") || "").trim(),
       description: f.get("description") || "",
       display_text: (f.get("display_text") || "").trim(),
-      clip_ids: f.getAll("clip_ids").map(Number),
+      items: items(),
       zone_ids: f.getAll("zone_ids").map(Number),
       priority: emergency ? "emergency" : f.get("priority") || "normal",
     };
