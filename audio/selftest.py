@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from audio.signals import fast_fft_len
+
 SWEEP_LOW_HZ = 100.0
 SWEEP_HIGH_HZ = 10_000.0
 BAND_CENTRES_HZ = (125, 250, 500, 1000, 2000, 4000, 8000)
@@ -275,7 +277,7 @@ def _figures(signal: TestSignal, rec: NDArray[np.float64]) -> Figures:
     """Deconvolve, align, and measure."""
     sr = signal.sample_rate
     played = signal.samples.astype(np.float64)
-    n = _fast_len(len(rec) + len(played))
+    n = fast_fft_len(len(rec) + len(played))
     inverse = _inverse(played, n, sr, signal.low_hz, signal.high_hz)
     ir = np.fft.irfft(np.fft.rfft(rec, n) * inverse, n)
     # The sweep must lie whole in the recording; the peak is searched up to MAX_LATENCY_S.
@@ -340,7 +342,7 @@ def _flat_edges(signal: TestSignal) -> tuple[float, float]:
 
 def _bands(linear: NDArray[np.float64], sr: int, *, exact: tuple[float, float]) -> list[float]:
     """Octave-band levels (dB) of the linear response, read where the inverse is exact."""
-    n = _fast_len(max(len(linear), sr))  # about 1 Hz per bin: the 125 Hz band gets ~50 bins
+    n = fast_fft_len(max(len(linear), sr))  # about 1 Hz per bin: the 125 Hz band gets ~50 bins
     power = np.abs(np.fft.rfft(linear, n)) ** 2
     freqs = np.fft.rfftfreq(n, 1.0 / sr)
     low, high = exact
@@ -451,19 +453,3 @@ def _db(power: float) -> float:
 
 def _dbfs(rms: float) -> float:
     return max(20.0 * math.log10(rms), FLOOR_DB) if rms > 0 else FLOOR_DB
-
-
-def _fast_len(n: int) -> int:
-    """The next length >= n whose only prime factors are 2, 3 and 5 (fast for the FFT)."""
-    best = 1 << max(n - 1, 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best

@@ -66,7 +66,7 @@ def marker_track(
 def delay_fractional(signal: Signal, delay_samples: float) -> NDArray[np.float64]:
     """Delay `signal` by a possibly fractional number of samples (band-limited, FFT phase shift)."""
     x = np.asarray(signal, dtype=np.float64)
-    n = _fast_len(len(x) + int(np.ceil(abs(delay_samples))) + 1)
+    n = fast_fft_len(len(x) + int(np.ceil(abs(delay_samples))) + 1)
     spectrum = np.fft.rfft(x, n)
     spectrum *= np.exp(-2j * np.pi * np.fft.rfftfreq(n) * delay_samples)
     return np.fft.irfft(spectrum, n)[: len(x)]
@@ -128,7 +128,7 @@ def skew_between(
     b = np.asarray(rec_b, dtype=np.float64)
     if not a.any() or not b.any():
         raise ValueError("cannot measure skew against a silent recording")
-    n = _fast_len(len(a) + len(b))
+    n = fast_fft_len(len(a) + len(b))
     corr = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)
     max_lag = min(round(max_lag_s * sample_rate), n // 2 - 1)
     # Lags -max_lag..+max_lag, laid out contiguously so the peak can be interpolated.
@@ -140,7 +140,7 @@ def skew_between(
 def _correlate_valid(rec: NDArray[np.float64], ref: NDArray[np.float64]) -> NDArray[np.float64]:
     """corr[k] = sum(rec[k:k+m] * ref) for every k where the marker fits, via FFT."""
     m = len(ref)
-    n = _fast_len(len(rec) + m)
+    n = fast_fft_len(len(rec) + m)
     full = np.fft.irfft(np.fft.rfft(rec, n) * np.conj(np.fft.rfft(ref, n)), n)
     return full[: len(rec) - m + 1]
 
@@ -156,7 +156,7 @@ def _parabolic_offset(values: NDArray[np.float64], peak: int) -> float:
     return float(0.5 * (left - right) / curvature)
 
 
-def _fast_len(n: int) -> int:
+def fast_fft_len(n: int) -> int:
     """The next length >= n whose only prime factors are 2, 3 and 5 (fast for the FFT)."""
     best = 1 << max(n - 1, 1).bit_length()
     p5 = 1
