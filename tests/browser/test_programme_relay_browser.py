@@ -11,9 +11,13 @@ from tests.browser.test_console_browser import tone_wav
 
 
 def _clip(live: LiveServer, title: str, seconds: float) -> int:
-    r = live.admin.post("/api/v1/clips", files={"file": ("tin.wav", tone_wav(seconds, 440.0),
+    # Clips are content-addressed: a tone another test uploaded would come back under its
+    # title, so each clip here gets a pitch of its own.
+    pitch = 300.0 + 7 * live.next()
+    r = live.admin.post("/api/v1/clips", files={"file": ("tin.wav", tone_wav(seconds, pitch),
                         "audio/wav")}, data={"title": title})  # fmt: skip
     assert r.status_code in (200, 201), r.text
+    assert r.json()["title"] == title, "a clip with the same audio already existed"
     return int(r.json()["id"])
 
 
