@@ -15,6 +15,8 @@ from server.broker.process import free_port
 from server.broker.render import TlsListener
 from tests.stack import skip_without_mosquitto
 
+pytest_plugins = ["tests.gcpauses"]
+
 if TYPE_CHECKING:
     from tests.server.test_permissions_fixtures import PermWorld
 
