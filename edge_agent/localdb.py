@@ -255,6 +255,20 @@ class LocalDb:
             c.execute("DELETE FROM on_air WHERE item_id = ?", (item_id,))
         return seq
 
+    def record_event(self, *, event: dict[str, Any]) -> int:
+        """Put a device event (protocol.DeviceEvent, without its seq) in the outbox; its seq."""
+        with self._tx(durable=True) as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+            seq = (int(row[0]) if row else 0) + 1
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(seq),)
+            )
+            c.execute(
+                "INSERT INTO outbox (seq, event) VALUES (?, ?)",
+                (seq, json.dumps({**event, "seq": seq})),
+            )
+        return seq
+
     def mark_ignored(self, items: Iterable[tuple[str, float]]) -> None:
         """Items that were over before this device ever held them: never played nor reported."""
         with self._tx() as c:

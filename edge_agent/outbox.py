@@ -18,7 +18,16 @@ from pydantic import ValidationError
 
 from audio.clock import Clock
 from edge_agent.localdb import LocalDb
-from protocol import SPECS, EventAck, EventBatch, PlayEvent, TopicKind, encode
+from protocol import (
+    EVENT_ADAPTER,
+    SPECS,
+    DeviceEvent,
+    EventAck,
+    EventBatch,
+    PlayEvent,
+    TopicKind,
+    encode,
+)
 from protocol.mqtt_client import MqttLink, Outgoing
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,12 @@ class Outbox:
         if self._on_recorded is not None:
             with contextlib.suppress(ValidationError):  # _publish_due logs and drops it
                 self._on_recorded(PlayEvent.model_validate({**event, "seq": seq}))
+        self._wake.set()
+        return seq
+
+    async def record_device_event(self, event: dict[str, Any]) -> int:
+        """Persist a device event (protocol.DeviceEvent fields but seq) and wake the publisher."""
+        seq = await asyncio.to_thread(self.db.record_event, event=event)
         self._wake.set()
         return seq
 
@@ -117,12 +132,12 @@ class Outbox:
         if room <= 0:
             return
         rows = await asyncio.to_thread(self.db.outbox, limit=len(self._in_flight) + room)
-        due: list[PlayEvent] = []
+        due: list[PlayEvent | DeviceEvent] = []
         for row in rows:
             if row["seq"] in self._in_flight:
                 continue
             try:
-                due.append(PlayEvent.model_validate(row))
+                due.append(EVENT_ADAPTER.validate_python(row))
             except ValidationError as exc:
                 # Out of the protocol's ranges (a clock far off): no server would store it,
                 # and it must not stop every later event from being sent.
@@ -139,10 +154,10 @@ class Outbox:
             log.info("outbox: re-sent %d event(s) the server had not acknowledged", len(expired))
 
 
-def _batches(events: list[PlayEvent]) -> list[list[PlayEvent]]:
+def _batches(events: list[PlayEvent | DeviceEvent]) -> list[list[PlayEvent | DeviceEvent]]:
     """Split events into batches that fit the EVENTS topic's size and count limits."""
-    batches: list[list[PlayEvent]] = []
-    current: list[PlayEvent] = []
+    batches: list[list[PlayEvent | DeviceEvent]] = []
+    current: list[PlayEvent | DeviceEvent] = []
     size = 0
     for event in events:
         event_size = len(event.model_dump_json()) + 1

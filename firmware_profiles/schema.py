@@ -100,6 +100,36 @@ class DisplayConfig(_Strict):
     orientation: Literal["landscape", "portrait"] = "landscape"
 
 
+class CaptureConfig(_Strict):
+    """The microphone on the pole that hears the horns, for the acoustic self-test (issue 17).
+
+    "alsa": a USB or I2S microphone read with arecord from `alsa_device`; "sim": the
+    simulated cluster's microphone, which hears the sink's output through the acoustic path
+    in the agent's data dir (sim_acoustic.json, audio.acoustic.AcousticPath).
+    """
+
+    kind: Literal["alsa", "sim"]
+    alsa_device: str | None = Field(default=None, min_length=1)
+    sample_rate: int = Field(default=48000, ge=32000, le=192000)
+
+
+class PowerConfig(_Strict):
+    """Where the agent reads mains present / on battery / battery low (issue 17).
+
+    "gpio": inputs from a UPS HAT or a relay on the mains side (`mains_pin` reads active
+    while mains is present, `battery_low_pin` while the battery is nearly empty); "sim":
+    the simulated cluster's state file in the agent's data dir (sim_power.json).
+    """
+
+    kind: Literal["gpio", "sim"]
+    mains_pin: int | None = Field(default=None, ge=0)
+    battery_low_pin: int | None = Field(default=None, ge=0)
+    active_high: bool = True
+    # The highest volume (%) while on battery: a smaller load keeps the horns up for longer.
+    battery_volume_max: int | None = Field(default=None, ge=0, le=100)
+    poll_s: float = Field(default=2.0, ge=0.2, le=60)
+
+
 class FirmwareProfile(_Strict):
     """One supported hardware build: board, audio path, amplifier, LED, volume, network."""
 
@@ -117,6 +147,8 @@ class FirmwareProfile(_Strict):
     thermal_zone: str | None = Field(default=None, min_length=1)
     network: NetworkConfig = NetworkConfig()
     display: DisplayConfig | None = None
+    capture: CaptureConfig | None = None
+    power: PowerConfig | None = None
 
     @property
     def has_display(self) -> bool:

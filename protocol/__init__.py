@@ -1,12 +1,15 @@
 """The one wire contract shared by the server and the edge agent."""
 
 from protocol.messages import (
+    DEVICE_EVENT_CODES,
+    EVENT_ADAPTER,
     PROTOCOL_VERSION,
     Ack,
     Birth,
     ClipRequest,
     Command,
     DesiredState,
+    DeviceEvent,
     EventAck,
     EventBatch,
     LiveJoin,
@@ -15,8 +18,10 @@ from protocol.messages import (
     Message,
     Offline,
     PlayEvent,
+    PowerState,
     ProtocolError,
     ScheduleMessage,
+    SelfTestFigures,
     Telemetry,
     TimeRequest,
     TimeResponse,
@@ -45,6 +50,8 @@ from protocol.topics import (
 )
 
 __all__ = [
+    "DEVICE_EVENT_CODES",
+    "EVENT_ADAPTER",
     "LIVE_QOS",
     "PREFIX",
     "PROTOCOL_VERSION",
@@ -55,6 +62,7 @@ __all__ = [
     "ClipRequest",
     "Command",
     "DesiredState",
+    "DeviceEvent",
     "Direction",
     "EventAck",
     "EventBatch",
@@ -64,8 +72,10 @@ __all__ = [
     "Message",
     "Offline",
     "PlayEvent",
+    "PowerState",
     "ProtocolError",
     "ScheduleMessage",
+    "SelfTestFigures",
     "Telemetry",
     "TimeRequest",
     "TimeResponse",

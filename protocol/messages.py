@@ -10,7 +10,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -85,6 +87,11 @@ class Offline(Message):
     reason: Literal["will", "shutdown"] = "will"
 
 
+# "mains": mains present; "battery": mains lost, running on the DC backup; "battery_low":
+# on battery and the monitor says it is nearly empty.
+PowerState = Literal["mains", "battery", "battery_low"]
+
+
 class Telemetry(Message):
     """Periodic health sample."""
 
@@ -115,6 +122,10 @@ class Telemetry(Message):
     # wrong CA or host name), and the last one in words; null when none.
     tls_refusals: Count | None = None
     tls_refused: ShortStr | None = None
+    # Power inputs of the profile (issue 17): null when the profile names none.
+    power: PowerState | None = None
+    # The volume cap the agent applies while on battery (profile power.battery_volume_max).
+    battery_volume_cap: Annotated[int, Field(ge=0, le=100)] | None = None
 
 
 class DesiredState(Message):
@@ -129,9 +140,16 @@ class DesiredState(Message):
     zone_ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(max_length=256)] = (
         Field(default_factory=list)
     )
+    # The commune's daily acoustic self-test (issue 17): local time "HH:MM" (Asia/Ho_Chi_Minh)
+    # and the volume it plays at; null: no scheduled test. Never inside a programme or a
+    # live session, never 22:00-05:00 (the agent moves it on; see edge_agent/selftest.py).
+    selftest_daily_at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] | None = (
+        None
+    )
+    selftest_volume: Annotated[int, Field(ge=0, le=100)] = 30
 
 
-CommandName = Literal["test_tone", "set_volume", "restart_agent", "resync"]
+CommandName = Literal["test_tone", "set_volume", "restart_agent", "resync", "self_test"]
 
 
 class Command(Message):
@@ -249,11 +267,104 @@ class PlayEvent(BaseModel):
     silent_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
 
 
+SELFTEST_BANDS = ("125", "250", "500", "1000", "2000", "4000", "8000")
+Db = Annotated[float, Field(ge=-300, le=300)]
+
+
+class SelfTestFigures(BaseModel):
+    """One acoustic self-test's numbers (audio.selftest.Figures.to_dict on the wire)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    level_db: Db
+    bands_db: dict[str, Db]
+    noise_floor_dbfs: Db
+    distortion_pct: Annotated[float, Field(ge=0, le=1e6)]
+    snr_db: Db
+    latency_ms: Annotated[float, Field(ge=-1e4, le=1e4)]
+
+    @field_validator("bands_db")
+    @classmethod
+    def _seven_bands(cls, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(SELFTEST_BANDS):
+            raise ValueError(f"bands_db must map exactly {', '.join(SELFTEST_BANDS)} to dB")
+        return value
+
+
+DeviceEventKind = Literal["selftest", "silence", "power"]
+SELFTEST_CODES = (
+    "ok",
+    "level_low",
+    "silent",
+    "high_loss",
+    "distorted",
+    "noisy",
+    "no_signal_input",
+    "baseline",
+    "no_capture",  # the profile names no microphone
+    "interrupted",  # an emergency took the horns; retried later
+    "busy",  # a programme or live session was on: not run
+    "failed",  # the capture or analysis failed; detail says how
+)
+SILENCE_CODES = ("output_silent", "horns_silent")
+DEVICE_EVENT_CODES: dict[str, tuple[str, ...]] = {
+    "selftest": SELFTEST_CODES,
+    "silence": SILENCE_CODES,
+    "power": ("mains", "battery", "battery_low"),
+}
+
+
+class DeviceEvent(BaseModel):
+    """Something a device found out about itself (not a play); sent through the outbox."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    seq: Seq
+    kind: DeviceEventKind
+    at: UnixTime  # server-clock Unix seconds when it happened (the test ended, power changed)
+    code: Annotated[str, Field(min_length=1, max_length=40)]  # one of DEVICE_EVENT_CODES[kind]
+    detail: Annotated[str, Field(max_length=500), NoNul] = ""  # for people, in Vietnamese
+    # selftest: the console command that asked for it (null: the daily schedule), its figures
+    # (null when nothing was measured), the level against the baseline, and whether this run
+    # became the baseline (the first run, or one asked for with args.rebaseline).
+    command_id: WireId | None = None
+    figures: SelfTestFigures | None = None
+    level_vs_baseline_db: Db | None = None
+    baseline: bool = False
+    reasons: Annotated[list[Annotated[str, Field(max_length=300), NoNul]], Field(max_length=10)] = (
+        Field(default_factory=list)
+    )
+    # silence: the item (or "live:<session>") that was silent, and for how long (s).
+    item_id: Annotated[str, Field(min_length=1, max_length=200), NoNul] | None = None
+    silent_s: Annotated[float, Field(ge=0, le=1e7)] | None = None
+
+    @field_validator("code")
+    @classmethod
+    def _known_code(cls, value: str, info: Any) -> str:
+        kind = info.data.get("kind")
+        if kind is not None and value not in DEVICE_EVENT_CODES[kind]:
+            raise ValueError(f"unknown {kind} code {value!r}")
+        return value
+
+
+def _event_tag(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "device" if kind in DEVICE_EVENT_CODES else "play"
+
+
+# A play's proof or a device event, told apart by `kind` (a play's may be left out).
+Event = Annotated[
+    Annotated[PlayEvent, Tag("play")] | Annotated[DeviceEvent, Tag("device")],
+    Discriminator(_event_tag),
+]
+EVENT_ADAPTER: TypeAdapter[PlayEvent | DeviceEvent] = TypeAdapter(Event)
+
+
 class EventBatch(Message):
     """Events from a device's outbox, oldest first."""
 
     type: Literal["events"] = "events"
-    events: Annotated[list[PlayEvent], Field(min_length=1, max_length=200)]
+    events: Annotated[list[Event], Field(min_length=1, max_length=200)]
 
 
 class EventAck(Message):
@@ -348,7 +459,7 @@ def decode(kind: TopicKind, payload: bytes) -> Any:
         raise ProtocolError("invalid", f"{where}: {first['msg']}") from None
 
 
-def salvage_events(payload: bytes) -> tuple[list[PlayEvent], list[int]]:
+def salvage_events(payload: bytes) -> tuple[list[PlayEvent | DeviceEvent], list[int]]:
     """Of an events payload decode() refused: its valid events, and the seqs of the others.
 
     A device resends what is not acknowledged: acknowledging the seq of an event no server can
@@ -361,11 +472,11 @@ def salvage_events(payload: bytes) -> tuple[list[PlayEvent], list[int]]:
     events = data.get("events") if isinstance(data, dict) else None
     if not isinstance(events, list) or len(events) > 200:
         return [], []
-    good: list[PlayEvent] = []
+    good: list[PlayEvent | DeviceEvent] = []
     refused: list[int] = []
     for raw in events:
         try:
-            good.append(PlayEvent.model_validate(raw))
+            good.append(EVENT_ADAPTER.validate_python(raw))
         except ValidationError:
             seq = raw.get("seq") if isinstance(raw, dict) else None
             if type(seq) is int and 1 <= seq <= MAX_SEQ:

@@ -6,7 +6,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any, NamedTuple, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import (
     AfterValidator,
@@ -117,6 +117,11 @@ def _check_relays(clips: tuple[ClipRef, ...], relays: tuple[RelaySpec, ...]) -> 
 DISPLAY_TEXT_MAX = 2000  # what an e-board screen can show of one programme's text
 
 
+AnnounceMode = Literal["cut", "duck"]
+DEFAULT_DUCK_DB = -18.0
+DEFAULT_DUCK_RAMP_MS = 300
+
+
 class ProgrammeSpec(_Frozen):
     """What to play, when (one-off `start` or `rrule` + local `dtstart`), where, how loud."""
 
@@ -137,6 +142,10 @@ class ProgrammeSpec(_Frozen):
     zone_ids: tuple[int, ...] = Field(min_length=1)
     volume: int | None = Field(default=None, ge=0, le=100)
     org_unit_id: int | None = None
+    # How this programme's items treat a lower item they interrupt (PlaybackItem.announce).
+    announce: AnnounceMode = "cut"
+    duck_db: float = Field(default=DEFAULT_DUCK_DB, ge=-60, le=-3)
+    duck_ramp_ms: int = Field(default=DEFAULT_DUCK_RAMP_MS, ge=200, le=500)
 
     @field_validator("dtstart")
     @classmethod
@@ -207,11 +216,27 @@ class PlaybackItem(_Frozen):
     volume: int | None = Field(default=None, ge=0, le=100)
     # Left out of the JSON when empty, so agents that predate relays read clip-only items.
     relays: tuple[RelayPart, ...] = Field(default=(), exclude_if=lambda value: not value)
+    # As an announcement over a lower-priority item (issue 17): "cut" pauses it and resumes
+    # it after; "duck" keeps it playing duck_db lower, ramping down over duck_ramp_ms before
+    # this item's first sample and back up after its last. Emergency items always cut.
+    # Left out of the JSON at their defaults, so documents without ducking are unchanged.
+    announce: AnnounceMode = Field(default="cut", exclude_if=lambda value: value == "cut")
+    duck_db: float = Field(
+        default=DEFAULT_DUCK_DB, ge=-60, le=-3, exclude_if=lambda v: v == DEFAULT_DUCK_DB
+    )
+    duck_ramp_ms: int = Field(
+        default=DEFAULT_DUCK_RAMP_MS, ge=200, le=500, exclude_if=lambda v: v == DEFAULT_DUCK_RAMP_MS
+    )
 
     @field_validator("relays")
     @classmethod
     def _relays_in_order(cls, value: tuple[RelayPart, ...]) -> tuple[RelayPart, ...]:
         return tuple(_ordered_relays(value))  # type: ignore[arg-type]
+
+    @property
+    def ducks(self) -> bool:
+        """True when this item ducks (not cuts) a lower one it interrupts."""
+        return self.announce == "duck" and self.priority is not Priority.EMERGENCY
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> PlaybackItem:

@@ -44,6 +44,11 @@ class Device(Base):
     reported_state_version: Mapped[int | None] = mapped_column(Integer)
     reported_schedule_version: Mapped[int | None] = mapped_column(Integer)
     volume: Mapped[int] = mapped_column(Integer, default=70)
+    # The latest acoustic self-test's code (protocol SELFTEST_CODES) and when it ran, and the
+    # latest silence alarm: kept here so health flags need no query (issue 17).
+    selftest_code: Mapped[str | None] = mapped_column(String(40))
+    selftest_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    silence_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     zones: Mapped[list[Zone]] = relationship(secondary=zone_devices, lazy="selectin")
 

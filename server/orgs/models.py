@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, String, Table, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, UtcDateTime, utcnow
@@ -31,6 +31,10 @@ class OrgUnit(Base):
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(20))
     code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # The daily acoustic self-test of the unit's clusters (issue 17): local "HH:MM" or null
+    # (none), and the volume it plays at. A device follows its nearest unit that sets one.
+    selftest_daily_at: Mapped[str | None] = mapped_column(String(5))
+    selftest_volume: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -46,4 +50,7 @@ class Zone(Base):
     )
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(1000), default="")
+    # How announcements treat a lower item playing here: "cut" (pause, resume) or "duck"
+    # (keep it under the announcement at duck_db); a programme's own mode wins (issue 17).
+    announcement_mode: Mapped[str] = mapped_column(String(8), default="cut", server_default="cut")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

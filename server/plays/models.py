@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, UtcDateTime, utcnow
@@ -39,4 +40,31 @@ class PlayRecord(Base):
     relayed_s: Mapped[float | None] = mapped_column(Float)
     fallback_s: Mapped[float | None] = mapped_column(Float)
     silent_s: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DeviceEventRecord(Base):
+    """What a device found out about itself (protocol.DeviceEvent): self-tests, silence, power."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (
+        # Seqs come from the same counter as plays', so (device, seq) is unique across both.
+        UniqueConstraint("device_id", "seq", name="uq_device_events_device_seq"),
+        Index("ix_device_events_device_kind_at", "device_id", "kind", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE", name="fk_device_events_device")
+    )
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # selftest | silence | power
+    code: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    # The console command that asked for a self-test (devices' command id); null: scheduled.
+    command_id: Mapped[str | None] = mapped_column(String(64))
+    # Kind-specific figures: self-test figures, level vs baseline, baseline flag, reasons;
+    # a silence's item and seconds (protocol.DeviceEvent fields, JSON-safe).
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -12,12 +12,12 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from protocol import EventBatch, PlayEvent
+from protocol import DeviceEvent, EventBatch, PlayEvent
 from server.access import reach
 from server.access.actor import Actor
 from server.devices.models import Device
 from server.orgs.models import Zone
-from server.plays.models import PlayRecord
+from server.plays.models import DeviceEventRecord, PlayRecord
 from server.programmes.models import Programme
 
 log = logging.getLogger(__name__)
@@ -101,14 +101,48 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def _device_row(device_id: int, event: DeviceEvent, now: datetime) -> dict[str, Any]:
+    if event.seq > _MAX_BIGINT:
+        raise ValueError(f"seq {event.seq} is too large")
+    at = _when(event.at)
+    data = event.model_dump(
+        mode="json",
+        include={"figures", "level_vs_baseline_db", "baseline", "reasons", "item_id", "silent_s"},
+        exclude_none=True,
+    )
+    return {
+        "device_id": device_id,
+        "seq": event.seq,
+        "kind": event.kind,
+        "code": event.code,
+        "at": at,
+        "detail": event.detail,
+        "command_id": event.command_id,
+        "data": data,
+        "received_at": now,
+    }
+
+
+def _insert_ignoring_duplicates(db: Session, model: type[Any], rows: list[dict[str, Any]]) -> int:
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).values(rows).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    result = db.execute(stmt)
+    return max(getattr(result, "rowcount", 0) or 0, 0)
+
+
 def store_events(db: Session, *, device: Device, batch: EventBatch, now: datetime) -> StoredBatch:
     """Insert the batch's events, ignoring (device, seq) pairs already stored."""
     rows: list[dict[str, Any]] = []
+    device_rows: list[dict[str, Any]] = []
     seqs: list[int] = []
     unusable = 0
     for event in batch.events:
         try:
-            rows.append(_row(device.id, event, now))
+            if isinstance(event, DeviceEvent):
+                device_rows.append(_device_row(device.id, event, now))
+            else:
+                rows.append(_row(device.id, event, now))
         except ValueError as exc:
             # Acknowledged anyway: an event no server can store must not block the outbox.
             unusable += 1
@@ -116,15 +150,9 @@ def store_events(db: Session, *, device: Device, batch: EventBatch, now: datetim
         seqs.append(event.seq)
     inserted = 0
     if rows:
-        dialect = db.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(PlayRecord)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["device_id", "seq"])
-        )
-        result = db.execute(stmt)
-        inserted = max(getattr(result, "rowcount", 0) or 0, 0)
+        inserted += _insert_ignoring_duplicates(db, PlayRecord, rows)
+    if device_rows:
+        inserted += _insert_ignoring_duplicates(db, DeviceEventRecord, device_rows)
     return StoredBatch(seqs=seqs, inserted=inserted, unusable=unusable)
 
 

@@ -87,6 +87,11 @@ class Programme(Base):
     # What e-boards show while it plays or is next (schedules.DISPLAY_TEXT_MAX characters).
     display_text: Mapped[str] = mapped_column(String(2000), default="", server_default="")
     priority: Mapped[str] = mapped_column(String(16))
+    # As an announcement over a lower item: "cut", "duck", or null (its zones' mode); the
+    # ducked item's level (dB) and the ramps' length (issue 17).
+    announcement_mode: Mapped[str | None] = mapped_column(String(8))
+    duck_db: Mapped[float] = mapped_column(Float, default=-18.0, server_default="-18")
+    duck_ramp_ms: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
     status: Mapped[str] = mapped_column(String(16), index=True, default=DRAFT)
     start: Mapped[datetime | None] = mapped_column(UtcDateTime)
     rrule: Mapped[str | None] = mapped_column(String(500))
