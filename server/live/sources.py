@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,17 +156,25 @@ class StreamReader:
         self.fetcher = fetcher
         self._container: Any = None
         self._iter: Iterator[Pcm] | None = None
+        # A relay stopped while a worker thread decodes (its task cancelled mid-read) is
+        # closed from another thread: freeing FFmpeg's context under the decoder crashed the
+        # whole server (a segfault). The lock lets close() wait for the chunk in flight.
+        self._lock = threading.Lock()
+        self._closing = False
 
     def next_chunk(self) -> Pcm | None:
         """The next chunk, or None at the end of the stream (raises on a failure)."""
-        if self._iter is None:
-            self.fetcher.deadline = time.monotonic() + OPEN_TIMEOUT_S + READ_TIMEOUT_S
-            self._container = _open(self.url, self.fetcher)
-            self.fetcher.deadline = None
-            if not self._container.streams.audio:
-                raise SourceError("could not be played")  # never what answered
-            self._iter = self._decode()
-        return next(self._iter, None)
+        with self._lock:
+            if self._closing:
+                return None
+            if self._iter is None:
+                self.fetcher.deadline = time.monotonic() + OPEN_TIMEOUT_S + READ_TIMEOUT_S
+                self._container = _open(self.url, self.fetcher)
+                self.fetcher.deadline = 0.0 if self._closing else None
+                if not self._container.streams.audio:
+                    raise SourceError("could not be played")  # never what answered
+                self._iter = self._decode()
+            return next(self._iter, None)
 
     def _decode(self) -> Iterator[Pcm]:
         stream = self._container.streams.audio[0]
@@ -175,11 +184,14 @@ class StreamReader:
                 yield out.to_ndarray().reshape(-1).astype(np.int16)
 
     def close(self) -> None:
-        """Release the connection."""
-        if self._container is not None:
-            self._container.close()
-            self._container = None
-        self.fetcher.close()
+        """Release the connection, once a chunk being decoded in another thread is done."""
+        self._closing = True
+        self.fetcher.deadline = 0.0  # the decoder's next read fails at once instead of waiting
+        with self._lock:
+            if self._container is not None:
+                self._container.close()
+                self._container = None
+            self.fetcher.close()
 
 
 async def feed_url(
