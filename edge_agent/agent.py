@@ -15,17 +15,21 @@ from pydantic import ValidationError
 from audio.clock import Clock, SystemClock
 from audio.sinks import AudioSink
 from edge_agent import agent_version, sdnotify
+from edge_agent.capture import Tap, make_capture
 from edge_agent.commands import (
     RECENT_COMMANDS,
     CommandRefused,
     refused_command_id,
+    self_test_args,
     tone_seconds_arg,
     volume_arg,
 )
 from edge_agent.hardware import Hardware, HardwareError
 from edge_agent.localdb import LocalDbError
 from edge_agent.output import make_sink_factory
+from edge_agent.power import PowerMonitor
 from edge_agent.runtime import PlayoutRuntime
+from edge_agent.selftest import DailySelfTest, SelfTestRunner
 from edge_agent.settings import AgentSettings, env_name
 from edge_agent.store import HeldState, StateStore
 from edge_agent.telemetry import Sensors
@@ -40,6 +44,7 @@ from protocol import (
     LiveLeave,
     Message,
     Offline,
+    PowerState,
     ProtocolError,
     Telemetry,
     TopicKind,
@@ -49,6 +54,7 @@ from protocol import (
 )
 from protocol.mqtt_client import MqttLink, Outgoing, PublishError
 from protocol.tls import client_context
+from schedules import Priority
 
 if TYPE_CHECKING:
     from edge_agent.eboard.server import BoardServer
@@ -92,6 +98,19 @@ class Agent:
         self.boot_time = clock()
         self.version = agent_version()
         self.store = StateStore(data_dir=settings.state_dir)
+        # Mains or battery (profile `power`); on battery ordinary volumes are capped.
+        self.power = PowerMonitor(
+            config=profile.power,
+            device_id=self.device_id,
+            data_dir=settings.state_dir,
+            gpio_chip=profile.gpio_chip,
+            clock=timing_clock or SystemClock(),
+            server_time=lambda: self.runtime.sync.server_time(),
+            record=lambda event: self.runtime.outbox.record_device_event(event),
+            on_change=self._power_changed,
+            sim=sim or profile.simulated,
+        )
+        self._player_volume: int | None = None  # what the player or live audio last asked
         self.held = HeldState(volume=self._capped(profile.volume.default))
         self.rejected: dict[str, int] = {}  # rejected incoming messages by reason (tests, logs)
         self.births = 0
@@ -146,6 +165,19 @@ class Agent:
             on_schedule=self._schedule_applied,
             send_ack=self._send_ack,
         )
+        # The acoustic self-test (issue 17); the sim's microphone hears what the test plays.
+        tap = Tap()
+        self.selftest = SelfTestRunner(
+            player=self.runtime.player,
+            db=self.runtime.db,
+            outbox=self.runtime.outbox,
+            capture=make_capture(profile=profile, data_dir=settings.state_dir, tap=tap),
+            tap=tap,
+            set_volume=lambda percent: self._set_volume(self._capped(percent)),
+            desired_volume=lambda: self._capped(self.held.volume),
+            server_time=lambda: self.runtime.sync.server_time(),
+        )
+        self.daily_selftest = DailySelfTest(runner=self.selftest, db=self.runtime.db, wall=clock)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -175,6 +207,8 @@ class Agent:
         helpers = [
             asyncio.create_task(self._process_inbox()),
             asyncio.create_task(self._telemetry_loop()),
+            asyncio.create_task(self.daily_selftest.run()),
+            asyncio.create_task(self.power.run()),
             asyncio.create_task(self._watch_refusals()),
             # READY=1 now, then watchdog pings from this loop (nothing unless under systemd).
             asyncio.create_task(sdnotify.serve(status=f"{self.device_id}: running")),
@@ -387,6 +421,7 @@ class Agent:
             player.forget_volume()
         if interval_changed:
             self._interval_changed.set()
+        await self.daily_selftest.configure(state.selftest_daily_at, state.selftest_volume)
         log.info(
             "%s: applied desired state version %s (volume %s%%, muted %s)",
             self.device_id,
@@ -456,12 +491,23 @@ class Agent:
             applied = self._capped(wanted)
             if not await self._set_volume(applied, raise_errors=True):
                 raise CommandRefused("volume not set")
-            capped = f" (capped by the profile's maximum {applied}%)" if applied != wanted else ""
+            why = "on battery" if self.power.volume_cap == applied else "the profile's maximum"
+            capped = f" (capped at {applied}%: {why})" if applied != wanted else ""
             return f"volume set to {applied}%{capped}"
         if cmd.name == "test_tone":
             seconds = tone_seconds_arg(cmd.args)
             await self._play_test_tone(seconds)
             return f"played a {seconds:g} s test tone"
+        if cmd.name == "self_test":
+            volume, rebaseline = self_test_args(cmd.args)
+            event = await self.selftest.run(
+                command_id=cmd.id,
+                volume=self.daily_selftest.volume if volume is None else volume,
+                rebaseline=rebaseline,
+            )
+            if event["code"] in ("failed", "interrupted"):
+                raise CommandRefused(event["detail"])  # no verdict: ok=false, saying why
+            return str(event["detail"])
         if cmd.name == "resync":
             if not self._publish_birth():
                 raise CommandRefused("not connected")
@@ -488,10 +534,45 @@ class Agent:
         self._publish_birth()  # the retained status shows the schedule version now held
 
     async def _set_player_volume(self, percent: int) -> None:
+        self._player_volume = percent
+        cap = self.power.volume_cap
+        # On battery every ordinary volume (an item's own, a live session's) is capped, but an
+        # emergency keeps the profile's emergency volume: a warning must be heard, and it is
+        # short next to the hours the cap saves.
+        if cap is not None and not (
+            percent == self.profile.volume.emergency and self._emergency_on_air()
+        ):
+            percent = min(percent, cap)
         await self._set_volume(percent)
 
+    def _emergency_on_air(self) -> bool:
+        """An emergency item or live session holds (or is about to take) the horns."""
+        live = self.runtime.live.current
+        if live is not None and live.join.priority == "emergency":
+            return True
+        return any(
+            seg.item.priority is Priority.EMERGENCY and seg.task is not None and not seg.task.done()
+            for seg in self.runtime.player.segments
+        )
+
+    async def _power_changed(self, state: PowerState) -> None:
+        """Apply (or lift) the battery cap now; an emergency playing keeps its volume."""
+        player = self.runtime.player
+        if self._emergency_on_air():
+            pass  # the next item sets its own volume (forget_volume below)
+        elif player.busy and self._player_volume is not None:
+            # The item playing is capped at once; back on mains, the next item is louder
+            # again (an item keeps its volume until it ends, as in _apply_state).
+            await self._set_player_volume(self._player_volume)
+        elif not player.busy:
+            await self._set_volume(self._capped(self.held.volume))
+        player.forget_volume()
+        player.nudge()
+        self._interval_changed.set()  # a telemetry sample now: the dashboard shows it at once
+
     def _capped(self, volume: int) -> int:
-        return min(volume, self.profile.volume.max)
+        cap = self.power.volume_cap
+        return min(volume, self.profile.volume.max, 100 if cap is None else cap)
 
     async def _set_volume(self, percent: int, *, raise_errors: bool = False) -> bool:
         async with self._hardware_lock:
@@ -534,6 +615,7 @@ class Agent:
         try:
             message = Telemetry(
                 **vars(sample),
+                **self.power.telemetry_fields(),
                 agent_version=self.version,
                 firmware_profile=self.profile.name,
                 state_version=self.held.state_version,

@@ -36,6 +36,18 @@ def tone_seconds_arg(args: dict[str, Any]) -> float:
     return float(value)
 
 
+def self_test_args(args: dict[str, Any]) -> tuple[int | None, bool]:
+    """args.volume (0-100, None: the desired state's) and args.rebaseline (default false)."""
+    unknown = sorted(str(k)[:40] for k in args if k not in ("volume", "rebaseline"))
+    if unknown:
+        raise CommandRefused(f"self_test takes only volume and rebaseline, not {unknown}")
+    volume = volume_arg(args) if args.get("volume") is not None else None
+    rebaseline = args.get("rebaseline", False)
+    if not isinstance(rebaseline, bool):
+        raise CommandRefused("args.rebaseline must be true or false")
+    return volume, rebaseline
+
+
 def refused_command_id(payload: bytes) -> str | None:
     """The id of a command payload decode() refused, if it has a usable one (to ack it)."""
     try:

@@ -341,6 +341,17 @@ class LocalDb:
         with self._tx(durable=True) as c:
             c.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
+    def meta(self, key: str) -> str | None:
+        """A stored setting of the agent's own (the self-test's baseline), or None."""
+        with self._tx() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a setting of the agent's own (durably: a baseline must survive a crash)."""
+        with self._tx(durable=True) as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def last_seq(self) -> int:
         """The last sequence number handed out (0 before the first)."""
         with self._tx() as c:

@@ -20,6 +20,7 @@ import numpy as np
 
 from audio.pcm import FRAME_SAMPLES, Pcm, silence
 from audio.sinks import AudioSink
+from edge_agent.ducking import Bed, Ramp, Reader, shape
 from schedules import PlaybackItem
 
 T = TypeVar("T")
@@ -92,6 +93,12 @@ class Segment:
     end_mono: float | None = None
     error: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Ducking (edge_agent.ducking): gain ramps on its own samples, the bed mixed under it,
+    # the bed it reads on from, and who takes its reader and unplayed samples when it stops.
+    ramps: list[Ramp] = field(default_factory=list, repr=False)
+    bed: Bed | None = field(default=None, repr=False)
+    resumes: Bed | None = field(default=None, repr=False)
+    on_stop: Callable[[Reader, Pcm, int], None] | None = field(default=None, repr=False)
 
     @property
     def natural_end(self) -> float:
@@ -212,7 +219,10 @@ async def write_segment(
     upcoming = asyncio.ensure_future(offload(reader.read, READ_BLOCK))
     try:
         first, block = block[:FRAME_SAMPLES], block[FRAME_SAMPLES:]
-        playout = await sink.play_at(with_gain(first, gain), seg.start_mono, label=seg.item.item_id)
+        shaped = shape(first, seg.ramps, 0, start_mono=seg.start_mono)
+        playout = await sink.play_at(
+            with_gain(shaped, gain), seg.start_mono, label=seg.item.item_id
+        )
         start = playout.start_monotonic
         seg.actual_start_mono = start
         on_started(start)
@@ -229,9 +239,13 @@ async def write_segment(
                     block = silence(min(READ_BLOCK, allowed - written))
             frame = block[: min(FRAME_SAMPLES, allowed - written)]
             block = block[len(frame) :]
+            frame = shape(frame, seg.ramps, written, start_mono=start)
             await sink.write(with_gain(frame, gain))
             written += len(frame)
         seg.end_mono = start + written / sink.sample_rate
+        if seg.on_stop is not None:  # ducked: its reader plays on, from the first unheard sample
+            rest = await upcoming
+            seg.on_stop(reader, np.concatenate([block, rest]), written)
     finally:
         upcoming.cancel()
         with contextlib.suppress(BaseException):

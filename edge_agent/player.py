@@ -35,9 +35,10 @@ from datetime import UTC, datetime, timedelta
 
 from audio.clock import Clock
 from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE, Pcm
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 from audio.sinks import AudioSink, SinkError
 from edge_agent.amplifier import AmplifierControl
+from edge_agent.ducking import Bed, MixReader, Ramp
 from edge_agent.hardware import Hardware
 from edge_agent.live import Grant
 from edge_agent.playback import (
@@ -135,6 +136,10 @@ class Player:
         self._first_start: dict[str, float] = {}  # item id -> server time of its first sample
         self._rejoin: dict[str, Interrupted] = {}  # cut by a restart, not yet dispatched
         self._rejoined: dict[str, float] = {}  # item id -> position it picked up at
+        # Ducking: item id -> (its bed, the announcement over it, its position then), and
+        # once that announcement is over, item id -> the bed it resumes from.
+        self._ducked: dict[str, tuple[Bed, Segment, float]] = {}
+        self._beds: dict[str, Bed] = {}
         self._chain: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sink: AudioSink | None = None
@@ -251,6 +256,7 @@ class Player:
                 self._current = None
         self._wake.set()
         now = self.clock.monotonic()
+        self._reclaim_output(f"live session {session_id}")
         await self.amplifier.ready_by(now, now=now)
         return Grant(True)
 
@@ -448,7 +454,7 @@ class Player:
         at = max(end, self.clock.monotonic() + PREP_S)
         waiting = self._waiting + due
         while True:
-            live = [s for s in self._suspended if s.item.item_id not in self._done]
+            live = [self._played_on(s) for s in self._suspended if s.item.item_id not in self._done]
             result = after_end(
                 suspended=live, waiting=waiting, now=self._dt(at), slot_grace=self.slot_grace
             )
@@ -496,19 +502,61 @@ class Player:
             why = "muted by the desired state"
             await self._finish(PlayOutcome(item, "failed", started, reason=why))
             return False
+        self._reclaim_output(f"item {item.item_id}")
         at = await self.amplifier.ready_by(at, now=self.clock.monotonic())
         current = self._current
+        bed = None
         if preempt and current is not None and at < current.stop_mono:
+            if item.ducks and position == 0.0 and current.item.priority is not Priority.EMERGENCY:
+                bed, at = self._duck(current, item, at)
             current.stop_mono = at
             current.stop_reason = f"preempted by {item.item_id}"
             self._suspended.append(Suspended(current.item, current.position_at(at), self._dt(at)))
         remaining = item.duration.total_seconds() - position
         segment = Segment(item, position, at, at + remaining, volume, rejoined=rejoined)
+        if bed is not None and current is not None:
+            segment.bed = bed
+            self._ducked[current.item.item_id] = (bed, segment, current.position_at(at))
+        segment.resumes = self._beds.pop(item.item_id, None)
+        if segment.resumes is not None:
+            resumes = segment.resumes
+            segment.ramps.append(Ramp(resumes.ramp, resumes.gain_db, 0.0))
         segment.task = self._spawn(self._play(segment, self._chain))
         self._chain = segment.task
         self._current = segment
         self.segments.append(segment)
         return True
+
+    def _duck(self, current: Segment, item: PlaybackItem, at: float) -> tuple[Bed | None, float]:
+        """Ramp the playing segment down to end at `at`; later if queued audio is in the way."""
+        ramp = round(item.duck_ramp_ms * SAMPLE_RATE / 1000)
+        begins = at - ramp / SAMPLE_RATE
+        if current.actual_start_mono is not None and self._sink is not None:
+            # Samples already queued keep their level (plus the frame being queued).
+            queued = self._sink.next_sample_monotonic() + self._sink.output_latency_s
+            begins = max(begins, queued + FRAME_SAMPLES / SAMPLE_RATE)
+        ducked_at = begins + ramp / SAMPLE_RATE
+        if ducked_at >= current.stop_mono:
+            return None, at  # it ends before the ramp could: a plain cut
+        bed = Bed(current.item.item_id, gain_db=item.duck_db, ramp=ramp)
+        current.ramps.append(Ramp(ramp, 0.0, item.duck_db, ends_at=ducked_at))
+        first = round(current.position_s * SAMPLE_RATE)
+        current.on_stop = lambda reader, rest, written: bed.take(
+            reader, rest, written, start_sample=first
+        )
+        return bed, ducked_at
+
+    def _played_on(self, stopped: Suspended) -> Suspended:
+        """A ducked item played on under its announcement: it resumes where that stopped."""
+        ducked = self._ducked.get(stopped.item.item_id)
+        if ducked is None or ducked[1] is self._current:
+            return stopped
+        del self._ducked[stopped.item.item_id]
+        bed, over, position = ducked
+        self._beds[stopped.item.item_id] = bed
+        position += max(0.0, over.stop_mono - over.start_mono)
+        position = min(position, stopped.item.duration.total_seconds())
+        return Suspended(stopped.item, position, self._dt(max(over.stop_mono, over.start_mono)))
 
     def _may_wait(self, item: PlaybackItem, position: float, missing: list[str]) -> bool:
         """True if the item may wait for its missing clips rather than fail now."""
@@ -542,8 +590,13 @@ class Player:
 
     async def _write(self, seg: Segment, previous: asyncio.Task[None] | None) -> None:
         skip = round(seg.position_s * SAMPLE_RATE)
-        reader: PcmReader
-        if seg.item.relays:
+        reader: PcmReader | None = None
+        if seg.resumes is not None:  # ducked: read on from the bed once the announcement stops
+            if previous is not None:
+                await asyncio.wait({previous})
+            if abs(seg.resumes.position - skip) <= 2:
+                reader = seg.resumes
+        if reader is None and seg.item.relays:
             reader = ItemReader(
                 seg.item,
                 frames=self.relay_frames,
@@ -553,7 +606,7 @@ class Player:
                 skip_samples=skip,
                 server_now=self.timebase.server_time,
             )
-        else:
+        elif reader is None:
             paths = [self.clips.path(c.sha256) for c in seg.item.clips]
             reader = ClipReader(paths, skip_samples=skip)
         try:
@@ -561,16 +614,29 @@ class Player:
         finally:
             if isinstance(reader, ItemReader):
                 self._tally_relay(seg, reader)
+            elif isinstance(reader, Bed) and isinstance(reader.root, ItemReader):
+                self._tally_relay(seg, reader.root, counted=reader.counted, at=reader.root_heard)
 
-    def _tally_relay(self, seg: Segment, reader: ItemReader) -> None:
-        """Add what the segment's relay parts sounded like, up to the sample it stopped at."""
+    def _tally_relay(
+        self, seg: Segment, reader: ItemReader, *, counted: int = 0, at: int = 0
+    ) -> None:
+        """Add what the relay parts sounded like, from `counted` to the sample it stopped at.
+
+        A segment reading on from a bed starts `at` samples into its reader; the samples
+        heard under the announcement (from `counted`) are added with it.
+        """
         if seg.actual_start_mono is None:
             return  # nothing of it was heard
         played = None  # an output error: count what was read
         if seg.end_mono is not None:
             played = round((seg.end_mono - seg.actual_start_mono) * SAMPLE_RATE)
         tally = self._relay_tally.setdefault(seg.item.item_id, RelayTally())
-        tally.add(reader.tally(played))
+        heard = reader.tally(None if played is None else at + played)
+        if counted:  # read through a bed: what was heard before it is counted already
+            before = reader.tally(counted)
+            kinds = ("relayed", "fallback", "silent")
+            heard = RelayTally(*(getattr(heard, k) - getattr(before, k) for k in kinds))
+        tally.add(heard)
 
     async def _write_reader(
         self, seg: Segment, previous: asyncio.Task[None] | None, reader: PcmReader
@@ -580,6 +646,10 @@ class Player:
             await asyncio.wait({previous})  # one writer at a time on the sink
         if seg.stop_mono <= seg.start_mono:
             return  # cut to nothing before it began
+        if seg.bed is not None and seg.bed.reader is not None:  # the ducked item plays under
+            mixer = MixReader(reader, seg.bed, first=block)
+            reader, seg.on_stop = mixer, mixer.hand_back
+            block = await self._offload(mixer.read, READ_BLOCK)
         sink = await self._sink_open()
         if seg.volume != self._applied_volume:
             await self._set_volume(seg.volume)
@@ -613,6 +683,8 @@ class Player:
             await self._finish(PlayOutcome(item, "preempted", started, ended, seg.stop_reason))
         elif not seg.cut_short:
             reason = "resumed after a preemption" if seg.position_s > 0 and not seg.rejoined else ""
+            if seg.resumes is not None:
+                reason = f"played on {seg.resumes.gain_db:g} dB lower under an announcement"
             ended = ended or self.timebase.server_time(seg.stop_mono)
             await self._finish(PlayOutcome(item, "played", started, ended, reason))
         elif seg.heard_at is not None:  # suspended: a restart must not pick it up
@@ -630,6 +702,10 @@ class Player:
             return
         self._done.add(outcome.item.item_id)
         self._first_start.pop(outcome.item.item_id, None)
+        self._beds.pop(outcome.item.item_id, None)
+        ducked = self._ducked.pop(outcome.item.item_id, None)
+        if ducked is not None and "removed" in outcome.reason:
+            ducked[0].silence()  # no longer heard under the announcement either
         rejoined = self._rejoined.pop(outcome.item.item_id, None)
         if rejoined is not None:  # one proof for the whole item, saying what really happened
             total = outcome.item.duration.total_seconds()
@@ -702,3 +778,95 @@ class Player:
 
     def _dt(self, mono: float) -> datetime:
         return datetime.fromtimestamp(self.timebase.server_time(mono), UTC)
+
+    # -- the output lent for a short test (edge_agent.selftest) -----------------------------
+
+    _lent: _Lent | None = None  # who holds the output while nothing plays
+
+    def borrow_output(self, *, seconds: float) -> _Lent:
+        """`async with`: the idle output (amplifier warm) for about `seconds`; see _Lent."""
+        return _Lent(self, seconds)
+
+    def _reclaim_output(self, why: str) -> None:
+        """Something must play: the borrower is cancelled at once (OutputReclaimed in it)."""
+        lent = self._lent
+        if lent is not None and lent.reclaimed_by is None and lent.task is not None:
+            lent.reclaimed_by = why
+            lent.task.cancel()
+            log.info("the output is taken back from the self-test for %s", why)
+
+
+class OutputBusy(Exception):
+    """The output cannot be lent: something plays, or starts before the borrower would end."""
+
+
+class OutputReclaimed(Exception):
+    """An item or a live session took the lent output back; the message says which."""
+
+
+class _Lent:
+    """The sound card lent by Player.borrow_output to one task while the player is idle."""
+
+    # The amplifier is switched here rather than by the player's AmplifierControl, whose
+    # idle loop would switch it off mid-test; once reclaimed it is left on for the player.
+
+    def __init__(self, player: Player, seconds: float) -> None:
+        self.player = player
+        self.seconds = seconds
+        self.task: asyncio.Task[object] | None = None
+        self.reclaimed_by: str | None = None
+        self._switched = False
+        self._sink: AudioSink | None = None
+
+    async def __aenter__(self) -> AudioSink:
+        p = self.player
+        await p.quiet()  # the last segment's writer has finished with the card
+        starts_in = p._next_start() - p.clock.monotonic() - p.lead_s
+        if p.busy or p._lent is not None or p._awaiting or starts_in < self.seconds:
+            raise OutputBusy("a programme or a live session is playing or about to start")
+        self.task = asyncio.current_task()
+        p._lent = self
+        try:
+            amp = p.amplifier
+            if amp.switched and not amp.on:
+                self._switched = True
+                await p._offload(p.hardware.set_amplifier, True)
+                await p.clock.sleep_until(p.clock.monotonic() + amp.warmup_s)
+            self._sink = p._open_sink()
+            await self._sink.start()
+        except BaseException as exc:
+            await self._give_back()
+            raise self._translated(exc) from None
+        return self._sink
+
+    async def __aexit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        await self._give_back()
+        if exc is not None:
+            translated = self._translated(exc)
+            if translated is not exc:
+                raise translated from None
+        return False
+
+    def _translated(self, exc: BaseException) -> BaseException:
+        """Our own cancel becomes OutputReclaimed; any other (the agent stopping) stays."""
+        task = self.task
+        if not isinstance(exc, asyncio.CancelledError) or self.reclaimed_by is None:
+            return exc
+        if task is not None and task.uncancel() > 0:
+            return exc
+        return OutputReclaimed(self.reclaimed_by)
+
+    async def _give_back(self) -> None:
+        p = self.player
+        if p._lent is self:
+            p._lent = None
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                await sink.close(drain=False)
+        if self._switched and self.reclaimed_by is None:
+            self._switched = False
+            with contextlib.suppress(Exception):
+                await p._offload(p.hardware.set_amplifier, False)
+                if p.amplifier.on:  # the player switched it on meanwhile: it must stay on
+                    await p._offload(p.hardware.set_amplifier, True)

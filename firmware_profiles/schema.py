@@ -167,6 +167,7 @@ class FirmwareProfile(_Strict):
             *_amplifier_problems(self.amplifier),
             *_volume_problems(self.volume),
             *_modem_problems(self.network.modem),
+            *_power_problems(self.power),
             *_pin_problems(self),
         ]
         if self.thermal_zone is not None and not self.thermal_zone.startswith("/"):
@@ -242,13 +243,29 @@ def _modem_problems(modem: ModemConfig) -> Problems:
     return problems
 
 
+def _power_problems(power: PowerConfig | None) -> Problems:
+    if power is None:
+        return []
+    if power.kind == "gpio" and power.mains_pin is None:
+        return [("power.mains_pin", "required when power.kind is 'gpio'")]
+    if power.kind == "sim" and (power.mains_pin is not None or power.battery_low_pin is not None):
+        return [("power", "mains_pin and battery_low_pin must be null when kind is 'sim'")]
+    return []
+
+
 def _used_pins(profile: FirmwareProfile) -> list[tuple[str, int]]:
-    """Every GPIO the agent drives, with the field that names it."""
+    """Every GPIO the agent drives or reads, with the field that names it."""
     used: list[tuple[str, int]] = []
     if profile.amplifier.gpio_pin is not None:
         used.append(("amplifier.gpio_pin", profile.amplifier.gpio_pin))
     if profile.status_led is not None:
         used.append(("status_led.gpio_pin", profile.status_led.gpio_pin))
+    power = profile.power
+    if power is not None and power.kind == "gpio":
+        if power.mains_pin is not None:
+            used.append(("power.mains_pin", power.mains_pin))
+        if power.battery_low_pin is not None:
+            used.append(("power.battery_low_pin", power.battery_low_pin))
     return used
 
 

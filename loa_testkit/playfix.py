@@ -34,6 +34,7 @@ from protocol import (
     SPECS,
     ClipRequest,
     DesiredState,
+    DeviceEvent,
     EventAck,
     EventBatch,
     PlayEvent,
@@ -211,8 +212,24 @@ class ServerDouble:
     # -- what devices sent ------------------------------------------------------------------
 
     def events(self, device_id: str) -> list[PlayEvent]:
-        """Every event received from a device, in arrival order (duplicates included)."""
-        return [e for uid, b in self.batches if uid == device_id for e in b.events]
+        """Every play event received from a device, in arrival order (duplicates included)."""
+        return [
+            e
+            for uid, b in self.batches
+            if uid == device_id
+            for e in b.events
+            if isinstance(e, PlayEvent)
+        ]
+
+    def device_events(self, device_id: str) -> list[DeviceEvent]:
+        """Every device event (self-test, silence, power) received from a device."""
+        return [
+            e
+            for uid, b in self.batches
+            if uid == device_id
+            for e in b.events
+            if isinstance(e, DeviceEvent)
+        ]
 
     def unique_events(self, device_id: str) -> dict[int, PlayEvent]:
         """Events by seq, as the server stores them (idempotent by (device, seq))."""

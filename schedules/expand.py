@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from schedules.model import (
     ClipRef,
@@ -17,6 +18,7 @@ from schedules.model import (
     playback_item_id,
     relay_session_id,
 )
+from schedules.priority import Priority
 from schedules.recurrence import occurrences
 from schedules.tz import as_utc
 
@@ -63,9 +65,21 @@ def expand_programme(
             priority=programme.priority,
             volume=programme.volume,
             relays=_relay_parts(programme, start),
+            **_announce(programme),
         )
         for start in _planned_starts(programme, low, high)
     ]
+
+
+def _announce(programme: ProgrammeSpec) -> dict[str, Any]:
+    """The items' announcement fields: emergencies and cutting items carry none (defaults)."""
+    if programme.announce != "duck" or programme.priority is Priority.EMERGENCY:
+        return {}
+    return {
+        "announce": "duck",
+        "duck_db": programme.duck_db,
+        "duck_ramp_ms": programme.duck_ramp_ms,
+    }
 
 
 def _relay_parts(programme: ProgrammeSpec, start: datetime) -> tuple[RelayPart, ...]:

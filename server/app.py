@@ -44,6 +44,7 @@ from server.public.routes import router as public_router
 from server.relay.routes import router as relay_sources_router
 from server.relay.runner import RelayRunner
 from server.reports.routes import router as reports_router
+from server.selftest.routes import router as selftest_router
 from server.settings import ServerSettings
 from server.sources.routes import router as sources_router
 from server.users import accounts as users
@@ -161,6 +162,7 @@ def create_app(settings: ServerSettings | None = None, *, with_mqtt: bool = True
     api.include_router(orgs_router)
     api.include_router(devices_router)
     api.include_router(device_health_router)
+    api.include_router(selftest_router)
     api.include_router(clips_router)
     api.include_router(programmes_router)
     api.include_router(schedules_router)

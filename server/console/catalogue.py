@@ -161,6 +161,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Gặp chứng chỉ lạ trên đường truyền",
         "Unknown certificate on the link",
     ),
+    "health.selftest_failed": ("Tự kiểm tra: lỗi loa", "Self-test: horn fault"),
+    "health.on_battery": ("Mất điện lưới – chạy ắc quy", "Mains lost – on battery"),
+    "health.battery_low": ("Ắc quy yếu", "Battery low"),
+    "health.output_silent": ("Phát ra im lặng", "Output silent"),
     "device.tls_intercepted": (
         "Cụm loa đã từ chối {count} lần một máy chủ giả mạo hoặc sai chứng chỉ"
         " (lần cuối: {last}). Kiểm tra tên miền, DNS và mạng 4G của cụm loa;"
@@ -177,6 +181,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "cmd.set_volume": ("Đặt âm lượng", "Set volume"),
     "cmd.resync": ("Đồng bộ lại lịch", "Re-sync schedule"),
     "cmd.restart_agent": ("Khởi động lại phần mềm", "Restart agent"),
+    "cmd.self_test": ("Tự kiểm tra âm thanh", "Acoustic self-test"),
     "cmd.restart_confirm": (
         "Khởi động lại phần mềm trên cụm loa này?",
         "Restart the agent on this device?",
@@ -194,6 +199,120 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Cụm loa đang mất kết nối: lệnh sẽ chạy khi cụm loa kết nối lại, và hết hạn lúc {time}.",
         "The device is offline: the command runs when it reconnects, and expires at {time}.",
     ),
+    # Acoustic self-test, power and silence on the device page
+    "selftest.title": ("Tự kiểm tra âm thanh", "Acoustic self-test"),
+    "selftest.none": (
+        "Cụm loa này chưa tự kiểm tra lần nào.",
+        "This device has not run a self-test yet.",
+    ),
+    "selftest.no_capture": ("Chưa có micro đo", "No measuring microphone"),
+    "selftest.no_capture_help": (
+        "Cấu hình phần cứng của cụm loa không có micro đo, nên không tự nghe được loa.",
+        "The device's hardware profile has no measuring microphone, so it cannot hear its horns.",
+    ),
+    "selftest.when": ("Lúc", "When"),
+    "selftest.result": ("Kết quả", "Result"),
+    "selftest.vs_baseline": ("So với mốc", "Against the baseline"),
+    "selftest.level": ("Mức âm thanh", "Level"),
+    "selftest.by": ("Chạy do", "Run by"),
+    "selftest.by_command": ("lệnh từ trang này", "a command from this page"),
+    "selftest.by_schedule": ("lịch hằng ngày", "the daily schedule"),
+    "selftest.is_baseline": ("Lần này được lấy làm mốc", "This run became the baseline"),
+    "selftest.baseline_at": ("Mốc đo lúc {at}", "Baseline measured at {at}"),
+    "selftest.no_baseline": ("Chưa có mốc", "No baseline yet"),
+    "selftest.reasons": ("Lý do", "Reasons"),
+    "selftest.bands": ("Mức theo dải tần (dB, Hz)", "Level per octave band (dB, Hz)"),
+    "selftest.band": ("Dải tần", "Band"),
+    "selftest.bands.run": ("Lần này", "This run"),
+    "selftest.bands.baseline": ("Mốc", "Baseline"),
+    "selftest.bands.diff": ("Chênh lệch", "Difference"),
+    "selftest.noise": ("Nền ồn (dBFS)", "Noise floor (dBFS)"),
+    "selftest.distortion": ("Méo tiếng", "Distortion"),
+    "selftest.snr": ("Tín hiệu trên nhiễu", "Signal to noise"),
+    "selftest.latency": ("Độ trễ", "Latency"),
+    "selftest.trend": ("Mức âm thanh 12 tuần qua", "Level over the last 12 weeks"),
+    "selftest.trend_none": (
+        "Chưa có lần đo nào trong 12 tuần qua.",
+        "No measurement in the last 12 weeks.",
+    ),
+    "selftest.trend_key_fail": ("lần lỗi", "failed run"),
+    "selftest.trend_key_ok": ("bình thường", "normal"),
+    "selftest.trend_key_baseline": ("mốc", "baseline"),
+    "selftest.recent": ("Các lần gần đây", "Recent runs"),
+    "selftest.run_now": ("Chạy tự kiểm tra ngay", "Run the self-test now"),
+    "selftest.rebaseline": (
+        "Đặt lại mốc (sau khi sửa chữa)",
+        "Reset the baseline (after a repair)",
+    ),
+    "selftest.volume": ("Âm lượng thử", "Test volume"),
+    "selftest.volume_hint": ("để trống: theo lịch", "empty: as scheduled"),
+    "selftest.confirm": (
+        "Cụm loa sẽ phát một tiếng quét tần số qua các loa trong khoảng nửa phút. Chạy ngay?",
+        "The device will play a frequency sweep through its horns for about half a minute."
+        " Run it now?",
+    ),
+    "selftest.sent": (
+        "Đã gửi lệnh tự kiểm tra. Kết quả hiện ở đây khi cụm loa chạy xong.",
+        "Self-test sent. The result shows here once the device has run it.",
+    ),
+    "selftest.err.send": (
+        "Không gửi được lệnh tự kiểm tra: {detail}",
+        "Could not send the self-test: {detail}",
+    ),
+    "selftest.err.volume": ("âm lượng phải là số nguyên từ 0 đến 100", "the volume must be 0-100"),
+    "selftest.err.time": ("giờ phải theo dạng giờ:phút, ví dụ 11:30", "the time must be HH:MM"),
+    "selftest.err.unit": ("bạn không được đổi lịch của đơn vị này", "you may not change that unit"),
+    "selftest.err.quiet": (
+        "không chạy tự kiểm tra trong khoảng 22:00–05:00 để khỏi làm phiền bà con ban đêm;"
+        " hãy chọn giờ từ 05:00 đến 21:59",
+        "the self-test never runs between 22:00 and 05:00 so it wakes nobody;"
+        " choose a time from 05:00 to 21:59",
+    ),
+    "selftest.code.ok": ("Bình thường", "Normal"),
+    "selftest.code.level_low": ("Loa nhỏ tiếng", "Level low"),
+    "selftest.code.silent": ("Loa không kêu", "Horns silent"),
+    "selftest.code.high_loss": ("Mất dải cao", "High frequencies lost"),
+    "selftest.code.distorted": ("Méo tiếng", "Distorted"),
+    "selftest.code.noisy": ("Nhiễu nhiều", "Too noisy"),
+    "selftest.code.no_signal_input": ("Không có tín hiệu vào", "No input signal"),
+    "selftest.code.baseline": ("Đã lấy mốc", "Baseline taken"),
+    "selftest.code.no_capture": ("Chưa có micro đo", "No microphone"),
+    "selftest.code.interrupted": ("Bị ngắt (tin khẩn)", "Interrupted (emergency)"),
+    "selftest.code.busy": ("Loa đang bận, chưa chạy", "Busy, not run"),
+    "selftest.code.failed": ("Đo không được", "Measurement failed"),
+    "selftest.schedule": ("Lịch tự kiểm tra hằng ngày", "Daily self-test schedule"),
+    "selftest.schedule_unit": ("Đơn vị", "Org unit"),
+    "selftest.schedule_at": ("Giờ chạy", "Time"),
+    "selftest.schedule_off": ("Không chạy hằng ngày", "No daily run"),
+    "selftest.schedule_now": (
+        "Đang áp dụng: {at}, âm lượng {volume}% (do {unit} đặt)",
+        "In force: {at}, volume {volume}% (set by {unit})",
+    ),
+    "selftest.schedule_above": ("cấp trên", "a higher level"),
+    "selftest.schedule_none": ("Chưa đặt lịch tự kiểm tra hằng ngày.", "No daily self-test set."),
+    "selftest.schedule_hint": (
+        "Để trống giờ để tắt. Không chạy trong khoảng 22:00–05:00.",
+        "Leave the time empty to turn it off. Never between 22:00 and 05:00.",
+    ),
+    "selftest.schedule_save": ("Lưu lịch", "Save schedule"),
+    "selftest.schedule_saved": ("Đã lưu lịch tự kiểm tra.", "Self-test schedule saved."),
+    "selftest.err.schedule": (
+        "Không lưu được lịch: {detail}",
+        "Could not save the schedule: {detail}",
+    ),
+    "power.title": ("Nguồn điện", "Power"),
+    "power.mains": ("Điện lưới", "Mains"),
+    "power.battery": ("Đang chạy bằng ắc quy", "Running on battery"),
+    "power.battery_low": ("Ắc quy yếu", "Battery low"),
+    "power.unknown": ("Không rõ", "Unknown"),
+    "power.cap": ("âm lượng tối đa khi chạy ắc quy: {cap}%", "volume capped at {cap}% on battery"),
+    "events.title": ("Mất tiếng và nguồn điện gần đây", "Recent silence and power events"),
+    "events.none": ("Chưa có sự kiện nào.", "No events yet."),
+    "events.silence.output_silent": ("Phát ra im lặng", "Output silent"),
+    "events.silence.horns_silent": ("Micro không nghe thấy loa", "Microphone heard no horns"),
+    "events.power.mains": ("Có điện lưới trở lại", "Mains back"),
+    "events.power.battery": ("Mất điện lưới – chạy ắc quy", "Mains lost – on battery"),
+    "events.power.battery_low": ("Ắc quy yếu", "Battery low"),
     # Proof of play
     "plays.planned": ("Giờ phát theo lịch", "Planned"),
     "plays.programme": ("Chương trình", "Programme"),
@@ -362,6 +481,50 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "prog.from_date": ("Từ ngày", "From"),
     "prog.until_date": ("Đến ngày (không bắt buộc)", "Until (optional)"),
     "prog.priority": ("Mức ưu tiên", "Priority"),
+    # Announcement mode (issue 17): how this programme treats a lower one it interrupts
+    "prog.announce": ("Khi chen ngang chương trình khác", "When it interrupts another programme"),
+    "prog.announce.zones": ("Theo vùng phát", "As its zones say"),
+    "prog.announce.cut": (
+        "Cắt ngang (tạm dừng chương trình đang phát)",
+        "Cut in (pause what is playing)",
+    ),
+    "prog.announce.duck": ("Hạ nhỏ tiếng chương trình đang phát", "Play over it, quieter"),
+    "prog.announce.duck_as": (
+        "Hạ nhỏ tiếng chương trình đang phát: giảm {db} dB, giảm và tăng dần trong {ms} mili giây",
+        "Play over it, quieter: {db} dB lower, fading over {ms} ms",
+    ),
+    "prog.announce.emergency": (
+        "Cắt ngang (chương trình khẩn cấp luôn cắt ngang)",
+        "Cut in (emergencies always cut in)",
+    ),
+    "prog.duck_drop": ("Giảm tiếng (dB, từ 3 đến 60)", "Lower by (dB, 3 to 60)"),
+    "prog.duck_ramp": (
+        "Thời gian giảm, tăng tiếng dần (mili giây, từ 200 đến 500)",
+        "Fade time (ms, 200 to 500)",
+    ),
+    "prog.announce_hint": (
+        "Áp dụng khi chương trình này bắt đầu lúc một chương trình ưu tiên thấp hơn đang phát. "
+        "Phát khẩn cấp luôn cắt ngang.",
+        "Applies when this programme starts while a lower-priority one is playing. "
+        "Emergencies always cut in.",
+    ),
+    "prog.announce_zones_link": ("Cài đặt của từng vùng phát", "Each zone's setting"),
+    "prog.duck_bad": (
+        "Mức giảm tiếng phải từ 3 đến 60 dB, thời gian giảm dần từ 200 đến 500 mili giây.",
+        "The drop must be 3 to 60 dB and the fade 200 to 500 ms.",
+    ),
+    "zones.title": ("Vùng phát", "Zones"),
+    "zones.intro": (
+        "Chọn cách một chương trình chen ngang xử lý chương trình đang phát ở từng vùng. "
+        "Chương trình có cài đặt riêng thì theo cài đặt của chương trình; phát khẩn cấp "
+        "luôn cắt ngang.",
+        "Choose how a programme that interrupts another treats it in each zone. A programme "
+        "with its own setting follows it; emergencies always cut in.",
+    ),
+    "zones.unit": ("Đơn vị", "Org unit"),
+    "zones.save": ("Lưu", "Save"),
+    "zones.done": ("Đã lưu cài đặt của vùng phát.", "The zone's setting is saved."),
+    "zones.err": ("Không lưu được cài đặt của vùng phát.", "The zone's setting was not saved."),
     "prog.emergency_now": (
         "Phát khẩn cấp ngay (không cần chờ duyệt)",
         "Emergency: approve and broadcast at once",
@@ -922,6 +1085,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "audit.act.org_unit.create": ("Thêm đơn vị", "Added an org unit"),
     "audit.act.org_unit.update": ("Sửa đơn vị", "Changed an org unit"),
     "audit.act.org_unit.delete": ("Xoá đơn vị", "Deleted an org unit"),
+    "audit.act.org_unit.selftest": (
+        "Đặt lịch tự kiểm tra âm thanh",
+        "Set the daily acoustic self-test",
+    ),
     "audit.act.zone.create": ("Thêm vùng phát", "Added a zone"),
     "audit.act.zone.update": ("Sửa vùng phát", "Changed a zone"),
     "audit.act.zone.delete": ("Xoá vùng phát", "Deleted a zone"),

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.access import reach
+from server.access import policy, reach
 from server.access.actor import Actor
-from server.bounds import IdPath
+from server.bounds import MAX_ID, IdPath
+from server.console.i18n import Translator, language_of
 from server.console.render import page
-from server.console.session import ConsoleActor
+from server.console.selftest_pages import save_schedule, selftest_context, send_self_test
+from server.console.session import ConsoleActor, check_form_csrf
 from server.db import utcnow
-from server.deps import SessionDep, now_of
+from server.deps import SessionDep, SettingsDep, now_of
 from server.devices import commands
 from server.devices.display import board_of, profile_has_display
 from server.devices.health import health_flags
@@ -91,15 +93,18 @@ def devices_page(
     )
 
 
-@router.get("/devices/{device_id}", response_class=HTMLResponse)
-def device_page(
+def render_device(
     request: Request,
-    db: SessionDep,
-    actor: ConsoleActor,
-    device_id: IdPath,
+    db: Session,
+    actor: Actor,
+    device_id: int,
+    *,
+    status_code: int = 200,
+    **extra: Any,
 ) -> HTMLResponse:
-    """One device: health now and over 24 h, schedule, proof of play, remote commands; for an
-    e-board, what its screen shows (from the newest schedule sent to it)."""
+    """One device: health now and over 24 h, schedule, proof of play, remote commands, the
+    acoustic self-test and power; for an e-board, what its screen shows (from the newest
+    schedule sent to it)."""
     device = reach.load(db, actor, Device, device_id)
     schedule = latest_schedule(db, device_id=device.id)
     now = utcnow()
@@ -124,11 +129,15 @@ def device_page(
     ]
     # The app's clock, as GET /devices/{id}/display reads it.
     board = board_of(db, device=device, row=schedule, now=now_of(request))
+    selftest = selftest_context(
+        db, actor=actor, device=device, now=now_of(request), t=Translator(language_of(request))
+    )
     return page(
         request,
         "device.html",
         actor=actor,
         active="devices",
+        status_code=status_code,
         device=device,
         flags=flags,
         schedule=schedule,
@@ -139,4 +148,69 @@ def device_page(
         zones=zones,
         commands=recent,
         board=board,
+        done=request.query_params.get("done", ""),
+        **selftest,
+        **extra,
+    )
+
+
+@router.get("/devices/{device_id}", response_class=HTMLResponse)
+def device_page(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    device_id: IdPath,
+) -> HTMLResponse:
+    """One device in detail (render_device)."""
+    return render_device(request, db, actor, device_id)
+
+
+@router.post("/devices/{device_id:int}/self-test", response_model=None)
+def self_test_form(
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    actor: ConsoleActor,
+    device_id: IdPath,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    volume: Annotated[str, Form(max_length=10)] = "",
+    rebaseline: Annotated[bool, Form()] = False,
+) -> Response:
+    """Run the acoustic self-test now (optionally as the new baseline); errors show on the page."""
+    check_form_csrf(request, csrf)
+    if not actor.may(policy.DEVICES_COMMAND):
+        raise HTTPException(403, detail="")
+    error = send_self_test(
+        db, actor=actor, device_id=device_id, volume=volume, rebaseline=rebaseline,
+        mqtt_on=request.app.state.bridge is not None,  # as the API: 503 without MQTT
+        now=now_of(request), ttl=timedelta(seconds=settings.command_ttl_s),
+        t=Translator(language_of(request)),
+    )  # fmt: skip
+    if error:
+        return render_device(request, db, actor, device_id, st_error=error, status_code=422)
+    return RedirectResponse(f"/devices/{device_id}?done=selftest#selftest", status_code=303)
+
+
+@router.post("/devices/{device_id:int}/selftest-schedule", response_model=None)
+def selftest_schedule_form(
+    request: Request,
+    db: SessionDep,
+    actor: ConsoleActor,
+    device_id: IdPath,
+    org_unit_id: Annotated[int, Form(ge=1, le=MAX_ID)],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    daily_at: Annotated[str, Form(max_length=10)] = "",
+    volume: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Set the daily self-test of the device's unit or one above it (never 22:00-05:00)."""
+    check_form_csrf(request, csrf)
+    device = reach.load(db, actor, Device, device_id)
+    error = save_schedule(
+        db, actor=actor, device=device, org_unit_id=org_unit_id, daily_at=daily_at,
+        volume=volume, t=Translator(language_of(request)),
+    )  # fmt: skip
+    if error:
+        return render_device(request, db, actor, device_id, schedule_error=error, status_code=422)
+    return RedirectResponse(
+        f"/devices/{device_id}?done=schedule#selftest-schedule", status_code=303
     )

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules import MAX_RELAY_S, PRESETS, local_tz, to_local_wall, wall_to_utc
+from schedules import MAX_RELAY_S, PRESETS, Priority, local_tz, to_local_wall, wall_to_utc
 from server.access import policy, reach
 from server.access.actor import Actor
 from server.bounds import IdFilter, IdPath
@@ -34,7 +34,7 @@ from server.programmes.models import (
     Programme,
     programme_zones,
 )
-from server.programmes.validation import to_spec
+from server.programmes.validation import announce_of, to_spec
 from server.relay.models import RelaySource
 
 router = APIRouter(include_in_schema=False)
@@ -216,6 +216,8 @@ def programme_page(
         _window, findings = conflicts.find_programme_conflicts(
             db, spec=spec, now=now_of(request), horizon_days=conflict_days(settings)
         )
+    mode = programme.announcement_mode
+    announce = announce_of(priority=Priority(programme.priority), mode=mode, zones=programme.zones)
     return page(
         request,
         "programme.html",
@@ -228,6 +230,7 @@ def programme_page(
         system_notes=SYSTEM_NOTES,
         findings=findings,
         presets={p.rrule: p for p in PRESETS.values()},
+        announce=announce,
         may_cancel=actor.may(policy.PROGRAMMES_CANCEL)
         and policy.may_cancel(role=actor.role, status=programme.status, priority=programme.priority)
         and programme.status not in ("ended", "cancelled"),

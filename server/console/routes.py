@@ -21,6 +21,7 @@ from server.console import (
     relay_pages,
     report_pages,
     session,
+    zone_pages,
 )
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -42,6 +43,7 @@ def install_console(app: FastAPI) -> None:
         admin_pages,
         relay_pages,
         feedback_pages,
+        zone_pages,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

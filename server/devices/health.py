@@ -12,6 +12,12 @@ WEAK_SIGNAL_DBM = -105.0
 STALE_TELEMETRY = timedelta(minutes=10)
 # Devices within earshot must agree to a few ms or villagers hear an echo; 20 ms is audible.
 CLOCK_ERROR_MS = 20.0
+# Self-test codes that say the horns are not as they were (protocol SELFTEST_CODES): "ok" and
+# "baseline" are fine; no_capture, busy and interrupted say nothing about the horns.
+SELFTEST_FAILED = frozenset(
+    {"silent", "level_low", "high_loss", "distorted", "noisy", "no_signal_input", "failed"}
+)
+SILENCE_RECENT = timedelta(hours=24)
 
 
 def health_flags(device: Device, *, now: datetime, published_schedule: int | None) -> list[str]:
@@ -27,6 +33,16 @@ def health_flags(device: Device, *, now: datetime, published_schedule: int | Non
         flags.append("tls_intercepted")
     if not device.online:
         flags.append("offline")
+    # Power and sound first among the rest: a cluster that cannot be heard fails its purpose.
+    power = telemetry.get("power")
+    if power == "battery_low":
+        flags.append("battery_low")
+    elif power == "battery":
+        flags.append("on_battery")
+    if device.silence_at is not None and now - device.silence_at <= SILENCE_RECENT:
+        flags.append("output_silent")
+    if device.selftest_code in SELFTEST_FAILED:
+        flags.append("selftest_failed")
     temp = telemetry.get("cpu_temp_c")
     if isinstance(temp, int | float) and temp >= HOT_C:
         flags.append("hot")

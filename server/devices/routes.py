@@ -43,6 +43,7 @@ def to_out(device: Device) -> DeviceOut:
             **{c: getattr(device, c) for c in DeviceOut.model_fields if hasattr(Device, c)},
             "zone_ids": [z.id for z in device.zones],
             "revoked": device.revoked_at is not None,
+            "power": (device.telemetry or {}).get("power"),
         }
     )
 

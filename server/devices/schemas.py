@@ -61,6 +61,12 @@ class DeviceOut(BaseModel):
     state_version: int
     reported_state_version: int | None
     reported_schedule_version: int | None
+    # Power from the latest telemetry (mains, battery, battery_low; null: not reported), the
+    # latest self-test's code and time, the latest silence alarm (issue 17).
+    power: str | None = None
+    selftest_code: str | None = None
+    selftest_at: datetime | None = None
+    silence_at: datetime | None = None
 
 
 class Credentials(BaseModel):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from firmware_profiles import ProfileError, load_profile
 from protocol import Birth, DesiredState, Offline, Telemetry, TopicError, check_device_id
@@ -25,6 +25,7 @@ from server.events.types import AclChanged, DesiredStateChanged, ReplanNeeded, c
 from server.orgs.models import OrgUnit, Zone
 from server.planner.compile import latest_schedule
 from server.reports.presence import record_transition
+from server.selftest.schedule import DEFAULT_VOLUME, resolve
 
 
 class DeviceError(DomainError):
@@ -111,11 +112,16 @@ def update_device(db: Session, *, device: Device, changes: dict[str, object]) ->
 
 
 def desired_state(device: Device) -> DesiredState:
-    """The retained desired-state message for a device."""
+    """The retained desired-state message for a device (read with the device's session)."""
+    # The self-test time comes from the unit tree; every caller holds the device in a session.
+    db = object_session(device)
+    schedule = resolve(db, org_unit_id=device.org_unit_id) if db is not None else None
     return DesiredState(
         version=max(device.state_version, 1),
         volume=device.volume,
         zone_ids=sorted(z.id for z in device.zones),
+        selftest_daily_at=schedule.daily_at if schedule else None,
+        selftest_volume=schedule.volume if schedule else DEFAULT_VOLUME,
     )
 
 

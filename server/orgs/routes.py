@@ -38,6 +38,7 @@ def _zone_out(db: Session, zone: Zone) -> ZoneOut:
         name=zone.name,
         description=zone.description,
         device_ids=zone_device_ids(db, zone_id=zone.id),
+        announcement_mode="duck" if zone.announcement_mode == "duck" else "cut",
         created_at=zone.created_at,
     )
 
@@ -93,7 +94,7 @@ def get_zone(db: SessionDep, actor: Reader, zone_id: IdPath) -> ZoneOut:
 
 @router.patch("/zones/{zone_id:int}", response_model=ZoneOut)
 def update_zone(db: SessionDep, actor: Writer, zone_id: IdPath, body: ZoneUpdate) -> ZoneOut:
-    """Rename or describe a zone."""
+    """Rename or describe a zone, or set how announcements treat what plays there."""
     changes = body.model_dump(exclude_unset=True)
     return _zone_out(db, service.update_zone(db, actor=actor, zone_id=zone_id, changes=changes))
 

@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from server.bounds import Id, RequestBody
 
 OrgKind = Literal["province", "district", "commune", "village", "other"]
+AnnouncementMode = Literal["cut", "duck"]
+ZONE_MODE_DOC = (
+    "how announcements treat a lower item playing here: cut (pause it) or duck (keep it "
+    "playing quieter); a programme's own announcement_mode wins"
+)
 
 
 class OrgUnitCreate(RequestBody):
@@ -56,6 +61,7 @@ class ZoneCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=1000)
     device_ids: list[Id] = Field(default_factory=list, max_length=10000)
+    announcement_mode: AnnouncementMode = Field(default="cut", description=ZONE_MODE_DOC)
 
 
 class ZoneUpdate(RequestBody):
@@ -65,6 +71,7 @@ class ZoneUpdate(RequestBody):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
+    announcement_mode: AnnouncementMode | None = Field(default=None, description=ZONE_MODE_DOC)
 
 
 class ZoneDevices(RequestBody):
@@ -83,4 +90,5 @@ class ZoneOut(BaseModel):
     name: str
     description: str
     device_ids: list[int]
+    announcement_mode: AnnouncementMode = Field(description=ZONE_MODE_DOC)
     created_at: datetime

@@ -115,11 +115,18 @@ def create_zone(
     name: str,
     description: str,
     device_ids: list[int],
+    announcement_mode: str = "cut",
 ) -> Zone:
     """Add a zone to an org unit of the caller's subtree, optionally with its devices."""
     reach.load(db, actor, OrgUnit, org_unit_id)
     reach.check_ids(db, actor, Device, device_ids)
-    zone = Zone(org_unit_id=org_unit_id, name=name, description=description)
+    _check_mode(announcement_mode)
+    zone = Zone(
+        org_unit_id=org_unit_id,
+        name=name,
+        description=description,
+        announcement_mode=announcement_mode,
+    )
     db.add(zone)
     db.flush()
     _audit_zone(db, actor, "zone.create", zone, device_ids=device_ids)
@@ -133,11 +140,22 @@ def update_zone(db: Session, *, actor: Actor, zone_id: int, changes: dict[str, A
     """Rename or describe a zone of the caller's subtree (membership: set_zone_members)."""
     zone = reach.load(db, actor, Zone, zone_id)
     changes = {k: v for k, v in changes.items() if v is not None}
+    mode_was = zone.announcement_mode
+    if "announcement_mode" in changes:
+        _check_mode(changes["announcement_mode"])
     for key, value in changes.items():
         setattr(zone, key, value)
     db.flush()
     _audit_zone(db, actor, "zone.update", zone, changes=changes)
+    if zone.announcement_mode != mode_was:
+        # Programmes without a mode of their own follow their zones': their items change.
+        emit(db, ReplanNeeded(reason=f"zone {zone.id} announcement mode"))
     return zone
+
+
+def _check_mode(mode: object) -> None:
+    if mode not in ("cut", "duck"):
+        raise DomainError(422, "announcement_mode must be cut or duck.")
 
 
 def set_zone_members(db: Session, *, actor: Actor, zone_id: int, device_ids: list[int]) -> Zone:

@@ -19,6 +19,7 @@ from server.devices.models import Device
 from server.orgs.models import Zone
 from server.plays.models import DeviceEventRecord, PlayRecord
 from server.programmes.models import Programme
+from server.selftest.ingest import apply_device_events
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,19 @@ def _insert_ignoring_duplicates(db: Session, model: type[Any], rows: list[dict[s
     return max(getattr(result, "rowcount", 0) or 0, 0)
 
 
+def _insert_device_events(db: Session, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert device events, ignoring stored (device, seq) pairs; the seqs actually inserted."""
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(DeviceEventRecord)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["device_id", "seq"])
+        .returning(DeviceEventRecord.seq)
+    )
+    return set(db.scalars(stmt))
+
+
 def store_events(db: Session, *, device: Device, batch: EventBatch, now: datetime) -> StoredBatch:
     """Insert the batch's events, ignoring (device, seq) pairs already stored."""
     rows: list[dict[str, Any]] = []
@@ -152,7 +166,10 @@ def store_events(db: Session, *, device: Device, batch: EventBatch, now: datetim
     if rows:
         inserted += _insert_ignoring_duplicates(db, PlayRecord, rows)
     if device_rows:
-        inserted += _insert_ignoring_duplicates(db, DeviceEventRecord, device_rows)
+        new = _insert_device_events(db, device_rows)
+        inserted += len(new)
+        # Only what is new: a resent batch must not log a power change twice.
+        apply_device_events(device=device, rows=[r for r in device_rows if r["seq"] in new])
     return StoredBatch(seqs=seqs, inserted=inserted, unusable=unusable)
 
 

@@ -8,9 +8,19 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schedules import DISPLAY_TEXT_MAX, MAX_RELAY_S, Priority
+from schedules.model import DEFAULT_DUCK_DB, DEFAULT_DUCK_RAMP_MS
 from server.bounds import Id, RequestBody, Volume, When
 
 MAX_ITEMS = 100
+AnnouncementMode = Literal["cut", "duck"]
+MODE_DOC = (
+    "over a lower item it interrupts: cut (pause it) or duck (keep it playing quieter); "
+    "null: duck only when every zone of the programme says duck. Emergencies always cut"
+)
+DuckDb = Annotated[
+    float, Field(ge=-60, le=-3, allow_inf_nan=False, description="the ducked item's level, dB")
+]
+DuckRampMs = Annotated[int, Field(ge=200, le=500, description="each ramp's length, ms")]
 DISPLAY_TEXT_DOC = (
     "what e-boards show while it plays or is next (at most 2000 characters); "
     "empty with TTS items: the TTS text"
@@ -84,6 +94,9 @@ class ProgrammeFields(RequestBody):
     valid_until: When | None = None
     volume: Volume | None = None
     org_unit_id: Id | None = Field(default=None, description="owner; default: your org unit")
+    announcement_mode: AnnouncementMode | None = Field(default=None, description=MODE_DOC)
+    duck_db: DuckDb = DEFAULT_DUCK_DB
+    duck_ramp_ms: DuckRampMs = DEFAULT_DUCK_RAMP_MS
 
 
 class ProgrammeCreate(ProgrammeFields):
@@ -116,6 +129,9 @@ class ProgrammeUpdate(RequestBody):
     valid_until: When | None = None
     volume: Volume | None = None
     org_unit_id: Id | None = None
+    announcement_mode: AnnouncementMode | None = Field(default=None, description=MODE_DOC)
+    duck_db: DuckDb | None = None
+    duck_ramp_ms: DuckRampMs | None = None
 
 
 class ReasonBody(RequestBody):
@@ -187,6 +203,9 @@ class ProgrammeOut(BaseModel):
     valid_until: datetime | None
     volume: int | None
     org_unit_id: int
+    announcement_mode: AnnouncementMode | None = Field(description=MODE_DOC)
+    duck_db: float
+    duck_ramp_ms: int
     created_by: int | None
     rejection_reason: str
     created_at: datetime

@@ -19,6 +19,7 @@ from schedules import (
     to_local_wall,
     validate_rrule,
 )
+from schedules.model import DEFAULT_DUCK_DB, DEFAULT_DUCK_RAMP_MS
 from server.clips.models import Clip
 from server.domain import DomainError
 from server.orgs.models import OrgUnit, Zone
@@ -155,6 +156,47 @@ def _timing(fields: dict[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
+def announce_of(*, priority: Priority, mode: str | None, zones: Iterable[Zone]) -> str:
+    """How the programme's items treat a lower item: its own mode, else its zones' consensus.
+
+    Emergencies always cut; with no mode of its own a programme ducks only when every zone
+    it plays in says duck (one cutting zone is enough to keep the safer behaviour).
+    """
+    if priority is Priority.EMERGENCY:
+        return "cut"
+    if mode is not None:
+        return mode
+    modes = {zone.announcement_mode for zone in zones}
+    return "duck" if modes == {"duck"} else "cut"
+
+
+def _announce_fields(
+    *, priority: Priority, mode: str | None, duck_db: float, ramp_ms: int, zones: list[Zone]
+) -> dict[str, Any]:
+    announce = announce_of(priority=priority, mode=mode, zones=zones)
+    if announce != "duck":
+        # Level and ramps mean nothing when cutting: defaults keep the document unchanged.
+        return {"announce": "cut"}
+    return {"announce": "duck", "duck_db": duck_db, "duck_ramp_ms": ramp_ms}
+
+
+def _announcement(fields: dict[str, Any]) -> dict[str, Any]:
+    mode = fields.get("announcement_mode")
+    if mode not in (None, "cut", "duck"):
+        raise ProgrammeError(422, "announcement_mode must be cut, duck or null (its zones' mode).")
+    duck_db = fields.get("duck_db")
+    duck_db = DEFAULT_DUCK_DB if duck_db is None else duck_db
+    ramp_ms = fields.get("duck_ramp_ms")
+    ramp_ms = DEFAULT_DUCK_RAMP_MS if ramp_ms is None else ramp_ms
+    # Stored even while cutting, so checked here and not only by ProgrammeSpec.
+    number = isinstance(duck_db, int | float) and not isinstance(duck_db, bool)
+    if not number or not -60 <= duck_db <= -3:
+        raise ProgrammeError(422, "duck_db must be a level from -60 to -3 dB.")
+    if isinstance(ramp_ms, bool) or not isinstance(ramp_ms, int) or not 200 <= ramp_ms <= 500:
+        raise ProgrammeError(422, "duck_ramp_ms must be a whole number from 200 to 500 ms.")
+    return {"announcement_mode": mode, "duck_db": float(duck_db), "duck_ramp_ms": ramp_ms}
+
+
 def _make_spec(
     *, programme_id: int, values: dict[str, Any], content: list[items.Item], zones: list[Zone]
 ) -> ProgrammeSpec:
@@ -175,7 +217,11 @@ def _make_spec(
             zone_ids=tuple(z.id for z in zones),
             volume=values["volume"],
             org_unit_id=values["org_unit_id"],
-        )
+            **_announce_fields(
+                priority=values["priority"], mode=values["announcement_mode"],
+                duck_db=values["duck_db"], ramp_ms=values["duck_ramp_ms"], zones=zones,
+            ),
+        )  # fmt: skip
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -197,6 +243,7 @@ def check_fields(
         "priority": Priority(fields.get("priority") or Priority.NORMAL),
         "volume": fields.get("volume"),
         "org_unit_id": unit.id,
+        **_announcement(fields),
         **_timing(fields, now),
     }
     if not values["title"]:
@@ -212,11 +259,18 @@ def to_spec(programme: Programme, *, timing: RelayTiming | None = None) -> Progr
     if not (programme.clips or programme.relays) or not programme.zones:
         return None
     clips, relays = items.stored_parts(programme, timing or RelayTiming())
+    priority = Priority(programme.priority)
+    announce = _announce_fields(
+        priority=priority, mode=programme.announcement_mode, zones=programme.zones,
+        # None on a row made outside check_fields and not yet flushed (column defaults).
+        duck_db=DEFAULT_DUCK_DB if programme.duck_db is None else programme.duck_db,
+        ramp_ms=DEFAULT_DUCK_RAMP_MS if programme.duck_ramp_ms is None else programme.duck_ramp_ms,
+    )  # fmt: skip
     return ProgrammeSpec(
         id=programme.id,
         title=programme.title,
         display_text=programme.display_text or "",
-        priority=Priority(programme.priority),
+        priority=priority,
         items=clips,
         relays=relays,
         start=programme.start,
@@ -227,6 +281,7 @@ def to_spec(programme: Programme, *, timing: RelayTiming | None = None) -> Progr
         zone_ids=tuple(z.id for z in programme.zones),
         volume=programme.volume,
         org_unit_id=programme.org_unit_id,
+        **announce,
     )
 
 

@@ -60,6 +60,8 @@ REQUIRED_FIELDS = frozenset(
         "items",
         "zone_ids",
         "org_unit_id",
+        "duck_db",
+        "duck_ramp_ms",
     }
 )
 
@@ -167,6 +169,9 @@ def update_programme(
         "zone_ids": [z.id for z in programme.zones],
         "volume": programme.volume,
         "org_unit_id": programme.org_unit_id,
+        "announcement_mode": programme.announcement_mode,
+        "duck_db": programme.duck_db,
+        "duck_ramp_ms": programme.duck_ramp_ms,
         **{name: getattr(programme, name) for name in TIMING_FIELDS},
     }
     # null means "clear" only where a field may be empty; elsewhere it means "leave as is".

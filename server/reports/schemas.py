@@ -149,6 +149,8 @@ class SummaryRow(BaseModel):
     emergencies: EmergencyFigures
     availability: AvailabilityFigures
     feedback: FeedbackFigures = FeedbackFigures()
+    # Clusters whose latest self-test in the period found a fault (issue 17).
+    selftest_failed: int = 0
 
 
 class PeriodOut(BaseModel):

@@ -43,6 +43,7 @@ from server.reports.schemas import (
     SummaryRow,
 )
 from server.reports.service import REPORTED_STATUSES
+from server.selftest.figures import failed_devices
 
 FAULTY_BELOW = 0.9  # a cluster online less than 90 % of the period counts as faulty
 ORIGINS = ("own", "bulletin", "relay", "live", "emergency")
@@ -76,6 +77,7 @@ class _Acc:
     online_s: float = 0.0
     faulty: int = 0
     longest_s: float = 0.0
+    selftest_failed: int = 0
     feedback: FeedbackAcc = field(default_factory=FeedbackAcc)
 
 
@@ -131,6 +133,9 @@ def summary(
             acc.online_s += av.online_s
             acc.longest_s = max(acc.longest_s, av.longest_outage_s)
             acc.faulty += int(av.share is not None and av.share < FAULTY_BELOW)
+    for device_id in failed_devices(db, device_ids=device_ids, since=since, until=until):
+        for acc in book.of(device_unit[device_id]):
+            acc.selftest_failed += 1
     children = db.execute(
         select(OrgUnit.id, OrgUnit.name, OrgUnit.kind)
         .where(OrgUnit.parent_id == unit.id)
@@ -406,6 +411,7 @@ def _row(org_unit_id: int, name: str, kind: str, acc: _Acc) -> SummaryRow:
             longest_outage_s=round(acc.longest_s, 1),
         ),
         feedback=acc.feedback.figures(),
+        selftest_failed=acc.selftest_failed,
     )
 
 

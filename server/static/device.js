@@ -81,6 +81,14 @@
     window.setInterval(loadChart, 60000);
   }
 
+  // -- self-test: a server-side form; say first that the horns will play a sweep -----------
+  const selftest = document.getElementById("selftest-form");
+  if (selftest) {
+    selftest.addEventListener("submit", function (event) {
+      if (!window.confirm(selftest.dataset.confirm)) event.preventDefault();
+    });
+  }
+
   // -- commands ---------------------------------------------------------------------------
   const box = document.getElementById("command-buttons");
   if (!box) return;

@@ -20,6 +20,31 @@
     r.addEventListener("change", showMode);
   });
 
+  // The level and ramps only matter when the programme may duck (itself, or by its zones).
+  const duckFields = document.getElementById("duck-fields");
+  function showDuck() {
+    const checked = form.querySelector("input[name=announcement_mode]:checked");
+    if (duckFields && checked) duckFields.hidden = checked.value === "cut";
+  }
+  form.querySelectorAll("input[name=announcement_mode]").forEach(function (r) {
+    r.addEventListener("change", showDuck);
+  });
+
+  // Shown as a positive drop ("giảm 18 dB"), sent as the negative level the API stores.
+  function announcement(f, b) {
+    if (f.get("announcement_mode") === null) return; // the operator's form has none
+    b.announcement_mode = f.get("announcement_mode") || null;
+    if (b.announcement_mode === "cut") return;
+    const drop = Number(f.get("duck_drop"));
+    const ramp = Number(f.get("duck_ramp_ms"));
+    const box = document.getElementById("announce-editor");
+    if (!Number.isFinite(drop) || drop < 3 || drop > 60 || !Number.isInteger(ramp) || ramp < 200 || ramp > 500) {
+      throw new Error(box.dataset.duckBad);
+    }
+    b.duck_db = -drop;
+    b.duck_ramp_ms = ramp;
+  }
+
   // Dates are typed dd/mm/yyyy and times hh:mm (24 h) whatever the browser's language.
   function isoDay(text) {
     const found = /^\s*(\d{1,2})\/(\d{1,2})\/(\d{4})\s*$/.exec(text || "");
@@ -205,6 +230,7 @@
       priority: emergency ? "emergency" : f.get("priority") || "normal",
     };
     if (f.get("org_unit_id")) b.org_unit_id = Number(f.get("org_unit_id"));
+    if (!emergency) announcement(f, b);
     if (!f.get("mode")) {
       // The operator's form has no dates: an emergency plays now (by the server's clock).
       b.start = new Date(Date.now() + clockOffset + 5000).toISOString();
@@ -288,4 +314,5 @@
     });
   }
   showMode();
+  showDuck();
 })();

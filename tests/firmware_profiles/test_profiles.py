@@ -199,3 +199,51 @@ def test_profile_is_frozen() -> None:
     profile = load_profile("sim")
     with pytest.raises(ValueError, match="frozen"):
         profile.volume.default = 10  # type: ignore[misc]
+
+
+def test_sim_profiles_read_power_from_their_state_file() -> None:
+    for name in ("sim", "eboard-sim"):
+        power = load_profile(name).power
+        assert power is not None and (power.kind, power.battery_volume_max) == ("sim", 40)
+    assert load_profile("rpi4-usb-pa").power is None  # no UPS HAT in the real builds
+
+
+@pytest.mark.parametrize(
+    ("power", "expected"),
+    [
+        ({"kind": "gpio"}, "power.mains_pin: required when power.kind is 'gpio'"),
+        ({"kind": "sim", "mains_pin": 6}, "power: mains_pin and battery_low_pin must be null"),
+        ({"kind": "gpio", "mains_pin": 17}, "power.mains_pin: GPIO 17 is already used by"),
+        (
+            {"kind": "gpio", "mains_pin": 6, "battery_low_pin": 6},
+            "power.battery_low_pin: GPIO 6 is already used by power.mains_pin",
+        ),
+        ({"kind": "gpio", "mains_pin": 30}, "power.mains_pin: GPIO 30 is outside the Raspberry"),
+        ({"kind": "gpio", "mains_pin": 6, "battery_volume_max": 101}, "less than or equal to 100"),
+    ],
+)
+def test_bad_power_sections_name_the_field(
+    tmp_path: Path, power: dict[str, Any], expected: str
+) -> None:
+    data = _shipped_data("rpi4-usb-pa")
+    data["power"] = power
+    with pytest.raises(ProfileError) as excinfo:
+        load_profile(str(_write(tmp_path, data)))
+    assert expected in str(excinfo.value)
+
+
+def test_power_pins_keep_clear_of_i2s_and_need_a_gpio_chip(tmp_path: Path) -> None:
+    data = _shipped_data("rpi3bplus-hifiberry-dac")
+    data["power"] = {"kind": "gpio", "mains_pin": 19}
+    with pytest.raises(ProfileError, match=r"power\.mains_pin: GPIO 19 collides with I2S"):
+        load_profile(str(_write(tmp_path, data)))
+    data = _shipped_data("rpi4-usb-pa")
+    data["amplifier"] = {"kind": "none"}
+    data["status_led"] = None
+    data["gpio_chip"] = None
+    data["power"] = {"kind": "gpio", "mains_pin": 6, "active_high": False}
+    with pytest.raises(ProfileError, match="gpio_chip: required when the profile drives GPIO"):
+        load_profile(str(_write(tmp_path, data)))
+    data["gpio_chip"] = "gpiochip0"
+    power = load_profile(str(_write(tmp_path, data))).power
+    assert power is not None and (power.mains_pin, power.active_high) == (6, False)

@@ -147,6 +147,12 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/devices/{device_id}/commands"): Body(
         (), lambda w, p, r: {"name": "test_tone", "seconds": 1}
     ),
+    ("POST", "/api/v1/devices/{device_id}/self-test"): Body(
+        (), lambda w, p, r: {"volume": 20, "rebaseline": False}
+    ),
+    ("PATCH", "/api/v1/org-units/{unit_id}/selftest"): Body(
+        (), lambda w, p, r: {"daily_at": "11:30", "volume": 30}
+    ),
     ("POST", "/api/v1/clips"): Body((), lambda w, p, r: None, multipart=True),
     ("POST", "/api/v1/cap"): Body(
         ("org_unit",), lambda w, p, r: cap_alert(w, p("org_unit")), xml=True
