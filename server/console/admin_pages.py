@@ -32,7 +32,21 @@ from server.users.models import ROLES, SERVICE_ROLES, AuthToken, User
 
 router = APIRouter(include_in_schema=False)
 # Action families the audit filter offers, in the order of the select ("auth." = sign-ins).
-FAMILIES = ("programme", "live", "clip", "device", "zone", "org_unit", "user", "auth")
+FAMILIES = (
+    "programme",
+    "live",
+    "clip",
+    "bulletin",
+    "cap",
+    "relay_source",
+    "feedback",
+    "device",
+    "zone",
+    "org_unit",
+    "source",
+    "user",
+    "auth",
+)
 PAGE_ROWS = 100
 MAX_ROWS = 1000
 
