@@ -22,6 +22,7 @@ from server.broker.pki import pki_dir
 from server.broker.process import BrokerError, free_port, port_open, start_broker, stop_broker
 from server.broker.service import apply_broker_config
 from server.db import make_engine, make_session_factory, session_scope
+from server.demo_selftest import start_commissioning
 from server.devices.models import Device
 from server.migrate import upgrade
 from server.seed import (
@@ -269,6 +270,7 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
         counter = make_engine(settings.db_url)
         keys: TextIO | None = sys.stdin
         agent_procs = dict(zip(children[1:], agents, strict=True))
+        commissioning = None
         while not stop:
             online, total = _count_online(counter)
             if online != reported:
@@ -281,6 +283,11 @@ def run_demo(*, until_online: bool, agent_count: int) -> int:
                 shown = True
             if until_online and settled:
                 return 0
+            if settled and commissioning is None:  # baselines, then a dead horn (issue 17)
+                commissioning = start_commissioning(
+                    base=base, token=token["access_token"], data_dir=settings.data_dir,
+                    db_url=settings.db_url, uids=[p.stem for p in agents], say=_say,
+                )  # fmt: skip
             if any(c.poll() is not None for c in children[:1]):
                 _say("the server stopped unexpectedly")
                 return 1

@@ -248,9 +248,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "selftest.volume": ("Âm lượng thử", "Test volume"),
     "selftest.volume_hint": ("để trống: theo lịch", "empty: as scheduled"),
     "selftest.confirm": (
-        "Cụm loa sẽ phát một tiếng quét tần số qua các loa trong khoảng nửa phút. Chạy ngay?",
-        "The device will play a frequency sweep through its horns for about half a minute."
-        " Run it now?",
+        "Cụm loa sẽ phát một tiếng quét tần số qua các loa trong vài giây. Chạy ngay?",
+        "The device will play a frequency sweep through its horns for a few seconds. Run it now?",
     ),
     "selftest.sent": (
         "Đã gửi lệnh tự kiểm tra. Kết quả hiện ở đây khi cụm loa chạy xong.",
