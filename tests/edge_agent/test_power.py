@@ -347,6 +347,11 @@ def sim_profile(poll_s: float = 0.2) -> FirmwareProfile:
     return load_profile("sim").model_copy(update={"power": power})
 
 
+def unique(events: list[DeviceEvent]) -> list[DeviceEvent]:
+    """Events by seq, as the server stores them (idempotent by (device, seq)), in seq order."""
+    return [e for _, e in sorted({e.seq: e for e in events}.items())]
+
+
 def power_events(events: list[Any]) -> list[DeviceEvent]:
     return [e for e in events if isinstance(e, DeviceEvent) and e.kind == "power"]
 
@@ -386,8 +391,10 @@ def test_an_agent_on_battery_reports_it_and_caps_its_volume(
             seen = len(obs.of(TopicKind.TELEMETRY))
             await asyncio.to_thread(write, data_dir, {"mains": False})
             await eventually(lambda: hw.volume == 40, what="the battery cap")
-            await eventually(lambda: bool(power_events(server.events(uid))), what="the event")
-            (event,) = power_events(list(server.unique_events(uid).values()))
+            await eventually(
+                lambda: bool(power_events(server.device_events(uid))), what="the event"
+            )
+            (event,) = power_events(unique(server.device_events(uid)))
             assert (event.code, event.detail) == (LOST["code"], LOST["detail"])
             assert abs(event.at - time.time()) < 30
             await telemetry_says(obs, "battery", after=seen)
@@ -404,8 +411,8 @@ def test_an_agent_on_battery_reports_it_and_caps_its_volume(
             await eventually(lambda: agent.power.state == "mains", what="mains again")
             await eventually(lambda: hw.volume == 60, what="the normal volume back")
             await telemetry_says(obs, "mains", after=seen)  # sent at once, not in 30 s
-            await eventually(lambda: len(power_events(server.events(uid))) >= 2)
-            assert [e.code for e in power_events(list(server.unique_events(uid).values()))] == [
+            await eventually(lambda: len(power_events(server.device_events(uid))) >= 2)
+            assert [e.code for e in power_events(unique(server.device_events(uid)))] == [
                 "battery",
                 "mains",
             ]
@@ -447,7 +454,7 @@ def test_on_battery_items_are_capped_and_an_emergency_is_not(
 
             await eventually(lambda: len(plays()) == 2, timeout=20, what="both played")
             assert {e.outcome for e in plays()} == {"played"}
-            assert [e.code for e in power_events(server.events(uid))] == ["battery"]
+            assert [e.code for e in power_events(server.device_events(uid))] == ["battery"]
 
             await asyncio.to_thread(write, data_dir, {"mains": True})
             await eventually(lambda: hw.volume == 60, what="the normal volume back")
