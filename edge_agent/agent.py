@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from audio.clock import Clock, SystemClock
 from audio.sinks import AudioSink
 from edge_agent import agent_version, sdnotify
-from edge_agent.capture import Tap, make_capture
+from edge_agent.capture import SIM_ACOUSTIC_FILE, Tap, make_capture
 from edge_agent.commands import (
     RECENT_COMMANDS,
     CommandRefused,
@@ -31,6 +31,7 @@ from edge_agent.power import PowerMonitor
 from edge_agent.runtime import PlayoutRuntime
 from edge_agent.selftest import DailySelfTest, SelfTestRunner
 from edge_agent.settings import AgentSettings, env_name
+from edge_agent.silence import SilenceWatcher
 from edge_agent.store import HeldState, StateStore
 from edge_agent.telemetry import Sensors
 from firmware_profiles import FirmwareProfile
@@ -178,6 +179,16 @@ class Agent:
             server_time=lambda: self.runtime.sync.server_time(),
         )
         self.daily_selftest = DailySelfTest(runner=self.selftest, db=self.runtime.db, wall=clock)
+        # Silence alarms (issue 17): the watcher sees every frame the player writes. Horns are
+        # checked only with the sim's microphone (an ALSA one: see edge_agent.silence).
+        sim_mic = profile.capture is not None and profile.capture.kind == "sim"
+        self.silence = SilenceWatcher(
+            record=self.runtime.outbox.record_device_event,
+            server_time=lambda: self.runtime.sync.server_time(),
+            clips=self.runtime.cache,
+            acoustic_file=settings.state_dir / SIM_ACOUSTIC_FILE if sim_mic else None,
+        )
+        self.runtime.player.on_frame = self.silence.frame
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -223,6 +234,7 @@ class Agent:
         finally:
             with contextlib.suppress(Exception):
                 await self.runtime.stop_audio()
+            self.silence.close()  # a source check still running is moot now
             for task in (stop_task, *helpers, *self._command_tasks):
                 task.cancel()
             await asyncio.gather(*helpers, *self._command_tasks, return_exceptions=True)

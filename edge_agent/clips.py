@@ -186,6 +186,14 @@ class ClipCache:
         """Record a use of the clip (for least-recently-used eviction)."""
         self.db.touch_clip(sha256, now=self._wall())
 
+    def forget(self, sha256: str) -> None:
+        """Delete a verified clip found damaged on disk; the fetcher then asks for it again."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path(sha256).unlink()
+        self._sizes.pop(sha256, None)
+        self.db.remove_clips([sha256])
+        log.warning("clip cache: %s no longer matches its sha256; deleted", sha256[:12])
+
     def evict(self) -> list[str]:
         """Delete unpinned clips, least recently used first, until the cache fits its quota."""
         total = self.used_bytes

@@ -116,6 +116,11 @@ class Segment:
         return min(duration, max(0.0, self.position_s + (mono - self.start_mono)))
 
 
+# Sees every frame of a segment before the volume (silence.SilenceWatcher): the segment,
+# the samples written before it, the frame. Called on the loop: it must be cheap.
+FrameHook = Callable[[Segment, int, Pcm], None]
+
+
 @dataclass(frozen=True)
 class PlayOutcome:
     """The final word on one item (times are server Unix seconds)."""
@@ -207,6 +212,7 @@ async def write_segment(
     gain: float,
     offload: Offload,
     on_started: Callable[[float], None],
+    on_frame: FrameHook | None = None,
 ) -> None:
     """Place the segment's first sample at seg.start_mono, then stream it until seg.stop_mono.
 
@@ -226,6 +232,8 @@ async def write_segment(
         start = playout.start_monotonic
         seg.actual_start_mono = start
         on_started(start)
+        if on_frame is not None:
+            on_frame(seg, 0, shaped)
         written = len(first)
         while True:
             allowed = round((seg.stop_mono - start) * sink.sample_rate)
@@ -240,6 +248,8 @@ async def write_segment(
             frame = block[: min(FRAME_SAMPLES, allowed - written)]
             block = block[len(frame) :]
             frame = shape(frame, seg.ramps, written, start_mono=start)
+            if on_frame is not None:
+                on_frame(seg, written, frame)
             await sink.write(with_gain(frame, gain))
             written += len(frame)
         seg.end_mono = start + written / sink.sample_rate

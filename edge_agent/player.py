@@ -46,6 +46,7 @@ from edge_agent.playback import (
     READ_BLOCK,
     ClipReader,
     ClipSource,
+    FrameHook,
     Interrupted,
     Offload,
     PcmReader,
@@ -156,6 +157,7 @@ class Player:
         self._live: tuple[str, Priority] | None = None  # the live session holding the card
         # Called (session id, reason) when a scheduled item outranks the live session.
         self.on_live_preempted: Callable[[str, str], None] | None = None
+        self.on_frame: FrameHook | None = None  # every frame written (silence.SilenceWatcher)
 
     # -- schedule ---------------------------------------------------------------------------
 
@@ -666,7 +668,14 @@ class Player:
             self._spawn(self.play_log.on_air(seg.item, position_s=seg.position_s, at=heard))
 
         await write_segment(
-            seg, sink, reader, block, gain=gain, offload=self._offload, on_started=started
+            seg,
+            sink,
+            reader,
+            block,
+            gain=gain,
+            offload=self._offload,
+            on_started=started,
+            on_frame=self.on_frame,
         )
 
     async def _segment_done(self, seg: Segment) -> None:

@@ -1,0 +1,294 @@
+"""Silence and dead-air alarms (issue 17): a silent output where the clip has sound, dead horns.
+
+The player hands every frame it writes (before the volume) to `SilenceWatcher.frame`.
+
+Output check: per segment of a clip item, the run of digitally silent frames is counted.
+Each time it reaches another SILENT_RUN_S, a worker thread re-hashes the item's cached
+clips (a mismatch is a cache fault: the file is deleted so the fetcher gets it again) and
+decodes that stretch of the clips; sound there (or a bad hash) is one `output_silent`
+event per item. Relay parts are left out: relay.ItemReader counts their dead air itself.
+
+Horn check, with the simulated microphone only: loud output is fed through the acoustic
+path of `<data dir>/sim_acoustic.json`, one 1 s window in HORN_EVERY while the horns pass
+and every window once one fails; HORN_FAILS failed windows in a row are one `horns_silent`
+event per item. An ALSA microphone is not listened to during programmes: continuous
+capture next to the player (the device busy, arecord running for hours, the self-test
+sharing it) needs its own design, so that profile gets the output check only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from audio.acoustic import hear
+from audio.errors import AudioError
+from audio.pcm import SAMPLE_RATE, Pcm
+from edge_agent.capture import CaptureError, load_acoustic_path
+from edge_agent.clips import sha256_of
+from edge_agent.playback import ClipReader, Offload, Segment
+from schedules import PlaybackItem, TimelinePart
+
+log = logging.getLogger(__name__)
+
+SILENT_PEAK = 2  # int16: |sample| <= 2 is below about -84 dBFS, digital silence
+# Speech has pauses of a second or two and music fades; 5 s of digital silence in a
+# normalised bulletin is a fault worth a look, yet short enough to be caught mid-item.
+SILENT_RUN_S = 5.0
+SOURCE_SOUND_DBFS = -50.0  # the clip stretch has sound: its RMS is above this
+LOUD_DBFS = -40.0  # a frame this loud should be heard by the microphone on the pole
+HORNS_DROP_DB = 30.0  # the microphone this far below the output: no horn is sounding
+HORN_WINDOW_S = 1.0
+HORN_EVERY = 10  # while the horns pass, judge one loud second in ten (CPU on a Pi)
+HORN_FAILS = 5  # failed 1 s windows of loud output in a row: 5 s of dead horns
+REMEMBERED = 512  # item ids already reported (one event per item and code)
+
+SILENT_VN = "Âm thanh đưa ra loa bị im lặng {s:g} giây"
+DECODER_VN = SILENT_VN + " trong khi bản tin có tiếng: lỗi giải mã"
+CACHE_VN = SILENT_VN + ": tệp bản tin trong bộ nhớ đệm bị hỏng, đã xoá để tải lại"
+HORNS_VN = "Loa không phát ra tiếng: micro trên cột không nghe thấy gì trong khi đang phát"
+
+
+class ClipStore(Protocol):
+    """The clip cache as the watcher uses it (edge_agent.clips.ClipCache)."""
+
+    def path(self, sha256: str) -> Path:
+        """Where the verified clip is."""
+        ...
+
+    def forget(self, sha256: str) -> None:
+        """Delete a damaged clip so it is fetched again (blocking)."""
+        ...
+
+
+def dbfs(samples: Pcm | np.ndarray[Any, Any], full_scale: float = 32768.0) -> float:
+    """RMS level in dBFS (-inf for nothing or zeros)."""
+    if not len(samples):
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64))))) / full_scale
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+@dataclass
+class _ItemState:
+    """What the watcher knows about the item on air."""
+
+    item: PlaybackItem
+    parts: tuple[TimelinePart, ...]
+    seg: Segment | None = None
+    run: int = 0  # samples of the current silent run
+    run_start_s: float = 0.0  # item position where it began
+    next_check: int = 0  # run length (samples) at which the source is checked next
+    hashed: set[str] = field(default_factory=set)  # clips whose hash matched this play
+    window: list[Pcm] = field(default_factory=list)
+    window_len: int = 0
+    loud_windows: int = 0
+    horn_fails: int = 0
+
+
+class SilenceWatcher:
+    """Watches the frames the player writes and records silence events (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        record: Callable[[dict[str, Any]], Awaitable[object]],
+        server_time: Callable[[], float],
+        clips: ClipStore,
+        acoustic_file: Path | None,
+        offload: Offload = asyncio.to_thread,
+    ) -> None:
+        self._record = record
+        self._server_time = server_time
+        self.clips = clips
+        self.acoustic_file = acoustic_file  # None: no simulated microphone, no horn check
+        self._offload = offload
+        self._state: _ItemState | None = None
+        self._reported: OrderedDict[str, None] = OrderedDict()
+        self._busy: set[str] = set()  # "output" / "horns": a check is running
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.checks = {"output": 0, "horns": 0}  # source checks and horn windows judged
+
+    # -- the hook (on the loop, per 20 ms frame) -----------------------------------------------
+
+    def frame(self, seg: Segment, written: int, frame: Pcm) -> None:
+        """A frame of `seg` written after `written` samples (Player.on_frame)."""
+        try:
+            state = self._state
+            if state is None or state.item.item_id != seg.item.item_id:
+                state = self._state = _ItemState(seg.item, seg.item.parts())
+            if state.seg is not seg:  # a new segment (resumed, rejoined): a new run
+                state.seg, state.run = seg, 0
+            position = seg.position_s + written / SAMPLE_RATE
+            self._output(state, position, frame)
+            if self.acoustic_file is not None and seg.volume > 0:
+                self._horns(state, frame)
+        except Exception:  # the writer must never stop for a watcher bug
+            log.exception("silence watcher: frame of %s", seg.item.item_id)
+
+    def _output(self, state: _ItemState, position: float, frame: Pcm) -> None:
+        item_id = state.item.item_id
+        part = _part_at(state.parts, position)
+        if self._was_reported("output_silent", item_id) or part is None or part.clip is None:
+            state.run = 0  # a relay part (or past the end): not ours to judge
+            return
+        peak = max(int(frame.max()), -int(frame.min())) if len(frame) else 0
+        if peak > SILENT_PEAK:
+            state.run = 0
+            return
+        if state.run == 0:
+            state.run_start_s = position
+            state.next_check = round(SILENT_RUN_S * SAMPLE_RATE)
+        state.run += len(frame)
+        if state.run < state.next_check:
+            return
+        state.next_check += round(SILENT_RUN_S * SAMPLE_RATE)
+        if "output" in self._busy:
+            return
+        end = state.run_start_s + state.run / SAMPLE_RATE
+        stretch = (max(state.run_start_s, end - SILENT_RUN_S), end)
+        self._spawn("output", self._check_output(state, stretch, state.run / SAMPLE_RATE))
+
+    def _horns(self, state: _ItemState, frame: Pcm) -> None:
+        if self._was_reported("horns_silent", state.item.item_id):
+            return
+        if dbfs(frame) <= LOUD_DBFS:
+            return  # quiet output says nothing about the horns
+        state.window.append(frame.copy())
+        state.window_len += len(frame)
+        if state.window_len < HORN_WINDOW_S * SAMPLE_RATE:
+            return
+        window = np.concatenate(state.window)
+        state.window, state.window_len = [], 0
+        state.loud_windows += 1
+        due = state.horn_fails > 0 or state.loud_windows % HORN_EVERY == 1
+        if due and "horns" not in self._busy:
+            self._spawn("horns", self._judge_horns(state, window))
+
+    # -- checks (worker threads) ---------------------------------------------------------------
+
+    async def _check_output(
+        self, state: _ItemState, stretch: tuple[float, float], silent_s: float
+    ) -> None:
+        self.checks["output"] += 1
+        fault, hashed = await self._offload(self._source_fault, state, stretch)
+        state.hashed |= hashed
+        if fault is None:
+            return
+        template = CACHE_VN if fault == "cache" else DECODER_VN
+        await self._report(
+            "output_silent", state.item.item_id, template.format(s=round(silent_s, 1)), silent_s
+        )
+
+    def _source_fault(
+        self, state: _ItemState, stretch: tuple[float, float]
+    ) -> tuple[str | None, set[str]]:
+        """("cache" | "decoder" | None, the clips whose hash matched); blocking."""
+        lo, hi = stretch
+        hashed: set[str] = set()
+        levels: list[Pcm] = []
+        for part in state.parts:
+            clip = part.clip
+            start, end = max(lo, part.offset_s), min(hi, part.offset_s + part.duration_s)
+            if clip is None or end <= start:
+                continue
+            path = self.clips.path(clip.sha256)
+            try:
+                if clip.sha256 not in state.hashed:
+                    if sha256_of(path) != clip.sha256:
+                        log.error("clip %s: damaged in the cache while on air", clip.sha256[:12])
+                        self.clips.forget(clip.sha256)
+                        return "cache", hashed
+                    hashed.add(clip.sha256)
+                skip = round((start - part.offset_s) * SAMPLE_RATE)
+                reader = ClipReader([path], skip_samples=skip)
+                levels.append(reader.read(round((end - start) * SAMPLE_RATE)))
+            except (OSError, AudioError) as exc:  # gone or unreadable: the player reports it
+                log.warning("silence check of clip %s: %s", clip.sha256[:12], exc)
+        source = np.concatenate(levels) if levels else np.zeros(0, np.int16)
+        level = dbfs(source)
+        log.info("silent output of %s: its clip is at %.1f dBFS there", state.item.item_id, level)
+        return ("decoder" if level > SOURCE_SOUND_DBFS else None), hashed
+
+    async def _judge_horns(self, state: _ItemState, window: Pcm) -> None:
+        self.checks["horns"] += 1
+        assert self.acoustic_file is not None
+        try:
+            drop = await self._offload(_mic_drop_db, self.acoustic_file, window)
+        except CaptureError as exc:
+            log.warning("horn check skipped: %s", exc)
+            return
+        state.horn_fails = state.horn_fails + 1 if drop > HORNS_DROP_DB else 0
+        if state.horn_fails >= HORN_FAILS:
+            silent_s = state.horn_fails * HORN_WINDOW_S
+            await self._report("horns_silent", state.item.item_id, HORNS_VN, silent_s)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _was_reported(self, code: str, item_id: str) -> bool:
+        return f"{code}:{item_id}" in self._reported
+
+    async def _report(self, code: str, item_id: str, detail: str, silent_s: float) -> None:
+        key = f"{code}:{item_id}"
+        if key in self._reported:
+            return
+        self._reported[key] = None
+        while len(self._reported) > REMEMBERED:
+            self._reported.popitem(last=False)
+        log.error("%s: %s (%s)", item_id, code, detail)
+        event = {
+            "kind": "silence",
+            "at": self._server_time(),
+            "code": code,
+            "detail": detail[:500],
+            "item_id": item_id[:200],
+            "silent_s": round(min(silent_s, 1e7), 1),
+        }
+        await self._record(event)
+
+    def _spawn(self, kind: str, coro: Awaitable[None]) -> None:
+        self._busy.add(kind)
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._busy.discard(kind)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("silence check failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def drain(self) -> None:
+        """Wait for the checks running now (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        """Cancel the checks still running."""
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _part_at(parts: tuple[TimelinePart, ...], position: float) -> TimelinePart | None:
+    for part in parts:
+        if part.offset_s <= position < part.offset_s + part.duration_s:
+            return part
+    return None
+
+
+def _mic_drop_db(acoustic_file: Path, window: Pcm) -> float:
+    """How far (dB) below the window's level the simulated microphone hears it; blocking."""
+    path = load_acoustic_path(acoustic_file)
+    played = window.astype(np.float32) / 32768.0
+    heard = hear(path, played, SAMPLE_RATE)
+    out, mic = dbfs(played, 1.0), dbfs(heard, 1.0)
+    return out - mic if mic > -math.inf else math.inf
