@@ -2,8 +2,10 @@
 
 The profile's `power` section names where to read it: GPIO inputs of a UPS HAT or of a relay
 on the mains side ("gpio", libgpiod), or the simulated cluster's state file
-`<data_dir>/sim_power.json` ("sim": `{"mains": true, "battery_low": false}`; no file means
-mains). The monitor polls every `poll_s` on an injected clock and believes a new state only
+`<data_dir>/sim_power.json` ("sim": `{"mains": true, "battery_low": false}`, optionally
+`"soc_pct": 18`; no file means mains). A gpio profile's `fuel_gauge` adds the battery's state
+of charge over I2C: on battery below `low_pct` is battery low, and the percent goes in the
+event's detail. The monitor polls every `poll_s` on an injected clock and believes a new state only
 once it held for two polls in a row, so a relay bouncing as the generator starts is not a
 power cut. A change is one log line and one `power` device event in the outbox.
 """
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 
 from audio.clock import Clock
 from edge_agent.hardware import GPIO_CONSUMER, HardwareError
+from edge_agent.i2cgauge import DevI2cBus, FuelGauge, OpenBus
 from edge_agent.localdb import LocalDbError
 from firmware_profiles.schema import PowerConfig
 from protocol import PowerState
@@ -56,7 +59,9 @@ OpenLine = Callable[[str, int, bool], InputLine]  # (chip, pin, active_high) -> 
 
 
 class PowerInputs(Protocol):
-    """Where the monitor reads (mains present, battery low)."""
+    """Where the monitor reads (mains present, battery low) and the state of charge, if known."""
+
+    soc_pct: float | None  # as of the last read; None when nothing reports it
 
     def read(self) -> tuple[bool, bool] | None:
         """The inputs now, or None when they cannot be read (already logged)."""
@@ -77,6 +82,7 @@ class SimInputs:
 
     def __init__(self, *, path: Path) -> None:
         self.path = path
+        self.soc_pct: float | None = None
         self._bad = False  # a bad file is logged once, until it is good again
 
     def read(self) -> tuple[bool, bool] | None:
@@ -85,16 +91,24 @@ class SimInputs:
             data: Any = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             self._bad = False
+            self.soc_pct = None
             return True, False
         except (OSError, ValueError) as exc:
             self._refuse(f"cannot read it ({exc})")
             return None
         mains = data.get("mains", True) if isinstance(data, dict) else None
         low = data.get("battery_low", False) if isinstance(data, dict) else None
+        soc = data.get("soc_pct") if isinstance(data, dict) else None
         if not isinstance(mains, bool) or not isinstance(low, bool):
             self._refuse('it must be a JSON object whose "mains" and "battery_low" are booleans')
             return None
+        if soc is not None and (
+            isinstance(soc, bool) or not isinstance(soc, int | float) or not 0 <= soc <= 100
+        ):
+            self._refuse('its "soc_pct", if present, must be a number from 0 to 100')
+            return None
         self._bad = False
+        self.soc_pct = None if soc is None else float(soc)
         return mains, low
 
     def _refuse(self, why: str) -> None:
@@ -112,12 +126,23 @@ class SimInputs:
 
 
 class GpioInputs:
-    """A UPS HAT's (or mains relay's) inputs: `mains_pin` and optionally `battery_low_pin`."""
+    """A UPS HAT's (or mains relay's) inputs: `mains_pin`, optionally `battery_low_pin` and
+    a fuel gauge (battery low when on battery below its `low_pct`)."""
 
-    def __init__(self, *, config: PowerConfig, chip: str, open_line: OpenLine) -> None:
+    def __init__(
+        self,
+        *,
+        config: PowerConfig,
+        chip: str,
+        open_line: OpenLine,
+        open_bus: OpenBus = DevI2cBus,
+    ) -> None:
         if config.mains_pin is None:
             raise HardwareError("power.mains_pin is not set")
         self._failing = False
+        self.soc_pct: float | None = None
+        gauge = config.fuel_gauge
+        self.gauge = None if gauge is None else FuelGauge(config=gauge, open_bus=open_bus)
         self.mains = open_line(chip, config.mains_pin, config.active_high)
         self.low: InputLine | None = None
         if config.battery_low_pin is not None:
@@ -130,7 +155,7 @@ class GpioInputs:
     def read(self) -> tuple[bool, bool] | None:
         """(mains, battery_low) from the lines; None (logged once per failure) on an error."""
         try:
-            reading = self.mains.read(), self.low is not None and self.low.read()
+            mains, low = self.mains.read(), self.low is not None and self.low.read()
         except HardwareError as exc:
             if not self._failing:
                 self._failing = True
@@ -139,7 +164,11 @@ class GpioInputs:
         if self._failing:
             self._failing = False
             log.info("power: the GPIO inputs read again")
-        return reading
+        if self.gauge is not None:
+            self.soc_pct = self.gauge.read_pct()
+            if self.soc_pct is not None and self.soc_pct < self.gauge.config.low_pct:
+                low = True
+        return mains, low
 
     def close(self) -> None:
         """Release the lines."""
@@ -147,6 +176,8 @@ class GpioInputs:
             if line is not None:
                 with contextlib.suppress(HardwareError, OSError):
                     line.close()
+        if self.gauge is not None:
+            self.gauge.close()
 
 
 class PowerMonitor:
@@ -165,6 +196,7 @@ class PowerMonitor:
         on_change: Callable[[PowerState], Awaitable[None]] | None = None,
         sim: bool = False,
         open_line: OpenLine | None = None,
+        open_bus: OpenBus | None = None,
     ) -> None:
         self.config = config
         self.device_id = device_id
@@ -176,6 +208,8 @@ class PowerMonitor:
         self._on_change = on_change
         self._sim = sim  # --sim: the state file even for a gpio profile (no hardware)
         self._open_line = open_line or _GpioInputLine
+        self._open_bus: OpenBus = open_bus or DevI2cBus
+        self.soc_pct: float | None = None  # the battery's state of charge, when reported
         self.state: PowerState | None = None
         self._candidate: PowerState | None = None
         self.changes = 0
@@ -203,7 +237,12 @@ class PowerMonitor:
         try:
             if self.gpio_chip is None:
                 raise HardwareError("the profile's gpio_chip is not set")
-            return GpioInputs(config=config, chip=self.gpio_chip, open_line=self._open_line)
+            return GpioInputs(
+                config=config,
+                chip=self.gpio_chip,
+                open_line=self._open_line,
+                open_bus=self._open_bus,
+            )
         except HardwareError as exc:
             log.error(
                 "%s: power: cannot read the mains/battery inputs: %s; the power state is "
@@ -233,6 +272,7 @@ class PowerMonitor:
         self.polls += 1
         if reading is None:
             return
+        self.soc_pct = inputs.soc_pct
         seen = state_of(*reading)
         if self.state is None:
             self._candidate = None
@@ -261,13 +301,21 @@ class PowerMonitor:
             return  # starting on mains is the normal case: no event, nothing to change
         self.changes += 1
         at = self._server_time()
-        event = {"kind": "power", "at": at, "code": state, "detail": DETAILS[state]}
+        event = {"kind": "power", "at": at, "code": state, "detail": self._detail(state)}
         try:
             await self._record(event)
         except LocalDbError as exc:
             log.error("%s: power: cannot record the %s event: %s", self.device_id, state, exc)
         if self._on_change is not None:
             await self._on_change(state)
+
+    def _detail(self, state: PowerState) -> str:
+        if self.soc_pct is None:
+            return DETAILS[state]
+        pct = min(round(self.soc_pct), 100)  # a full MAX1704x cell can read 100.5
+        if state == "battery_low":
+            return f"{DETAILS[state]}, chỉ còn {pct}%"
+        return f"{DETAILS[state]}. Ắc quy còn {pct}%"
 
 
 def _import_gpiod() -> Any:

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 PI_HEADER_GPIO_MAX = 27
 # I2S audio (PCM_CLK, PCM_FS, PCM_DIN, PCM_DOUT) occupies these BCM pins on every Pi.
 I2S_GPIO_PINS: frozenset[int] = frozenset({18, 19, 20, 21})
+# I2C bus 1 (SDA1, SCL1) on every Pi; 0x00-0x02 and 0x78-0x7F are reserved I2C addresses.
+I2C1_GPIO_PINS: frozenset[int] = frozenset({2, 3})
+I2C_ADDRESS_MIN, I2C_ADDRESS_MAX = 0x03, 0x77
 
 AudioInterface = Literal["usb", "i2s", "hdmi", "headphone", "file"]
 AmplifierKind = Literal["relay", "enable_pin", "none"]
@@ -113,12 +116,23 @@ class CaptureConfig(_Strict):
     sample_rate: int = Field(default=48000, ge=32000, le=192000)
 
 
+class FuelGaugeConfig(_Strict):
+    """An I2C fuel gauge (MAX17040/17043/17048, as on the Geekworm X728) for the battery level."""
+
+    chip: Literal["max17040"]
+    bus: int = Field(default=1, ge=0, le=99)  # /dev/i2c-<bus>
+    address: int = Field(default=0x36, ge=0)  # 7-bit; checked against 0x03-0x77 below
+    # On battery below this state of charge (%) is "battery_low".
+    low_pct: int = Field(default=20, ge=1, le=99)
+
+
 class PowerConfig(_Strict):
     """Where the agent reads mains present / on battery / battery low (issue 17).
 
     "gpio": inputs from a UPS HAT or a relay on the mains side (`mains_pin` reads active
     while mains is present, `battery_low_pin` while the battery is nearly empty); "sim":
-    the simulated cluster's state file in the agent's data dir (sim_power.json).
+    the simulated cluster's state file in the agent's data dir (sim_power.json). A gpio
+    profile may add a `fuel_gauge` read over I2C for the battery level.
     """
 
     kind: Literal["gpio", "sim"]
@@ -128,6 +142,7 @@ class PowerConfig(_Strict):
     # The highest volume (%) while on battery: a smaller load keeps the horns up for longer.
     battery_volume_max: int | None = Field(default=None, ge=0, le=100)
     poll_s: float = Field(default=2.0, ge=0.2, le=60)
+    fuel_gauge: FuelGaugeConfig | None = None
 
 
 class FirmwareProfile(_Strict):
@@ -250,6 +265,18 @@ def _power_problems(power: PowerConfig | None) -> Problems:
         return [("power.mains_pin", "required when power.kind is 'gpio'")]
     if power.kind == "sim" and (power.mains_pin is not None or power.battery_low_pin is not None):
         return [("power", "mains_pin and battery_low_pin must be null when kind is 'sim'")]
+    gauge = power.fuel_gauge
+    if gauge is None:
+        return []
+    if power.kind == "sim":
+        return [("power.fuel_gauge", "must be null when power.kind is 'sim' (use sim_power.json)")]
+    if not I2C_ADDRESS_MIN <= gauge.address <= I2C_ADDRESS_MAX:
+        return [
+            (
+                "power.fuel_gauge.address",
+                f"{gauge.address:#04x} is outside the 7-bit I2C address range 0x03-0x77",
+            )
+        ]
     return []
 
 
@@ -277,6 +304,10 @@ def _pin_problems(profile: FirmwareProfile) -> Problems:
     reserved = dict.fromkeys(profile.reserved_gpio_pins, "reserved_gpio_pins")
     if profile.audio.interface == "i2s":
         reserved.update(dict.fromkeys(sorted(I2S_GPIO_PINS), "I2S audio (GPIO 18-21)"))
+    gauge = profile.power.fuel_gauge if profile.power is not None else None
+    if gauge is not None and gauge.bus == 1 and profile.is_raspberry_pi:
+        i2c = "the fuel gauge's I2C bus 1 (GPIO 2-3)"
+        reserved.update(dict.fromkeys(sorted(I2C1_GPIO_PINS), i2c))
     pins = [("reserved_gpio_pins", pin) for pin in profile.reserved_gpio_pins] + used
     if profile.is_raspberry_pi:
         problems.extend(

@@ -12,7 +12,9 @@ from server.reports.figures import REASONS
 from server.reports.schemas import SummaryOut, SummaryRow
 
 ORIGINS = ("own", "bulletin", "relay", "live", "emergency")
-# Section -> (sheet title, [(field path, Vietnamese header)]). Paths index the row's JSON.
+# Section -> (sheet title, [(field path, Vietnamese header)]). Paths index the section's JSON;
+# a path starting with "/" indexes the row's own (e.g. "/selftest_failed"), in CSV without
+# the section prefix.
 SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
         "broadcast",
@@ -109,6 +111,7 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
             ("online_share", "Tỷ lệ thời gian trực tuyến"),
             ("faulty_clusters", "Cụm loa lỗi (trực tuyến < 90 %)"),
             ("longest_outage_s", "Mất kết nối lâu nhất (giây)"),
+            ("/selftest_failed", "Cụm loa tự kiểm tra lỗi"),
         ],
     ),
     (
@@ -134,6 +137,15 @@ def _get(row: dict[str, Any], path: str) -> Any:
     return value
 
 
+def _value(row: dict[str, Any], section: str, path: str) -> Any:
+    """A field of the row's section, or of the row itself for a "/" path."""
+    return _get(row, path[1:]) if path.startswith("/") else _get(row[section], path)
+
+
+def _column(section: str, path: str) -> str:
+    return path[1:] if path.startswith("/") else f"{section}.{path}"
+
+
 def _rows(report: SummaryOut) -> list[tuple[str, SummaryRow]]:
     return [("child", r) for r in report.rows] + [("total", report.total)]
 
@@ -141,7 +153,7 @@ def _rows(report: SummaryOut) -> list[tuple[str, SummaryRow]]:
 def summary_csv(report: SummaryOut) -> str:
     """One line per child unit and one for the total; columns are section.field."""
     topics = sorted({t for _, r in _rows(report) for t in r.broadcast.by_topic})
-    columns = [f"{s}.{path}" for s, _, fields in SECTIONS for path, _ in fields]
+    columns = [_column(s, path) for s, _, fields in SECTIONS for path, _ in fields]
     columns += [f"broadcast.by_topic.{t or '(none)'}" for t in topics]
     out = io.StringIO()
     out.write("\ufeff")  # spreadsheet programs then read the Vietnamese names correctly
@@ -149,7 +161,7 @@ def summary_csv(report: SummaryOut) -> str:
     writer.writerow(["schema_version", "period", "row", "org_unit_id", "name", "kind", *columns])
     for role, row in _rows(report):
         data = row.model_dump()
-        values = [_get(data[s], path) for s, _, fields in SECTIONS for path, _ in fields]
+        values = [_value(data, s, path) for s, _, fields in SECTIONS for path, _ in fields]
         values += [row.broadcast.by_topic.get(t, 0.0) for t in topics]
         cells = ["" if v is None else v for v in values]
         head = [report.schema_version, report.period.label, role, row.org_unit_id, row.name]
@@ -173,9 +185,10 @@ def summary_xlsx(report: SummaryOut) -> bytes:
         sheet = book.create_sheet(title)
         sheet.append(UNIT_HEADERS + [header for _, header in fields])
         for role, row in _rows(report):
-            data = row.model_dump()[section]
+            data = row.model_dump()
             name = TOTAL_LABEL if role == "total" else row.name
-            sheet.append([row.org_unit_id, name, row.kind] + [_get(data, p) for p, _ in fields])
+            values = [_value(data, section, p) for p, _ in fields]
+            sheet.append([row.org_unit_id, name, row.kind, *values])
     topics = sorted({t for _, r in _rows(report) for t in r.broadcast.by_topic})
     sheet = book.create_sheet("Theo chủ đề")
     sheet.append(UNIT_HEADERS + [t or "(không có chủ đề)" for t in topics])

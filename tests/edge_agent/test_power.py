@@ -16,9 +16,10 @@ import pytest
 
 from audio.clock import FakeClock
 from edge_agent.hardware import HardwareError, SimHardware
+from edge_agent.i2cgauge import FuelGauge, soc_pct
 from edge_agent.power import SIM_POWER_FILE, GpioInputs, PowerInputs, PowerMonitor
 from firmware_profiles import FirmwareProfile, load_profile
-from firmware_profiles.schema import PowerConfig
+from firmware_profiles.schema import FuelGaugeConfig, PowerConfig
 from loa_testkit.brokerfix import TestBroker
 from loa_testkit.harness import (
     Observer,
@@ -53,6 +54,7 @@ def rig(
     clock: FakeClock | None = None,
     gpio_chip: str | None = None,
     open_line: Any = None,
+    open_bus: Any = None,
 ) -> Rig:
     r = Rig(monitor=None)  # type: ignore[arg-type]
 
@@ -73,6 +75,7 @@ def rig(
         record=record,
         on_change=on_change,
         open_line=open_line,
+        open_bus=open_bus,
     )
     return r
 
@@ -464,3 +467,161 @@ def test_on_battery_items_are_capped_and_an_emergency_is_not(
 
     run(scenario(), timeout=60)
     assert agent.rejected == {}
+
+
+# -- the I2C fuel gauge (MAX17040 family), a fake bus at the seam ------------------------------
+
+
+class FakeBus:
+    """The gauge's /dev/i2c-N file: the SOC register's word, or an I/O error."""
+
+    def __init__(self, pct: float) -> None:
+        self.pct = pct
+        self.fail = False
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.fail:
+            raise OSError(121, "Remote I/O error")
+        self.writes.append(data)
+
+    def read(self, n: int) -> bytes:
+        whole = int(self.pct)
+        return bytes([whole, round((self.pct - whole) * 256)])[:n]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+GAUGE = PowerConfig(
+    kind="gpio",
+    mains_pin=6,
+    active_high=False,
+    fuel_gauge=FuelGaugeConfig(chip="max17040", low_pct=20),
+)
+
+
+def gauge_rig(
+    tmp_path: Path, config: PowerConfig, buses: list[FakeBus], opened: list[tuple[int, int]]
+) -> tuple[Rig, dict[int, FakeLine]]:
+    """A gpio rig whose I2C bus opens `buses[0]` once the list has one, else is missing."""
+    lines: dict[int, FakeLine] = {}
+
+    def open_line(chip: str, pin: int, active_high: bool) -> FakeLine:
+        lines[pin] = FakeLine(active=pin == 6)
+        return lines[pin]
+
+    def open_bus(bus: int, address: int) -> FakeBus:
+        opened.append((bus, address))
+        if not buses:
+            raise FileNotFoundError(2, "No such file or directory", f"/dev/i2c-{bus}")
+        return buses[0]
+
+    r = rig(tmp_path, config, gpio_chip="gpiochip0", open_line=open_line, open_bus=open_bus)
+    return r, lines
+
+
+def test_the_fuel_gauge_makes_a_low_battery_and_its_percent_goes_in_the_detail(
+    tmp_path: Path,
+) -> None:
+    bus = FakeBus(85.0)
+    opened: list[tuple[int, int]] = []
+    r, lines = gauge_rig(tmp_path, GAUGE, [bus], opened)
+
+    async def scenario() -> None:
+        inputs = inputs_of(r)
+        bus.pct = 10.0  # on mains a low charge is charging, not a low battery
+        await polls(r, inputs, 2)
+        assert state(r.monitor) == "mains" and r.events == []
+        bus.pct = 85.5
+        lines[6].active = False
+        await polls(r, inputs, 2)
+        assert state(r.monitor) == "battery"
+        assert r.events[-1]["detail"] == "Mất điện lưới, đang chạy bằng ắc quy. Ắc quy còn 86%"
+        bus.pct = 19.75  # below low_pct (20): believed after two polls like any change
+        await polls(r, inputs, 1)
+        assert state(r.monitor) == "battery"
+        await polls(r, inputs, 1)
+        assert state(r.monitor) == "battery_low"
+        assert r.events[-1]["detail"] == "Ắc quy sắp cạn, chỉ còn 20%"
+        assert r.monitor.soc_pct == 19.75
+        DeviceEvent.model_validate({**r.events[-1], "seq": 2})
+        lines[6].active, bus.pct = True, 19.0
+        await polls(r, inputs, 2)
+        assert r.events[-1]["detail"] == "Đã có điện lưới trở lại. Ắc quy còn 19%"
+        assert opened == [(1, 0x36)] and set(bus.writes) == {bytes([0x04])}
+        inputs.close()
+        assert bus.closed
+
+    run(scenario())
+
+
+def test_a_missing_or_silent_gauge_is_one_log_line_and_the_pin_still_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = GAUGE.model_copy(update={"battery_low_pin": 13})
+    buses: list[FakeBus] = []
+    opened: list[tuple[int, int]] = []
+    r, lines = gauge_rig(tmp_path, config, buses, opened)
+    caplog.set_level(logging.INFO, logger="edge_agent")
+
+    def errors() -> list[str]:
+        return [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
+
+    async def scenario() -> None:
+        inputs = inputs_of(r)  # no /dev/i2c-1: the pins still open
+        lines[6].active = False
+        await polls(r, inputs, 3)
+        assert state(r.monitor) == "battery" and r.monitor.soc_pct is None
+        assert r.events[-1]["detail"] == "Mất điện lưới, đang chạy bằng ắc quy"
+        assert len(errors()) == 1 and len(opened) == 3  # tried on every poll, logged once
+        assert "/dev/i2c-1 address 0x36" in errors()[0] and "raspi-config" in errors()[0]
+        assert "seated" in errors()[0]
+        lines[13].active = True  # the pin alone says low
+        await polls(r, inputs, 2)
+        assert state(r.monitor) == "battery_low"
+
+        buses.append(FakeBus(50.0))  # I2C enabled: the gauge answers and is opened once
+        await polls(r, inputs, 2)
+        assert r.monitor.soc_pct == 50.0 and len(opened) == 6  # 5 misses, then one open
+        buses[0].fail = True  # the chip stops answering: logged again, the bus closed
+        await polls(r, inputs, 2)
+        assert r.monitor.soc_pct is None and buses[0].closed
+        assert len(errors()) == 2 and "Remote I/O" in errors()[1]
+        assert state(r.monitor) == "battery_low"
+
+    run(scenario())
+
+
+def test_the_real_i2c_seam_reports_a_missing_bus_without_raising(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert not Path("/dev/i2c-99").exists()
+    gauge = FuelGauge(config=FuelGaugeConfig(chip="max17040", bus=99, address=0x36))
+    assert gauge.read_pct() is None and gauge.read_pct() is None
+    messages = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
+    assert len(messages) == 1 and "/dev/i2c-99 address 0x36" in messages[0]
+    assert soc_pct(bytes([18, 64])) == 18.25
+    with pytest.raises(OSError, match="2 bytes"):
+        soc_pct(b"\x12")
+
+
+def test_the_sim_file_may_carry_the_state_of_charge(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = rig(tmp_path)
+
+    async def scenario() -> None:
+        inputs = inputs_of(r)
+        write(tmp_path, {"mains": False, "battery_low": True, "soc_pct": 12})
+        await polls(r, inputs, 1)
+        assert r.events[-1]["detail"] == "Ắc quy sắp cạn, chỉ còn 12%"
+        for bad in (101, "12", True, -1):
+            write(tmp_path, {"mains": True, "soc_pct": bad})
+            await polls(r, inputs, 2)
+        assert state(r.monitor) == "battery_low" and r.monitor.soc_pct == 12
+        errors = power_errors(caplog)
+        assert len(errors) == 1 and "soc_pct" in errors[0]
+
+    run(scenario())

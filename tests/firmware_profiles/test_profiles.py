@@ -247,3 +247,53 @@ def test_power_pins_keep_clear_of_i2s_and_need_a_gpio_chip(tmp_path: Path) -> No
     data["gpio_chip"] = "gpiochip0"
     power = load_profile(str(_write(tmp_path, data))).power
     assert power is not None and (power.mains_pin, power.active_high) == (6, False)
+
+
+_GAUGE = {"chip": "max17040"}
+
+
+@pytest.mark.parametrize(
+    ("power", "expected"),
+    [
+        ({"kind": "sim", "fuel_gauge": _GAUGE}, "power.fuel_gauge: must be null when power.kind"),
+        (
+            {"kind": "gpio", "mains_pin": 6, "fuel_gauge": {**_GAUGE, "address": 0x78}},
+            "power.fuel_gauge.address: 0x78 is outside the 7-bit I2C address range 0x03-0x77",
+        ),
+        (
+            {"kind": "gpio", "mains_pin": 6, "fuel_gauge": {**_GAUGE, "address": 2}},
+            "power.fuel_gauge.address: 0x02 is outside",
+        ),
+        ({"kind": "gpio", "mains_pin": 6, "fuel_gauge": {"chip": "bq27441"}}, "max17040"),
+        ({"kind": "gpio", "mains_pin": 6, "fuel_gauge": {**_GAUGE, "low_pct": 0}}, "low_pct"),
+        ({"kind": "gpio", "mains_pin": 6, "fuel_gauge": {**_GAUGE, "low_pct": 100}}, "low_pct"),
+        ({"kind": "gpio", "mains_pin": 6, "fuel_gauge": {**_GAUGE, "bus": -1}}, "bus"),
+        (
+            {"kind": "gpio", "mains_pin": 3, "fuel_gauge": _GAUGE},
+            "power.mains_pin: GPIO 3 collides with the fuel gauge's I2C bus 1",
+        ),
+    ],
+)
+def test_bad_fuel_gauges_name_the_field(
+    tmp_path: Path, power: dict[str, Any], expected: str
+) -> None:
+    data = _shipped_data("rpi4-usb-pa")
+    data["power"] = power
+    with pytest.raises(ProfileError) as excinfo:
+        load_profile(str(_write(tmp_path, data)))
+    assert expected in str(excinfo.value)
+
+
+def test_an_x728_profile_reads_its_fuel_gauge_with_the_defaults(tmp_path: Path) -> None:
+    data = _shipped_data("rpi4-usb-pa")
+    text = yaml.safe_dump(data) + (
+        "power:\n  kind: gpio\n  mains_pin: 6\n  active_high: false\n"
+        "  fuel_gauge: {chip: max17040, address: 0x36}\n"
+    )
+    gauge = load_profile(str(_write(tmp_path, text))).power
+    assert gauge is not None and gauge.fuel_gauge is not None
+    assert (gauge.fuel_gauge.bus, gauge.fuel_gauge.address, gauge.fuel_gauge.low_pct) == (
+        1,
+        0x36,
+        20,
+    )

@@ -426,7 +426,7 @@ def test_month_figures_in_json_csv_and_xlsx(month: PermWorld) -> None:
     assert cells[w.province][1] == "Tổng cộng"
     assert cells[w.province][3] == 55 and isinstance(cells[w.province][3], int)
     avail = {row[0]: row for row in book["Thiết bị"].iter_rows(min_row=2, values_only=True)}
-    assert avail[w.province][3:] == (3, round(54 / 93, 4), 2, float(MONTH_S))
+    assert avail[w.province][3:] == (3, round(54 / 93, 4), 2, float(MONTH_S), 0)
     emergency = {row[0]: row for row in book["Khẩn cấp"].iter_rows(min_row=2, values_only=True)}
     assert emergency[w.a.commune][3:] == (1, 2, 2, 4.0)
     assert emergency[w.b.commune][6] is None
