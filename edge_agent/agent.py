@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from audio.clock import Clock, SystemClock
 from audio.sinks import AudioSink
 from edge_agent import agent_version, sdnotify
-from edge_agent.capture import SIM_ACOUSTIC_FILE, Tap, make_capture
+from edge_agent.capture import SIM_ACOUSTIC_FILE, AlsaCapture, Tap, make_capture
 from edge_agent.commands import (
     RECENT_COMMANDS,
     CommandRefused,
@@ -31,7 +31,7 @@ from edge_agent.power import PowerMonitor
 from edge_agent.runtime import PlayoutRuntime
 from edge_agent.selftest import DailySelfTest, SelfTestRunner
 from edge_agent.settings import AgentSettings, env_name
-from edge_agent.silence import SilenceWatcher
+from edge_agent.silence import SilenceWatcher, baseline_level_db
 from edge_agent.store import HeldState, StateStore
 from edge_agent.telemetry import Sensors
 from firmware_profiles import FirmwareProfile
@@ -179,16 +179,26 @@ class Agent:
             server_time=lambda: self.runtime.sync.server_time(),
         )
         self.daily_selftest = DailySelfTest(runner=self.selftest, db=self.runtime.db, wall=clock)
-        # Silence alarms (issue 17): the watcher sees every frame the player writes. Horns are
-        # checked only with the sim's microphone (an ALSA one: see edge_agent.silence).
-        sim_mic = profile.capture is not None and profile.capture.kind == "sim"
+        # Silence alarms (issue 17): the watcher sees every frame the player and the live
+        # receiver write; horns are heard by the sim's microphone or, in short windows, by an
+        # ALSA one of its own (never while the self-test holds it; see edge_agent.silence).
+        mic = profile.capture
+        sim_mic = mic is not None and mic.kind == "sim"
+        alsa_mic = None
+        if mic is not None and mic.kind == "alsa" and mic.alsa_device is not None:
+            alsa_mic = AlsaCapture(device=mic.alsa_device, sample_rate=mic.sample_rate)
+        db = self.runtime.db
         self.silence = SilenceWatcher(
             record=self.runtime.outbox.record_device_event,
             server_time=lambda: self.runtime.sync.server_time(),
             clips=self.runtime.cache,
             acoustic_file=settings.state_dir / SIM_ACOUSTIC_FILE if sim_mic else None,
+            mic=alsa_mic,
+            mic_busy=lambda: self.selftest.running,
+            path_gain_db=lambda: baseline_level_db(db),
         )
         self.runtime.player.on_frame = self.silence.frame
+        self.runtime.live.on_frame = self.silence.live_frame
 
     # -- lifecycle ----------------------------------------------------------------------
 

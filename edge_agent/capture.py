@@ -3,7 +3,8 @@
 A capture records from just before the test signal plays (`start` returns once samples
 flow) for the seconds asked, and hands back float32 mono at the output's 48 kHz. The sim's
 microphone hears the samples the agent wrote to its sink (a `Tap` the self-test feeds as
-it writes) through the acoustic path in `<data dir>/sim_acoustic.json`.
+it writes) through the acoustic path in `<data dir>/sim_acoustic.json`. `AlsaCapture.record`
+is the one-call form the silence watcher uses for its short horn windows during programmes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextlib
 import json
 import logging
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -37,6 +40,14 @@ class CaptureError(Exception):
     def __init__(self, message: str, *, vietnamese: str) -> None:
         super().__init__(message)
         self.vietnamese = vietnamese
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A short recording and the time.monotonic() its first sample arrived at."""
+
+    started: float
+    samples: NDArray[np.float32]  # mono at SAMPLE_RATE, full scale 1.0
 
 
 class Capture(Protocol):
@@ -164,6 +175,15 @@ class AlsaCapture:
             raise self._error(f"no samples within {FIRST_SAMPLES_S:g} s") from None
         if not self._first:
             raise self._error(await self._failure())
+
+    async def record(self, seconds: float) -> Recording:
+        """Record `seconds` in one call (a CaptureError when the device fails); arecord ends."""
+        try:
+            await self.start(seconds)
+            started = time.monotonic()
+            return Recording(started, await self.finish())
+        finally:
+            await self.abort()  # nothing left running, whatever happened
 
     async def finish(self) -> NDArray[np.float32]:
         """The rest of the recording, as float32 at SAMPLE_RATE."""

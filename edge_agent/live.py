@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 
 from audio.clock import Clock
 from audio.jitter import Arrival, JitterBuffer
+from audio.pcm import Pcm
 from audio.sinks import AudioSink, SinkError
 from protocol import Ack, LiveJoin, LiveLeave, LivePriority, TopicError, parse_live_topic
 from protocol.liveframe import FrameError, decode_frame
@@ -161,6 +162,8 @@ class LiveReceiver:
         self._recent: deque[str] = deque(maxlen=RECENT_IDS)
         self._subscribed: set[str] = set()
         self._stopping: set[asyncio.Task[None]] = set()
+        # Every frame written, with its session id (silence.SilenceWatcher.live_frame).
+        self.on_frame: Callable[[str, Pcm], None] | None = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -350,6 +353,8 @@ class LiveReceiver:
             pcm = buffer.pull(now=now)
             if s.proof.first_frame_at is None and buffer.stats.played > before:
                 s.proof.first_frame_at = now + self.output_latency_s
+            if self.on_frame is not None:
+                self.on_frame(s.join.session_id, pcm)
             await sink.write(pcm)
 
     async def _stop(self, s: _Session, reason: str, outcome: str) -> None:

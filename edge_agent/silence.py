@@ -1,27 +1,38 @@
 """Silence and dead-air alarms (issue 17): a silent output where the clip has sound, dead horns.
 
-The player hands every frame it writes (before the volume) to `SilenceWatcher.frame`.
+The player hands every frame it writes (before the volume) to `SilenceWatcher.frame`, the
+live receiver every frame of a live session to `SilenceWatcher.live_frame`.
 
-Output check: per segment of a clip item, the run of digitally silent frames is counted.
-Each time it reaches another SILENT_RUN_S, a worker thread re-hashes the item's cached
-clips (a mismatch is a cache fault: the file is deleted so the fetcher gets it again) and
-decodes that stretch of the clips; sound there (or a bad hash) is one `output_silent`
-event per item. Relay parts are left out: relay.ItemReader counts their dead air itself.
+Output check (clip items only; live audio has no clip to compare against): per segment,
+the run of digitally silent frames is counted. Each time it reaches another SILENT_RUN_S,
+a worker thread re-hashes the item's cached clips (a mismatch is a cache fault: the file
+is deleted so the fetcher gets it again) and decodes that stretch of the clips; sound
+there (or a bad hash) is one `output_silent` event per item. Relay parts are left out:
+relay.ItemReader counts their dead air itself.
 
-Horn check, with the simulated microphone only: loud output is fed through the acoustic
-path of `<data dir>/sim_acoustic.json`, one 1 s window in HORN_EVERY while the horns pass
-and every window once one fails; HORN_FAILS failed windows in a row are one `horns_silent`
-event per item. An ALSA microphone is not listened to during programmes: continuous
-capture next to the player (the device busy, arecord running for hours, the self-test
-sharing it) needs its own design, so that profile gets the output check only.
+Horn check, items and live sessions (item_id "live:<session id>") alike, one
+`horns_silent` event per item after HORN_FAILS failed windows of loud output in a row:
+- simulated microphone: loud output is fed through the acoustic path of
+  `<data dir>/sim_acoustic.json`, one 1 s window in HORN_EVERY while the horns pass and
+  every window once one fails;
+- ALSA microphone: while the output is loud, at most one MIC_WINDOW_S recording every
+  MIC_EVERY_S (MIC_RETRY_S once a window failed or was unclear), never while the
+  self-test holds the microphone. Its level is compared with what the player wrote in the
+  same seconds (a short ring of frames with their monotonic times): more than
+  HORNS_DROP_DB below the level the self-test baseline's path gain (level_db) predicts is
+  a failed window. Without a baseline only an absolute MIC_FLOOR_DBFS is known, a far
+  weaker test (a microphone hearing street noise passes it). A microphone that cannot
+  record is one log line per window, and the player carries on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +43,13 @@ import numpy as np
 from audio.acoustic import hear
 from audio.errors import AudioError
 from audio.pcm import SAMPLE_RATE, Pcm
-from edge_agent.capture import CaptureError, load_acoustic_path
+from audio.selftest import Figures
+from edge_agent.capture import CaptureError, Recording, load_acoustic_path
 from edge_agent.clips import sha256_of
+from edge_agent.localdb import LocalDb
 from edge_agent.playback import ClipReader, Offload, Segment
-from schedules import PlaybackItem, TimelinePart
+from edge_agent.selftest import BASELINE_KEY
+from schedules import TimelinePart
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +63,27 @@ HORNS_DROP_DB = 30.0  # the microphone this far below the output: no horn is sou
 HORN_WINDOW_S = 1.0
 HORN_EVERY = 10  # while the horns pass, judge one loud second in ten (CPU on a Pi)
 HORN_FAILS = 5  # failed 1 s windows of loud output in a row: 5 s of dead horns
+# A real microphone costs an arecord process and a USB stream: a 2 s window every 10 min
+# shows horns that died within the programme's first minutes, and a Pi barely notices it.
+MIC_WINDOW_S = 2.0
+MIC_EVERY_S = 600.0
+MIC_RETRY_S = 30.0  # once a window failed (or the output went quiet in it): confirm soon
+MIC_FLOOR_DBFS = -60.0  # no baseline: a microphone by loud horns is far above this
+RING_S = 8.0  # frames kept for the window: arecord may take up to 3 s to deliver samples
 REMEMBERED = 512  # item ids already reported (one event per item and code)
 
 SILENT_VN = "Âm thanh đưa ra loa bị im lặng {s:g} giây"
 DECODER_VN = SILENT_VN + " trong khi bản tin có tiếng: lỗi giải mã"
 CACHE_VN = SILENT_VN + ": tệp bản tin trong bộ nhớ đệm bị hỏng, đã xoá để tải lại"
 HORNS_VN = "Loa không phát ra tiếng: micro trên cột không nghe thấy gì trong khi đang phát"
+
+
+class Recorder(Protocol):
+    """A real microphone as the watcher uses it (edge_agent.capture.AlsaCapture)."""
+
+    async def record(self, seconds: float) -> Recording:
+        """Record `seconds`; a CaptureError when it cannot."""
+        ...
 
 
 class ClipStore(Protocol):
@@ -81,8 +110,8 @@ def dbfs(samples: Pcm | np.ndarray[Any, Any], full_scale: float = 32768.0) -> fl
 class _ItemState:
     """What the watcher knows about the item on air."""
 
-    item: PlaybackItem
-    parts: tuple[TimelinePart, ...]
+    item_id: str  # a live session's is "live:<session id>"
+    parts: tuple[TimelinePart, ...]  # none for live audio
     seg: Segment | None = None
     run: int = 0  # samples of the current silent run
     run_start_s: float = 0.0  # item position where it began
@@ -105,6 +134,10 @@ class SilenceWatcher:
         clips: ClipStore,
         acoustic_file: Path | None,
         offload: Offload = asyncio.to_thread,
+        mic: Recorder | None = None,
+        mic_busy: Callable[[], bool] = lambda: False,
+        path_gain_db: Callable[[], Awaitable[float | None]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._record = record
         self._server_time = server_time
@@ -116,6 +149,14 @@ class SilenceWatcher:
         self._busy: set[str] = set()  # "output" / "horns": a check is running
         self._tasks: set[asyncio.Task[None]] = set()
         self.checks = {"output": 0, "horns": 0}  # source checks and horn windows judged
+        self.mic = mic  # an ALSA microphone (edge_agent.silence module doc); None: none
+        self._mic_busy = mic_busy  # the self-test holds the microphone
+        self._path_gain_db = path_gain_db  # the self-test baseline's level_db, or None
+        self._monotonic = monotonic  # the clock Recording.started is on
+        self._ring: deque[tuple[float, Pcm]] = deque()  # (written at, frame)
+        self._next_window = -math.inf
+        self._mic_fails = 0  # failed ALSA windows in a row, across items
+        self.windows: deque[float] = deque(maxlen=64)  # when the last ALSA windows were asked
 
     # -- the hook (on the loop, per 20 ms frame) -----------------------------------------------
 
@@ -123,19 +164,36 @@ class SilenceWatcher:
         """A frame of `seg` written after `written` samples (Player.on_frame)."""
         try:
             state = self._state
-            if state is None or state.item.item_id != seg.item.item_id:
-                state = self._state = _ItemState(seg.item, seg.item.parts())
+            if state is None or state.item_id != seg.item.item_id:
+                state = self._state = _ItemState(seg.item.item_id, seg.item.parts())
             if state.seg is not seg:  # a new segment (resumed, rejoined): a new run
                 state.seg, state.run = seg, 0
             position = seg.position_s + written / SAMPLE_RATE
             self._output(state, position, frame)
-            if self.acoustic_file is not None and seg.volume > 0:
-                self._horns(state, frame)
+            if seg.volume > 0:
+                self._listen(state, frame)
         except Exception:  # the writer must never stop for a watcher bug
             log.exception("silence watcher: frame of %s", seg.item.item_id)
 
+    def live_frame(self, session_id: str, frame: Pcm) -> None:
+        """A frame of live session `session_id` written to the sink (LiveReceiver.on_frame)."""
+        try:
+            item_id = f"live:{session_id}"
+            state = self._state
+            if state is None or state.item_id != item_id:
+                state = self._state = _ItemState(item_id, ())
+            self._listen(state, frame)
+        except Exception:  # the receiver must never stop for a watcher bug
+            log.exception("silence watcher: live frame of %s", session_id)
+
+    def _listen(self, state: _ItemState, frame: Pcm) -> None:
+        if self.acoustic_file is not None:
+            self._horns(state, frame)
+        if self.mic is not None:
+            self._mic_window(state, frame)
+
     def _output(self, state: _ItemState, position: float, frame: Pcm) -> None:
-        item_id = state.item.item_id
+        item_id = state.item_id
         part = _part_at(state.parts, position)
         if self._was_reported("output_silent", item_id) or part is None or part.clip is None:
             state.run = 0  # a relay part (or past the end): not ours to judge
@@ -158,7 +216,7 @@ class SilenceWatcher:
         self._spawn("output", self._check_output(state, stretch, state.run / SAMPLE_RATE))
 
     def _horns(self, state: _ItemState, frame: Pcm) -> None:
-        if self._was_reported("horns_silent", state.item.item_id):
+        if self._was_reported("horns_silent", state.item_id):
             return
         if dbfs(frame) <= LOUD_DBFS:
             return  # quiet output says nothing about the horns
@@ -173,6 +231,18 @@ class SilenceWatcher:
         if due and "horns" not in self._busy:
             self._spawn("horns", self._judge_horns(state, window))
 
+    def _mic_window(self, state: _ItemState, frame: Pcm) -> None:
+        now = self._monotonic()
+        self._ring.append((now, frame.copy()))
+        while self._ring and self._ring[0][0] < now - RING_S:
+            self._ring.popleft()
+        if now < self._next_window or "horns" in self._busy or self._mic_busy():
+            return
+        if self._was_reported("horns_silent", state.item_id) or dbfs(frame) <= LOUD_DBFS:
+            return
+        self.windows.append(now)
+        self._spawn("horns", self._judge_mic(state.item_id))
+
     # -- checks (worker threads) ---------------------------------------------------------------
 
     async def _check_output(
@@ -185,7 +255,7 @@ class SilenceWatcher:
             return
         template = CACHE_VN if fault == "cache" else DECODER_VN
         await self._report(
-            "output_silent", state.item.item_id, template.format(s=round(silent_s, 1)), silent_s
+            "output_silent", state.item_id, template.format(s=round(silent_s, 1)), silent_s
         )
 
     def _source_fault(
@@ -215,7 +285,7 @@ class SilenceWatcher:
                 log.warning("silence check of clip %s: %s", clip.sha256[:12], exc)
         source = np.concatenate(levels) if levels else np.zeros(0, np.int16)
         level = dbfs(source)
-        log.info("silent output of %s: its clip is at %.1f dBFS there", state.item.item_id, level)
+        log.info("silent output of %s: its clip is at %.1f dBFS there", state.item_id, level)
         return ("decoder" if level > SOURCE_SOUND_DBFS else None), hashed
 
     async def _judge_horns(self, state: _ItemState, window: Pcm) -> None:
@@ -229,7 +299,44 @@ class SilenceWatcher:
         state.horn_fails = state.horn_fails + 1 if drop > HORNS_DROP_DB else 0
         if state.horn_fails >= HORN_FAILS:
             silent_s = state.horn_fails * HORN_WINDOW_S
-            await self._report("horns_silent", state.item.item_id, HORNS_VN, silent_s)
+            await self._report("horns_silent", state.item_id, HORNS_VN, silent_s)
+
+    async def _judge_mic(self, item_id: str) -> None:
+        self.checks["horns"] += 1
+        verdict = "error"
+        try:
+            verdict = await self._mic_verdict(item_id)
+        finally:
+            sooner = verdict in ("failed", "unclear")
+            self._next_window = self._monotonic() + (MIC_RETRY_S if sooner else MIC_EVERY_S)
+
+    async def _mic_verdict(self, item_id: str) -> str:
+        """The window's verdict: passed, failed, unclear (output not loud in it) or error."""
+        assert self.mic is not None
+        try:
+            rec = await self.mic.record(MIC_WINDOW_S)
+        except CaptureError as exc:
+            log.warning("horn check skipped: %s", exc)
+            return "error"
+        end = rec.started + len(rec.samples) / SAMPLE_RATE
+        written = [f for t, f in self._ring if rec.started <= t < end]
+        played = np.concatenate(written) if written else np.zeros(0, np.int16)
+        out = dbfs(played)
+        if len(played) < len(rec.samples) / 2 or out <= LOUD_DBFS:
+            return "unclear"
+        heard = dbfs(rec.samples, 1.0)
+        gain = None if self._path_gain_db is None else await self._path_gain_db()
+        if gain is None:
+            failed = heard < MIC_FLOOR_DBFS
+            log.info("horns: %.1f dBFS heard, no baseline: floor %g", heard, MIC_FLOOR_DBFS)
+        else:
+            failed = heard < out + gain - HORNS_DROP_DB
+            log.info("horns: %.1f dBFS heard, %.1f expected", heard, out + gain)
+        self._mic_fails = self._mic_fails + 1 if failed else 0
+        if self._mic_fails >= HORN_FAILS:
+            silent_s = self._mic_fails * MIC_WINDOW_S
+            await self._report("horns_silent", item_id, HORNS_VN, silent_s)
+        return "failed" if failed else "passed"
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -292,3 +399,15 @@ def _mic_drop_db(acoustic_file: Path, window: Pcm) -> float:
     heard = hear(path, played, SAMPLE_RATE)
     out, mic = dbfs(played, 1.0), dbfs(heard, 1.0)
     return out - mic if mic > -math.inf else math.inf
+
+
+async def baseline_level_db(db: LocalDb) -> float | None:
+    """The path gain (dB) of the self-test baseline in the local db, or None."""
+    raw = await asyncio.to_thread(db.meta, BASELINE_KEY)
+    if raw is None:
+        return None
+    try:
+        return Figures.from_dict(json.loads(raw)).level_db
+    except (ValueError, RecursionError) as exc:
+        log.warning("horn check: the self-test baseline is unreadable (%s)", exc)
+        return None
