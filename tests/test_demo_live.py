@@ -5,52 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from loa_testkit.demolines import DemoLines
 from server.broker.process import free_port
 from tests.live.markers import heard_by_device, marker_wav, matched_skews
 from tests.stack import requires_mosquitto
 
 pytestmark = requires_mosquitto
-
-
-class _Lines:
-    """The demo's output, read by a thread so that waiting for a line can time out."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        self.queue: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        stdout = proc.stdout
-        threading.Thread(
-            target=lambda: [self.queue.put(line) for line in iter(stdout.readline, "")],
-            daemon=True,
-        ).start()
-
-    def until(self, pattern: str, timeout: float) -> re.Match[str]:
-        """The first line (from here on) matching the pattern; fails after the timeout."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.queue.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen)}")
 
 
 def _get(base: str, path: str, token: str) -> Any:
@@ -88,7 +58,7 @@ def test_an_operator_goes_live_from_a_file_and_every_cluster_records_it_in_sync(
         text=True,
     )
     try:
-        lines = _Lines(demo)
+        lines = DemoLines(demo)
         # The demo prints the live hint, then the devices coming online, then the sign-ins.
         hint = lines.until(r"live from a file: .*--server (\S+) .*--zone (\d+)", 90)
         base, zone = hint.group(1), int(hint.group(2))

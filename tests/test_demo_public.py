@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +18,7 @@ from xml.etree import ElementTree as ET
 
 from sqlalchemy import func, select
 
+from loa_testkit.demolines import DemoLines
 from loa_testkit.stack import database, stack_settings
 from server.broker.process import free_port
 from server.bulletins.models import APPROVED, Bulletin, BulletinDelivery
@@ -38,36 +36,6 @@ from server.seed import (
     seed_demo_public,
 )
 from tests.stack import requires_mosquitto
-
-
-class _Lines:
-    """The demo's output, read by a thread so that waiting for a line can time out."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        self.queue: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        stdout = proc.stdout
-
-        def read() -> None:
-            for line in iter(stdout.readline, ""):
-                self.queue.put(line)
-
-        threading.Thread(target=read, daemon=True).start()
-
-    def until(self, pattern: str, timeout: float) -> re.Match[str]:
-        """The first line (from here on) matching the pattern; fails after the timeout."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.queue.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen)}")
 
 
 def _fetch(url: str) -> tuple[int, str, bytes]:
@@ -108,7 +76,7 @@ def test_demo_prints_and_serves_the_public_page_feed_form_and_eboard(tmp_path: P
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
-        lines = _Lines(demo)
+        lines = DemoLines(demo)
         seeded = lines.until(r"seeded demo data: (.*)", 90).group(1)
         assert "1 e-board" in seeded and "1 public bulletin" in seeded, seeded
         assert "10 feedback categories" in seeded, seeded

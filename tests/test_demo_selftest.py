@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from loa_testkit.demolines import DemoLines
 from server.broker.process import free_port
 from server.db import make_engine, make_session_factory, session_scope
 from server.demo_selftest import DEAD_HORN_UID, MARKER
@@ -31,36 +29,6 @@ pytestmark = requires_mosquitto
 
 HEALTHY_UID = "bao-ninh-01"
 VERDICT_WITHIN_S = 30.0
-
-
-class _Lines:
-    """The demo's output, read by a thread so that waiting for a line can time out."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        self.queue: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        stdout = proc.stdout
-
-        def read() -> None:
-            for line in iter(stdout.readline, ""):
-                self.queue.put(line)
-
-        threading.Thread(target=read, daemon=True).start()
-
-    def until(self, pattern: str, timeout: float) -> re.Match[str]:
-        """The first line (from here on) matching the pattern; fails after the timeout."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.queue.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen)}")
 
 
 def _call(base: str, path: str, token: str, body: dict[str, Any] | None = None) -> Any:
@@ -102,7 +70,7 @@ def test_a_technician_sees_a_self_test_verdict_within_30s_and_the_dead_horn_is_f
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
-        lines = _Lines(demo)
+        lines = DemoLines(demo)
         lines.until(r"13/13 devices online", 120)
         password = lines.until(r"sign in as: admin / (\S+)", 30).group(1)
         recorded = lines.until(r"self-test: baselines recorded for (\d+)/(\d+) devices", 120)

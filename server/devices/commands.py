@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from protocol import Ack, Command
 from server.db import session_scope
 from server.devices.models import Device, DeviceCommand
+from server.devices.schemas import CommandOut
 from server.domain import DomainError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,22 @@ def status_at(row: DeviceCommand, now: datetime) -> str:
     if row.status == SENT and now >= row.expires_at:
         return NO_ANSWER
     return row.status
+
+
+def command_out(row: DeviceCommand, now: datetime) -> CommandOut:
+    """Command row → API shape, with 'no_answer' once an unanswered command expired."""
+    return CommandOut(
+        id=row.id,
+        device_id=row.device_id,
+        name=row.name,
+        args=dict(row.args or {}),
+        user_id=row.user_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        status=status_at(row, now),
+        detail=row.detail,
+        acked_at=row.acked_at,
+    )
 
 
 def record_ack(db: Session, *, device_uid: str, ack: Ack, now: datetime) -> DeviceCommand | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -15,27 +15,12 @@ from server.bounds import IdPath, When, page_limit
 from server.db import utcnow
 from server.deps import Now, SessionDep, SettingsDep
 from server.devices import commands, service, telemetry
-from server.devices.models import Device, DeviceCommand
+from server.devices.commands import command_out
+from server.devices.models import Device
 from server.devices.schemas import CommandCreate, CommandOut, TelemetryHistory, TelemetryPoint
 
 router = APIRouter(tags=["devices"])
 MAX_SPAN = timedelta(days=31)
-
-
-def command_out(row: DeviceCommand, now: datetime) -> CommandOut:
-    """Command row → API shape, with 'no_answer' once an unanswered command expired."""
-    return CommandOut(
-        id=row.id,
-        device_id=row.device_id,
-        name=row.name,
-        args=dict(row.args or {}),
-        user_id=row.user_id,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        status=commands.status_at(row, now),
-        detail=row.detail,
-        acked_at=row.acked_at,
-    )
 
 
 def _mqtt_on(request: Request) -> bool:

@@ -271,14 +271,23 @@ def send_command(
     device = reach.load(db, actor, Device, device_id)
     if not mqtt_on:
         raise DomainError(503, "This server has no MQTT connection; commands are off.")
+    args = commands.command_args(name, volume=volume, seconds=seconds)
+    return issue_command(db, actor=actor, device=device, name=name, args=args, now=now, ttl=ttl)
+
+
+def issue_command(
+    db: Session,
+    *,
+    actor: Actor,
+    device: Device,
+    name: str,
+    args: dict[str, Any],
+    now: datetime,
+    ttl: timedelta,
+) -> DeviceCommand:
+    """Store and audit a command for a reached device; published once the transaction commits."""
     row, message = commands.new_command(
-        db,
-        device=device,
-        name=name,
-        args=commands.command_args(name, volume=volume, seconds=seconds),
-        user_id=actor.user.id,
-        now=now,
-        ttl=ttl,
+        db, device=device, name=name, args=args, user_id=actor.user.id, now=now, ttl=ttl
     )
     audit.record(
         db,

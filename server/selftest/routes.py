@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -13,7 +13,6 @@ from server.access.policy import DEVICES_COMMAND, DEVICES_MANAGE, DEVICES_READ
 from server.bounds import IdPath, page_limit
 from server.deps import Now, SessionDep, SettingsDep
 from server.devices import commands
-from server.devices.models import DeviceCommand
 from server.devices.schemas import CommandOut
 from server.plays.models import DeviceEventRecord
 from server.selftest import service
@@ -37,22 +36,6 @@ Limit = Annotated[int, page_limit(200)]
 def _mqtt_on(request: Request) -> bool:
     """True when this server holds an MQTT connection (without one, commands are refused)."""
     return request.app.state.bridge is not None
-
-
-def _command_out(row: DeviceCommand, now: datetime) -> CommandOut:
-    """As GET /devices/{id}/commands lists it."""
-    return CommandOut(
-        id=row.id,
-        device_id=row.device_id,
-        name=row.name,
-        args=dict(row.args or {}),
-        user_id=row.user_id,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        status=commands.status_at(row, now),
-        detail=row.detail,
-        acked_at=row.acked_at,
-    )
 
 
 def _run(row: DeviceEventRecord | None) -> RunOut | None:
@@ -116,7 +99,7 @@ def run_self_test(
         now=now,
         ttl=timedelta(seconds=settings.command_ttl_s),
     )
-    return _command_out(row, now)
+    return commands.command_out(row, now)
 
 
 @router.get("/devices/{device_id:int}/self-tests", response_model=SelfTestsOut)

@@ -13,11 +13,11 @@ from audio.selftest import VIETNAMESE
 from server.access import reach
 from server.access.actor import Actor
 from server.audit import service as audit
-from server.devices import commands
+from server.devices import service as devices_service
 from server.devices.models import Device, DeviceCommand
 from server.domain import DomainError
 from server.events.outbox import emit
-from server.events.types import DesiredStateChanged, command_issued
+from server.events.types import DesiredStateChanged
 from server.orgs.models import OrgUnit
 from server.orgs.tree import subtree_ids
 from server.plays.models import DeviceEventRecord
@@ -66,21 +66,9 @@ def request_self_test(
     args: dict[str, Any] = {"rebaseline": rebaseline}
     if volume is not None:
         args["volume"] = volume
-    row, message = commands.new_command(
-        db, device=device, name="self_test", args=args, user_id=actor.user.id, now=now, ttl=ttl
+    return devices_service.issue_command(
+        db, actor=actor, device=device, name="self_test", args=args, now=now, ttl=ttl
     )
-    audit.record(
-        db,
-        actor=actor,
-        action="device.command",
-        object_type="device",
-        object_id=device.id,
-        org_unit_id=device.org_unit_id,
-        summary=f"self_test → {device.uid}",
-        details={"command_id": row.id, "args": row.args},
-    )
-    emit(db, command_issued(device.uid, message))
-    return row
 
 
 def self_tests(
