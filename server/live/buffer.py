@@ -29,6 +29,12 @@ class PcmQueue:
     while the age of its oldest sample stays put. Not in the first `probe_s` of audio: a
     sender may still be finding out whether its source is live (`loa-server live` says
     "paced" for a pipe fed faster than real time).
+
+    The prefill of a live queue is part of every frame's latency, so it is only as large as
+    the source needs (`chunk_margin_s`): until audio first flows, the largest message seen
+    plus that margin, never more than `prefill_s`. A sender of 20 ms messages then starts
+    after 40 ms, one of 100 ms messages after 120 ms (measured from outside: at a 200 ms
+    playout delay, a fixed 67 ms prefill left the devices too little margin at the start).
     """
 
     def __init__(
@@ -39,10 +45,14 @@ class PcmQueue:
         live: bool = False,
         stale_s: float = 0.02,
         probe_s: float = 1.0,
+        chunk_margin_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_samples = round(max_s * SAMPLE_RATE)
         self.prefill = round(prefill_s * SAMPLE_RATE)
+        self._max_prefill = self.prefill
+        self._chunk_margin = None if chunk_margin_s is None else round(chunk_margin_s * SAMPLE_RATE)
+        self._largest_put = 0
         self.live = live
         self.stale = round(stale_s * SAMPLE_RATE)
         self.probe = round(probe_s * SAMPLE_RATE)
@@ -71,6 +81,9 @@ class PcmQueue:
         """Append samples; beyond `max_s` the oldest are dropped (a live source cannot wait)."""
         if not len(pcm):
             return
+        if self._chunk_margin is not None and not self.flow_starts:
+            self._largest_put = max(self._largest_put, len(pcm))
+            self.prefill = min(self._max_prefill, self._largest_put + self._chunk_margin)
         self._chunks.append(pcm)
         self._size += len(pcm)
         self.last_put = self._clock()

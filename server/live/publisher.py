@@ -93,7 +93,6 @@ class FramePublisher:
         # down to it, and refills to the prefill after running dry): a timeline that never
         # moves is one every device follows alike.
         queue, outlet, encoder = self.queue, self.outlet, self.encoder
-        prefill_lead = queue.prefill / SAMPLE_RATE
         stamp0 = t0_server - OPUS_LOOKAHEAD_S
         while True:
             deadline = t0_mono + seq * FRAME_S
@@ -110,7 +109,7 @@ class FramePublisher:
             taken = queue.take(FRAME_SAMPLES, late_s=late)
             lead = queue.lead_s
             if lead is None:  # not flowing yet: a live queue's audio will be about this old
-                lead = prefill_lead if queue.live else 0.0
+                lead = queue.prefill / SAMPLE_RATE if queue.live else 0.0
             stamp = stamp0 + seq * FRAME_S - lead
             if self.gate is not None and not self.gate(stamp, taken):
                 self.gated_frames += 1

@@ -68,6 +68,7 @@ REFRESH_S = 1.0  # how often running sessions' rows are rewritten
 REMOTE_STOP_WAIT_S = 5.0  # a DELETE through another process waits this long for the end
 AFTER_END_S = 10.0  # ended rows are still refreshed this long: the devices' leave answers
 MIC_PREFILL_S = 0.1
+MIC_CHUNK_MARGIN_S = 0.02  # the prefill beyond a sender's largest message (see PcmQueue)
 UNREGISTERED = (
     "Chỉ được tiếp âm từ nguồn đã đăng ký / only registered relay sources: choose an enabled "
     "relay source of the targeted units or a unit above them (GET /api/v1/relay-sources)."
@@ -88,11 +89,12 @@ def _queue_for(request: LiveStart, delay_ms: int) -> PcmQueue:
     """A file or relay queue paces its source; a microphone's is live (see PcmQueue)."""
     if request.source != "mic":
         return PcmQueue()
-    # A browser sends 20-100 ms messages with network jitter: keep up to 100 ms in hand. It
+    # A sender's messages (the console's 40 ms, `loa-server live`'s 20 ms, up to 100 ms)
+    # arrive with network jitter: keep one message and a margin in hand, at most 100 ms. It
     # is part of the playout delay (the frames' stamps include it), beside the network and
     # the devices' output buffers, so it takes at most a third of it.
     prefill_s = min(MIC_PREFILL_S, delay_ms / 1000 / 3)
-    return PcmQueue(prefill_s=prefill_s, live=True)
+    return PcmQueue(prefill_s=prefill_s, live=True, chunk_margin_s=MIC_CHUNK_MARGIN_S)
 
 
 def relay_source_for(db: Session, request: LiveStart, targets: list[Target]) -> RelaySource:

@@ -1,0 +1,117 @@
+"""A live queue's prefill is as small as its sender's messages allow: it is part of the latency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from audio.clock import FakeClock
+from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
+from protocol.liveframe import decode_frame
+from protocol.mqtt_client import Outgoing
+from server.live.buffer import PcmQueue
+from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher
+from server.live.service import MIC_CHUNK_MARGIN_S
+
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+
+
+def _ms(ms: int) -> Pcm:
+    return np.ones(ms * SAMPLE_RATE // 1000, dtype=np.int16)
+
+
+def _queue(clock: FakeClock, *, max_ms: float = 200 / 3) -> PcmQueue:
+    return PcmQueue(
+        prefill_s=max_ms / 1000,
+        live=True,
+        chunk_margin_s=MIC_CHUNK_MARGIN_S,
+        clock=clock.monotonic,
+    )
+
+
+def _first_flow(queue: PcmQueue, message_ms: int, clock: FakeClock) -> int:
+    """Messages of `message_ms` every `message_ms`, a take every 20 ms: ms until audio flows."""
+    for t_ms in range(0, 1000, 10):
+        if t_ms % message_ms == 0:
+            queue.put(_ms(message_ms))
+        if t_ms % 20 == 0 and queue.take(FRAME_SAMPLES) is not None:
+            return t_ms
+        clock.advance(0.01)
+    raise AssertionError("never flowed")
+
+
+@pytest.mark.parametrize(
+    ("message_ms", "prefill_ms", "flows_at_ms"),
+    [(20, 40, 20), (40, 60, 40), (100, 200 / 3, 0)],
+)
+def test_the_prefill_is_the_largest_message_plus_a_margin_within_its_cap(
+    message_ms: int, prefill_ms: float, flows_at_ms: int
+) -> None:
+    clock = FakeClock()
+    queue = _queue(clock)
+    assert _first_flow(queue, message_ms, clock) == flows_at_ms
+    assert queue.prefill == round(prefill_ms / 1000 * SAMPLE_RATE)
+    # Audio flows when a message fills the prefill: at most one message more is in hand.
+    assert queue.lead_s is not None and queue.lead_s <= (prefill_ms + message_ms) / 1000
+    assert queue.underruns == 0
+
+
+def test_the_prefill_is_fixed_once_audio_flowed() -> None:
+    clock = FakeClock()
+    queue = _queue(clock)
+    _first_flow(queue, 20, clock)
+    queue.put(_ms(60))  # a later burst does not make the start's latency grow
+    assert queue.prefill == round(0.04 * SAMPLE_RATE)
+
+
+def test_without_a_margin_the_prefill_is_what_was_asked() -> None:
+    queue = PcmQueue(prefill_s=0.1, live=True)
+    queue.put(_ms(20))
+    assert queue.prefill == round(0.1 * SAMPLE_RATE)
+
+
+class _Outlet:
+    def __init__(self) -> None:
+        self.sent: list[Outgoing] = []
+
+    def publish(self, msg: Outgoing) -> int:
+        self.sent.append(msg)
+        return 0
+
+
+def test_frames_before_the_audio_are_stamped_with_the_prefill_the_sender_needs() -> None:
+    """Silence before the first message, then 20 ms messages: one small step, at the start."""
+    clock = FakeClock()
+    queue = _queue(clock)
+    outlet = _Outlet()
+    pub = FramePublisher(
+        outlet=outlet, queue=queue, clock=clock, server_time=clock.time, topics=lambda: ["z"]
+    )
+    t0_wall = clock.time()
+
+    async def source() -> None:
+        start = clock.monotonic() + 0.205  # the sender starts 0.2 s into the session
+        for i in range(40):
+            await clock.sleep_until(start + i * FRAME_S)
+            queue.put(_ms(20))
+        queue.finish()
+
+    async def scenario() -> None:
+        await asyncio.gather(pub.run(), source())
+
+    asyncio.run(clock.run(scenario()))
+    frames = [decode_frame(m.payload) for m in outlet.sent]
+
+    def lead_of(seq: int) -> float:
+        f = frames[seq]
+        return t0_wall + f.seq * FRAME_S - OPUS_LOOKAHEAD_S - f.capture_us / 1e6
+
+    assert lead_of(0) == pytest.approx(0.2 / 3, abs=1e-6)  # nothing heard yet: the cap
+    assert lead_of(11) == pytest.approx(0.04, abs=1e-6)  # one 20 ms message: 40 ms
+    lead = queue.lead_s
+    # The first take (at 240 ms) found 40 ms queued, the newest 15 ms old.
+    assert lead is not None and lead == pytest.approx(0.04 + 0.015, abs=1e-6)
+    assert lead_of(len(frames) - 2) == pytest.approx(lead, abs=1e-6)
+    assert queue.underruns == 0
