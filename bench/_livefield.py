@@ -76,6 +76,7 @@ BIN_S = 0.010
 DROPOUT_MIN_S = 0.040  # two whole frames: one concealed frame is not heard as a gap
 QUIET_DB = 20.0
 EDGE_S = 1.0  # the first and last second of the broadcast are not judged
+STALL_REPORT_S = 12.0  # two telemetry intervals: a probe caught in the stall is reported
 REPORTS = 2  # link reports per device before choosing (the second covers the connect burst)
 
 
@@ -137,7 +138,9 @@ async def choose(obs: Observer, uids: list[str]) -> tuple[DelayChoice, dict[str,
         "every device's link report",
     )
     latest = {uid: r[-1] for uid, r in link_reports(obs, uids).items()}
-    return choose_playout_delay((u, t.link_rtt_p95_ms) for u, t in latest.items()), latest
+    reports = [(u, t.link_rtt_p95_ms) for u, t in latest.items()]
+    longest = [(u, t.link_rtt_max_ms) for u, t in latest.items()]
+    return choose_playout_delay(reports, longest), latest
 
 
 async def join_all(
@@ -332,6 +335,10 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             state = DesiredState(version=1, volume=60, zone_ids=[zone])
             await server.publish_raw(uid, TopicKind.STATE, encode(state))
         async with observed(broker, uids) as obs, workers(seats) as conns:
+            if profile.stall_every_s:
+                # Devices in the field have been online for hours: their reports include
+                # hand-overs. Wait out one stall period (and a report after it) so these do.
+                await asyncio.sleep(profile.stall_every_s + STALL_REPORT_S)
             choice, latest = await choose(obs, uids)
             delay = delay_ms or choice.delay_ms
             print(f"live: the server chose {choice.delay_ms} ms: {choice.basis}", flush=True)

@@ -634,6 +634,7 @@ class Agent:
         offset_ms = self.runtime.sync.offset_ms()
         refused = self.link.tls_refusals
         link = self.runtime.sync.link_ms()
+        longest = self.runtime.sync.link_max_ms()
         try:
             message = Telemetry(
                 **vars(sample),
@@ -647,6 +648,7 @@ class Agent:
                 clock_error_ms=None if estimate is None else round(estimate.error * 1000, 3),
                 link_rtt_ms=None if link is None else round(link[0], 3),
                 link_rtt_p95_ms=None if link is None else round(link[1], 3),
+                link_rtt_max_ms=None if longest is None else round(longest, 3),
                 tls_refusals=self.link.tls_refusal_count or None,
                 tls_refused=refused[-1].summary() if refused else None,
             )

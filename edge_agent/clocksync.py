@@ -146,6 +146,32 @@ class OffsetEstimator:
         )
 
 
+class SlowestTrip:
+    """The slowest probe round trip of the last `memory_s`: a stall the link went through.
+
+    An hour, not the estimator's window: a probe is in flight during a few-second 4G
+    hand-over only now and then once probing has slowed down (one every 30 s), and the
+    server sizes live playout delays to cover the stalls it sees (server/live/delay.py).
+    A running maximum: each new trip drops the older ones it outlasts.
+    """
+
+    def __init__(self, *, memory_s: float = 3600.0) -> None:
+        self.memory_s = memory_s
+        self._trips: deque[tuple[float, float]] = deque()  # (at, delay), delays decreasing
+
+    def add(self, *, at: float, delay: float) -> None:
+        """Remember one round trip (s) taken at local time `at`."""
+        while self._trips and self._trips[-1][1] <= delay:
+            self._trips.pop()
+        self._trips.append((at, delay))
+
+    def value(self, now: float) -> float | None:
+        """The slowest round trip (s) within the memory, or None."""
+        while self._trips and now - self._trips[0][0] > self.memory_s:
+            self._trips.popleft()
+        return self._trips[0][1] if self._trips else None
+
+
 class ClockSync:
     """Sends probes, reads answers and converts between server time and local monotonic time."""
 
@@ -167,6 +193,7 @@ class ClockSync:
         self._last_jump: float | None = None
         self.jumps = 0
         self.estimator = OffsetEstimator(window_s=window_s)
+        self.slowest = SlowestTrip()
         self._pending: dict[str, float] = {}  # probe id -> local monotonic send time
         self._estimate: ClockEstimate | None = None
         self._burst = asyncio.Event()
@@ -207,6 +234,11 @@ class ClockSync:
         trips = self.estimator.round_trips(self.clock.monotonic())
         return None if trips is None else (trips[0] * 1000, trips[1] * 1000)
 
+    def link_max_ms(self) -> float | None:
+        """Longest probe round trip (ms) of the last hour: the link's worst stall lately."""
+        longest = self.slowest.value(self.clock.monotonic())
+        return None if longest is None else longest * 1000
+
     def error_ms(self) -> float | None:
         """Error bound of the offset (ms), if measured."""
         return None if self._estimate is None else self._estimate.error * 1000
@@ -226,6 +258,7 @@ class ClockSync:
         if sample is None:
             return
         self.answers += 1
+        self.slowest.add(at=sample.at, delay=sample.delay)
         previous = self._estimate
         if previous is not None and self._stepped(previous, sample):
             self.estimator.forget_before(sample.at)

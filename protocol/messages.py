@@ -115,9 +115,11 @@ class Telemetry(Message):
     clock_offset_ms: Annotated[float, Field(ge=-1e10, le=1e10)] | None = None
     clock_error_ms: Annotated[float, Field(ge=0, le=1e7)] | None = None
     # Round trips of the recent clock probes (the device's link to the server through the
-    # broker): median and 95th percentile, ms; the server sizes live playout delays from them.
+    # broker): median, 95th percentile and longest (a stall, e.g. a 4G hand-over), ms; the
+    # server sizes live playout delays from them.
     link_rtt_ms: Annotated[float, Field(ge=0, le=1e6)] | None = None
     link_rtt_p95_ms: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    link_rtt_max_ms: Annotated[float, Field(ge=0, le=1e6)] | None = None
     # Broker certificates the device refused since it started (a man in the middle, a
     # wrong CA or host name), and the last one in words; null when none.
     tls_refusals: Count | None = None

@@ -23,22 +23,39 @@ class DelayChoice:
     basis: str
 
 
-def choose_playout_delay(reports: Iterable[tuple[str, float | None]]) -> DelayChoice:
-    """Cover the slowest target: twice its 95th-percentile round trip plus the pipeline.
+def choose_playout_delay(
+    reports: Iterable[tuple[str, float | None]],
+    longest: Iterable[tuple[str, float | None]] = (),
+) -> DelayChoice:
+    """Cover the slowest target: its jitter and its stalls, plus the pipeline.
 
-    One way is about half a round trip; the other half is the margin for that link's
-    jitter (a 4G cell's queues), so a frame that was slow by a p95 round trip still plays.
+    Jitter: twice the 95th-percentile round trip (one way is about half a round trip; the
+    other half is the margin for that link's queues). Stalls: a 4G hand-over holds
+    everything for seconds, and a frame caught at its start arrives the stall plus a trip
+    late; the longest recent round trip (`longest`, per device) is at least that, as the
+    devices keep probing through it. A p95 never sees a stall (a few seconds a minute), so
+    sizing from it alone cost one dropout per hand-over (bench/field_link.py live).
     """
-    known = [(uid, rtt) for uid, rtt in reports if rtt is not None and math.isfinite(rtt)]
+    known = _usable(reports)
     if not known:
         return DelayChoice(
             UNKNOWN_LINK_MS, f"no device has reported its link yet: {UNKNOWN_LINK_MS} ms"
         )
     uid, worst = max(known, key=lambda item: item[1])
     wanted = 2 * worst + PIPELINE_MS
+    why = f"slowest link {uid}: p95 round trip {worst:.0f} ms; 2 × {worst:.0f} + {PIPELINE_MS} ms"
+    stalls = _usable(longest)
+    if stalls:
+        stall_uid, stall = max(stalls, key=lambda item: item[1])
+        if stall + PIPELINE_MS > wanted:
+            wanted = stall + PIPELINE_MS
+            why = (
+                f"longest recent round trip {stall:.0f} ms (a stall) on {stall_uid}; "
+                f"{stall:.0f} + {PIPELINE_MS} ms"
+            )
     delay = int(min(MAX_AUTO_MS, max(MIN_AUTO_MS, math.ceil(wanted / STEP_MS) * STEP_MS)))
-    basis = (
-        f"slowest link {uid}: p95 round trip {worst:.0f} ms; 2 × {worst:.0f} + "
-        f"{PIPELINE_MS} ms → {delay} ms ({len(known)} of the devices reported)"
-    )
-    return DelayChoice(delay, basis)
+    return DelayChoice(delay, f"{why} → {delay} ms ({len(known)} of the devices reported)")
+
+
+def _usable(reports: Iterable[tuple[str, float | None]]) -> list[tuple[str, float]]:
+    return [(uid, rtt) for uid, rtt in reports if rtt is not None and math.isfinite(rtt)]

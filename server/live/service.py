@@ -124,15 +124,16 @@ def _delay_for(db: Session, request: LiveStart, targets: list[Target]) -> DelayC
     if request.playout_delay_ms != "auto":
         return DelayChoice(request.playout_delay_ms, "requested")
     uids = [t.uid for t in targets]
-    rows = db.execute(select(Device.uid, Device.telemetry).where(Device.uid.in_(uids)))
-    reports = [(uid, _p95(telemetry)) for uid, telemetry in rows]
-    choice = choose_playout_delay(reports)
+    rows = db.execute(select(Device.uid, Device.telemetry).where(Device.uid.in_(uids))).all()
+    reports = [(uid, _ms(telemetry, "link_rtt_p95_ms")) for uid, telemetry in rows]
+    longest = [(uid, _ms(telemetry, "link_rtt_max_ms")) for uid, telemetry in rows]
+    choice = choose_playout_delay(reports, longest)
     log.info("live playout delay chosen: %s", choice.basis)
     return choice
 
 
-def _p95(telemetry: dict[str, Any] | None) -> float | None:
-    value = (telemetry or {}).get("link_rtt_p95_ms")
+def _ms(telemetry: dict[str, Any] | None, key: str) -> float | None:
+    value = (telemetry or {}).get(key)
     return float(value) if isinstance(value, int | float) else None
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from audio.clock import FakeClock
-from edge_agent.clocksync import BURST, MIN_BURST, ClockSync, OffsetEstimator
+from edge_agent.clocksync import BURST, MIN_BURST, ClockSync, OffsetEstimator, SlowestTrip
 from protocol import TimeRequest, TimeResponse
 
 SERVER_AHEAD = 1_700_000_000.25  # server time - local monotonic time in these tests
@@ -229,3 +229,18 @@ def test_round_trips_report_the_median_and_the_slow_tail_of_the_window() -> None
     assert median == pytest.approx(0.2 + 0.002 + 7 * 0.01, abs=0.011)
     assert p95 == pytest.approx(0.37, abs=0.011) and p95 > median
     assert est.round_trips(200.0) is None  # the window moved past them all
+
+
+def test_the_slowest_trip_of_the_hour_is_a_stall_the_p95_never_shows() -> None:
+    est, slowest = OffsetEstimator(window_s=600), SlowestTrip(memory_s=3600)
+    assert slowest.value(1.0) is None
+    for i in range(60):  # 200 ms round trips, one probe answered after a 3 s hand-over stall
+        stalled = i == 30
+        probe(est, 1.0 + i * 10, up=0.1, down=3.1 if stalled else 0.1, server_hold=0.0)
+        slowest.add(at=1.0 + i * 10, delay=3.2 if stalled else 0.2)
+    trips = est.round_trips(600.0)
+    assert trips is not None and trips[1] == pytest.approx(0.2, abs=0.001)  # p95: no stall
+    assert slowest.value(600.0) == pytest.approx(3.2)
+    assert slowest.value(301.0 + 3601) == pytest.approx(0.2)  # an hour on, it is forgotten
+    slowest.add(at=4000.0, delay=0.1)
+    assert slowest.value(4000.0) == pytest.approx(0.2)  # the slower, still remembered, rules

@@ -22,7 +22,7 @@ def api(tmp_path: Path) -> Iterator[Stack]:
         yield stack
 
 
-def link_report(p95_ms: float) -> Telemetry:
+def link_report(p95_ms: float, max_ms: float | None = None) -> Telemetry:
     """A health sample carrying the device's probe round trips."""
     return Telemetry(
         uptime_s=60,
@@ -34,6 +34,7 @@ def link_report(p95_ms: float) -> Telemetry:
         firmware_profile="sim",
         link_rtt_ms=p95_ms * 0.7,
         link_rtt_p95_ms=p95_ms,
+        link_rtt_max_ms=max_ms,
     )
 
 
@@ -46,17 +47,26 @@ def reported(api: Stack) -> int:
         )
 
 
+@pytest.mark.parametrize(
+    ("longest", "delay_ms", "named"),
+    [((None, None), 750, "cell-slow"), ((260.0, 3_240.0), 3_350, "stall")],
+    ids=["jitter", "a-stall"],
+)
 def test_auto_delay_covers_the_slowest_reported_link_and_the_devices_get_it(
-    api: Stack, tmp_path: Path
+    api: Stack,
+    tmp_path: Path,
+    longest: tuple[float | None, float | None],
+    delay_ms: int,
+    named: str,
 ) -> None:
     _, zones, passwords = _fleet(api, {"xom": ["cell-fast", "cell-slow"]})
 
     async def body() -> None:
         listeners = await _listen(api, tmp_path, passwords)
-        for li, p95 in zip(listeners, (120.0, 318.9), strict=True):
+        for li, p95, most in zip(listeners, (120.0, 318.9), longest, strict=True):
             assert li.link is not None
             topic = device_topic(li.uid, TopicKind.TELEMETRY)
-            li.link.publish(Outgoing(topic, encode(link_report(p95)), 0, False))
+            li.link.publish(Outgoing(topic, encode(link_report(p95, most)), 0, False))
         await eventually(lambda: reported(api) == 2, 10, "both link reports stored")
         r = api.client.post(
             "/api/v1/live",
@@ -65,14 +75,15 @@ def test_auto_delay_covers_the_slowest_reported_link_and_the_devices_get_it(
         )
         assert r.status_code == 201, r.text
         session = r.json()
-        assert session["playout_delay_ms"] == 750  # 2 × 318.9 + 100, rounded up to 50 ms
-        assert "cell-slow" in session["playout_delay_basis"]
+        # 2 × 318.9 + 100 = 737.8, or a 3240 ms stall + 100; rounded up to 50 ms.
+        assert session["playout_delay_ms"] == delay_ms
+        assert named in session["playout_delay_basis"]
 
         def told() -> bool:
             return all(
                 li.receiver is not None
                 and li.receiver.current is not None
-                and li.receiver.current.join.playout_delay_ms == 750
+                and li.receiver.current.join.playout_delay_ms == delay_ms
                 for li in listeners
             )
 

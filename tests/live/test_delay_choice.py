@@ -22,3 +22,17 @@ def test_devices_that_never_reported_fall_back_to_the_old_default() -> None:
     assert choose_playout_delay([]).delay_ms == UNKNOWN_LINK_MS
     # One report is enough: the silent devices do not hold the delay at the default.
     assert choose_playout_delay([("new-1", None), ("cell", 150.0)]).delay_ms == 400
+
+
+def test_a_stall_a_device_probed_through_is_covered_by_the_delay() -> None:
+    # A 4G hand-over: p95 round trips of 280 ms, but one probe waited out a 3 s stall.
+    reports = [("cell-1", 280.0), ("cell-2", 250.0)]
+    longest = [("cell-1", 900.0), ("cell-2", 3_240.0)]
+    choice = choose_playout_delay(reports, longest)
+    assert choice.delay_ms == 3_350  # 3240 + 100, rounded up to 50 ms
+    assert "cell-2" in choice.basis and "3240" in choice.basis and "stall" in choice.basis
+    # Without a stall beyond the jitter rule's figure, the p95 rule decides as before.
+    assert choose_playout_delay(reports, [("cell-1", 500.0)]).delay_ms == 700
+    assert choose_playout_delay(reports, [("cell-1", None)]).delay_ms == 700
+    # Never beyond the API's bound, however long the stall.
+    assert choose_playout_delay(reports, [("cell-1", 60_000.0)]).delay_ms == MAX_AUTO_MS
