@@ -26,6 +26,7 @@ NOISE_DBFS = (-140.0, 0.0)
 CLIP_AT = (1e-4, 1.0)
 DELAY_MS = (0.0, 1000.0)
 MIC_GAIN_DB = (-60.0, 40.0)
+LEVEL_BLOCK = 4800  # samples per step of heard_level_db (100 ms at 48 kHz)
 # The loss fades in over half an octave above `band_loss_above_hz`: a real driver rolls off,
 # and a brick wall would ring for tens of milliseconds in the measured impulse response.
 BAND_LOSS_TRANSITION_OCTAVES = 0.5
@@ -113,6 +114,41 @@ def hear(path: AcousticPath, played: NDArray[np.floating], sample_rate: int) -> 
 
     The recording starts with the playback and lasts len(played) plus the path's delay.
     """
+    signal = _through(path, played, sample_rate)
+    delay = round(path.distance_delay_ms * sample_rate / 1000.0)
+    heard = np.concatenate([np.zeros(delay), signal])
+    if path.noise_dbfs is not None:
+        rng = np.random.default_rng(path.seed)
+        heard += rng.standard_normal(len(heard)) * 10.0 ** (path.noise_dbfs / 20.0)
+    return heard.astype(np.float32)
+
+
+def heard_level_db(path: AcousticPath, played: NDArray[np.floating], sample_rate: int) -> float:
+    """The RMS level (dBFS) of what hear() records of `played`, with the noise at its mean power.
+
+    For level checks (the silence watcher's horn check): no noise is drawn, so numpy.random
+    is not loaded and no recording-sized arrays are made beyond the path's own arithmetic.
+    """
+    x = np.asarray(played)
+    # A block at a time (temporaries of LEVEL_BLOCK samples, not of the window) unless the
+    # high-frequency loss needs the whole spectrum.
+    lossy = path.band_loss_above_hz is not None and path.band_loss_db > 0
+    block = max(len(x), 1) if lossy else LEVEL_BLOCK
+    energy = 0.0
+    for at in range(0, max(len(x), 1), block):
+        signal = _through(path, x[at : at + block], sample_rate)
+        energy += float(np.dot(signal, signal))
+    n = len(x) + round(path.distance_delay_ms * sample_rate / 1000.0)
+    power = energy / n if n else 0.0
+    if path.noise_dbfs is not None:
+        power += 10.0 ** (path.noise_dbfs / 10.0)  # unit-variance noise scaled to noise_dbfs
+    return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+def _through(
+    path: AcousticPath, played: NDArray[np.floating], sample_rate: int
+) -> NDArray[np.float64]:
+    """`played` after the amplifier, the horns, the high-frequency loss and the mic's gain."""
     if not 8000 <= sample_rate <= 192_000:
         raise ValueError(f"sample_rate must be 8000..192000 Hz, got {sample_rate}")
     x = np.asarray(played)
@@ -124,15 +160,10 @@ def hear(path: AcousticPath, played: NDArray[np.floating], sample_rate: int) -> 
     if path.clip_at is not None:
         signal = np.clip(signal, -path.clip_at, path.clip_at)
     live = [10.0 ** (g / 20.0) for i, g in enumerate(path.horns) if i not in path.dead_horns]
-    signal = signal * (sum(live) / len(path.horns) * 10.0 ** (path.mic_gain_db / 20.0))
+    signal *= sum(live) / len(path.horns) * 10.0 ** (path.mic_gain_db / 20.0)
     if path.band_loss_above_hz is not None and path.band_loss_db > 0 and signal.any():
         signal = _high_loss(signal, sample_rate, path.band_loss_above_hz, path.band_loss_db)
-    delay = round(path.distance_delay_ms * sample_rate / 1000.0)
-    heard = np.concatenate([np.zeros(delay), signal])
-    if path.noise_dbfs is not None:
-        rng = np.random.default_rng(path.seed)
-        heard += rng.standard_normal(len(heard)) * 10.0 ** (path.noise_dbfs / 20.0)
-    return heard.astype(np.float32)
+    return signal
 
 
 def _high_loss(

@@ -17,14 +17,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from audio.acoustic import AcousticPath, hear
 from audio.pcm import SAMPLE_RATE, Pcm
 from firmware_profiles import FirmwareProfile
+
+if TYPE_CHECKING:  # the sim's arithmetic loads with the first sim recording or horn check
+    from audio.acoustic import AcousticPath
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,12 @@ class SimCapture:
             raise CaptureError(
                 "the sim microphone was not started", vietnamese="Micro mô phỏng chưa được bật"
             )
+        from audio.acoustic import hear
+
         played = self.tap.played()[: self._samples]
+        self.tap.clear()  # the blocks are copied into `played`: keep no second copy
         padded = np.concatenate([played, np.zeros(self._samples - len(played), np.float32)])
+        del played
         heard = await asyncio.to_thread(hear, path, padded, SAMPLE_RATE)
         return heard[: self._samples]
 
@@ -121,6 +127,8 @@ class SimCapture:
 
 def load_acoustic_path(path_file: Path) -> AcousticPath:
     """The sim's acoustic path: the file's, or a healthy default when there is none."""
+    from audio.acoustic import AcousticPath
+
     try:
         with path_file.open("rb") as f:
             raw = f.read(MAX_ACOUSTIC_BYTES + 1)

@@ -589,6 +589,9 @@ class Player:
             seg.error = f"unreadable clip: {exc}"
         async with self._lock:
             await self._segment_done(seg)
+        # `segments` keeps it for diagnostics, not the ducking readers it held (a bed's open
+        # decoder and buffered samples): its reader has either ended or moved on.
+        seg.on_stop = seg.bed = seg.resumes = None
 
     async def _write(self, seg: Segment, previous: asyncio.Task[None] | None) -> None:
         skip = round(seg.position_s * SAMPLE_RATE)

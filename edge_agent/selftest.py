@@ -17,14 +17,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from audio.pcm import SAMPLE_RATE, clip_to_int16
-from audio.selftest import Figures, TestSignal, analyse, test_signal
 from audio.sinks import AudioSink, SinkError
 from edge_agent.capture import Capture, CaptureError, Tap
 from edge_agent.commands import CommandRefused
@@ -34,6 +33,9 @@ from edge_agent.outbox import Outbox
 from edge_agent.player import OutputBusy, OutputReclaimed, Player
 from protocol import DeviceEvent
 from schedules.tz import local_tz
+
+if TYPE_CHECKING:  # the analysis loads with the first self-test, not at the agent's start
+    from audio.selftest import Figures, TestSignal
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ class SelfTestRunner:
         self, command_id: str | None, volume: int, rebaseline: bool
     ) -> dict[str, Any]:
         assert self.capture is not None
+        from audio.selftest import analyse, test_signal
+
         signal = test_signal(sample_rate=SAMPLE_RATE, seconds=SWEEP_S, level_dbfs=LEVEL_DBFS)
         baseline = None if rebaseline else await self._baseline()
         try:
@@ -181,6 +185,8 @@ class SelfTestRunner:
         raw = await asyncio.to_thread(self.db.meta, BASELINE_KEY)
         if raw is None:
             return None
+        from audio.selftest import Figures
+
         try:
             return Figures.from_dict(json.loads(raw))
         except (ValueError, RecursionError) as exc:

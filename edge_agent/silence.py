@@ -13,12 +13,13 @@ relay.ItemReader counts their dead air itself.
 Horn check, items and live sessions (item_id "live:<session id>") alike, one
 `horns_silent` event per item after HORN_FAILS failed windows of loud output in a row:
 - simulated microphone: loud output is fed through the acoustic path of
-  `<data dir>/sim_acoustic.json`, one 1 s window in HORN_EVERY while the horns pass and
-  every window once one fails;
+  `<data dir>/sim_acoustic.json` (its level only: audio.acoustic.heard_level_db), one 1 s
+  window in HORN_EVERY while the horns pass and every window once one fails;
 - ALSA microphone: while the output is loud, at most one MIC_WINDOW_S recording every
   MIC_EVERY_S (MIC_RETRY_S once a window failed or was unclear), never while the
   self-test holds the microphone. Its level is compared with what the player wrote in the
-  same seconds (a short ring of frames with their monotonic times): more than
+  same seconds (the levels of the frames written while the window is out, with their
+  monotonic times; no samples are kept, nothing once the window is judged): more than
   HORNS_DROP_DB below the level the self-test baseline's path gain (level_db) predicts is
   a failed window. Without a baseline only an absolute MIC_FLOOR_DBFS is known, a far
   weaker test (a microphone hearing street noise passes it). A microphone that cannot
@@ -40,14 +41,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from audio.acoustic import hear
 from audio.errors import AudioError
 from audio.pcm import SAMPLE_RATE, Pcm
-from audio.selftest import Figures
 from edge_agent.capture import CaptureError, Recording, load_acoustic_path
 from edge_agent.clips import sha256_of
 from edge_agent.localdb import LocalDb
-from edge_agent.playback import ClipReader, Offload, Segment
+from edge_agent.playback import READ_BLOCK, ClipReader, Offload, Segment
 from edge_agent.selftest import BASELINE_KEY
 from schedules import TimelinePart
 
@@ -71,6 +70,7 @@ MIC_RETRY_S = 30.0  # once a window failed (or the output went quiet in it): con
 MIC_FLOOR_DBFS = -60.0  # no baseline: a microphone by loud horns is far above this
 RING_S = 8.0  # frames kept for the window: arecord may take up to 3 s to deliver samples
 REMEMBERED = 512  # item ids already reported (one event per item and code)
+ENERGY_BLOCK = 4800  # levels are summed 100 ms at a time: no window-sized float copies
 
 SILENT_VN = "Âm thanh đưa ra loa bị im lặng {s:g} giây"
 DECODER_VN = SILENT_VN + " trong khi bản tin có tiếng: lỗi giải mã"
@@ -100,10 +100,23 @@ class ClipStore(Protocol):
 
 def dbfs(samples: Pcm | np.ndarray[Any, Any], full_scale: float = 32768.0) -> float:
     """RMS level in dBFS (-inf for nothing or zeros)."""
-    if not len(samples):
+    return level_db(energy(samples), len(samples), full_scale)
+
+
+def energy(samples: Pcm | np.ndarray[Any, Any]) -> float:
+    """Sum of the squared samples (float64 copies of ENERGY_BLOCK samples at most)."""
+    total = 0.0
+    for at in range(0, len(samples), ENERGY_BLOCK):
+        x = samples[at : at + ENERGY_BLOCK].astype(np.float64)
+        total += float(np.dot(x, x))
+    return total
+
+
+def level_db(energy: float, count: int, full_scale: float = 32768.0) -> float:
+    """RMS level in dBFS of `count` samples whose squares sum to `energy` (-inf for none)."""
+    if count <= 0 or energy <= 0:
         return -math.inf
-    rms = float(np.sqrt(np.mean(np.square(samples.astype(np.float64))))) / full_scale
-    return 20 * math.log10(rms) if rms > 0 else -math.inf
+    return 10 * math.log10(energy / count) - 20 * math.log10(full_scale)
 
 
 @dataclass
@@ -153,7 +166,10 @@ class SilenceWatcher:
         self._mic_busy = mic_busy  # the self-test holds the microphone
         self._path_gain_db = path_gain_db  # the self-test baseline's level_db, or None
         self._monotonic = monotonic  # the clock Recording.started is on
-        self._ring: deque[tuple[float, Pcm]] = deque()  # (written at, frame)
+        # (written at, samples, their energy) of each frame since an ALSA window was asked:
+        # levels, not samples, and only while a window is out (edge_agent.silence module doc).
+        self._ring: deque[tuple[float, int, float]] = deque()
+        self._mic_pending = False
         self._next_window = -math.inf
         self._mic_fails = 0  # failed ALSA windows in a row, across items
         self.windows: deque[float] = deque(maxlen=64)  # when the last ALSA windows were asked
@@ -224,23 +240,26 @@ class SilenceWatcher:
         state.window_len += len(frame)
         if state.window_len < HORN_WINDOW_S * SAMPLE_RATE:
             return
-        window = np.concatenate(state.window)
-        state.window, state.window_len = [], 0
+        frames, state.window, state.window_len = state.window, [], 0
         state.loud_windows += 1
         due = state.horn_fails > 0 or state.loud_windows % HORN_EVERY == 1
-        if due and "horns" not in self._busy:
-            self._spawn("horns", self._judge_horns(state, window))
+        if due and "horns" not in self._busy:  # only then one array: nine windows in ten not
+            self._spawn("horns", self._judge_horns(state, np.concatenate(frames)))
 
     def _mic_window(self, state: _ItemState, frame: Pcm) -> None:
         now = self._monotonic()
-        self._ring.append((now, frame.copy()))
-        while self._ring and self._ring[0][0] < now - RING_S:
-            self._ring.popleft()
+        if self._mic_pending:  # a window records: what was written in it is compared
+            self._ring.append((now, len(frame), energy(frame)))
+            while self._ring and self._ring[0][0] < now - RING_S:
+                self._ring.popleft()
+            return
         if now < self._next_window or "horns" in self._busy or self._mic_busy():
             return
         if self._was_reported("horns_silent", state.item_id) or dbfs(frame) <= LOUD_DBFS:
             return
         self.windows.append(now)
+        self._mic_pending = True
+        self._ring.append((now, len(frame), energy(frame)))
         self._spawn("horns", self._judge_mic(state.item_id))
 
     # -- checks (worker threads) ---------------------------------------------------------------
@@ -264,7 +283,7 @@ class SilenceWatcher:
         """("cache" | "decoder" | None, the clips whose hash matched); blocking."""
         lo, hi = stretch
         hashed: set[str] = set()
-        levels: list[Pcm] = []
+        total, count = 0.0, 0  # the stretch's energy, read a block at a time (bounded memory)
         for part in state.parts:
             clip = part.clip
             start, end = max(lo, part.offset_s), min(hi, part.offset_s + part.duration_s)
@@ -280,11 +299,17 @@ class SilenceWatcher:
                     hashed.add(clip.sha256)
                 skip = round((start - part.offset_s) * SAMPLE_RATE)
                 reader = ClipReader([path], skip_samples=skip)
-                levels.append(reader.read(round((end - start) * SAMPLE_RATE)))
+                wanted = round((end - start) * SAMPLE_RATE)
+                while wanted > 0:
+                    block = reader.read(min(READ_BLOCK, wanted))
+                    if not len(block):
+                        break
+                    total += energy(block)
+                    count += len(block)
+                    wanted -= len(block)
             except (OSError, AudioError) as exc:  # gone or unreadable: the player reports it
                 log.warning("silence check of clip %s: %s", clip.sha256[:12], exc)
-        source = np.concatenate(levels) if levels else np.zeros(0, np.int16)
-        level = dbfs(source)
+        level = level_db(total, count)
         log.info("silent output of %s: its clip is at %.1f dBFS there", state.item_id, level)
         return ("decoder" if level > SOURCE_SOUND_DBFS else None), hashed
 
@@ -307,6 +332,8 @@ class SilenceWatcher:
         try:
             verdict = await self._mic_verdict(item_id)
         finally:
+            self._mic_pending = False
+            self._ring.clear()  # nothing of a finished window is kept
             sooner = verdict in ("failed", "unclear")
             self._next_window = self._monotonic() + (MIC_RETRY_S if sooner else MIC_EVERY_S)
 
@@ -319,10 +346,10 @@ class SilenceWatcher:
             log.warning("horn check skipped: %s", exc)
             return "error"
         end = rec.started + len(rec.samples) / SAMPLE_RATE
-        written = [f for t, f in self._ring if rec.started <= t < end]
-        played = np.concatenate(written) if written else np.zeros(0, np.int16)
-        out = dbfs(played)
-        if len(played) < len(rec.samples) / 2 or out <= LOUD_DBFS:
+        written = [(n, e) for t, n, e in self._ring if rec.started <= t < end]
+        played = sum(n for n, _ in written)
+        out = level_db(sum(e for _, e in written), played)
+        if played < len(rec.samples) / 2 or out <= LOUD_DBFS:
             return "unclear"
         heard = dbfs(rec.samples, 1.0)
         gain = None if self._path_gain_db is None else await self._path_gain_db()
@@ -383,6 +410,8 @@ class SilenceWatcher:
         """Cancel the checks still running."""
         for task in list(self._tasks):
             task.cancel()
+        self._mic_pending = False
+        self._ring.clear()
 
 
 def _part_at(parts: tuple[TimelinePart, ...], position: float) -> TimelinePart | None:
@@ -394,10 +423,11 @@ def _part_at(parts: tuple[TimelinePart, ...], position: float) -> TimelinePart |
 
 def _mic_drop_db(acoustic_file: Path, window: Pcm) -> float:
     """How far (dB) below the window's level the simulated microphone hears it; blocking."""
+    from audio.acoustic import heard_level_db  # the sim's arithmetic: loaded with a check
+
     path = load_acoustic_path(acoustic_file)
-    played = window.astype(np.float32) / 32768.0
-    heard = hear(path, played, SAMPLE_RATE)
-    out, mic = dbfs(played, 1.0), dbfs(heard, 1.0)
+    played = window * np.float32(1 / 32768)  # float32, full scale 1.0: one copy
+    out, mic = dbfs(window), heard_level_db(path, played, SAMPLE_RATE)
     return out - mic if mic > -math.inf else math.inf
 
 
@@ -406,6 +436,8 @@ async def baseline_level_db(db: LocalDb) -> float | None:
     raw = await asyncio.to_thread(db.meta, BASELINE_KEY)
     if raw is None:
         return None
+    from audio.selftest import Figures  # the analysis module: loaded with a baseline to read
+
     try:
         return Figures.from_dict(json.loads(raw)).level_db
     except (ValueError, RecursionError) as exc:

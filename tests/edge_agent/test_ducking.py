@@ -224,6 +224,11 @@ def test_the_background_plays_on_ducked_under_the_announcement(
     assert abs(up * 1000 - ramp_ms) <= 5
     assert abs(4 + u1 - up / 4 - 5.0) <= 0.002  # up from the announcement's last sample
     assert np.abs(out).max() < 32767
+    # The finished segments stay listed (diagnostics) without the readers they shared: no
+    # bed (its decoder, its buffered samples) outlives the items.
+    assert len(rig.player.segments) == 3
+    for seg in rig.player.segments:
+        assert seg.bed is None and seg.resumes is None and seg.on_stop is None
 
 
 def test_where_the_background_is_silent_the_announcement_is_bit_identical(

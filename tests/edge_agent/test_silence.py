@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
+from audio.acoustic import AcousticPath, hear, heard_level_db
 from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 from edge_agent.capture import SIM_ACOUSTIC_FILE
 from edge_agent.clips import ClipCache
 from edge_agent.localdb import LocalDb
 from edge_agent.playback import Segment
-from edge_agent.silence import CACHE_VN, DECODER_VN, HORNS_VN, SilenceWatcher
+from edge_agent.silence import CACHE_VN, DECODER_VN, HORNS_VN, SilenceWatcher, dbfs
 from loa_testkit.brokerfix import TestBroker
 from loa_testkit.harness import eventually, make_agent, new_device_id, run, running
 from loa_testkit.playfix import FAST, Clip, at, document, item, join_zone, make_clip, serving
@@ -292,3 +294,23 @@ def test_dead_horns_on_a_real_agent_raise_horns_silent(broker: TestBroker, tmp_p
             assert event.detail == HORNS_VN
 
     run(scenario(), timeout=60)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        AcousticPath(),
+        AcousticPath(dead_horns=(0, 1)),
+        AcousticPath(dead_horns=(0, 1, 2, 3)),  # the noise alone
+        AcousticPath(band_loss_above_hz=1000.0, band_loss_db=30.0),
+        AcousticPath(clip_at=0.05, mic_gain_db=-12.0, distance_delay_ms=200.0),
+        AcousticPath(noise_dbfs=None, dead_horns=(0, 1, 2, 3)),
+    ],
+)
+def test_the_horn_checks_level_is_the_level_the_sim_microphone_records(path: AcousticPath) -> None:
+    # The horn check takes the noise at its mean power instead of drawing it: the same level.
+    low, high = tone(1.0, -20.0), tone(1.0, -26.0)
+    high = np.asarray(np.rint(high * np.sin(np.arange(len(high)) * 0.7)), dtype=np.int16)
+    played = (low + high).astype(np.float32) / 32768.0  # 440 Hz and ~5.3 kHz
+    recorded = dbfs(hear(path, played, SAMPLE_RATE), 1.0)
+    assert heard_level_db(path, played, SAMPLE_RATE) == pytest.approx(recorded, abs=0.05)

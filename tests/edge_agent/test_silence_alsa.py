@@ -169,6 +169,18 @@ def test_alsa_horn_check_passes_healthy_horns_and_reports_dead_ones(tmp_path: Pa
     run(scenario(), timeout=120)
 
 
+def test_between_alsa_windows_nothing_of_the_output_is_kept(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with mic_rig(tmp_path, healthy) as rig:
+            await rig.play(MIC_WINDOW_S + 1)  # a window, judged against the frames in it
+            assert list(rig.watcher.windows) == [0.0] and rig.watcher.checks["horns"] == 1
+            assert len(rig.watcher._ring) == 0  # not even the frames' levels, once judged
+            await rig.play(120)  # 10 min to the next window: the frames go by unkept
+            assert len(rig.watcher._ring) == 0 and rig.events == []
+
+    run(scenario(), timeout=60)
+
+
 def test_alsa_windows_are_rate_limited_and_wait_for_the_self_test(tmp_path: Path) -> None:
     async def scenario() -> None:
         testing = [True]
