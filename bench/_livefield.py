@@ -4,7 +4,9 @@ Each device is a real Agent (sim profile: a file sink records what it plays and 
 own process, as on its own Pi, reaching the broker only through its own LinkProxy. The delay
 is chosen by the server's rule, `server.live.delay.choose_playout_delay`, over the round
 trips the devices put in their telemetry (their clock probes, which cross the impaired
-links), and printed with its basis. A ServerDouble (clock answers, proof of play) sends
+links, and the longest stall they saw: a probe in flight, or a gap inside a live stream),
+and printed with its basis. Before it, one quiet unmeasured broadcast spanning a stall
+stands in for the broadcasts devices in the field heard earlier. A ServerDouble (clock answers, proof of play) sends
 every agent a live_join with that delay, and the server's FramePublisher plays a known
 signal to the zone: a continuous tone (so a gap is audible and measurable) with a noise
 marker every second (so each device's output can be placed in time).
@@ -76,6 +78,7 @@ BIN_S = 0.010
 DROPOUT_MIN_S = 0.040  # two whole frames: one concealed frame is not heard as a gap
 QUIET_DB = 20.0
 EDGE_S = 1.0  # the first and last second of the broadcast are not judged
+WARM_UP_GAP_S = 5.0  # the measured broadcast starts this much after the warm-up's end, at least
 STALL_REPORT_S = 12.0  # two telemetry intervals: a probe caught in the stall is reported
 REPORTS = 2  # link reports per device before choosing (the second covers the connect burst)
 
@@ -128,6 +131,25 @@ def link_reports(obs: Observer, uids: list[str]) -> dict[str, list[Telemetry]]:
         uid: [t for t in obs.of(TopicKind.TELEMETRY, device_id=uid) if t.link_rtt_p95_ms]
         for uid in uids
     }
+
+
+async def warm_up(
+    server: ServerDouble, obs: Observer, uids: list[str], zone: int, seconds: float
+) -> None:
+    """A quiet broadcast of `seconds` (500 ms delay) that every device plays to its end."""
+    sid = uuid.uuid4().hex[:12]
+    topic = live_topic(zone, sid)
+    await join_all(server, obs, uids, {
+        "session_id": sid, "topic": topic, "playout_delay_ms": 500,
+        "expires_at": time.time() + 120,
+    })  # fmt: skip
+    queue = PcmQueue(max_s=seconds + 1)
+    queue.put(np.zeros(round(seconds * SAMPLE_RATE), np.int16))
+    queue.finish()
+    pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(spin_s=0),
+                         topics=lambda: [topic])  # fmt: skip
+    await pub.run()
+    await eventually(lambda: all(_live_events(server, u) for u in uids), 60, "warm-up proofs")
 
 
 async def choose(obs: Observer, uids: list[str]) -> tuple[DelayChoice, dict[str, Telemetry]]:
@@ -230,7 +252,10 @@ def analyse_device(rec: Recording, src: Source, *, span: tuple[float, float, flo
     dropouts = [(round(a * BIN_S + span[0] - span[2], 2), round(n * BIN_S, 2),
                  not played[a : a + n].all())
                 for a, n in gaps if n * BIN_S >= DROPOUT_MIN_S]  # fmt: skip
-    return {"dropouts": dropouts, "underruns": max(0, len(segments) - 1), "heard": heard}
+    # A segment is a (re)start of the sink: the session's first, then one per underrun
+    # (the warm-up broadcast's ended before this one).
+    ours = sum(1 for _, wall in segments if wall >= span[2] - WARM_UP_GAP_S)
+    return {"dropouts": dropouts, "underruns": max(0, ours - 1), "heard": heard}
 
 
 def _runs(mask: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
@@ -335,10 +360,13 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             state = DesiredState(version=1, volume=60, zone_ids=[zone])
             await server.publish_raw(uid, TopicKind.STATE, encode(state))
         async with observed(broker, uids) as obs, workers(seats) as conns:
+            await choose(obs, uids)  # every device is online and has reported its link
             if profile.stall_every_s:
-                # Devices in the field have been online for hours: their reports include
-                # hand-overs. Wait out one stall period (and a report after it) so these do.
-                await asyncio.sleep(profile.stall_every_s + STALL_REPORT_S)
+                # Devices in the field have been online for hours and heard broadcasts
+                # through hand-overs; their reports say so. One short broadcast spanning a
+                # stall stands in for that past (not measured), then reports after it.
+                await warm_up(server, obs, uids, zone, profile.stall_every_s + 5)
+                await asyncio.sleep(STALL_REPORT_S)
             choice, latest = await choose(obs, uids)
             delay = delay_ms or choice.delay_ms
             print(f"live: the server chose {choice.delay_ms} ms: {choice.basis}", flush=True)
@@ -361,12 +389,14 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             await pub.run()
             monitor.cancel()
             # The proof of play comes through the link, as the real server gets it.
-            await eventually(lambda: all(_live_events(server, u) for u in uids),
+            proofs = 2 if profile.stall_every_s else 1  # the warm-up's, then this one's
+            await eventually(lambda: all(len(_live_events(server, u)) >= proofs for u in uids),
                              delay / 1000 + 60, "every device's proof of the session")  # fmt: skip
             for conn in conns:
                 conn.send("stop")
             back = [await asyncio.wait_for(asyncio.to_thread(c.recv), 60) for c in conns]
-            link = [(latest[u].link_rtt_ms, latest[u].link_rtt_p95_ms) for u in uids]
+            link = [(latest[u].link_rtt_ms, latest[u].link_rtt_p95_ms, latest[u].link_rtt_max_ms)
+                    for u in uids]  # fmt: skip
     finally:
         await server.stop(clear=True)
     assert pub.started_at is not None
@@ -397,7 +427,7 @@ def _clock_error_ms(agent: Agent) -> float:
 
 
 def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str, Any]],
-           proofs: list[LiveProof], link: list[tuple[float | None, float | None]],
+           proofs: list[LiveProof], link: list[tuple[float | None, float | None, float | None]],
            choice: DelayChoice, delay: int, minutes: float, profile: LinkProfile,
            pub: FramePublisher, clock_errors: list[float],
            connections: list[int], lags: list[float]) -> dict[str, Any]:  # fmt: skip
@@ -411,11 +441,12 @@ def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str
             every += 1
             skews.append(max(times) - min(times))
     per_device = []
-    for uid, r, p, (rtt, p95), err, conns in zip(
+    for uid, r, p, (rtt, p95, most), err, conns in zip(
         uids, results, proofs, link, clock_errors, connections, strict=True
     ):
         per_device.append({
-            "uid": uid, "rtt_ms": rtt, "rtt_p95_ms": p95, "dropouts": len(r["dropouts"]),
+            "uid": uid, "rtt_ms": rtt, "rtt_p95_ms": p95, "rtt_max_ms": most,
+            "dropouts": len(r["dropouts"]),
             "dropouts_sink_dry": sum(dry for _, _, dry in r["dropouts"]),
             "dropout_s": round(sum(n for _, n, _ in r["dropouts"]), 2),
             "longest_dropouts": sorted(([a, n] for a, n, _ in r["dropouts"]),

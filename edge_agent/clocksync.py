@@ -50,6 +50,10 @@ BURST_GAP_S = 0.2
 NEAR_FASTEST_S = 0.001
 JUMP_MARGIN_S = 0.001  # drift allowance before a disagreeing sample counts as a clock step
 JUMP_BURST_EVERY_S = 60.0  # at most one step-triggered burst per minute
+# Live frames come every 20 ms: a longer silence inside one stream is the link holding
+# traffic back (a 4G hand-over), seen whole, where a probe sees a stall only if it is in
+# flight (with one every 5-30 s, mostly a part of it or none).
+STREAM_GAP_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -147,11 +151,11 @@ class OffsetEstimator:
 
 
 class SlowestTrip:
-    """The slowest probe round trip of the last `memory_s`: a stall the link went through.
+    """The slowest trip of the last `memory_s`: a stall the link went through.
 
-    An hour, not the estimator's window: a probe is in flight during a few-second 4G
-    hand-over only now and then once probing has slowed down (one every 30 s), and the
-    server sizes live playout delays to cover the stalls it sees (server/live/delay.py).
+    Trips are probe round trips and gaps inside a live stream (plus a one-way trip). An
+    hour, not the estimator's window: stalls come every few minutes at most, and the server
+    sizes live playout delays to cover the ones devices saw (server/live/delay.py).
     A running maximum: each new trip drops the older ones it outlasts.
     """
 
@@ -194,6 +198,7 @@ class ClockSync:
         self.jumps = 0
         self.estimator = OffsetEstimator(window_s=window_s)
         self.slowest = SlowestTrip()
+        self._stream: tuple[str, float] | None = None  # (live topic, last frame's arrival)
         self._pending: dict[str, float] = {}  # probe id -> local monotonic send time
         self._estimate: ClockEstimate | None = None
         self._burst = asyncio.Event()
@@ -234,8 +239,17 @@ class ClockSync:
         trips = self.estimator.round_trips(self.clock.monotonic())
         return None if trips is None else (trips[0] * 1000, trips[1] * 1000)
 
+    def stream_arrival(self, stream: str, at: float) -> None:
+        """A live frame of `stream` arrived at local time `at`: a long gap is a stall."""
+        last = self._stream
+        self._stream = (stream, at)
+        if last is None or last[0] != stream or at - last[1] <= STREAM_GAP_S:
+            return
+        link = self.link_ms()  # a frame sent as the stall began arrives a trip after it
+        self.slowest.add(at=at, delay=at - last[1] + (link[1] / 2000 if link else 0.0))
+
     def link_max_ms(self) -> float | None:
-        """Longest probe round trip (ms) of the last hour: the link's worst stall lately."""
+        """Longest trip (ms) of the last hour, probes and live streams: the worst stall."""
         longest = self.slowest.value(self.clock.monotonic())
         return None if longest is None else longest * 1000
 

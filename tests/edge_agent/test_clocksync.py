@@ -244,3 +244,18 @@ def test_the_slowest_trip_of_the_hour_is_a_stall_the_p95_never_shows() -> None:
     assert slowest.value(301.0 + 3601) == pytest.approx(0.2)  # an hour on, it is forgotten
     slowest.add(at=4000.0, delay=0.1)
     assert slowest.value(4000.0) == pytest.approx(0.2)  # the slower, still remembered, rules
+
+
+def test_a_gap_inside_a_live_stream_is_remembered_as_a_stall() -> None:
+    clock = FakeClock()
+    sync = ClockSync(clock=clock, send=lambda _r: True, interval_s=30, window_s=600)
+    t = clock.monotonic()
+    for k in range(50):  # frames every 20 ms, then a 3 s hand-over, then frames again
+        sync.stream_arrival("loa/v1/zone/1/live/a", t + k * 0.02)
+    sync.stream_arrival("loa/v1/zone/1/live/a", t + 0.98 + 3.0)
+    sync.stream_arrival("loa/v1/zone/1/live/a", t + 0.98 + 3.02)
+    clock.advance(5.0)
+    assert sync.link_max_ms() == pytest.approx(3000.0, abs=0.1)  # no probes yet: gap alone
+    # Another session's first frame, minutes after the last one, is no stall.
+    sync.stream_arrival("loa/v1/zone/1/live/b", t + 300.0)
+    assert sync.link_max_ms() == pytest.approx(3000.0, abs=0.1)

@@ -21,7 +21,7 @@ def test_live_over_the_bad_link_two_minutes() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "field_link.py"), "--only", "live",
          "--minutes", str(MINUTES)],
-        capture_output=True, text=True, check=True, timeout=420,
+        capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     said, line = out.stdout.splitlines()
     print(line)  # the figures, shown when it fails
@@ -39,15 +39,17 @@ def test_live_over_the_bad_link_two_minutes() -> None:
     for d in devices:  # every slot is played, concealed or skipped (counted as dropped)
         total = d["played"] + d["concealed"] + d["dropped"]
         assert abs(total - result["frames_sent"]) <= 0.02 * result["frames_sent"], d
-    # The issue's bounds (<= 1 dropout per 10 minutes, skew p95 <= 1 ms) are NOT met yet
-    # (issue 13 stays open; docs/benchmarks.md has the figures): a delay sized from the p95
-    # probe round trip does not cover BAD_4G's 3 s stalls (one dropout per stall), and the
-    # devices' clock estimates disagree by 3-5 ms over this link. What is asserted is that it
-    # gets no worse: at most one link dropout per stall per device, skew p95 within 10 ms.
+    # The delay covers the stalls the devices saw (a 3 s hand-over every minute, seen in the
+    # warm-up broadcast): no device loses audio to the link. Dropouts while a device's sink
+    # ran dry are this loaded machine's CPU, counted apart.
     figures = {k: result[k] for k in ("dropouts_per_10min_max", "dropouts_total",
                "dropouts_total_sink_dry", "skew_ms", "clock_error_ms_spread",
-               "publisher_loop_lag_ms", "machine")}  # fmt: skip
-    stalls = MINUTES  # BAD_4G stalls 3 s once a minute
-    link_dropouts = result["dropouts_total"] - result["dropouts_total_sink_dry"]
-    assert link_dropouts <= (stalls + 1) * len(devices), figures
+               "publisher_loop_lag_ms", "delay_basis", "machine")}  # fmt: skip
+    assert "stall" in result["delay_basis"], figures
+    assert all((d["rtt_max_ms"] or 0) >= 2_000 for d in devices), figures
+    assert result["playout_delay_ms"] >= max(d["rtt_max_ms"] for d in devices), figures
+    for d in devices:
+        assert d["dropouts"] - d["dropouts_sink_dry"] <= 1, (d, figures)
+    # Skew p95 <= 1 ms is NOT met yet (issue 13 stays open; docs/benchmarks.md): the devices'
+    # clock estimates disagree by 2-6 ms over +-40 ms of jitter. Asserted: no worse.
     assert result["skew_ms"]["p95"] <= 10.0, figures
