@@ -216,15 +216,15 @@ class JitterBuffer:
     def _take(self, n_samples: int) -> Pcm:
         """The next `n_samples` of the stream, decoding (or concealing) frames as needed."""
         assert self._seq is not None
+        if n_samples == self._frame and self._offset == 0 and self._current is None:
+            # The usual case, a whole frame: hand the decoded frame itself on, no copy.
+            frame = self._decode_next()
+            self._seq += 1
+            return frame
         parts: list[Pcm] = []
         while n_samples > 0:
             if self._current is None:
-                payload = self._frames.pop(self._seq, None)
-                if payload is None:
-                    self.stats.concealed += 1
-                else:
-                    self.stats.played += 1
-                self._current = _fit(as_pcm(self._decode(payload)), self._frame)
+                self._current = self._decode_next()
             piece = self._current[self._offset : self._offset + n_samples]
             parts.append(piece)
             n_samples -= len(piece)
@@ -232,6 +232,16 @@ class JitterBuffer:
             if self._offset >= self._frame:
                 self._seq, self._offset, self._current = self._seq + 1, 0, None
         return np.concatenate(parts) if parts else silence(0)
+
+    def _decode_next(self) -> Pcm:
+        """Decode (or conceal) frame `_seq`, fitted to the frame length."""
+        assert self._seq is not None
+        payload = self._frames.pop(self._seq, None)
+        if payload is None:
+            self.stats.concealed += 1
+        else:
+            self.stats.played += 1
+        return _fit(as_pcm(self._decode(payload)), self._frame)
 
     def _skip(self, n_samples: int) -> None:
         """Jump the cursor `n_samples` ahead; whole frames are dropped without decoding."""
@@ -248,7 +258,9 @@ class JitterBuffer:
 
 def _fit(pcm: Pcm, length: int) -> Pcm:
     """Pad or cut a decoded frame to the frame length, so the timeline never slips."""
-    if len(pcm) >= length:
+    if len(pcm) == length:
+        return pcm
+    if len(pcm) > length:
         return pcm[:length]
     return np.concatenate([pcm, silence(length - len(pcm))])
 

@@ -382,6 +382,8 @@ class _HandOnSink(PacedSink):
         self._out = bytearray()  # played, not yet handed on
         self._device_task: asyncio.Task[None] | None = None
         self._device_wakeup = asyncio.Event()
+        # The position a writer waits for room until, while it waits (see _run_device).
+        self._writer_waits: int | None = None
 
     @property
     def raw_dropped_bytes(self) -> int:
@@ -409,10 +411,15 @@ class _HandOnSink(PacedSink):
                     await self._device_wakeup.wait()
                     continue
                 # The end of the block after the last sample handed on, or the instant the
-                # device runs dry if sooner.
+                # device runs dry if sooner -- unless a writer waiting for room tops the
+                # buffer up at a block end before then (it may not have run yet in this very
+                # wake-up): else the two would wake apart, twice per block.
                 handed = self._played - len(self._out) // 2
                 target = self._block_end(handed + 1)
-                if self._accepted > handed:
+                waits = self._writer_waits
+                if self._accepted > handed and (
+                    waits is None or self._block_end(waits) > self._accepted
+                ):
                     target = min(target, self._accepted)
                 await self.clock.sleep_until(self._device_time(target))
                 self._advance(self.clock.monotonic())
@@ -425,7 +432,11 @@ class _HandOnSink(PacedSink):
             await super()._wait_for_room(position)
             return
         # Wake with the device task (the same instant, so one wake-up), not a little before.
-        await self.clock.sleep_until(self._device_time(self._block_end(position)))
+        self._writer_waits = position
+        try:
+            await self.clock.sleep_until(self._device_time(self._block_end(position)))
+        finally:
+            self._writer_waits = None
 
     def _on_played(self, data: bytes) -> None:
         if self._raw is not None:

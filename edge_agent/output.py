@@ -74,12 +74,15 @@ def make_sink_factory(
 
         def file_sink() -> AudioSink:
             out.mkdir(parents=True, exist_ok=True)
+            # Room is awaited a whole 20 ms frame at a time (players and the live receiver
+            # write 20 ms frames): one wake-up per frame, not two (measured: a wake-up costs
+            # more than the work in it); the profile's buffer still holds a frame of margin.
             return ClockedFileSink(
                 out / SIM_WAV,
                 out / SIM_TIMING,
                 clock,
                 buffer_frames=audio.buffer_frames,
-                period_frames=audio.period_frames,
+                period_frames=min(audio.buffer_frames, max(audio.period_frames, RAW_FRAME_FRAMES)),
                 output_latency_s=latency_s,
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import av
 import numpy as np
 import pytest
 
@@ -70,3 +71,20 @@ def test_encoder_refuses_a_wrong_frame_length() -> None:
         encoder.encode(tone(480))
     with pytest.raises(OpusError, match="cannot use frames"):
         OpusEncoder(frame_samples=1000)
+
+
+def test_decoded_frames_are_libopus_samples_and_stay_valid_after_later_decodes() -> None:
+    # Frames come straight from the decoder's buffers (no to_ndarray copy): each must hold
+    # exactly what PyAV's own conversion gives, and keep it while later packets decode.
+    rng = np.random.default_rng(3)
+    source = (tone(48_000, freq=311.0, amplitude=6000) + rng.normal(0, 500, 48_000)).astype(
+        np.int16
+    )
+    packets = encode_all(source, OpusEncoder())
+    decoder = OpusDecoder()
+    kept = [decoder.decode(p) for p in packets]  # all held at once
+    reference = OpusDecoder._open()
+    for packet, frame in zip(packets, kept, strict=True):
+        (expected,) = reference.decode(av.Packet(packet))
+        assert frame.dtype == np.int16 and frame.shape == (FRAME_SAMPLES,)
+        np.testing.assert_array_equal(frame, expected.to_ndarray().reshape(-1))

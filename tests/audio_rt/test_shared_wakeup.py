@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -54,4 +55,40 @@ def test_writer_and_device_share_one_wake_up_per_block(tmp_path: Path) -> None:
     assert [i for i in instants if i % BLOCK] == []
     assert instants[: blocks - 3] == [BLOCK * k for k in range(1, blocks - 2)]
     assert min(gaps[3:]) >= BLOCK  # never less than a block queued once streaming
+    np.testing.assert_array_equal(np.frombuffer(raw.read_bytes(), dtype="<i2"), audio)
+
+
+class _LatestFirstClock(_RecordingClock):
+    """Sleepers due at the same instant wake latest-registered first (the device task first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._order = itertools.count(0, -1)
+
+
+def test_the_device_does_not_wake_apart_when_it_runs_before_the_writer(tmp_path: Path) -> None:
+    # At a block end the device task may run before the writer has topped the buffer up: it
+    # then sees the buffer end short of the next block end, and must not wake there too.
+    clock = _LatestFirstClock()
+    raw = tmp_path / "out.pcm"
+    sink = RawSink(
+        raw, clock, buffer_frames=4 * BLOCK, period_frames=BLOCK, hand_on_frames=2 * BLOCK
+    )
+    audio = tone(SAMPLE_RATE)
+    sizes = [700, *([BLOCK] * 48)]  # frames offset from the block grid, as in live audio
+    sizes.append(len(audio) - sum(sizes))
+    start = clock.monotonic()
+
+    async def scenario() -> None:
+        await sink.start()
+        done = 0
+        for size in sizes:
+            await sink.write(audio[done : done + size])
+            done += size
+        await sink.close()
+
+    run(clock.run(scenario()))
+    instants = sorted({round((d - start) * SAMPLE_RATE) for d in clock.deadlines if d > start})
+    streaming = [i for i in instants if i < len(audio) - 4 * BLOCK]  # before close drains
+    assert streaming == [2 * BLOCK * k for k in range(1, len(streaming) + 1)]
     np.testing.assert_array_equal(np.frombuffer(raw.read_bytes(), dtype="<i2"), audio)
