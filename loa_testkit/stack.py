@@ -159,12 +159,11 @@ def server_stack(db_url: str, data_dir: Path, *, with_broker: bool = True) -> It
 
 
 @contextmanager
-def live_stacks(tmp_path: Path, *, count: int) -> Iterator[tuple[Stack, ...]]:
-    """SQLite, one broker, `count` apps with live audio (as server processes would be), admin in."""
-    settings = stack_settings(
-        tmp_path / "data", f"sqlite:///{tmp_path / 'loa.db'}", planner_enabled=False
-    )
-    with prepared(settings), ExitStack() as apps:
+def live_stacks(tmp_path: Path, *, count: int, kind: str = "sqlite") -> Iterator[tuple[Stack, ...]]:
+    """One database, one broker, `count` apps with live audio (as server processes), admin in."""
+    with database(kind, tmp_path) as url, ExitStack() as apps:
+        settings = stack_settings(tmp_path / "data", url, planner_enabled=False)
+        apps.enter_context(prepared(settings))
         stacks = []
         for _ in range(count):
             client = apps.enter_context(TestClient(create_app(settings)))

@@ -30,6 +30,7 @@ from protocol.tls import TlsRefusal, refusal
 
 log = logging.getLogger(__name__)
 EARLY_ACKS_KEPT = 1024  # far below the 65,535 message ids paho cycles through
+_FAST_MAX_PAYLOAD = 1 << 20  # larger QoS 0 payloads take paho's own path
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class _Client(mqtt.Client):
     it (`MqttLink._read` reads on while any are buffered), and a QoS 0 PUBLISH without
     properties -- every live frame -- goes straight to `fast_publish` as (topic, payload).
     Everything else takes paho's own path.
+
+    On the way out, paho hands every packet to the event loop's writer (add_writer, one loop
+    turn, loop_write, remove_writer: most of a live frame's publishing cost, measured). Here a
+    packet queued on the loop thread is written at once, as paho does without an external
+    loop; the writer is registered only when the socket takes less than all of it. A QoS 0
+    publish without properties (every live frame) is packed and sent here, skipping paho's
+    per-message objects and its on_publish (which builds a Properties and a ReasonCode per
+    frame for an "ack" nobody waits for).
     """
 
     _RECV_SIZE = 65536
@@ -62,6 +71,7 @@ class _Client(mqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fast_publish: Callable[[str, bytes], None] | None = None
+        self.loop_thread: int | None = None  # the thread that may write directly
         self._rbuf = b""
         self._rpos = 0
         self._rsock: object = None  # the socket the buffered bytes came from
@@ -94,6 +104,84 @@ class _Client(mqtt.Client):
                 self.fast_publish(topic, bytes(packet[end + 1 :]))
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._handle_publish()
+
+    def publish_qos0(self, topic: str, payload: bytes) -> int | None:
+        """Send a QoS 0, not retained PUBLISH now and return its id; None: use paho's publish."""
+        sock = self._sock
+        if (
+            sock is None
+            or self._out_packet  # earlier packets go first
+            or threading.get_ident() != self.loop_thread
+            or len(payload) > _FAST_MAX_PAYLOAD
+        ):
+            return None
+        name = topic.encode()
+        if not name or b"+" in name or b"#" in name:
+            return None  # paho refuses it with its own error
+        remaining = 2 + len(name) + 1 + len(payload)  # topic, property length 0, payload
+        packet = bytearray((mqtt.PUBLISH,))
+        while True:  # MQTT's variable-length remaining length
+            byte, remaining = remaining & 0x7F, remaining >> 7
+            packet.append(byte | 0x80 if remaining else byte)
+            if not remaining:
+                break
+        packet += len(name).to_bytes(2, "big") + name + b"\x00" + payload
+        mid = self._mid_generate()
+        try:
+            sent = sock.send(packet)
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError:
+            return None  # paho's path meets the same error and handles the lost link
+        with self._msgtime_mutex:
+            self._last_msg_out = time.monotonic()  # paho's keepalive clock
+        if sent < len(packet):  # the socket is full: the writer sends the rest, in order
+            self._out_packet.append(
+                {
+                    "command": mqtt.PUBLISH,
+                    "mid": mid,
+                    "qos": 0,
+                    "pos": sent,
+                    "to_process": len(packet) - sent,
+                    "packet": packet,
+                    "info": mqtt.MQTTMessageInfo(mid),
+                }
+            )
+            self._call_socket_register_write()
+        return mid
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        # Earlier packets waiting for the writer go first; another thread (the connect) must
+        # leave the socket to the loop; inside a paho callback, loop_write would deadlock on
+        # the callback lock (paho's own direct write checks the same).
+        if (
+            self._registered_write
+            or self._sock is None
+            or self._sockpairW is not None
+            or threading.get_ident() != self.loop_thread
+            or not self._in_callback_mutex.acquire(False)
+        ):
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._in_callback_mutex.release()
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        return self.loop_write()  # registers the writer if the socket took less than all
 
 
 class MqttLink:
@@ -187,6 +275,10 @@ class MqttLink:
 
     def publish(self, msg: Outgoing) -> int:
         """Queue a publish and return its message id (QoS>0 is resent after a reconnect)."""
+        if msg.qos == 0 and not msg.retain:
+            mid = self._client.publish_qos0(msg.topic, msg.payload)
+            if mid is not None:
+                return mid
         info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
         return info.mid
 
@@ -215,6 +307,7 @@ class MqttLink:
         """Connect and stay connected until close(); back off between failed attempts."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._client.loop_thread = self._loop_thread
         self._misc_task = asyncio.create_task(self._misc_loop())
         backoff = self._min_backoff
         try:

@@ -7,11 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from loa_testkit.harness import eventually, run
 from loa_testkit.livesim import SimListener
 from loa_testkit.stack import Stack, live_stacks
 from server.live import registry
 from server.live.schemas import LiveSessionOut
+from tests.server.conftest import BACKENDS
 
 
 def _post(api: Stack, path: str, body: dict[str, Any]) -> Any:
@@ -54,10 +57,11 @@ def _commune(api: Stack, name: str, uid: str) -> tuple[int, int, str]:
     return unit, zone, password
 
 
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_session_started_through_one_process_is_listed_and_stopped_through_the_other(
-    tmp_path: Path,
+    tmp_path: Path, kind: str
 ) -> None:
-    with live_stacks(tmp_path, count=2) as (one, two):
+    with live_stacks(tmp_path, count=2, kind=kind) as (one, two):
         _, zone_a, pw_a = _commune(one, "Xã Bảo Ninh", "dev-reg-a")
         unit_b, zone_b, pw_b = _commune(one, "Xã Quảng Phú", "dev-reg-b")
         only_b = _user(one, "trucphat-b", unit_b)
