@@ -6,10 +6,11 @@ is chosen by the server's rule, `server.live.delay.choose_playout_delay`, over t
 trips the devices put in their telemetry (their clock probes, which cross the impaired
 links, and the longest stall they saw: a probe in flight, or a gap inside a live stream),
 and printed with its basis. Before it, one quiet unmeasured broadcast spanning a stall
-stands in for the broadcasts devices in the field heard earlier. A ServerDouble (clock answers, proof of play) sends
-every agent a live_join with that delay, and the server's FramePublisher plays a known
-signal to the zone: a continuous tone (so a gap is audible and measurable) with a noise
-marker every second (so each device's output can be placed in time).
+stands in for the broadcasts devices in the field heard earlier. A ServerDouble (clock
+answers, proof of play) sends every agent a live_join with that delay, and the server's
+FramePublisher plays a known signal to the zone: a continuous tone (so a gap is audible and
+measurable) with a noise marker every second (so each device's output can be placed in
+time).
 
 What is measured, from each agent's file sink recording (WAV + timing lines) and counters:
   dropouts   stretches of at least DROPOUT_MIN_S, inside the broadcast, where the device's
