@@ -246,7 +246,9 @@ def check_slot(
         then = proofs(scene, devices, own[unit], 15)
         for device in devices:
             head, local = first[device], then[device]
-            assert head["outcome"] == local["outcome"] == "played", (head, local)
+            # The reasons first: pytest cuts long dicts (a preempted own item said nothing).
+            why = (head["outcome"], head.get("reason"), local["outcome"], local.get("reason"))
+            assert head["outcome"] == local["outcome"] == "played", (why, head, local)
             errors.append(stamp(head["actual_start"]) - slot.timestamp())
             assert abs(errors[-1]) < ON_TIME_S, head
             assert stamp(local["planned_start"]) == slot.timestamp(), local
