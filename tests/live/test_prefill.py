@@ -10,10 +10,10 @@ import pytest
 from audio.clock import FakeClock
 from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 from protocol.liveframe import decode_frame
-from protocol.mqtt_client import Outgoing
 from server.live.buffer import PcmQueue
 from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher
 from server.live.service import MIC_CHUNK_MARGIN_S
+from tests.live.test_publisher_stale import _Outlet
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 
@@ -70,15 +70,6 @@ def test_without_a_margin_the_prefill_is_what_was_asked() -> None:
     queue = PcmQueue(prefill_s=0.1, live=True)
     queue.put(_ms(20))
     assert queue.prefill == round(0.1 * SAMPLE_RATE)
-
-
-class _Outlet:
-    def __init__(self) -> None:
-        self.sent: list[Outgoing] = []
-
-    def publish(self, msg: Outgoing) -> int:
-        self.sent.append(msg)
-        return 0
 
 
 def test_frames_before_the_audio_are_stamped_with_the_prefill_the_sender_needs() -> None:
