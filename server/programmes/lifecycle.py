@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from schedules import ProgrammeSpec, expand_programme, wall_to_utc
+from schedules import DEFAULT_SLOT_GRACE, ProgrammeSpec, expand_programme, wall_to_utc
 
 # Searching for a next playback: near windows first (cheap for daily and weekly rules),
 # a century last (only finite rules, COUNT or UNTIL, get that far).
 _SEARCH_SPANS = (timedelta(days=2), timedelta(days=400), timedelta(days=36_500))
 _EPSILON = timedelta(microseconds=1)
+# A device may still start or finish a playback this long after its planned end (a priority
+# bulletin at the slot head or a preemption pushed it later; schedules.arbiter's slot).
+# Ending the programme sooner would drop the item from the next schedule mid-play.
+ENDED_AFTER = DEFAULT_SLOT_GRACE
 
 
 def _earliest_possible(spec: ProgrammeSpec) -> datetime:
@@ -42,3 +46,8 @@ def plays_after(spec: ProgrammeSpec, *, now: datetime) -> bool:
     return any(
         expand_programme(spec, window_start=now, window_end=now + span) for span in _SEARCH_SPANS
     )
+
+
+def slot_open_after(spec: ProgrammeSpec, *, now: datetime) -> bool:
+    """True while a device may still be playing some playback (its slot is open) or later."""
+    return plays_after(spec, now=now - ENDED_AFTER)

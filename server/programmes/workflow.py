@@ -273,7 +273,7 @@ def cancel(db: Session, *, programme: Programme, user: User, now: datetime, note
 
 
 def advance_lifecycle(db: Session, *, now: datetime) -> list[tuple[int, str, str]]:
-    """Approved -> active at the first playback, -> ended after the last; returns the moves."""
+    """Approved -> active at the first playback, -> ended once the last slot closed; the moves."""
     moves: list[tuple[int, str, str]] = []
     for programme in db.scalars(select(Programme).where(Programme.status.in_(PLANNED))):
         spec = to_spec(programme)
@@ -282,7 +282,7 @@ def advance_lifecycle(db: Session, *, now: datetime) -> list[tuple[int, str, str
         if programme.status == APPROVED and lifecycle.has_started(spec, now=now):
             record(db, programme=programme, to=ACTIVE, user_id=None, now=now, note="first playback")
             moves.append((programme.id, APPROVED, ACTIVE))
-        if not lifecycle.plays_after(spec, now=now):
+        if not lifecycle.slot_open_after(spec, now=now):
             before = programme.status
             record(
                 db, programme=programme, to=ENDED, user_id=None, now=now, note="last playback over"

@@ -154,6 +154,8 @@ def test_statuses_follow_the_injected_clock(sqlite_world: World) -> None:
     planner.run_once(now=NOW + timedelta(hours=1, seconds=30))
     assert w.get(f"/programmes/{p['id']}")["status"] == "active"
     planner.run_once(now=NOW + timedelta(hours=1, seconds=61))
+    assert w.get(f"/programmes/{p['id']}")["status"] == "active"  # its slot is still open
+    planner.run_once(now=NOW + timedelta(hours=1, minutes=6, seconds=1))
     detail = w.get(f"/programmes/{p['id']}")
     assert detail["status"] == "ended"
     assert [(h["to_status"], h["user_id"]) for h in detail["history"][-2:]] == [
@@ -162,6 +164,28 @@ def test_statuses_follow_the_injected_clock(sqlite_world: World) -> None:
     assert (
         w.client.post(f"/api/v1/programmes/{p['id']}/cancel", headers=w.headers).status_code == 409
     )
+
+
+def test_an_item_pushed_past_its_planned_end_stays_in_the_schedule(sqlite_world: World) -> None:
+    """A bulletin at the slot head shifts the commune's item: a pass in its tail keeps it."""
+    w = sqlite_world
+    org = w.org()
+    device_id, _uid, inbox = _device_with_inbox(w, org)
+    zone = w.zone(org, device_ids=[device_id])
+    p = w.approved(**one_off([w.clip(duration_s=60).id], [zone], at=NOW + timedelta(hours=1)))
+    assert wait(inbox.has_items)
+    planner = w.planner
+    tail = planner.run_once(now=NOW + timedelta(hours=1, minutes=2))  # planned end + 1 min
+    assert tail is not None
+    assert tail.documents == [] and tail.unchanged == 1  # still the item, unchanged
+    assert w.get(f"/programmes/{p['id']}")["status"] == "active"
+    before = inbox.version()
+    closed = planner.run_once(now=NOW + timedelta(hours=1, minutes=6, seconds=1))
+    assert closed is not None
+    assert [doc.items for doc in closed.documents] == [()]
+    assert wait(lambda: inbox.version() > before)
+    assert not inbox.latest.items
+    assert w.get(f"/programmes/{p['id']}")["status"] == "ended"
 
 
 def test_a_recurring_programme_ends_with_its_validity(sqlite_world: World) -> None:
