@@ -94,7 +94,8 @@ def run(
     (./var/agent/DEVICE_ID), keepalive_s (15), telemetry_interval_s (30), min_backoff_s (1),
     max_backoff_s (60), connect_timeout_s (10), log_level (INFO), clip_quota_mb (2048),
     clip_holdoff_s (5), clip_retry_max_s (300), clock_sync_interval_s (30),
-    clock_sync_fast_interval_s (5), clock_sync_stable_error_ms (0.2),
+    clock_sync_fast_interval_s (5), clock_sync_live_interval_s (0.5),
+    clock_sync_stable_error_ms (0.2),
     clock_sync_window_s (600), player_lead_s (1), slot_grace_s (300), event_resend_s (30).
 
     With --sim, audio is recorded to DATA_DIR/sim/output.wav with one JSON line per

@@ -108,6 +108,7 @@ class PlayoutRuntime:
             window_s=settings.clock_sync_window_s,
             fast_interval_s=settings.clock_sync_fast_interval_s,
             stable_error_s=settings.clock_sync_stable_error_ms / 1000,
+            live_interval_s=settings.clock_sync_live_interval_s,
         )
         self.outbox = Outbox(
             db=self.db,

@@ -70,6 +70,9 @@ class AgentSettings(BaseSettings):
     clock_sync_fast_interval_s: float = Field(
         default=5.0, gt=0, le=3600, description="probe this often while the error is above"
     )
+    clock_sync_live_interval_s: float = Field(
+        default=0.5, gt=0, le=3600, description="probe this often while live audio plays"
+    )
     clock_sync_stable_error_ms: float = Field(
         default=0.2, ge=0, le=1000, description="probe slowly once a probe gains less than this"
     )

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 
 from audio.clock import FakeClock
-from edge_agent.clocksync import BURST, MIN_BURST, ClockSync, OffsetEstimator, SlowestTrip
+from edge_agent.clocksync import (
+    BURST,
+    LIVE_BURST,
+    MIN_BURST,
+    ClockSync,
+    OffsetEstimator,
+    SlowestTrip,
+)
 from protocol import TimeRequest, TimeResponse
 
 SERVER_AHEAD = 1_700_000_000.25  # server time - local monotonic time in these tests
@@ -172,6 +180,65 @@ def test_probing_is_fast_on_a_jittery_link_and_slow_on_a_quiet_one() -> None:
     jittery = ClockSync(clock=clock, send=lambda _r: True, **kwargs)
     _answer_after(clock, jittery, [0.060 + 0.030 * (k % 4) for k in range(8)])
     assert jittery.next_gap() == 5  # a 30 ms spread over 8 samples: keep probing
+
+
+def test_while_live_a_jittery_link_is_probed_faster_and_a_quiet_one_still_settles() -> None:
+    clock = FakeClock()
+    kwargs = {
+        "interval_s": 30, "window_s": 600, "fast_interval_s": 5, "stable_error_s": 0.0002,
+        "live_interval_s": 0.5,
+    }  # fmt: skip
+    quiet = ClockSync(clock=clock, send=lambda _r: True, **kwargs)
+    jittery = ClockSync(clock=clock, send=lambda _r: True, **kwargs)
+    _answer_after(clock, quiet, [0.010 + 0.0001 * (k % 3) for k in range(8)])
+    _answer_after(clock, jittery, [0.060 + 0.002 * (k % 4) for k in range(30)])
+    assert jittery.next_gap() == 30  # 3 ms of spread over 30 samples: fine for schedules
+    for sync in (quiet, jittery):
+        sync.stream_arrival("loa/v1/zone/1/live/a", clock.monotonic())
+    assert jittery.live() and jittery.next_gap() == 0.5  # not fine for live: keep probing
+    assert quiet.next_gap() == 30  # 0.1 ms over 8 samples: nothing left to gain
+    clock.advance(2.5)  # no frame for longer than a stall's worth
+    assert not jittery.live() and jittery.next_gap() == 30
+
+
+def test_a_live_session_starts_a_long_burst_then_probes_at_the_live_interval() -> None:
+    clock = FakeClock(monotonic=100.0)
+    sent: list[float] = []
+
+    def send(_request: TimeRequest) -> bool:
+        sent.append(clock.monotonic() - 100.0)
+        return True
+
+    sync = ClockSync(
+        clock=clock, send=send, interval_s=30, window_s=600, fast_interval_s=5,
+        live_interval_s=0.5,
+    )  # fmt: skip
+
+    async def frames(start: float, stop: float) -> None:
+        t = start
+        while t < stop:  # every 200 ms stands in for every 20 ms: both are no stall
+            await clock.sleep_until(100.0 + t)
+            sync.stream_arrival("loa/v1/zone/1/live/a", clock.monotonic())
+            t += 0.2
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(sync.run())  # no answers: the link is unknown
+        await frames(50.0, 80.0)
+        await clock.sleep_until(100.0 + 100)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(clock.run(scenario()))
+    before = [t for t in sent if t < 50]
+    assert before == pytest.approx([5.0 * k for k in range(10)], abs=1e-9)  # fast interval
+    during = [t for t in sent if 50 <= t < 82]
+    burst, steady = during[:LIVE_BURST], during[LIVE_BURST:]
+    assert burst[-1] - burst[0] < LIVE_BURST * 0.3  # the burst, as soon as frames came
+    gaps = {round(b - a, 6) for a, b in pairwise(steady)}
+    assert gaps == {0.5}  # then the live interval while frames keep coming
+    assert steady[-1] > 80.0  # ... and until a stall's worth after the last one
+    after = [t for t in sent if t >= 82]
+    assert {round(b - a, 6) for a, b in pairwise(after)} == {5.0}
 
 
 def test_a_clock_step_drops_older_samples_and_triggers_a_burst() -> None:
