@@ -25,9 +25,25 @@ def live_bench_delay(rng: random.Random) -> float:
     return 0.030 + min(rng.expovariate(1 / 0.015), 0.300)
 
 
+def bad_4g_delay(rng: random.Random) -> float:
+    """bench/_linkproxy.py's BAD_4G one-way delay: uniform 100 +- 40 ms."""
+    return rng.uniform(0.060, 0.140)
+
+
+async def _live_frames(clock: FakeClock, syncs: list[ClockSync], start: float, end: float) -> None:
+    """A live stream from `start` to `end`: a frame every 200 ms (a 20 ms stream, thinned)."""
+    t = start
+    while t < end:
+        await clock.sleep_until(t)
+        for sync in syncs:
+            sync.stream_arrival("live", t)
+        t += 0.2
+
+
 async def _simulate(
     clock: FakeClock, devices: int, seconds: float, every_s: float, from_s: float,
-    rng: random.Random, sync_kwargs: dict[str, Any],
+    rng: random.Random, sync_kwargs: dict[str, Any], delay: Callable[[random.Random], float],
+    live: tuple[tuple[float, float], ...],
 ) -> tuple[list[list[float]], list[int]]:  # fmt: skip
     syncs: list[ClockSync] = []
     truths: list[float] = []
@@ -35,7 +51,7 @@ async def _simulate(
 
     def device(truth: float) -> ClockSync:
         def send(request: TimeRequest) -> bool:
-            up, down = live_bench_delay(rng), live_bench_delay(rng)
+            up, down = delay(rng), delay(rng)
             sent = clock.monotonic()
 
             async def answer() -> None:
@@ -61,6 +77,9 @@ async def _simulate(
         sync.connected()
         loops.append(asyncio.ensure_future(sync.run()))
     start = clock.monotonic()
+    loops += [
+        asyncio.ensure_future(_live_frames(clock, syncs, start + a, start + b)) for a, b in live
+    ]
     errors: list[list[float]] = []
     t = start + from_s
     while t < start + seconds:
@@ -79,14 +98,20 @@ async def _simulate(
 
 def simulate(
     *, devices: int = 10, seconds: float = 3600, every_s: float = 7.0, from_s: float = 60.0,
-    seed: int = 7, **sync_kwargs: Any,
+    seed: int = 7, delay: Callable[[random.Random], float] = live_bench_delay,
+    live: tuple[tuple[float, float], ...] = (), **sync_kwargs: Any,
 ) -> tuple[list[list[float]], list[int]]:  # fmt: skip
-    """Per-instant estimate errors (s) of every device, and the probes each sent."""
+    """Per-instant estimate errors (s) of every device, and the probes each sent.
+
+    live: (start, end) spans, in seconds from connect, during which a live stream plays.
+    """
     clock = FakeClock(monotonic=1000.0)
     rng = random.Random(seed)
     random.seed(seed)  # ClockSync jitters its burst gaps with the module's generator
     return asyncio.run(
-        clock.run(_simulate(clock, devices, seconds, every_s, from_s, rng, sync_kwargs))
+        clock.run(
+            _simulate(clock, devices, seconds, every_s, from_s, rng, sync_kwargs, delay, live)
+        )
     )
 
 

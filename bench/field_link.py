@@ -18,6 +18,8 @@ Scenarios (one JSON line each; see docs/benchmarks.md):
             late/concealed frames per device, skew p95 from the recordings (bench/_livefield.py)
   clock     the agent's real ClockSync loop with its default settings on virtual time over
             bench/live.py's jitter profile: skew (spread of the devices' clock errors) p95
+  clock-live  the same loop over BAD_4G's jitter (uniform 100 +- 40 ms) on live's timeline:
+            the clocks' share of live's skew, probing while live included
 Usage: python bench/field_link.py [--quick] [--only NAME] [--minutes N] [--delay-ms MS]
 """
 
@@ -43,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._clocksim import simulate, skews_ms  # noqa: E402
+from bench._clocksim import bad_4g_delay, simulate, skews_ms  # noqa: E402
 from bench._linkproxy import BAD_4G, LinkProfile, LinkProxy  # noqa: E402
 from bench._livefield import live_scenario  # noqa: E402
 from edge_agent.agent import Agent  # noqa: E402
@@ -251,6 +253,7 @@ def clock_scenario(quick: bool) -> dict[str, Any]:
         "window_s": fields["clock_sync_window_s"].default,
         "fast_interval_s": fields["clock_sync_fast_interval_s"].default,
         "stable_error_s": fields["clock_sync_stable_error_ms"].default / 1000,
+        "live_interval_s": fields["clock_sync_live_interval_s"].default,
     }
     seconds = 1200 if quick else 3600
     out: dict[str, Any] = {"bench": "field_link", "scenario": "clock", "defaults": kwargs}
@@ -262,6 +265,36 @@ def clock_scenario(quick: bool) -> dict[str, Any]:
             "skew_p95_ms_from_60s": round(percentile(skews, 95), 3),
             "skew_p95_ms_from_300s": round(percentile(steady, 95), 3),
             "probes_per_hour": round(statistics.fmean(probes) * 3600 / seconds),
+        }
+    out["machine"] = machine()
+    return out
+
+
+def clock_live_scenario() -> dict[str, Any]:
+    """Scenario 3's clocks alone: BAD_4G jitter, live_scenario's timeline, on virtual time.
+
+    Connect at 0 s; a 65 s warm-up broadcast from 20 s; the measured one from 102 s to 702 s
+    (sampled every second). The real runs add output timing and CPU load on top.
+    """
+    fields = AgentSettings.model_fields
+    kwargs = {
+        "interval_s": fields["clock_sync_interval_s"].default,
+        "window_s": fields["clock_sync_window_s"].default,
+        "fast_interval_s": fields["clock_sync_fast_interval_s"].default,
+        "stable_error_s": fields["clock_sync_stable_error_ms"].default / 1000,
+        "live_interval_s": fields["clock_sync_live_interval_s"].default,
+    }
+    out: dict[str, Any] = {"bench": "field_link", "scenario": "clock-live", "defaults": kwargs}
+    for seed in (1, 2, 7):
+        errors, probes = simulate(
+            devices=10, seconds=702, every_s=1.0, from_s=102, seed=seed, delay=bad_4g_delay,
+            live=((20, 85), (102, 702)), **kwargs,
+        )  # fmt: skip
+        skews = skews_ms(errors)
+        out[f"seed{seed}"] = {
+            "skew_p95_ms": round(percentile(skews, 95), 3),
+            "skew_p95_ms_first_minute": round(percentile(skews[:60], 95), 3),
+            "probes_per_device": round(statistics.fmean(probes)),
         }
     out["machine"] = machine()
     return out
@@ -290,14 +323,18 @@ def main() -> None:
     """Parse arguments and run."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small numbers, for tests")
-    parser.add_argument("--only", choices=["clip", "catchup", "starts", "live", "clock"])
+    parser.add_argument(
+        "--only", choices=["clip", "catchup", "starts", "live", "clock", "clock-live"]
+    )
     parser.add_argument("--minutes", type=float, help="live: broadcast length (default 10)")
     parser.add_argument("--delay-ms", type=int, help="live: override the chosen delay (diagnosis)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.only in (None, "clock"):
         print(json.dumps(clock_scenario(args.quick)), flush=True)
-    if args.only == "clock":
+    if args.only in (None, "clock-live"):
+        print(json.dumps(clock_live_scenario()), flush=True)
+    if args.only in ("clock", "clock-live"):
         return
     with tempfile.TemporaryDirectory(prefix="loa-field-") as tmp:
         asyncio.run(run(args, Path(tmp)))

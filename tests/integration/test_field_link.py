@@ -231,3 +231,16 @@ def test_default_clock_probing_keeps_the_skew_under_a_millisecond() -> None:
     for seed in ("seed1", "seed2", "seed7"):
         assert result[seed]["skew_p95_ms_from_60s"] <= 1.0, result
         assert result[seed]["probes_per_hour"] <= 800  # about one every 5 s on such a link
+
+
+def test_probing_while_live_keeps_the_skew_under_a_millisecond_over_bad_4g() -> None:
+    """bench/field_link.py's clock-live scenario: uniform 100 +- 40 ms, live's timeline."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "field_link.py"), "--only", "clock-live"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    [line] = out.stdout.splitlines()
+    result = json.loads(line)
+    for seed in ("seed1", "seed2", "seed7"):
+        assert result[seed]["skew_p95_ms"] <= 1.0, result
+        assert result[seed]["probes_per_device"] <= 1500  # ~2 a second while live, not more
