@@ -22,6 +22,11 @@ still move the estimate by more than `stable_error_s` (a jittery link needs more
 the same accuracy: see `OffsetEstimator.residual`), and every `interval_s` once it could not.
 A sample whose interval misses the current estimate's proves the offset moved (a clock
 step): the older samples are dropped and a burst follows.
+
+While live audio plays: a longer burst when a stream starts, then a probe every
+`live_interval_s` while one could still gain a quarter of `stable_error_s`. An answer that
+arrives on a live frame's heels (within HELD_BEHIND_FRAME_S) may have waited behind it in
+TCP's order, so only its way up counts.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ LIVE_BURST = 64
 LIVE_QUIET_S = 60.0  # frames after this much silence start a new session: a new burst
 LIVE_HELD_S = 2.0  # probing stays live this long after the last frame (a stall included)
 LIVE_STABLE_FRACTION = 0.25  # while live, probe fast until a probe gains < stable_error / 4
+# TCP delivers in order: an answer that waited behind a live frame (a retransmission or a
+# slow segment ahead of it) comes out with that frame, at the same instant. Its way down
+# then measured the frame's delay, not its own, and its lower bound would drag the offset
+# down (by ms over a jittery cell). Such an answer still bounds the offset from above.
+HELD_BEHIND_FRAME_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class ClockSample:
     at: float  # local monotonic time of t3
     offset: float
     delay: float
+    held: bool = False  # the answer came in on a live frame's heels: its way down is unknown
 
 
 @dataclass(frozen=True)
@@ -94,12 +105,18 @@ class OffsetEstimator:
         self.min_best = min_best
         self._samples: deque[ClockSample] = deque(maxlen=limit)
 
-    def add(self, *, t0: float, t1: float, t2: float, t3: float) -> ClockSample | None:
-        """Add one probe (t0, t3 local; t1, t2 server); None if it is impossible and dropped."""
+    def add(
+        self, *, t0: float, t1: float, t2: float, t3: float, held: bool = False
+    ) -> ClockSample | None:
+        """Add one probe (t0, t3 local; t1, t2 server); None if it is impossible and dropped.
+
+        held: the answer may have waited behind other data (see ClockSync.on_response), so
+        it bounds the offset only from above (its way up)."""
         delay = (t3 - t0) - (t2 - t1)
         if t3 < t0 or t2 < t1 or delay < 0:
             return None  # a reordered or forged answer: no physical exchange looks like this
-        sample = ClockSample(at=t3, offset=((t1 - t0) + (t2 - t3)) / 2, delay=delay)
+        offset = ((t1 - t0) + (t2 - t3)) / 2
+        sample = ClockSample(at=t3, offset=offset, delay=delay, held=held)
         self._samples.append(sample)
         return sample
 
@@ -140,9 +157,9 @@ class OffsetEstimator:
         if not self._samples:
             return None
         # offset - delay/2 = t2 - t3 and offset + delay/2 = t1 - t0 (see the module doc).
-        low = max(s.offset - s.delay / 2 for s in self._samples)
+        low = max((s.offset - s.delay / 2 for s in self._samples if not s.held), default=None)
         high = min(s.offset + s.delay / 2 for s in self._samples)
-        if low <= high:
+        if low is not None and low <= high:
             return ClockEstimate(
                 offset=(low + high) / 2, error=(high - low) / 2, samples=len(self._samples)
             )
@@ -285,7 +302,9 @@ class ClockSync:
         sent = self._pending.pop(response.id, None)
         if sent is None:
             return  # not ours, late or a duplicate
-        sample = self.estimator.add(t0=sent, t1=response.t1, t2=response.t2, t3=received)
+        stream = self._stream
+        held = stream is not None and 0.0 <= received - stream[1] < HELD_BEHIND_FRAME_S
+        sample = self.estimator.add(t0=sent, t1=response.t1, t2=response.t2, t3=received, held=held)
         if sample is None:
             return
         self.answers += 1

@@ -259,8 +259,9 @@ class PlayoutRuntime:
             return True
         if self.relay.offer_topic(topic, payload):
             return True  # a scheduled relay's frames: kept for the player, decoded now
+        arrived = self.clock.monotonic()  # before decoding: answers compare with it
         if self.live.on_message(topic, payload):
-            self.sync.stream_arrival(topic, self.clock.monotonic())  # stalls show as gaps
+            self.sync.stream_arrival(topic, arrived)  # stalls show as gaps
             return True  # live frames go to the jitter buffer on arrival
         if topic.startswith(ZONE_PREFIX):
             try:

@@ -326,3 +326,38 @@ def test_a_gap_inside_a_live_stream_is_remembered_as_a_stall() -> None:
     # Another session's first frame, minutes after the last one, is no stall.
     sync.stream_arrival("loa/v1/zone/1/live/b", t + 300.0)
     assert sync.link_max_ms() == pytest.approx(3000.0, abs=0.1)
+
+
+def test_an_answer_held_behind_a_live_frame_bounds_the_offset_only_from_above() -> None:
+    est = OffsetEstimator(window_s=600)
+    probe(est, 1.0, up=0.060, down=0.062)
+    probe(est, 2.0, up=0.061, down=0.060)
+    fair = est.estimate(3.0)
+    assert fair is not None and fair.offset == pytest.approx(SERVER_AHEAD, abs=0.001)
+    # Its own way down was fast, but it came out with the frame ahead of it, 30 ms later.
+    t1 = 3.0 + 0.060 + SERVER_AHEAD
+    est.add(t0=3.0, t1=t1, t2=t1, t3=t1 - SERVER_AHEAD + 0.090, held=True)
+    kept = est.estimate(4.0)
+    assert kept is not None and kept.offset == pytest.approx(fair.offset, abs=1e-9)
+    t1 = 5.0 + 0.059 + SERVER_AHEAD  # a held answer whose way up was the fastest yet
+    est.add(t0=5.0, t1=t1, t2=t1, t3=t1 - SERVER_AHEAD + 0.090, held=True)
+    tighter = est.estimate(6.0)
+    assert tighter is not None and tighter.error < fair.error  # its upper bound still counts
+    assert tighter.offset == pytest.approx(SERVER_AHEAD, abs=0.001)
+
+
+def test_the_sync_marks_an_answer_that_arrives_with_a_live_frame_as_held() -> None:
+    clock = FakeClock()
+    sync = ClockSync(clock=clock, send=lambda _r: True, interval_s=30, window_s=600)
+    sent: list[TimeRequest] = []
+    sync._send = lambda r: sent.append(r) or True
+    for gap in (0.0005, 0.010):  # on the heels of a frame, then well apart from one
+        assert sync.probe()
+        t1 = clock.monotonic() + 0.05 + SERVER_AHEAD
+        clock.advance(0.1)
+        sync.stream_arrival("loa/v1/zone/1/live/a", clock.monotonic())
+        clock.advance(gap)
+        sync.on_response(
+            TimeResponse(id=sent[-1].id, t0=sent[-1].t0, t1=t1, t2=t1), received=clock.monotonic()
+        )
+    assert [s.held for s in sync.estimator._samples] == [True, False]
