@@ -19,6 +19,9 @@ then `await sink.write(pcm)`; the sink's pacing sets the rhythm.
 
 Capture times are read as a regular timeline (seq x frame duration from the first frame),
 slowly corrected by the stamps themselves, so stamping jitter does not reach the output.
+
+numpy is imported by the functions that make audio, not with the module: an idle edge agent
+imports this one, and a buffer takes frames before its first `pull`.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-import numpy as np
+from audio.pcmformat import FRAME_SAMPLES, SAMPLE_RATE
 
-from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, as_pcm, silence
+if TYPE_CHECKING:
+    from audio.pcm import Pcm
 
 # Weight of each new capture stamp in the timeline correction (about 64 frames of memory).
 _STAMP_SMOOTHING = 1.0 / 64.0
@@ -138,6 +143,8 @@ class JitterBuffer:
 
     def pull(self, *, now: float) -> Pcm:
         """Audio for the device from server-clock instant `now` on (usually one frame)."""
+        from audio.pcm import silence  # numpy: loads with the first pull, not at idle
+
         seq = self._seq if self._seq is not None else self._first_seq()
         if seq is None:
             return silence(self._frame)  # nothing received yet
@@ -215,6 +222,10 @@ class JitterBuffer:
 
     def _take(self, n_samples: int) -> Pcm:
         """The next `n_samples` of the stream, decoding (or concealing) frames as needed."""
+        import numpy as np  # loaded by pull
+
+        from audio.pcm import silence
+
         assert self._seq is not None
         if n_samples == self._frame and self._offset == 0 and self._current is None:
             # The usual case, a whole frame: hand the decoded frame itself on, no copy.
@@ -235,6 +246,8 @@ class JitterBuffer:
 
     def _decode_next(self) -> Pcm:
         """Decode (or conceal) frame `_seq`, fitted to the frame length."""
+        from audio.pcm import as_pcm  # numpy: loaded by pull
+
         assert self._seq is not None
         payload = self._frames.pop(self._seq, None)
         if payload is None:
@@ -258,6 +271,10 @@ class JitterBuffer:
 
 def _fit(pcm: Pcm, length: int) -> Pcm:
     """Pad or cut a decoded frame to the frame length, so the timeline never slips."""
+    import numpy as np  # loaded by pull
+
+    from audio.pcm import silence
+
     if len(pcm) == length:
         return pcm
     if len(pcm) > length:
@@ -267,6 +284,8 @@ def _fit(pcm: Pcm, length: int) -> Pcm:
 
 def _drop_samples(pcm: Pcm, count: int) -> Pcm:
     """Remove `count` samples spread evenly, each by merging two neighbours into their mean."""
+    import numpy as np  # loaded by pull
+
     out = pcm.astype(np.int32)
     keep = np.ones(len(out), dtype=bool)
     for k in range(count):
@@ -278,6 +297,8 @@ def _drop_samples(pcm: Pcm, count: int) -> Pcm:
 
 def _insert_samples(pcm: Pcm, count: int) -> Pcm:
     """Add `count` samples spread evenly, each the mean of its two neighbours."""
+    import numpy as np  # loaded by pull
+
     src = pcm.astype(np.int32)
     positions = [(2 * k + 1) * len(src) // (2 * count) for k in range(count)]
     means = [(src[p - 1] + src[p]) // 2 for p in positions]

@@ -33,19 +33,14 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from audio.clock import Clock, SystemClock
 from audio.errors import AudioError
-from audio.pcm import (
-    SAMPLE_RATE,
-    Pcm,
-    ProgressiveWav,
-    RawPcmOutput,
-    as_pcm,
-    silence,
-    to_bytes,
-)
+from audio.pcmformat import SAMPLE_RATE, ProgressiveWav, RawPcmOutput
+
+if TYPE_CHECKING:
+    from audio.pcm import Pcm
 
 
 class SinkError(AudioError):
@@ -163,10 +158,14 @@ class PacedSink:
 
     async def write(self, pcm: Pcm) -> None:
         """Queue samples, waiting while the buffer is full, like a blocking sound-card write."""
+        from audio.pcm import as_pcm  # numpy loads with the first audio, not at idle
+
         await self._feed(as_pcm(pcm), on_first=None)
 
     async def play_at(self, pcm: Pcm, start_monotonic: float, *, label: str = "") -> Playout:
         """Queue `pcm` so its first sample is heard at `start_monotonic` (see module doc)."""
+        from audio.pcm import as_pcm, silence  # numpy loads with the first audio, not at idle
+
         pcm = as_pcm(pcm)
         self._check_usable()
         target = start_monotonic - self._latency_s  # when the device must consume it
@@ -271,6 +270,8 @@ class PacedSink:
 
     async def _feed(self, pcm: Pcm, *, on_first: _FirstSample | None) -> None:
         """Queue `pcm` in chunks as buffer room frees up; `on_first` sees where it starts."""
+        from audio.pcm import to_bytes  # numpy: loaded by then (pcm is an array)
+
         self._check_usable()
         done = 0
         while done < len(pcm):
@@ -660,6 +661,8 @@ class AlsaSink(PacedSink):
             self._stderr_lines.append(line)
 
     async def _on_accepted(self, chunk: Pcm) -> None:
+        from audio.pcm import to_bytes  # numpy: loaded by then (chunk is an array)
+
         assert self._process is not None and self._process.stdin is not None
         try:
             self._process.stdin.write(to_bytes(chunk))

@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
-from audio.pcm import SAMPLE_RATE, Pcm
+from audio.pcmformat import SAMPLE_RATE
 from firmware_profiles import FirmwareProfile
 
-if TYPE_CHECKING:  # the sim's arithmetic loads with the first sim recording or horn check
+if TYPE_CHECKING:  # numpy and the sim's arithmetic load with the first recording or horn check
+    import numpy as np
+    from numpy.typing import NDArray
+
     from audio.acoustic import AcousticPath
+    from audio.pcm import Pcm
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Tap:
 
     def played(self) -> NDArray[np.float32]:
         """Everything fed since clear(), as float32 full scale 1.0."""
+        import numpy as np  # loads with the first self-test, not at idle
+
         if not self._blocks:
             return np.zeros(0, dtype=np.float32)
         return (np.concatenate(self._blocks).astype(np.float32) / 32768.0).astype(np.float32)
@@ -111,6 +114,8 @@ class SimCapture:
             raise CaptureError(
                 "the sim microphone was not started", vietnamese="Micro mô phỏng chưa được bật"
             )
+        import numpy as np  # with the sim's arithmetic: loads with the first recording
+
         from audio.acoustic import hear
 
         played = self.tap.played()[: self._samples]
@@ -195,6 +200,8 @@ class AlsaCapture:
 
     async def finish(self) -> NDArray[np.float32]:
         """The rest of the recording, as float32 at SAMPLE_RATE."""
+        import numpy as np  # loads with the first recording, not at idle
+
         proc = self._proc
         if proc is None or proc.stdout is None:
             raise self._error("the microphone was not started")

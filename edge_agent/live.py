@@ -20,14 +20,16 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from audio.clock import Clock
 from audio.jitter import Arrival, JitterBuffer
-from audio.pcm import Pcm
 from audio.sinks import AudioSink, SinkError
 from protocol import Ack, LiveJoin, LiveLeave, LivePriority, TopicError, parse_live_topic
 from protocol.liveframe import FrameError, decode_frame
+
+if TYPE_CHECKING:  # numpy loads with the first live session (or item), not at idle
+    from audio.pcm import Pcm
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +328,7 @@ class LiveReceiver:
             if volume is not None and self._set_volume is not None:
                 await self._set_volume(volume)
             await self.arbiter.quiet()  # the scheduled player's last frame is queued
+            await _opus_loaded()  # the first pull needs numpy: not imported on the event loop
             sink = self._open_sink()
             await sink.start()
             await self._feed(s, sink)
@@ -430,9 +433,10 @@ def live_event(proof: LiveProof) -> dict[str, Any]:
     }
 
 
-# PyAV (~20 MB resident) loads with the first live session, not at idle. The import starts
-# in a thread when a join arrives, so neither the join (frames are buffered from the start)
-# nor a playing programme waits for it; the first decode, a playout delay later, uses it.
+# PyAV and numpy (~20 MB resident each) load with the first live session, not at idle. The
+# import starts in a thread when a join arrives, so neither the join (frames are buffered
+# from the start) nor a playing programme waits for it; the playout task awaits it before
+# its first pull, and the first decode, a playout delay later, uses it.
 _OPUS_LOADING: set[asyncio.Future[Any]] = set()
 
 
@@ -442,6 +446,13 @@ def _preload_opus() -> None:
     task = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "audio.opus"))
     _OPUS_LOADING.add(task)
     task.add_done_callback(_OPUS_LOADING.discard)
+
+
+async def _opus_loaded() -> None:
+    """Wait, without blocking the event loop, for an import _preload_opus started."""
+    for task in list(_OPUS_LOADING):
+        with contextlib.suppress(Exception):  # a failed import fails again at the first decode
+            await asyncio.shield(task)
 
 
 class _LazyOpus:

@@ -14,14 +14,15 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-import numpy as np
-
-from audio.pcm import FRAME_SAMPLES, Pcm, silence
+from audio.pcmformat import FRAME_SAMPLES
 from audio.sinks import AudioSink
-from edge_agent.ducking import Bed, Ramp, Reader, shape
 from schedules import PlaybackItem
+
+if TYPE_CHECKING:  # numpy loads with the first item played, not at idle
+    from audio.pcm import Pcm
+    from edge_agent.ducking import Bed, Ramp, Reader
 
 T = TypeVar("T")
 Offload = Callable[..., Awaitable[Any]]
@@ -41,7 +42,7 @@ class ClipReader:
     def __init__(self, paths: Sequence[Path], *, skip_samples: int = 0) -> None:
         self._paths = list(paths)
         self._frames: Iterator[Pcm] | None = None
-        self._pending = silence(0)
+        self._pending: Pcm | None = None  # read past the last block (made on the loop: no numpy)
         self._skip = max(0, skip_samples)
 
     def _next_frame(self) -> Pcm | None:
@@ -60,8 +61,12 @@ class ClipReader:
 
     def read(self, n_samples: int) -> Pcm:
         """Up to n_samples (fewer only when every clip is exhausted)."""
-        parts = [self._pending] if len(self._pending) else []
-        have = len(self._pending)
+        import numpy as np  # loads with the first read (in a worker thread), not at idle
+
+        from audio.pcm import silence
+
+        parts = [self._pending] if self._pending is not None and len(self._pending) else []
+        have = len(parts[0]) if parts else 0
         while have < n_samples:
             frame = self._next_frame()
             if frame is None:
@@ -118,7 +123,7 @@ class Segment:
 
 # Sees every frame of a segment before the volume (silence.SilenceWatcher): the segment,
 # the samples written before it, the frame. Called on the loop: it must be cheap.
-FrameHook = Callable[[Segment, int, Pcm], None]
+FrameHook = Callable[[Segment, int, "Pcm"], None]
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,12 @@ async def write_segment(
     heard. The stop is re-read before every 20 ms frame, so a preemption decided while
     this runs cuts it at the exact sample.
     """
+    # numpy and the ducking arithmetic: loaded by then (`block` is an array).
+    import numpy as np
+
+    from audio.pcm import silence
+    from edge_agent.ducking import shape
+
     # Decode the next block while this one plays, so a busy worker pool never starves
     # the sink.
     upcoming = asyncio.ensure_future(offload(reader.read, READ_BLOCK))
@@ -266,4 +277,6 @@ def with_gain(pcm: Pcm, gain: float) -> Pcm:
     """Scale samples (software volume for cards without a mixer)."""
     if gain >= 1.0:
         return pcm
+    import numpy as np  # loaded by then (pcm is an array)
+
     return np.asarray(np.rint(pcm.astype(np.float32) * gain), dtype=np.int16)

@@ -32,13 +32,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from audio.clock import Clock
 from audio.errors import AudioError
-from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
+from audio.pcmformat import FRAME_SAMPLES, SAMPLE_RATE
 from audio.sinks import AudioSink, SinkError
 from edge_agent.amplifier import AmplifierControl
-from edge_agent.ducking import Bed, MixReader, Ramp
 from edge_agent.hardware import Hardware
 from edge_agent.live import Grant
 from edge_agent.playback import (
@@ -72,6 +72,10 @@ from schedules import (
     latest_start,
     rejoin_position,
 )
+
+if TYPE_CHECKING:  # numpy and the ducking arithmetic load with the first item, not at idle
+    from audio.pcm import Pcm
+    from edge_agent.ducking import Bed
 
 log = logging.getLogger(__name__)
 
@@ -522,6 +526,8 @@ class Player:
         segment.resumes = self._beds.pop(item.item_id, None)
         if segment.resumes is not None:
             resumes = segment.resumes
+            from edge_agent.ducking import Ramp  # loaded by then (resumes is a Bed)
+
             segment.ramps.append(Ramp(resumes.ramp, resumes.gain_db, 0.0))
         segment.task = self._spawn(self._play(segment, self._chain))
         self._chain = segment.task
@@ -531,6 +537,8 @@ class Player:
 
     def _duck(self, current: Segment, item: PlaybackItem, at: float) -> tuple[Bed | None, float]:
         """Ramp the playing segment down to end at `at`; later if queued audio is in the way."""
+        from edge_agent.ducking import Bed, Ramp  # numpy: loads with the first item, not at idle
+
         ramp = round(item.duck_ramp_ms * SAMPLE_RATE / 1000)
         begins = at - ramp / SAMPLE_RATE
         if current.actual_start_mono is not None and self._sink is not None:
@@ -596,11 +604,12 @@ class Player:
     async def _write(self, seg: Segment, previous: asyncio.Task[None] | None) -> None:
         skip = round(seg.position_s * SAMPLE_RATE)
         reader: PcmReader | None = None
+        bed: Bed | None = None
         if seg.resumes is not None:  # ducked: read on from the bed once the announcement stops
             if previous is not None:
                 await asyncio.wait({previous})
             if abs(seg.resumes.position - skip) <= 2:
-                reader = seg.resumes
+                reader = bed = seg.resumes
         if reader is None and seg.item.relays:
             reader = ItemReader(
                 seg.item,
@@ -619,8 +628,8 @@ class Player:
         finally:
             if isinstance(reader, ItemReader):
                 self._tally_relay(seg, reader)
-            elif isinstance(reader, Bed) and isinstance(reader.root, ItemReader):
-                self._tally_relay(seg, reader.root, counted=reader.counted, at=reader.root_heard)
+            elif bed is not None and isinstance(bed.root, ItemReader):
+                self._tally_relay(seg, bed.root, counted=bed.counted, at=bed.root_heard)
 
     def _tally_relay(
         self, seg: Segment, reader: ItemReader, *, counted: int = 0, at: int = 0
@@ -652,6 +661,8 @@ class Player:
         if seg.stop_mono <= seg.start_mono:
             return  # cut to nothing before it began
         if seg.bed is not None and seg.bed.reader is not None:  # the ducked item plays under
+            from edge_agent.ducking import MixReader  # loaded by then (seg.bed is a Bed)
+
             mixer = MixReader(reader, seg.bed, first=block)
             reader, seg.on_stop = mixer, mixer.hand_back
             block = await self._offload(mixer.read, READ_BLOCK)

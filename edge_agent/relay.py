@@ -21,16 +21,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm, silence
+from audio.pcmformat import FRAME_SAMPLES, SAMPLE_RATE
 from edge_agent.playback import ClipReader
 from protocol import TopicError, parse_live_topic
 from protocol.liveframe import FrameError, decode_frame
 from schedules import PlaybackItem
 from schedules.model import RelayPart
+
+if TYPE_CHECKING:  # numpy loads with the first relay frame or item read, not at idle
+    import numpy as np
+
+    from audio.pcm import Pcm
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +215,10 @@ class RelayFrames:
 
     def take(self, session_id: str, start: int, n: int) -> tuple[Pcm, np.ndarray]:
         """Samples captured at ticks [start, start + n) and a mask of those that arrived."""
+        import numpy as np  # loaded by then: a relay item is being read
+
+        from audio.pcm import silence
+
         out = silence(n)
         mask = np.zeros(n, dtype=bool)
         with self._cond:
@@ -344,6 +351,10 @@ class ItemReader:
 
     def read(self, n_samples: int) -> Pcm:
         """Up to n_samples (fewer only at the item's end)."""
+        import numpy as np  # loads with the first read (in a worker thread), not at idle
+
+        from audio.pcm import silence
+
         out: list[Pcm] = []
         want = n_samples
         while want > 0 and self._pos < self._total:
@@ -375,6 +386,10 @@ class ItemReader:
         raise IndexError(pos)
 
     def _read_clip(self, index: int, sha: str, start: int, m: int) -> Pcm:
+        import numpy as np  # loaded by then: a relay item is being read
+
+        from audio.pcm import silence
+
         if self._clip is None or self._clip[0] != index:
             self._clip = (index, ClipReader([self._path(sha)], skip_samples=self._pos - start))
         pcm = self._clip[1].read(m)
@@ -383,6 +398,8 @@ class ItemReader:
         return pcm
 
     def _read_relay(self, index: int, relay: RelayPart, position: int, m: int) -> Pcm:
+        import numpy as np  # loaded by then: a relay item is being read
+
         capture = self._heard0 + (self._pos - self._first) - relay.playout_delay_ms * 48
         session = relay.session_id
         pcm, mask = self._frames.take(session, capture, m)
@@ -420,6 +437,10 @@ class ItemReader:
         return True
 
     def _fallback(self, state: _RelayState, relay: RelayPart, lo: int, hi: int) -> Pcm:
+        import numpy as np  # loaded by then: a relay item is being read
+
+        from audio.pcm import silence
+
         sha = relay.fallback.sha256
         if not self._ready(sha):
             self._fallback_missing.add(sha)

@@ -19,11 +19,9 @@ from datetime import date, datetime, timedelta
 from datetime import time as day_time
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from audio.pcm import SAMPLE_RATE, clip_to_int16
+from audio.pcmformat import SAMPLE_RATE
 from audio.sinks import AudioSink, SinkError
 from edge_agent.capture import Capture, CaptureError, Tap
 from edge_agent.commands import CommandRefused
@@ -34,7 +32,10 @@ from edge_agent.player import OutputBusy, OutputReclaimed, Player
 from protocol import DeviceEvent
 from schedules.tz import local_tz
 
-if TYPE_CHECKING:  # the analysis loads with the first self-test, not at the agent's start
+if TYPE_CHECKING:  # numpy and the analysis load with the first self-test, not at the agent's start
+    import numpy as np
+    from numpy.typing import NDArray
+
     from audio.selftest import Figures, TestSignal
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class SelfTestRunner:
         self, sink: AudioSink, signal: TestSignal, volume: int
     ) -> NDArray[np.float32]:
         assert self.capture is not None
+        from audio.pcm import clip_to_int16  # loaded by then (the signal is an array)
+
         gain = volume / 100 if self.player.software_volume else 1.0
         pcm = clip_to_int16(signal.samples.astype("float64") * (32767.0 * gain))
         await self.capture.start(signal.record_s)

@@ -37,18 +37,21 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from audio.errors import AudioError
-from audio.pcm import SAMPLE_RATE, Pcm
+from audio.pcmformat import SAMPLE_RATE
 from edge_agent.capture import CaptureError, Recording, load_acoustic_path
 from edge_agent.clips import sha256_of
 from edge_agent.localdb import LocalDb
 from edge_agent.playback import READ_BLOCK, ClipReader, Offload, Segment
 from edge_agent.selftest import BASELINE_KEY
 from schedules import TimelinePart
+
+if TYPE_CHECKING:  # numpy loads with the first audio watched, not at idle
+    import numpy as np
+
+    from audio.pcm import Pcm
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ def dbfs(samples: Pcm | np.ndarray[Any, Any], full_scale: float = 32768.0) -> fl
 
 def energy(samples: Pcm | np.ndarray[Any, Any]) -> float:
     """Sum of the squared samples (float64 copies of ENERGY_BLOCK samples at most)."""
+    import numpy as np  # loaded by then (samples is an array)
+
     total = 0.0
     for at in range(0, len(samples), ENERGY_BLOCK):
         x = samples[at : at + ENERGY_BLOCK].astype(np.float64)
@@ -244,6 +249,8 @@ class SilenceWatcher:
         state.loud_windows += 1
         due = state.horn_fails > 0 or state.loud_windows % HORN_EVERY == 1
         if due and "horns" not in self._busy:  # only then one array: nine windows in ten not
+            import numpy as np  # loaded by then (frames are arrays)
+
             self._spawn("horns", self._judge_horns(state, np.concatenate(frames)))
 
     def _mic_window(self, state: _ItemState, frame: Pcm) -> None:
@@ -423,6 +430,8 @@ def _part_at(parts: tuple[TimelinePart, ...], position: float) -> TimelinePart |
 
 def _mic_drop_db(acoustic_file: Path, window: Pcm) -> float:
     """How far (dB) below the window's level the simulated microphone hears it; blocking."""
+    import numpy as np  # loaded by then (window is an array)
+
     from audio.acoustic import heard_level_db  # the sim's arithmetic: loaded with a check
 
     path = load_acoustic_path(acoustic_file)

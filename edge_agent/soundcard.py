@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from audio.clock import Clock
-from audio.pcm import SAMPLE_RATE, Pcm
+from audio.pcmformat import SAMPLE_RATE
 from audio.sinks import AudioSink, Playout, SinkError
+
+if TYPE_CHECKING:  # numpy loads with the first audio, not at idle
+    from audio.pcm import Pcm
 
 log = logging.getLogger(__name__)
 
