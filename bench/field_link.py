@@ -245,16 +245,21 @@ async def starts_scenario(broker: TestBroker, work: Path, quick: bool) -> dict[s
         }  # fmt: skip
 
 
-def clock_scenario(quick: bool) -> dict[str, Any]:
-    """Scenario 6: defaults straight from the agent's settings."""
+def _clock_defaults() -> dict[str, float]:
+    """ClockSync's arguments as the agent's settings give them by default."""
     fields = AgentSettings.model_fields
-    kwargs = {
+    return {
         "interval_s": fields["clock_sync_interval_s"].default,
         "window_s": fields["clock_sync_window_s"].default,
         "fast_interval_s": fields["clock_sync_fast_interval_s"].default,
         "stable_error_s": fields["clock_sync_stable_error_ms"].default / 1000,
         "live_interval_s": fields["clock_sync_live_interval_s"].default,
     }
+
+
+def clock_scenario(quick: bool) -> dict[str, Any]:
+    """Scenario 6: defaults straight from the agent's settings."""
+    kwargs = _clock_defaults()
     seconds = 1200 if quick else 3600
     out: dict[str, Any] = {"bench": "field_link", "scenario": "clock", "defaults": kwargs}
     for seed in (1, 2, 7):
@@ -276,14 +281,7 @@ def clock_live_scenario() -> dict[str, Any]:
     Connect at 0 s; a 65 s warm-up broadcast from 20 s; the measured one from 102 s to 702 s
     (sampled every second). The real runs add output timing and CPU load on top.
     """
-    fields = AgentSettings.model_fields
-    kwargs = {
-        "interval_s": fields["clock_sync_interval_s"].default,
-        "window_s": fields["clock_sync_window_s"].default,
-        "fast_interval_s": fields["clock_sync_fast_interval_s"].default,
-        "stable_error_s": fields["clock_sync_stable_error_ms"].default / 1000,
-        "live_interval_s": fields["clock_sync_live_interval_s"].default,
-    }
+    kwargs = _clock_defaults()
     out: dict[str, Any] = {"bench": "field_link", "scenario": "clock-live", "defaults": kwargs}
     for seed in (1, 2, 7):
         errors, probes = simulate(
