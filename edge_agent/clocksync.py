@@ -104,6 +104,9 @@ class OffsetEstimator:
         self.best_fraction = best_fraction
         self.min_best = min_best
         self._samples: deque[ClockSample] = deque(maxlen=limit)
+        # Lower bounds from live frames' send times: (local time, bound), bounds decreasing,
+        # so the first is the window's highest (a running maximum, as SlowestTrip).
+        self._floors: deque[tuple[float, float]] = deque()
 
     def add(
         self, *, t0: float, t1: float, t2: float, t3: float, held: bool = False
@@ -119,6 +122,12 @@ class OffsetEstimator:
         sample = ClockSample(at=t3, offset=offset, delay=delay, held=held)
         self._samples.append(sample)
         return sample
+
+    def add_floor(self, *, at: float, low: float) -> None:
+        """A lower bound on the offset seen at local time `at` (a frame's send time - arrival)."""
+        while self._floors and self._floors[-1][1] <= low:
+            self._floors.pop()
+        self._floors.append((at, low))
 
     def residual(self, now: float) -> float | None:
         """About how much one more probe could still tighten the estimate (s), or None.
@@ -149,15 +158,20 @@ class OffsetEstimator:
         """Drop the samples taken before local time `at` (they predate a clock step)."""
         while self._samples and self._samples[0].at < at:
             self._samples.popleft()
+        self._floors = deque((t, low) for t, low in self._floors if t >= at)
 
     def estimate(self, now: float) -> ClockEstimate | None:
         """The current estimate from samples taken within the window, or None."""
         while self._samples and now - self._samples[0].at > self.window_s:
             self._samples.popleft()
+        while self._floors and now - self._floors[0][0] > self.window_s:
+            self._floors.popleft()
         if not self._samples:
             return None
         # offset - delay/2 = t2 - t3 and offset + delay/2 = t1 - t0 (see the module doc).
         low = max((s.offset - s.delay / 2 for s in self._samples if not s.held), default=None)
+        if self._floors:
+            low = self._floors[0][1] if low is None else max(low, self._floors[0][1])
         high = min(s.offset + s.delay / 2 for s in self._samples)
         if low is not None and low <= high:
             return ClockEstimate(
@@ -280,6 +294,14 @@ class ClockSync:
             return
         link = self.link_ms()  # a frame sent as the stall began arrives a trip after it
         self.slowest.add(at=at, delay=at - last[1] + (link[1] / 2000 if link else 0.0))
+
+    def frame_sent(self, sent: float, at: float) -> None:
+        """A live frame sent at server time `sent` arrived at local time `at`: a lower bound.
+
+        The way down sharpens as fast as probes sharpen the way up: fifty frames a second,
+        where answers held behind frames seldom reach the floor (HELD_BEHIND_FRAME_S).
+        """
+        self.estimator.add_floor(at=at, low=sent - at)
 
     def link_max_ms(self) -> float | None:
         """Longest trip (ms) of the last hour, probes and live streams: the worst stall."""

@@ -144,8 +144,11 @@ class LiveReceiver:
         idle_timeout_s: float = 5.0,
         arrival_delay: Callable[[], float] | None = None,
         zones: Callable[[], Collection[int]] | None = None,
+        on_sent: Callable[[float, float], None] | None = None,
     ) -> None:
         self.link = link
+        # (server send time, local arrival) of each joined frame that carries one (ClockSync).
+        self.on_sent = on_sent
         self.clock = clock
         self.server_now = server_now  # local monotonic -> server Unix time (ClockSync)
         self._open_sink = open_sink
@@ -256,6 +259,7 @@ class LiveReceiver:
         """Take a frame on arrival (call from the MQTT callback); False if not a live topic."""
         if "/live/" not in topic:
             return False
+        arrived = self.clock.monotonic()
         cur = self.current
         if cur is None or topic != cur.join.topic:
             self._count("not_joined")  # a frame after leaving, or another zone's copy
@@ -266,6 +270,8 @@ class LiveReceiver:
             self._count("bad_frame")
             log.warning("live %s: dropped a frame: %s", cur.join.session_id, exc)
             return True
+        if frame.sent_us is not None and self.on_sent is not None:
+            self.on_sent(frame.sent_us / 1_000_000, arrived)
         if self._arrival_delay is None:
             self._push(cur, frame.seq, frame.capture_time, frame.payload, frame.last)
             return True

@@ -158,6 +158,7 @@ class PlayoutRuntime:
             emergency_volume=profile.volume.emergency,
             output_latency_s=profile.audio.output_latency_ms / 1000,
             zones=lambda: self.zone_ids,
+            on_sent=self.sync.frame_sent,
         )
         self.player.on_live_preempted = self.live.preempt
         self.zone_ids: frozenset[int] = frozenset()

@@ -151,7 +151,7 @@ def zone_filter(zone_id: int) -> str:
 # Session ids are topic segments: short, lowercase, no wildcards.
 LIVE_SESSION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 LIVE_QOS = 0  # a late frame is useless: never re-sent, concealed by the receiver instead
-LIVE_MAX_PAYLOAD = 4020  # protocol.liveframe.MAX_FRAME_BYTES
+LIVE_MAX_PAYLOAD = 4028  # protocol.liveframe.MAX_FRAME_BYTES
 
 
 def check_live_session_id(session_id: str) -> str:

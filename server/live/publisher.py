@@ -121,12 +121,16 @@ class FramePublisher:
             if pcm is None:
                 pcm = silence(FRAME_SAMPLES)
                 self.silent_frames += 1
+            payload = encoder.encode(pcm)
             data = encode_frame(
                 LiveFrame(
                     seq=seq,
                     capture_us=round(stamp * 1_000_000),
-                    payload=encoder.encode(pcm),
+                    payload=payload,
                     last=last,
+                    # Read last, just before the frame leaves: devices bound their clock
+                    # offset with it (the server clock was at least this on arrival).
+                    sent_us=round(self.server_time() * 1_000_000),
                 )
             )
             # One encode per frame, whatever the number of zones.

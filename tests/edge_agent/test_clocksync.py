@@ -361,3 +361,31 @@ def test_the_sync_marks_an_answer_that_arrives_with_a_live_frame_as_held() -> No
             TimeResponse(id=sent[-1].id, t0=sent[-1].t0, t1=t1, t2=t1), received=clock.monotonic()
         )
     assert [s.held for s in sync.estimator._samples] == [True, False]
+
+
+def test_live_frames_send_times_sharpen_the_way_down() -> None:
+    clock = FakeClock()
+    sync = ClockSync(clock=clock, send=lambda _r: True, interval_s=30, window_s=600)
+    _answer_after(clock, sync, [0.200] * 3)  # 100 ms each way: +-100 ms
+    sent: list[TimeRequest] = []
+    sync._send = lambda r: sent.append(r) or True
+    wide = sync.estimate
+    assert wide is not None and wide.error == pytest.approx(0.100, abs=1e-6)
+    for way_down in (0.080, 0.031, 0.050):  # frames: the server clock was at least `sent`
+        at = clock.monotonic()
+        sync.frame_sent(at + SERVER_AHEAD - way_down, at)
+        clock.advance(0.02)
+    # An answer whose way up took 30 ms folds the frames' best bound in.
+    assert sync.probe()
+    t1 = clock.monotonic() + 0.030 + SERVER_AHEAD
+    clock.advance(0.230)  # its way down was held up for 200 ms
+    sync.on_response(
+        TimeResponse(id=sent[-1].id, t0=sent[-1].t0, t1=t1, t2=t1), received=clock.monotonic()
+    )
+    sharp = sync.estimate
+    assert sharp is not None
+    assert sharp.error == pytest.approx((0.030 + 0.031) / 2, abs=1e-6)
+    assert sharp.offset == pytest.approx(SERVER_AHEAD + (0.030 - 0.031) / 2, abs=1e-6)
+    clock.advance(601)  # the frames' bounds leave the window with the samples
+    assert sync.estimator.estimate(clock.monotonic()) is None
+    assert not sync.estimator._floors

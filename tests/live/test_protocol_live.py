@@ -21,6 +21,7 @@ from protocol import (
 )
 from protocol.liveframe import (
     HEADER_SIZE,
+    HEADER_SIZE_V2,
     MAX_PAYLOAD,
     FrameError,
     LiveFrame,
@@ -40,12 +41,24 @@ def test_frame_round_trip_and_layout() -> None:
     assert decode_frame(data).capture_time == pytest.approx(1_763_772_000.123456)
 
 
+def test_a_format_2_frame_carries_its_send_time() -> None:
+    frame = LiveFrame(seq=8, capture_us=1_000_000, payload=b"\xfc", sent_us=1_045_123)
+    data = encode_frame(frame)
+    assert data[4] == 2 and len(data) == HEADER_SIZE_V2 + 1 == 29
+    assert data[20:28] == (1_045_123).to_bytes(8, "big") and data[28:] == b"\xfc"
+    back = decode_frame(data)
+    assert back == frame and back.sent_time == pytest.approx(1.045123)
+    assert decode_frame(encode_frame(LiveFrame(seq=8, capture_us=1, payload=b""))).sent_time is None
+
+
 @pytest.mark.parametrize(
     ("data", "words"),
     [
         (b"LOAL", "shorter"),
         (b"XXXX" + bytes(16), "bad magic"),
-        (b"LOAL\x02\x01" + bytes(14), "format 2"),
+        (b"LOAL\x03\x01" + bytes(14), "format 3"),
+        (b"LOAL\x02\x01" + bytes(14), "shorter than a format 2"),
+        (b"LOAL\x02\x01" + bytes(22 + MAX_PAYLOAD + 1), "longer"),
         (b"LOAL\x01\x09" + bytes(14), "unknown codec 9"),
         (b"LOAL\x01\x01" + bytes(14 + MAX_PAYLOAD + 1), "longer"),
     ],

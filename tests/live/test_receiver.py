@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from audio.clock import SystemClock
 from audio.opus import OpusEncoder
@@ -90,6 +91,28 @@ def test_bad_frames_and_far_future_sequence_are_counted_not_played() -> None:
     proof = rx.proofs[0]
     assert proof.played == 10 and proof.reason == "no audio received for 0.6 s"
     assert proof.first_frame_at is not None and proof.outcome == "played"
+
+
+def test_joined_frames_hand_their_send_times_to_the_clock() -> None:
+    acks: list[Ack] = []
+    seen: list[tuple[float, float]] = []
+
+    async def scenario() -> None:
+        rx, _subs = _receiver(acks, idle_timeout_s=0.3, on_sent=lambda s, at: seen.append((s, at)))
+        await rx.handle(_join("s2"))
+        payload = OpusEncoder().encode(np.zeros(FRAME_SAMPLES, dtype=np.int16))
+        now = time.time()
+        before = time.monotonic()
+        stamped = LiveFrame(0, round(now * 1e6), payload, sent_us=round((now + 0.01) * 1e6))
+        assert rx.on_message(live_topic(5, "s2"), encode_frame(stamped))
+        assert rx.on_message(live_topic(5, "s2"), encode_frame(LiveFrame(1, 0, payload)))
+        assert rx.on_message(live_topic(6, "other"), encode_frame(stamped))  # not joined
+        assert len(seen) == 1  # format 1 frames and other sessions' frames say nothing
+        assert seen[0][0] == pytest.approx(now + 0.01, abs=1e-6)
+        assert before <= seen[0][1] <= time.monotonic()
+        await eventually(lambda: bool(rx.proofs), timeout=5, what="the idle end")
+
+    run(scenario())
 
 
 def test_expired_refused_and_leave() -> None:
