@@ -219,15 +219,21 @@ def test_catch_up_after_outage_latest_only_and_proof_once(
     run(scenario(), timeout=70)
 
 
+def _bench_line(*args: str, timeout: float) -> dict[str, Any]:
+    """Run bench/field_link.py with `args` and return the one JSON line it prints."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "field_link.py"), *args],
+        capture_output=True, text=True, check=True, timeout=timeout,
+    )  # fmt: skip
+    [line] = out.stdout.splitlines()
+    result: dict[str, Any] = json.loads(line)
+    return result
+
+
 def test_default_clock_probing_keeps_the_skew_under_a_millisecond() -> None:
     """bench/field_link.py's clock scenario: the agent's real probe loop, default settings,
     bench/live.py's jitter profile, on virtual time."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "field_link.py"), "--quick", "--only", "clock"],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    [line] = out.stdout.splitlines()
-    result = json.loads(line)
+    result = _bench_line("--quick", "--only", "clock", timeout=120)
     for seed in ("seed1", "seed2", "seed7"):
         assert result[seed]["skew_p95_ms_from_60s"] <= 1.0, result
         assert result[seed]["probes_per_hour"] <= 800  # about one every 5 s on such a link
@@ -235,12 +241,7 @@ def test_default_clock_probing_keeps_the_skew_under_a_millisecond() -> None:
 
 def test_probing_while_live_keeps_the_skew_under_a_millisecond_over_bad_4g() -> None:
     """bench/field_link.py's clock-live scenario: uniform 100 +- 40 ms, live's timeline."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "field_link.py"), "--only", "clock-live"],
-        capture_output=True, text=True, check=True, timeout=300,
-    )  # fmt: skip
-    [line] = out.stdout.splitlines()
-    result = json.loads(line)
+    result = _bench_line("--only", "clock-live", timeout=300)
     for seed in ("seed1", "seed2", "seed7"):
         assert result[seed]["skew_p95_ms"] <= 1.0, result
         assert result[seed]["probes_per_device"] <= 1500  # ~2 a second while live, not more
