@@ -105,7 +105,7 @@ class Agent:
             device_id=self.device_id,
             data_dir=settings.state_dir,
             gpio_chip=profile.gpio_chip,
-            clock=timing_clock or SystemClock(),
+            clock=timing_clock or SystemClock(spin_s=0),
             server_time=lambda: self.runtime.sync.server_time(),
             record=lambda event: self.runtime.outbox.record_device_event(event),
             on_change=self._power_changed,
@@ -145,7 +145,10 @@ class Agent:
         )
         for kind in (TopicKind.STATE, TopicKind.COMMAND):
             self.link.subscribe(self._topics[kind], SPECS[kind].qos)
-        self.timing_clock: Clock = timing_clock or SystemClock()
+        # No final spin: every timed sound goes through a sink's sample-clock model, so a
+        # wake-up a millisecond late changes nothing heard, while spinning for that millisecond
+        # costs dozens of event-loop turns per sleep, idle or live (see audio.clock.coarse).
+        self.timing_clock: Clock = timing_clock or SystemClock(spin_s=0)
         self.runtime = PlayoutRuntime(
             settings=settings,
             profile=profile,

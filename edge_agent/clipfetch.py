@@ -137,11 +137,23 @@ class ClipFetcher:
     async def run(self) -> None:
         """Write chunks as they come and send requests when due (until cancelled)."""
         writer = asyncio.create_task(self._write_chunks())
+        loop = asyncio.get_running_loop()
+
+        def refetch(_sha: str) -> None:
+            # A verified clip deleted as damaged (from a thread) is missing again: ask for it.
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self.cache.on_forget = refetch
         try:
             while True:
                 await self._forget_unwanted()
                 self._request_due()
                 self._wake.clear()
+                if not self._downloads:
+                    # Nothing in flight: sleep until want(), a chunk or a reconnect wakes us
+                    # (an idle agent otherwise woke four times a second for nothing).
+                    await self._wake.wait()
+                    continue
                 deadline = self.clock.monotonic() + TICK_S
                 sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
                 waker = asyncio.ensure_future(self._wake.wait())
@@ -230,7 +242,10 @@ class ClipFetcher:
         if self.cache.ready(sha):
             self.stats.chunks_duplicate += 1
             return
-        dl = self._downloads.setdefault(sha, Download(sha))
+        if sha not in self._downloads:
+            self._downloads[sha] = Download(sha)
+            self._wake.set()  # the run loop sleeps while nothing is in flight
+        dl = self._downloads[sha]
         # Marked busy before the first await, so _forget_unwanted leaves it alone.
         dl.last_chunk = self.clock.monotonic()
         fresh = dl.count != chunk.count

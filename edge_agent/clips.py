@@ -65,6 +65,8 @@ class ClipCache:
         self._pinned: frozenset[str] = frozenset()
         self._expected: frozenset[str] = frozenset()  # the fetcher is getting these
         self.evicted = 0
+        # Called (from any thread) with a clip forget() deleted: the fetcher wakes to get it.
+        self.on_forget: Callable[[str], None] | None = None
 
     # -- queries (no I/O: safe on the event loop) --------------------------------------------
 
@@ -193,6 +195,8 @@ class ClipCache:
         self._sizes.pop(sha256, None)
         self.db.remove_clips([sha256])
         log.warning("clip cache: %s no longer matches its sha256; deleted", sha256[:12])
+        if self.on_forget is not None:
+            self.on_forget(sha256)
 
     def evict(self) -> list[str]:
         """Delete unpinned clips, least recently used first, until the cache fits its quota."""

@@ -359,11 +359,15 @@ class ClockSync:
         stream = self._stream
         return stream is not None and self.clock.monotonic() - stream[1] <= LIVE_HELD_S
 
+    def settled_for_live(self) -> bool:
+        """True once one more probe would gain less than live audio needs (a quiet link)."""
+        residual = self.estimator.residual(self.clock.monotonic())
+        return residual is not None and residual <= self.stable_error_s * LIVE_STABLE_FRACTION
+
     def next_gap(self) -> float:
         """Seconds to the next regular probe: fast until more probes would barely help."""
         residual = self.estimator.residual(self.clock.monotonic())
-        live_gain = self.stable_error_s * LIVE_STABLE_FRACTION  # a quiet LAN still settles
-        if self.live() and (residual is None or residual > live_gain):
+        if self.live() and not self.settled_for_live():  # a quiet LAN still settles
             return self.live_interval_s
         if residual is None or residual > self.stable_error_s:
             return self.fast_interval_s
@@ -392,10 +396,14 @@ class ClockSync:
                 size, self._burst_size = self._burst_size, BURST
                 if size == BURST:  # a reconnect: the samples still held count towards it
                     size = max(MIN_BURST, BURST - held)
+                live_burst = size == LIVE_BURST
                 for _ in range(size):
                     gap = BURST_GAP_S * random.uniform(0.5, 1.5)
                     await self.clock.sleep_until(self.clock.monotonic() + gap)
-                    if not self.probe():
+                    # A live burst is for a jittery cell; on a quiet link it ends as soon as
+                    # probes stop gaining (ten receivers otherwise ask the server 5 times a
+                    # second each for 13 s, for nothing).
+                    if (live_burst and self.settled_for_live()) or not self.probe():
                         break
             else:
                 self.probe()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from audio.clock import SystemClock
+from audio.clock import Clock, FakeClock, SystemClock
 from edge_agent.clipfetch import ClipFetcher
 from edge_agent.clips import ClipCache
 from edge_agent.localdb import LocalDb
@@ -46,7 +46,11 @@ class FetchRig:
 
 @asynccontextmanager
 async def fetching(
-    data_dir: Path, *, want: list[str] | None = None, quota: int = 10**9
+    data_dir: Path,
+    *,
+    want: list[str] | None = None,
+    quota: int = 10**9,
+    clock: Clock | None = None,
 ) -> AsyncIterator[FetchRig]:
     db = LocalDb(data_dir=data_dir)
     await asyncio.to_thread(db.open)
@@ -62,7 +66,7 @@ async def fetching(
     fetcher = ClipFetcher(
         cache=cache,
         db=db,
-        clock=SystemClock(),
+        clock=clock or SystemClock(),
         send_request=send,
         holdoff_s=HOLDOFF,
         retry_max_s=1.0,
@@ -299,5 +303,24 @@ def test_a_chunk_of_a_clip_larger_than_the_cache_is_dropped_unwritten(tmp_path: 
             await eventually(lambda: rig.fetcher.stats.chunks_corrupt == 1, what="the drop")
             assert rig.fetcher.stats.chunks_dropped == 0  # refused before any write
             assert rig.fetcher.download(sha) is None and files(tmp_path) == []
+
+    asyncio.run(scenario())
+
+
+def test_the_fetcher_sleeps_while_nothing_is_in_flight(tmp_path: Path) -> None:
+    data, sha = blob(3 * CHUNK_SIZE)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with fetching(tmp_path, clock=clock) as rig:
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert clock.next_deadline() is None  # idle: no housekeeping tick at all
+            rig.offer(chunks(data)[0], zone_sha=sha)  # a zone clip nobody wants (yet)
+            await eventually(lambda: clock.next_deadline() is not None, what="the tick")
+            clock.advance(61.0)  # chunks stopped coming: the partial clip is dropped
+            await eventually(lambda: rig.fetcher.download(sha) is None, what="forgetting it")
+            await eventually(lambda: clock.next_deadline() is None, what="sleeping again")
+            assert files(tmp_path) == []
 
     asyncio.run(scenario())

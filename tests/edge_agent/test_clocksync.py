@@ -241,6 +241,43 @@ def test_a_live_session_starts_a_long_burst_then_probes_at_the_live_interval() -
     assert {round(b - a, 6) for a, b in pairwise(after)} == {5.0}
 
 
+def test_on_a_quiet_link_the_live_burst_ends_once_probes_stop_gaining() -> None:
+    clock = FakeClock(monotonic=100.0)
+    sent: list[float] = []
+    sync: ClockSync
+
+    def send(request: TimeRequest) -> bool:
+        at = clock.monotonic()
+        sent.append(at - 100.0)
+        rtt = 0.010 + 0.0001 * (len(sent) % 3)  # a LAN: round trips barely vary
+        t1 = at + rtt / 2 + SERVER_AHEAD
+        answer = TimeResponse(id=request.id, t0=request.t0, t1=t1, t2=t1)
+        asyncio.get_running_loop().call_soon(lambda: sync.on_response(answer, received=at + rtt))
+        return True
+
+    sync = ClockSync(
+        clock=clock, send=send, interval_s=30, window_s=600, fast_interval_s=5,
+        stable_error_s=0.0002, live_interval_s=0.5,
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        sync.connected()
+        task = asyncio.ensure_future(sync.run())
+        t = 50.0
+        while t < 80.0:  # frames from 50 s to 80 s
+            await clock.sleep_until(100.0 + t)
+            sync.stream_arrival("loa/v1/zone/1/live/a", clock.monotonic())
+            t += 0.2
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(clock.run(scenario()))
+    assert len([t for t in sent if t < 50]) >= BURST  # the connect burst ran whole
+    during = [t for t in sent if t >= 50]
+    assert len(during) <= 2  # settled already: not a burst of LIVE_BURST probes
+    assert sync.settled_for_live()
+
+
 def test_a_clock_step_drops_older_samples_and_triggers_a_burst() -> None:
     clock = FakeClock()
     sync = ClockSync(clock=clock, send=lambda _r: True, interval_s=30, window_s=600)
