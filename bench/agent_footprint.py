@@ -56,9 +56,12 @@ def sink_bytes(data_dir: Path) -> int:
     return wav.stat().st_size if wav.exists() else 0
 
 
-async def measure(pid: int, seconds: float, data_dir: Path) -> dict[str, float]:
-    """RSS (mean of 1 s samples and max), CPU % of one core and audio written over `seconds`."""
+async def measure(
+    pid: int, seconds: float, data_dir: Path, server: ServerDouble
+) -> dict[str, float]:
+    """RSS (mean of 1 s samples and max), CPU % of one core, audio written, clock probes."""
     cpu0, t0, out0 = proc_cpu_s(pid), time.monotonic(), sink_bytes(data_dir)
+    probes0 = server.time_requests
     samples = []
     while time.monotonic() - t0 < seconds:
         samples.append(rss_mb(pid))
@@ -69,6 +72,7 @@ async def measure(pid: int, seconds: float, data_dir: Path) -> dict[str, float]:
         "rss_max_mb": round(max(samples), 1),
         "cpu_pct": round(100 * cpu / (time.monotonic() - t0), 2),
         "sink_bytes_written": sink_bytes(data_dir) - out0,
+        "clock_probes": server.time_requests - probes0,
     }
 
 
@@ -89,13 +93,13 @@ async def bench(seconds: float, work: Path) -> dict[str, Any]:
         state = DesiredState(version=1, volume=60, zone_ids=[ZONE])
         await server.publish_raw(uid, TopicKind.STATE, encode(state))
         await asyncio.sleep(5)  # the connect burst of clock probes and the zone subscription
-        result["idle"] = await measure(proc.pid, seconds, work / "agent")
+        result["idle"] = await measure(proc.pid, seconds, work / "agent", server)
 
         clip = make_clip(work / "clip", seconds=seconds + 10)
         await server.publish_schedule(document(uid, 1, [item("f@1", at(8), [clip])]))
         await server.publish_zone_clip(ZONE, clip)
         await asyncio.sleep(8.5)  # the item starts 8 s after it was scheduled
-        result["playing"] = await measure(proc.pid, seconds, work / "agent")
+        result["playing"] = await measure(proc.pid, seconds, work / "agent", server)
         await asyncio.sleep(12)  # the clip ends
 
         sid = uuid.uuid4().hex[:12]
@@ -112,7 +116,7 @@ async def bench(seconds: float, work: Path) -> dict[str, Any]:
                              topics=lambda: [topic])  # fmt: skip
         sending = asyncio.create_task(pub.run())
         await asyncio.sleep(1.5)
-        result["live"] = await measure(proc.pid, seconds, work / "agent")
+        result["live"] = await measure(proc.pid, seconds, work / "agent", server)
         await sending
         result["live"]["frames_sent"] = pub.frames_sent
         result["rss_peak_mb"] = round(rss_mb(proc.pid, "VmHWM"), 1)
