@@ -163,6 +163,7 @@ class ClipFetcher:
                     sleeper.cancel()
                     waker.cancel()
         finally:
+            self.cache.on_forget = None  # the loop may close after this
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
 
