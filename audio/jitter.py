@@ -142,7 +142,7 @@ class JitterBuffer:
         return Arrival.ACCEPTED
 
     def pull(self, *, now: float) -> Pcm:
-        """Audio for the device from server-clock instant `now` on (usually one frame)."""
+        """Audio for the device from server-clock instant `now` on: to the end of a frame."""
         from audio.pcm import silence  # numpy: loads with the first pull, not at idle
 
         seq = self._seq if self._seq is not None else self._first_seq()
@@ -165,17 +165,22 @@ class JitterBuffer:
             error = now - self._due_time(self._seq, self._offset)
             self.error_s = error
         self._aligned = True
+        # Up to the end of the current frame, never into the next: a pull that straddled two
+        # frames would need the next one a whole frame before its first sample is due (with
+        # 40 ms frames, more than a 200 ms playout delay leaves after the sender's lead).
+        rest = self._frame - self._offset
         corrections = 0
         excess = abs(error) - self._tolerance_s
         if excess > 0:
-            corrections = min(self._max_corrections, math.ceil(excess * self._rate))
+            corrections = min(self._max_corrections, rest // 4, math.ceil(excess * self._rate))
+        pcm = self._take(rest)
         if corrections and error > 0:
             self.stats.dropped_samples += corrections
-            return _drop_samples(self._take(self._frame + corrections), corrections)
+            return _drop_samples(pcm, corrections)
         if corrections:
             self.stats.inserted_samples += corrections
-            return _insert_samples(self._take(self._frame - corrections), corrections)
-        return self._take(self._frame)
+            return _insert_samples(pcm, corrections)
+        return pcm
 
     def _first_seq(self) -> int | None:
         """Lowest buffered sequence number before playout starts."""

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from audio.clock import SystemClock
-from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
+from audio.pcm import SAMPLE_RATE, Pcm
 from audio.signals import find_markers, make_marker
 from bench._linkproxy import LinkProfile, LinkProxy
 from edge_agent.agent import Agent
@@ -71,7 +71,11 @@ from protocol.mqtt_client import Outgoing
 from server.live.buffer import PcmQueue
 from server.live.delay import DelayChoice, choose_playout_delay
 from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher, LiveOutlet, command_out
+from server.settings import ServerSettings
 
+# The server's live frames (LOA_LIVE_FRAME_MS): measured as the server sends them.
+FRAME_MS = ServerSettings.model_fields["live_frame_ms"].default
+FRAME = SAMPLE_RATE * FRAME_MS // 1000
 SPACING_S = 1.0  # a marker every second
 TONE_HZ = 440.0
 TONE_AMPLITUDE = 0.1 * 32767  # -20 dBFS
@@ -141,14 +145,14 @@ async def warm_up(
     sid = uuid.uuid4().hex[:12]
     topic = live_topic(zone, sid)
     await join_all(server, obs, uids, {
-        "session_id": sid, "topic": topic, "playout_delay_ms": 500,
+        "session_id": sid, "topic": topic, "frame_ms": FRAME_MS, "playout_delay_ms": 500,
         "expires_at": time.time() + 120,
     })  # fmt: skip
     queue = PcmQueue(max_s=seconds + 1)
     queue.put(np.zeros(round(seconds * SAMPLE_RATE), np.int16))
     queue.finish()
     pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(spin_s=0),
-                         topics=lambda: [topic])  # fmt: skip
+                         topics=lambda: [topic], frame_samples=FRAME)  # fmt: skip
     await pub.run()
     await eventually(lambda: all(_live_events(server, u) for u in uids), 60, "warm-up proofs")
 
@@ -189,7 +193,7 @@ async def join_all(
 
 class Tap:
     """The publisher's outlet, noting each frame's capture stamp (frame i holds source samples
-    i*960..): when the publisher falls behind it skips ahead, and the audio after a skip is
+    i*FRAME..): when the publisher falls behind it skips ahead, and the audio after a skip is
     due later than its place in the source says."""
 
     def __init__(self, link: LiveOutlet) -> None:
@@ -206,7 +210,7 @@ class Tap:
         out = []
         for t in src.times:
             pos = round(t * SAMPLE_RATE)
-            i, rest = divmod(pos, FRAME_SAMPLES)
+            i, rest = divmod(pos, FRAME)
             stamp = self.stamps[i] if i < len(self.stamps) else math.nan
             out.append(stamp + OPUS_LOOKAHEAD_S + rest / SAMPLE_RATE + delay_s)
         return np.asarray(out)
@@ -374,7 +378,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             sid = uuid.uuid4().hex[:12]
             topic = live_topic(zone, sid)
             await join_all(server, obs, uids, {
-                "session_id": sid, "topic": topic, "playout_delay_ms": delay,
+                "session_id": sid, "topic": topic, "frame_ms": FRAME_MS, "playout_delay_ms": delay,
                 "expires_at": time.time() + 120,
             })  # fmt: skip
             queue = PcmQueue(max_s=seconds + 1)
@@ -383,7 +387,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             # The stamps come from the frame timeline, not the send instant: no need to spin.
             tap = Tap(server.link)
             pub = FramePublisher(outlet=tap, queue=queue, clock=SystemClock(spin_s=0),
-                                 topics=lambda: [topic])  # fmt: skip
+                                 topics=lambda: [topic], frame_samples=FRAME)  # fmt: skip
             lags: list[float] = []
             monitor = asyncio.create_task(loop_lag(lags))
             setup_s = time.monotonic() - began

@@ -38,8 +38,11 @@ from protocol import DesiredState, LiveJoin, TopicKind, encode, live_topic  # no
 from server.broker.process import free_port  # noqa: E402
 from server.live.buffer import PcmQueue  # noqa: E402
 from server.live.publisher import FramePublisher, command_out  # noqa: E402
+from server.settings import ServerSettings  # noqa: E402
 
 ZONE = 9
+FRAME_MS = ServerSettings.model_fields["live_frame_ms"].default  # as the server sends them
+SAMPLE_RATE = 48_000
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -105,6 +108,7 @@ async def bench(seconds: float, work: Path) -> dict[str, Any]:
         sid = uuid.uuid4().hex[:12]
         topic = live_topic(ZONE, sid)
         join = LiveJoin(id=uuid.uuid4().hex, session_id=sid, topic=topic, playout_delay_ms=500,
+                        frame_ms=FRAME_MS,
                         expires_at=time.time() + 60)  # fmt: skip
         server.link.publish(command_out(uid, join))
         await asyncio.sleep(1.0)
@@ -113,7 +117,8 @@ async def bench(seconds: float, work: Path) -> dict[str, Any]:
         queue.put(marker_track(duration_s=seconds + 3, marker_times_s=[1.0], marker=marker))
         queue.finish()
         pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(),
-                             topics=lambda: [topic])  # fmt: skip
+                             topics=lambda: [topic],
+                             frame_samples=SAMPLE_RATE * FRAME_MS // 1000)  # fmt: skip
         sending = asyncio.create_task(pub.run())
         await asyncio.sleep(1.5)
         result["live"] = await measure(proc.pid, seconds, work / "agent", server)

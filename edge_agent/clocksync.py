@@ -55,7 +55,7 @@ BURST_GAP_S = 0.2
 NEAR_FASTEST_S = 0.001
 JUMP_MARGIN_S = 0.001  # drift allowance before a disagreeing sample counts as a clock step
 JUMP_BURST_EVERY_S = 60.0  # at most one step-triggered burst per minute
-# Live frames come every 20 ms: a longer silence inside one stream is the link holding
+# Live frames come every 20 or 40 ms: a longer silence inside one stream is the link holding
 # traffic back (a 4G hand-over), seen whole, where a probe sees a stall only if it is in
 # flight (with one every 5-30 s, mostly a part of it or none).
 STREAM_GAP_S = 0.25
@@ -298,7 +298,7 @@ class ClockSync:
     def frame_sent(self, sent: float, at: float) -> None:
         """A live frame sent at server time `sent` arrived at local time `at`: a lower bound.
 
-        The way down sharpens as fast as probes sharpen the way up: fifty frames a second,
+        The way down sharpens as fast as probes sharpen the way up: 25-50 frames a second,
         where answers held behind frames seldom reach the floor (HELD_BEHIND_FRAME_S).
         """
         self.estimator.add_floor(at=at, low=sent - at)

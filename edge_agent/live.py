@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # numpy loads with the first live session (or item), not at i
 log = logging.getLogger(__name__)
 
 RANK: dict[str, int] = {"normal": 0, "priority": 1, "emergency": 2}
-FRAME_S = 0.020
 RECENT_IDS = 256
 
 
@@ -123,6 +122,11 @@ class _Session:
     outcome: str = "played"
     task: asyncio.Task[None] | None = None
     pending: set[asyncio.TimerHandle] = field(default_factory=set)
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds of audio in one frame of this session (its join says 20 or 40 ms)."""
+        return self.join.frame_ms / 1000
 
 
 class LiveReceiver:
@@ -242,7 +246,7 @@ class LiveReceiver:
         if cur.latest_capture is not None and cur.task is not None:
             # Frames already received are still to be heard: play them out, then leave.
             delay = cur.join.playout_delay_ms / 1000
-            due = cur.latest_capture + delay - self.output_latency_s + FRAME_S
+            due = cur.latest_capture + delay - self.output_latency_s + cur.frame_s
             cur.last_due = due if cur.last_due is None else min(cur.last_due, due)
             cur.end_reason = reason
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -302,7 +306,8 @@ class LiveReceiver:
         if s.latest_capture is None or capture > s.latest_capture:
             s.latest_capture = capture
         if last:
-            s.last_due = capture + s.join.playout_delay_ms / 1000 - self.output_latency_s + FRAME_S
+            delay = s.join.playout_delay_ms / 1000
+            s.last_due = capture + delay - self.output_latency_s + s.frame_s
 
     def _count(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -310,9 +315,11 @@ class LiveReceiver:
     # -- playout --------------------------------------------------------------------------
 
     async def _start(self, join: LiveJoin) -> None:
-        decoder = _LazyOpus()
+        frame_samples = join.sample_rate * join.frame_ms // 1000
+        decoder = _LazyOpus(frame_samples)
         buffer = JitterBuffer(
             decode=decoder.decode,
+            frame_samples=frame_samples,
             playout_delay_s=join.playout_delay_ms / 1000,
             output_latency_s=self.output_latency_s,
         )
@@ -464,10 +471,12 @@ async def _opus_loaded() -> None:
 class _LazyOpus:
     """An OpusDecoder made on the first decode (see _preload_opus)."""
 
-    def __init__(self) -> None:
+    def __init__(self, frame_samples: int) -> None:
+        self._frame_samples = frame_samples
         self._decoder: Any = None
 
     def decode(self, packet: bytes | None) -> Any:
         if self._decoder is None:
-            self._decoder = importlib.import_module("audio.opus").OpusDecoder()
+            opus = importlib.import_module("audio.opus")
+            self._decoder = opus.OpusDecoder(frame_samples=self._frame_samples)
         return self._decoder.decode(packet)

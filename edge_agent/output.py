@@ -19,10 +19,11 @@ SIM_WAV = "output.wav"
 SIM_TIMING = "plays.jsonl"
 # A raw sink wakes once per 40 ms block, the writer and the device together (measured: each
 # wake-up of the process costs more than the work in it; 20 ms blocks cost ~25 % more CPU).
-# The writer writes whole 20 ms frames and tops up at block ends, so the buffer holds a
-# block to play, a block to write and a frame of margin: never less than 20 ms queued. The
-# jitter buffer is asked for audio up to 80 ms ahead, so raw outputs need a playout delay
-# above that plus the network's transit.
+# Writers write whole frames (20 ms; live: 20 or 40 ms) and top up at block ends, so the
+# buffer holds a block to play, a block to write and (20 ms frames) a frame of margin:
+# never less than 20 ms queued. The jitter buffer is asked for audio up to 80 ms ahead, so
+# raw outputs need a playout delay above that plus the sender's lead (60 ms with 40 ms
+# frames) and the network's transit.
 RAW_FRAME_FRAMES = 960
 RAW_BLOCK_FRAMES = 2 * RAW_FRAME_FRAMES
 RAW_BUFFER_FRAMES = 2 * RAW_BLOCK_FRAMES

@@ -180,7 +180,9 @@ class LiveJoin(Message):
     topic: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     codec: Literal["opus"] = "opus"
     sample_rate: Literal[48000] = 48000
-    frame_ms: Literal[20] = 20
+    # 40 ms frames halve the messages every device reads and decodes (CPU on a Pi); 20 ms
+    # is what agents before 40 ms frames accept.
+    frame_ms: Literal[20, 40] = 20
     # Heard at capture time + playout_delay_ms on every device alike.
     playout_delay_ms: Annotated[int, Field(ge=50, le=10_000)] = 500
     priority: LivePriority = "normal"

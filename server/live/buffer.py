@@ -32,9 +32,10 @@ class PcmQueue:
 
     The prefill of a live queue is part of every frame's latency, so it is only as large as
     the source needs (`chunk_margin_s`): until audio first flows, the largest message seen
-    plus that margin, never more than `prefill_s`. A sender of 20 ms messages then starts
-    after 40 ms, one of 100 ms messages after 120 ms (measured from outside: at a 200 ms
-    playout delay, a fixed 67 ms prefill left the devices too little margin at the start).
+    plus that margin, never more than `prefill_s`. The service's margin is one frame (a take
+    must find a whole frame between two messages): with 40 ms frames a sender of 20 ms
+    messages starts after 60 ms, one of 100 ms messages at the cap (measured from outside:
+    at a 200 ms playout delay, a fixed 67 ms prefill left the devices too little margin).
     """
 
     def __init__(

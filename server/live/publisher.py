@@ -1,4 +1,4 @@
-"""Frames out: take 20 ms from the source every 20 ms, encode Opus, stamp, publish at QoS 0."""
+"""Frames out: take a frame (20 or 40 ms) from the source on time, encode Opus, stamp, publish."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from server.live.buffer import PcmQueue
 
 log = logging.getLogger(__name__)
 
-FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE  # the default frame (scheduled relays keep it)
 # Further behind than this (the server stalled) the publisher skips ahead instead of
 # sending a burst of stale frames the devices would drop as late anyway.
 MAX_BEHIND_S = 0.3
@@ -57,8 +57,11 @@ class FramePublisher:
         topics: Callable[[], list[str]],
         bitrate: int = 32_000,
         gate: Callable[[float, Pcm | None], bool] | None = None,
+        frame_samples: int = FRAME_SAMPLES,
     ) -> None:
         self.outlet = outlet
+        self.frame_samples = frame_samples
+        self.frame_s = frame_samples / SAMPLE_RATE
         # Scheduled relays (server/relay/runner.py): given each frame's capture stamp and the
         # source's audio (None: it had none), says whether to publish it; None: always.
         self.gate = gate
@@ -69,7 +72,9 @@ class FramePublisher:
         self.clock = coarse(clock)
         self.server_time = server_time
         self.topics = topics
-        self.encoder = OpusEncoder(bitrate=bitrate, complexity=OPUS_COMPLEXITY)
+        self.encoder = OpusEncoder(
+            bitrate=bitrate, complexity=OPUS_COMPLEXITY, frame_samples=frame_samples
+        )
         self.frames_sent = 0
         self.silent_frames = 0  # frames the source had no audio for (silence was sent)
         self.skipped_frames = 0
@@ -93,24 +98,25 @@ class FramePublisher:
         # down to it, and refills to the prefill after running dry): a timeline that never
         # moves is one every device follows alike.
         queue, outlet, encoder = self.queue, self.outlet, self.encoder
+        frame_s, frame_samples = self.frame_s, self.frame_samples
         stamp0 = t0_server - OPUS_LOOKAHEAD_S
         while True:
-            deadline = t0_mono + seq * FRAME_S
+            deadline = t0_mono + seq * frame_s
             await self.clock.sleep_until(deadline)
             late = self.clock.monotonic() - deadline
             if late > MAX_BEHIND_S:
-                skip = int(late / FRAME_S)
+                skip = int(late / frame_s)
                 self.skipped_frames += skip
                 seq += skip
                 log.warning("live publisher fell %.2f s behind; skipped %d frames", late, skip)
                 continue
             cpu0 = time.process_time()
             last = self._stop or queue.drained
-            taken = queue.take(FRAME_SAMPLES, late_s=late)
+            taken = queue.take(frame_samples, late_s=late)
             lead = queue.lead_s
             if lead is None:  # not flowing yet: a live queue's audio will be about this old
                 lead = queue.prefill / SAMPLE_RATE if queue.live else 0.0
-            stamp = stamp0 + seq * FRAME_S - lead
+            stamp = stamp0 + seq * frame_s - lead
             if self.gate is not None and not self.gate(stamp, taken):
                 self.gated_frames += 1
                 seq += 1
@@ -119,7 +125,7 @@ class FramePublisher:
                 continue
             pcm = taken
             if pcm is None:
-                pcm = silence(FRAME_SAMPLES)
+                pcm = silence(frame_samples)
                 self.silent_frames += 1
             payload = encoder.encode(pcm)
             data = encode_frame(

@@ -71,6 +71,7 @@ class LiveSessionOut(BaseModel):
     targeted: int
     frames_sent: int
     silent_frames: int
+    frame_ms: int = 20  # each frame's audio (LOA_LIVE_FRAME_MS; rows stored before it: 20)
     source_status: dict[str, Any]
     cpu_s: float
     devices: list[DeviceHealth]

@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio.clock import Clock, SystemClock
+from audio.pcmformat import SAMPLE_RATE
 from protocol import Ack, LiveJoin, LiveLeave, live_topic
 from server.access import policy
 from server.access import reach as access_reach
@@ -68,7 +69,6 @@ REFRESH_S = 1.0  # how often running sessions' rows are rewritten
 REMOTE_STOP_WAIT_S = 5.0  # a DELETE through another process waits this long for the end
 AFTER_END_S = 10.0  # ended rows are still refreshed this long: the devices' leave answers
 MIC_PREFILL_S = 0.1
-MIC_CHUNK_MARGIN_S = 0.02  # the prefill beyond a sender's largest message (see PcmQueue)
 UNREGISTERED = (
     "Chỉ được tiếp âm từ nguồn đã đăng ký / only registered relay sources: choose an enabled "
     "relay source of the targeted units or a unit above them (GET /api/v1/relay-sources)."
@@ -85,16 +85,17 @@ def _check_may_stop(org_unit_ids: frozenset[int], reach: frozenset[int] | None) 
         )
 
 
-def _queue_for(request: LiveStart, delay_ms: int) -> PcmQueue:
+def _queue_for(request: LiveStart, delay_ms: int, frame_s: float) -> PcmQueue:
     """A file or relay queue paces its source; a microphone's is live (see PcmQueue)."""
     if request.source != "mic":
         return PcmQueue()
     # A sender's messages (the console's 40 ms, `loa-server live`'s 20 ms, up to 100 ms)
-    # arrive with network jitter: keep one message and a margin in hand, at most 100 ms. It
-    # is part of the playout delay (the frames' stamps include it), beside the network and
-    # the devices' output buffers, so it takes at most a third of it.
+    # arrive with network jitter: keep one message and one frame in hand (a take must find a
+    # whole frame between two messages), at most 100 ms. It is part of the playout delay (the
+    # frames' stamps include it), beside the network and the devices' output buffers, so it
+    # takes at most a third of it.
     prefill_s = min(MIC_PREFILL_S, delay_ms / 1000 / 3)
-    return PcmQueue(prefill_s=prefill_s, live=True, chunk_margin_s=MIC_CHUNK_MARGIN_S)
+    return PcmQueue(prefill_s=prefill_s, live=True, chunk_margin_s=frame_s)
 
 
 def relay_source_for(db: Session, request: LiveStart, targets: list[Target]) -> RelaySource:
@@ -236,6 +237,7 @@ class LiveSession:
             targeted=len(self.devices),
             frames_sent=self.publisher.frames_sent,
             silent_frames=self.publisher.silent_frames,
+            frame_ms=round(self.publisher.frame_s * 1000),
             source_status=self.source_status.as_dict(self.queue),
             cpu_s=round(self.publisher.cpu_s, 4),
             devices=[
@@ -265,8 +267,10 @@ class LiveService:
         server_time: Callable[[], float] = time.time,
         relay_allow: AllowList | None = None,
         resolve: Resolver = system_resolve,
+        frame_ms: Literal[20, 40] = 40,
     ) -> None:
         self.session_factory = session_factory
+        self.frame_ms = frame_ms  # LOA_LIVE_FRAME_MS
         self.relay_allow = relay_allow or AllowList()  # LOA_RELAY_ALLOWED_HOSTS
         self.resolve = resolve
         self.outlet = outlet
@@ -331,7 +335,7 @@ class LiveService:
             await self._probe(relay.url, allow)
         delay = await asyncio.to_thread(_delay_for, db, request, targets)
         sid = uuid.uuid4().hex[:12]
-        queue = _queue_for(request, delay.delay_ms)
+        queue = _queue_for(request, delay.delay_ms, self.frame_ms / 1000)
         topics = sorted({live_topic(t.zone_id, sid) for t in targets})
         session = LiveSession(
             id=sid,
@@ -345,6 +349,7 @@ class LiveService:
                 clock=self.clock,
                 server_time=self.server_time,
                 topics=lambda: topics,
+                frame_samples=SAMPLE_RATE * self.frame_ms // 1000,
             ),
             source_status=SourceStatus(),
             devices={t.uid: DeviceState(target=t, join_id=self._new_id()) for t in targets},
@@ -637,6 +642,7 @@ class LiveService:
             id=state.join_id,
             session_id=session.id,
             topic=live_topic(state.target.zone_id, session.id),
+            frame_ms=self.frame_ms,
             playout_delay_ms=session.delay_ms,
             priority=req.priority,
             volume=req.volume,
@@ -726,6 +732,7 @@ def start_live_service(
         outlet=bridge.link,
         clip_path=storage.dist_path,
         relay_allow=AllowList.parse(settings.relay_allowed_hosts),
+        frame_ms=settings.live_frame_ms,
     )
     bridge.add_ack_listener(live.on_ack)
     return live

@@ -194,3 +194,28 @@ def test_a_jump_of_the_server_clock_resynchronises_in_one_step() -> None:
     assert buffer.stats.resyncs == 1 and buffer.stats.skipped == 10
     assert int(chunk[0]) == 11
     assert buffer.error_s == pytest.approx(0.0, abs=1 / SAMPLE_RATE)
+
+
+def test_a_pull_never_reaches_into_the_next_frame_so_it_may_arrive_until_it_is_due() -> None:
+    """40 ms frames: a pull that drops samples ends at the frame's end, not in the next one.
+
+    Taking a few samples of frame n+1 with frame n would need frame n+1 a whole frame before
+    its first sample is due: with 40 ms frames, more than a 200 ms playout delay leaves.
+    """
+    frame = 2 * FRAME_SAMPLES
+    frame_s = frame / SAMPLE_RATE
+    buffer = JitterBuffer(decode=raw_decode, playout_delay_s=PLAYOUT_DELAY, frame_samples=frame)
+    start = CAPTURE_0 + PLAYOUT_DELAY
+    buffer.push(0, CAPTURE_0, to_bytes(silence(frame) + 1), now=0.0)
+    assert len(buffer.pull(now=start)) == frame
+    buffer.push(1, CAPTURE_0 + frame_s, to_bytes(silence(frame) + 2), now=0.0)
+    # The device clock runs a little fast: frame 1 is due 1 ms before the device asks for it.
+    chunk = buffer.pull(now=start + frame_s + 0.001)
+    assert buffer.stats.dropped_samples > 0
+    assert len(chunk) == frame - buffer.stats.dropped_samples and set(chunk.tolist()) == {2}
+    # Frame 2 arrives now, before its first sample is due: it is played, not late.
+    assert buffer.push(2, CAPTURE_0 + 2 * frame_s, to_bytes(silence(frame) + 3), now=0.0) is (
+        Arrival.ACCEPTED
+    )
+    assert set(buffer.pull(now=start + 2 * frame_s + 0.001).tolist()) == {3}
+    assert buffer.stats.late == buffer.stats.concealed == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, split_frames
 from audio.signals import make_marker, marker_track
 from audio.sinks import AudioSink, ClockedFileSink
 from edge_agent.live import Grant, LiveProof, LiveReceiver
+from edge_agent.output import RAW_BLOCK_FRAMES, RAW_BUFFER_FRAMES, RAW_FRAME_FRAMES
 from loa_testkit.livesim import Recording, heard_times
 from protocol import Ack, LiveJoin, LivePriority, live_topic
 from protocol.liveframe import LiveFrame, encode_frame
@@ -58,7 +60,9 @@ class _LateCard:
 class _Device:
     """One receiver with a recording sink; `error` is its clock estimate's error (seconds)."""
 
-    def __init__(self, clock: FakeClock, out: Path, *, late_card_at: float | None = None) -> None:
+    def __init__(
+        self, clock: FakeClock, out: Path, *, late_card_at: float | None = None, raw: bool = False
+    ) -> None:
         self.error = 0.0
         self.rec = Recording(out / "live.wav", out / "live.jsonl")
         out.mkdir(parents=True)
@@ -68,6 +72,12 @@ class _Device:
             pass
 
         def sink() -> AudioSink:
+            if raw:  # the agent's raw output (`raw:<path>`): 80 ms, handed on per 40 ms block
+                return ClockedFileSink(
+                    self.rec.wav, self.rec.timing, clock, raw_pcm_path=out / "raw.pcm",
+                    buffer_frames=RAW_BUFFER_FRAMES, period_frames=RAW_FRAME_FRAMES,
+                    hand_on_frames=RAW_BLOCK_FRAMES,
+                )  # fmt: skip
             return ClockedFileSink(
                 self.rec.wav, self.rec.timing, clock, buffer_frames=2400, period_frames=960
             )
@@ -83,15 +93,17 @@ class _Device:
         return self.rx.proofs[-1]
 
 
-def _frames(capture0: float, seconds: float, marker_times: list[float]) -> list[bytes]:
+def _frames(
+    capture0: float, seconds: float, marker_times: list[float], samples: int = FRAME_SAMPLES
+) -> list[bytes]:
     track = marker_track(duration_s=seconds, marker_times_s=marker_times, marker=MARKER)
-    enc = OpusEncoder()
-    pcm = list(split_frames(track))
+    enc = OpusEncoder(frame_samples=samples)
+    pcm = list(split_frames(track, samples))
     return [
         encode_frame(
             LiveFrame(
                 seq=n,
-                capture_us=round((capture0 + n * FRAME_S - LOOKAHEAD_S) * 1e6),
+                capture_us=round((capture0 + n * samples / SAMPLE_RATE - LOOKAHEAD_S) * 1e6),
                 payload=enc.encode(frame),
                 last=n == len(pcm) - 1,
             )
@@ -109,6 +121,7 @@ async def _session(
     sent_at: Callable[[int], float] | None = None,
     freeze: tuple[int, float] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    frame_ms: Literal[20, 40] = 20,
 ) -> None:
     """Join, send every frame at its instant (or `sent_at(seq)`), wait for every proof.
 
@@ -118,7 +131,7 @@ async def _session(
     for d in devices:
         join = LiveJoin(
             id="j1", session_id="s1", topic=TOPIC, playout_delay_ms=round(DELAY_S * 1000),
-            expires_at=clock.time() + 10,
+            frame_ms=frame_ms, expires_at=clock.time() + 10,
         )  # fmt: skip
         await d.rx.handle(join)
     for seq, data in enumerate(frames):
@@ -230,3 +243,32 @@ def test_a_sender_stall_is_concealed_then_played_on_time(tmp_path: Path) -> None
     # Frames of the burst whose instant had passed are counted late, never played late.
     assert held - 15 <= proof.late <= held, proof
     assert proof.concealed >= held - 15, proof
+
+
+def test_40_ms_frames_into_a_raw_output_are_aligned_from_the_first_marker(
+    tmp_path: Path,
+) -> None:
+    """LOA_LIVE_FRAME_MS=40 into the agent's raw output (80 ms, handed on per 40 ms block).
+
+    Every frame arrives 100 ms before it is due: the server's lead (60 ms with 40 ms frames)
+    and a LAN leave about that of a 200 ms delay; the jitter buffer is asked 80 ms ahead.
+    """
+    clock = FakeClock()
+    capture0_mono = clock.monotonic() + 0.3
+    capture0 = capture0_mono + clock.time() - clock.monotonic()
+    marker_times = [0.3, 1.5, 2.7]
+    frame = 2 * FRAME_SAMPLES
+    frames = _frames(capture0, 3.0, marker_times, frame)
+    device = _Device(clock, tmp_path / "a", raw=True)
+
+    def sent_at(seq: int) -> float:  # due at capture - look-ahead + delay
+        return capture0_mono + seq * frame / SAMPLE_RATE - LOOKAHEAD_S + DELAY_S - 0.1
+
+    session = _session(
+        clock, [device], frames, capture0_mono=capture0_mono, sent_at=sent_at, frame_ms=40
+    )
+    asyncio.run(clock.run(session))
+    proof = device.proof
+    assert proof.late == 0 and proof.played == len(frames), proof
+    latencies = _latencies_ms(device, capture0, marker_times)
+    assert len(latencies) == 3 and max(abs(x) for x in latencies) <= 0.5, latencies

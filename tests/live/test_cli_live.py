@@ -156,9 +156,9 @@ def _session_id(stdout: str) -> str:
     return found.group(1)
 
 
-def _audio_frames(view: dict[str, Any]) -> int:
-    """Frames that carried the source's audio (not the publisher's fill-in silence)."""
-    return int(view["frames_sent"]) - int(view["silent_frames"])
+def _audio_ms(view: dict[str, Any]) -> int:
+    """Milliseconds of frames that carried the source's audio (not fill-in silence)."""
+    return (int(view["frames_sent"]) - int(view["silent_frames"])) * int(view["frame_ms"])
 
 
 def _wait_frames(served: Served, sid: str, count: int) -> list[LiveFrame]:
@@ -185,7 +185,7 @@ def test_a_file_streams_in_real_time_and_ends_the_session(served: Served, tmp_pa
     assert view["state"] == "ended", view
     assert view["end_reason"] == "the file ended"  # not "the microphone" (issue 11)
     assert view["label"] == "thong-bao.wav"
-    assert 95 <= _audio_frames(view) <= 103, view  # 2 s of 20 ms frames, none dropped
+    assert 1900 <= _audio_ms(view) <= 2060, view  # 2 s, none dropped
     assert view["frames_sent"] < 400, view
     frames = _wait_frames(served, sid, view["frames_sent"])
     assert len(frames) == view["frames_sent"]
@@ -206,7 +206,7 @@ def test_raw_pcm_on_stdin_at_another_rate_is_resampled(served: Served, tmp_path:
     view = served.session(_session_id(out))
     assert view["state"] == "ended" and view["label"] == "line-in"
     assert view["end_reason"] == "the piped audio ended"
-    assert 95 <= _audio_frames(view) <= 103, view
+    assert 1900 <= _audio_ms(view) <= 2060, view
     assert "2.0 s of audio sent" in err
 
 

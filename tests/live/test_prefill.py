@@ -12,7 +12,6 @@ from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 from protocol.liveframe import decode_frame
 from server.live.buffer import PcmQueue
 from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher
-from server.live.service import MIC_CHUNK_MARGIN_S
 from tests.live.test_publisher_stale import _Outlet
 
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
@@ -26,7 +25,7 @@ def _queue(clock: FakeClock, *, max_ms: float = 200 / 3) -> PcmQueue:
     return PcmQueue(
         prefill_s=max_ms / 1000,
         live=True,
-        chunk_margin_s=MIC_CHUNK_MARGIN_S,
+        chunk_margin_s=FRAME_S,  # the service's margin: one frame
         clock=clock.monotonic,
     )
 
