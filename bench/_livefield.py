@@ -73,8 +73,9 @@ from server.live.delay import DelayChoice, choose_playout_delay
 from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher, LiveOutlet, command_out
 from server.settings import ServerSettings
 
-# The server's live frames (LOA_LIVE_FRAME_MS): measured as the server sends them.
-FRAME_MS = ServerSettings.model_fields["live_frame_ms"].default
+FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
+    os.environ.get("LOA_LIVE_FRAME_MS", ServerSettings.model_fields["live_frame_ms"].default)
+)
 FRAME = SAMPLE_RATE * FRAME_MS // 1000
 SPACING_S = 1.0  # a marker every second
 TONE_HZ = 440.0

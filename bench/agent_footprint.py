@@ -41,7 +41,9 @@ from server.live.publisher import FramePublisher, command_out  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 
 ZONE = 9
-FRAME_MS = ServerSettings.model_fields["live_frame_ms"].default  # as the server sends them
+FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
+    os.environ.get("LOA_LIVE_FRAME_MS", ServerSettings.model_fields["live_frame_ms"].default)
+)
 SAMPLE_RATE = 48_000
 
 
