@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audio.clock import SystemClock  # noqa: E402
+from audio.pcmformat import SAMPLE_RATE  # noqa: E402
 from audio.signals import make_marker, marker_track  # noqa: E402
 from bench._http import proc_cpu_s  # noqa: E402
 from edge_agent.output import sim_timing_path  # noqa: E402
@@ -44,7 +45,6 @@ ZONE = 9
 FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
     os.environ.get("LOA_LIVE_FRAME_MS", ServerSettings.model_fields["live_frame_ms"].default)
 )
-SAMPLE_RATE = 48_000
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
