@@ -154,6 +154,14 @@ class ServerSettings(BaseSettings):
         parse_feeds(value)  # a typo fails at start-up, not at the first poll
         return value
 
+    @field_validator("live_frame_ms", mode="before")
+    @classmethod
+    def _live_frame_ms_from_text(cls, value: object) -> object:
+        # The environment gives text, and a Literal of ints does not read "40" as 40.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
+
     @field_validator("relay_allowed_hosts", "cap_resource_allowed_hosts")
     @classmethod
     def _check_relay_allowed_hosts(cls, value: str) -> str:
