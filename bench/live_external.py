@@ -23,7 +23,7 @@ CPU is CPU-seconds per audio-second of each process (from /proc, less load-sensi
 percentage of wall time), over the session; RSS at the end. The load average is printed.
 
 Usage: python bench/live_external.py [--receivers 10] [--delay-ms 200] [--seconds 20]
-                                     [--stall-s 0] [--spacing-s 0.5]
+                                     [--stall-s 0] [--spacing-s 0.5] [--frame-ms 20|40]
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOA_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "LOA_PLANNER_ENABLED": "false",
         "LOA_MQTT_TLS_PORT": "0",  # agents use the loopback listener; 8883 may be taken
+        "LOA_LIVE_FRAME_MS": str(args.frame_ms),
         "PYTHONPATH": str(ROOT),
     }
     settings = ServerSettings(
@@ -352,6 +353,7 @@ def measure(
         "bench": "live_external",
         "receivers": len(capture.reads),
         "delay_ms": args.delay_ms,
+        "frame_ms": args.frame_ms,
         "seconds": args.seconds,
         "stall_s": args.stall_s,
         "markers": len(src_t),
@@ -392,6 +394,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--spacing-s", type=float, default=0.5)
+    parser.add_argument(
+        "--frame-ms",
+        type=int,
+        choices=(20, 40),
+        default=ServerSettings().live_frame_ms,
+        help="live frame length (default: the server's, LOA_LIVE_FRAME_MS)",
+    )
     parser.add_argument("--settle-s", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="save each capture (.npy)")
     print(json.dumps(run(parser.parse_args())), flush=True)
