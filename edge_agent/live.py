@@ -8,6 +8,10 @@ profile's output latency). At most one session plays: a new one preempts the cur
 only if it is of higher priority, or both are emergencies (the later wins, the earlier is
 told why with a second ack `ok=false`); otherwise the new one is refused with a reason.
 The scheduled player yields the sound card through `PlaybackArbiter`.
+
+A join is acknowledged once the receiver can decode (the codec loads with the first session,
+a second or more on a Pi): the server counts a device as listening, and a clip waits for it,
+only when its first frame will be heard. Frames are buffered from the join on.
 """
 
 from __future__ import annotations
@@ -149,6 +153,7 @@ class LiveReceiver:
         arrival_delay: Callable[[], float] | None = None,
         zones: Callable[[], Collection[int]] | None = None,
         on_sent: Callable[[float, float], None] | None = None,
+        decoder_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.link = link
         # (server send time, local arrival) of each joined frame that carries one (ClockSync).
@@ -165,6 +170,8 @@ class LiveReceiver:
         self.idle_timeout_s = idle_timeout_s
         self._arrival_delay = arrival_delay  # simulated network delay (bench, tests)
         self._zones = zones  # the zones of the desired state; None: no check (tests, bench)
+        # Returns once frames can be decoded (default: the codec import _preload_opus began).
+        self._decoder_ready = decoder_ready or _opus_loaded
         self.current: _Session | None = None
         self.proofs: list[LiveProof] = []
         self.rejected: dict[str, int] = {}
@@ -222,7 +229,13 @@ class LiveReceiver:
             return
         if cur is not None:
             await self._stop(cur, f"superseded by live session {join.session_id}", "preempted")
-        await self._start(join)
+        session = await self._start(join)
+        await self._decoder_ready()  # frames buffer meanwhile; "listening" must mean it
+        if session.stop_reason is not None:  # left, or preempted (then _finish said so)
+            if session.outcome != "preempted":
+                why = f"left before the audio started: {session.stop_reason}"
+                await self._ack(join.id, False, why)
+            return
         await self._ack(join.id, True, f"joined {join.topic}")
 
     def _misdirected(self, join: LiveJoin, zone_id: int, topic_session: str) -> str | None:
@@ -314,7 +327,7 @@ class LiveReceiver:
 
     # -- playout --------------------------------------------------------------------------
 
-    async def _start(self, join: LiveJoin) -> None:
+    async def _start(self, join: LiveJoin) -> _Session:
         frame_samples = join.sample_rate * join.frame_ms // 1000
         decoder = _LazyOpus(frame_samples)
         buffer = JitterBuffer(
@@ -331,6 +344,7 @@ class LiveReceiver:
             self._subscribed.add(join.topic)
             self.link.subscribe(join.topic, 0)
         s.task = asyncio.create_task(self._play(s), name=f"live-{join.session_id}")
+        return s
 
     async def _play(self, s: _Session) -> None:
         sink: AudioSink | None = None
@@ -341,7 +355,7 @@ class LiveReceiver:
             if volume is not None and self._set_volume is not None:
                 await self._set_volume(volume)
             await self.arbiter.quiet()  # the scheduled player's last frame is queued
-            await _opus_loaded()  # the first pull needs numpy: not imported on the event loop
+            await self._decoder_ready()  # the first pull needs numpy: not imported on the loop
             sink = self._open_sink()
             await sink.start()
             await self._feed(s, sink)

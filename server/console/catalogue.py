@@ -834,6 +834,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "live.js.mic_denied": ("Không mở được micro", "Could not open the microphone"),
     "live.js.connecting": ("Đang kết nối…", "Connecting…"),
     "live.js.on_air": ("Đang phát trực tiếp — mời nói.", "On air — speak now."),
+    "live.js.waiting_devices": (
+        "Đang chờ các cụm loa sẵn sàng ({0}/{1}) — xin đợi rồi hãy nói.",
+        "Waiting for the devices to be ready ({0}/{1}) — please wait before speaking.",
+    ),
+    "live.js.on_air_some": (
+        "Đang phát trực tiếp — {0}/{1} cụm loa sẵn sàng, mời nói.",
+        "On air — {0}/{1} devices ready, speak now.",
+    ),
     "live.js.mic_closed": ("Kết nối micro đã đóng", "The microphone connection closed"),
     "live.js.started_ok": ("Đã bắt đầu phát.", "The broadcast has started."),
     "live.js.stopped": ("Đã dừng buổi phát.", "The broadcast was stopped."),

@@ -83,6 +83,8 @@ JS_KEYS = (
     "live.js.mic_denied",
     "live.js.connecting",
     "live.js.on_air",
+    "live.js.waiting_devices",
+    "live.js.on_air_some",
     "live.js.mic_closed",
     "live.js.started_ok",
     "live.js.stopped",

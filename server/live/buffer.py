@@ -30,6 +30,9 @@ class PcmQueue:
     sender may still be finding out whether its source is live (`loa-server live` says
     "paced" for a pipe fed faster than real time).
 
+    A live source's publisher starts its frame timeline when the queue first holds the
+    prefill (`wait_first_audio`), so the first take finds audio exactly that old.
+
     The prefill of a live queue is part of every frame's latency, so it is only as large as
     the source needs (`chunk_margin_s`): until audio first flows, the largest message seen
     plus that margin, never more than `prefill_s`. The service's margin is one frame (a take
@@ -69,6 +72,7 @@ class PcmQueue:
         self._flowing = self.prefill == 0
         self._room = asyncio.Event()
         self._room.set()
+        self._first_audio = asyncio.Event()  # a live queue first holds its prefill
         self.finished = False  # the source has nothing more to give
         self.overflow_samples = 0
         self.underruns = 0
@@ -94,14 +98,21 @@ class PcmQueue:
             self._discard(excess)
         if self._size >= self.max_samples // 2:
             self._room.clear()
+        if not self.flow_starts and self._size >= self.prefill:
+            self._first_audio.set()
 
     async def wait_room(self) -> None:
         """Wait until the queue is less than half full (back-pressure for fast sources)."""
         await self._room.wait()
 
+    async def wait_first_audio(self) -> None:
+        """Wait until the queue first holds its prefill (or its source ended)."""
+        await self._first_audio.wait()
+
     def finish(self) -> None:
         """The source ended: what is queued is the last audio."""
         self.finished = True
+        self._first_audio.set()
 
     @property
     def drained(self) -> bool:

@@ -60,6 +60,10 @@ DRAIN_S = 0.3
 CLOSE_ENDED = 4000  # the server's close code for "the session ended" (server/live/routes.py)
 HTTP_TIMEOUT_S = 15.0
 PROGRESS_S = 5.0
+# A device answers its join once it can decode (a second or more on a Pi the first time): the
+# client says when all are ready, or how many are after this long.
+READY_WAIT_S = 3.0
+READY_POLL_S = 0.25
 STOP_WAIT_S = 5.0
 
 
@@ -508,12 +512,33 @@ class Broadcast:
         return None
 
     async def progress(self, pacer: Pacer) -> None:
-        """Every few seconds: seconds sent and devices listening, on stderr."""
+        """When the devices are ready, then every few seconds what was sent, on stderr."""
+        await self.readiness()
         while True:
             await asyncio.sleep(PROGRESS_S)
             view = await self.view()
             heard = f", {view['listeners']}/{view['targeted']} listening" if view else ""
             self.say(f"live {self.id}: {pacer.sent_s:.0f} s sent{heard}")
+
+    async def readiness(self) -> None:
+        """Say once every targeted device can play (it answers its join only then), or how
+        many could after READY_WAIT_S: what is said before that is not heard everywhere."""
+        deadline = time.monotonic() + READY_WAIT_S
+        while True:
+            view = await self.view()
+            if view is None or view.get("state") != "running":
+                return
+            ready, targeted = int(view["listeners"]), int(view["targeted"])
+            if ready >= targeted:
+                self.say(f"live {self.id}: {ready}/{targeted} devices ready")
+                return
+            if time.monotonic() >= deadline:
+                self.say(
+                    f"live {self.id}: {ready}/{targeted} devices ready after {READY_WAIT_S:g} s;"
+                    " the others start hearing it when they join"
+                )
+                return
+            await asyncio.sleep(READY_POLL_S)
 
     async def stop_on_server(self) -> None:
         """DELETE the session if it still runs (ignores a session already ended)."""

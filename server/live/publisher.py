@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -58,8 +60,16 @@ class FramePublisher:
         bitrate: int = 32_000,
         gate: Callable[[float, Pcm | None], bool] | None = None,
         frame_samples: int = FRAME_SAMPLES,
+        first_audio_wait_s: float = 0.0,
     ) -> None:
         self.outlet = outlet
+        # A live source's frame timeline starts when its first audio is in hand (at most this
+        # long after run()), so its first frame is taken at once, as old as the prefill. A
+        # timeline already ticking took it at the next tick instead, up to a frame later: the
+        # audio's age then varied by a frame from session to session, all of it latency the
+        # playout delay had to absorb (at 200 ms with 40 ms frames: late frames on devices).
+        self.first_audio_wait_s = first_audio_wait_s
+        self._stopped = asyncio.Event()
         self.frame_samples = frame_samples
         self.frame_s = frame_samples / SAMPLE_RATE
         # Scheduled relays (server/relay/runner.py): given each frame's capture stamp and the
@@ -85,9 +95,29 @@ class FramePublisher:
     def stop(self) -> None:
         """End after the current frame; the next one sent carries the last-frame flag."""
         self._stop = True
+        self._stopped.set()
+
+    async def _await_first_audio(self) -> None:
+        """Until a live queue first holds its prefill, stop(), or first_audio_wait_s."""
+        waits = [
+            asyncio.ensure_future(self.queue.wait_first_audio()),
+            asyncio.ensure_future(self._stopped.wait()),
+            asyncio.ensure_future(
+                self.clock.sleep_until(self.clock.monotonic() + self.first_audio_wait_s)
+            ),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
 
     async def run(self) -> None:
         """Publish until stop() or the source is drained; the final frame is flagged last."""
+        if self.queue.live and self.first_audio_wait_s > 0:
+            await self._await_first_audio()
         t0_mono = self.clock.monotonic()
         t0_server = self.server_time()
         self.started_at = t0_server  # the first sample of the source was captured then

@@ -61,8 +61,13 @@ COMMAND_TTL_S = 10.0
 REJOIN_EVERY_S = 5.0  # re-send the join to devices that have not answered (were offline)
 URL_PROBE_S = 3.0
 # A clip played as live waits this long at most for every device to answer its join, so
-# devices joining a few hundred ms late (4G, a busy board) still hear its first words.
-JOIN_WAIT_S = 0.5
+# devices joining late (4G, a busy board) still hear its first words. A device answers once
+# it can decode: its first session loads the codec, about 0.2 s on the bench machine with
+# nothing else to do and over a second when ten start together (a Pi is slower still).
+JOIN_WAIT_S = 2.0
+# A microphone's frames start with its first audio, if it comes within this long (else
+# silence goes out meanwhile, as for a microphone that pauses): see FramePublisher.
+FIRST_AUDIO_WAIT_S = 2.0
 ENDED_KEPT = 50  # ended sessions still listed
 STOP_POLL_S = 0.25  # how often the owner looks for stop requests from other processes
 REFRESH_S = 1.0  # how often running sessions' rows are rewritten
@@ -350,6 +355,7 @@ class LiveService:
                 server_time=self.server_time,
                 topics=lambda: topics,
                 frame_samples=SAMPLE_RATE * self.frame_ms // 1000,
+                first_audio_wait_s=FIRST_AUDIO_WAIT_S,
             ),
             source_status=SourceStatus(),
             devices={t.uid: DeviceState(target=t, join_id=self._new_id()) for t in targets},

@@ -134,7 +134,10 @@
   const micButton = document.getElementById("mic-button");
   const meter = document.getElementById("mic-level");
   const micStatus = document.getElementById("mic-status");
-  const mic = { active: false, stopping: false, ws: null, ctx: null, stream: null, session: null };
+  const mic = {
+    active: false, stopping: false, ws: null, ctx: null, stream: null, session: null,
+    helloSent: false, ready: false, openedAt: 0,
+  };
   let pcm = new DataView(new ArrayBuffer(CHUNK * 2));
   let filled = 0;
   let resample = null;
@@ -255,7 +258,9 @@
         // The session cookie authenticates the socket: the hello names the format only.
         ws.send(JSON.stringify({ format: "pcm_s16le", sample_rate: RATE }));
         mic.helloSent = true;
-        micStatus.textContent = Loa.t("live.js.on_air");
+        mic.openedAt = Date.now();
+        mic.ready = false;
+        poll(); // says whether the clusters are ready (micReadiness)
       });
       ws.addEventListener("close", function (event) {
         if (mic.ws !== ws) return;
@@ -439,6 +444,27 @@
     });
   }
 
+  // The operator speaks once the clusters can play it: a cluster answers its join only when
+  // it can decode (its first session loads the codec, a second or more on a Pi). After
+  // READY_WAIT_MS the words go out anyway, saying how many are ready.
+  const READY_WAIT_MS = 3000;
+  function micReadiness(s) {
+    if (mic.session !== s.id || !mic.helloSent || mic.ready || s.state !== "running") return;
+    const all = s.listeners >= s.targeted;
+    const late = Date.now() - mic.openedAt >= READY_WAIT_MS;
+    const counts = function (key) {
+      return Loa.t(key).replace("{0}", String(s.listeners)).replace("{1}", String(s.targeted));
+    };
+    if (all) {
+      mic.ready = true;
+      micStatus.textContent = Loa.t("live.js.on_air");
+    } else if (late) {
+      micStatus.textContent = counts("live.js.on_air_some");
+    } else {
+      micStatus.textContent = counts("live.js.waiting_devices");
+    }
+  }
+
   function render(sessions) {
     const running = sessions.filter(function (s) { return s.state === "running"; });
     const ended = sessions.filter(function (s) { return s.state !== "running"; });
@@ -459,6 +485,7 @@
         cards.set(s.id, card);
       }
       update(card, s);
+      micReadiness(s);
       const at = box.querySelectorAll("article.live-session")[i];
       if (at !== card) box.insertBefore(card, at || null);
     });

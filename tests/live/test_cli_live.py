@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -34,6 +35,7 @@ from protocol.liveframe import LiveFrame, decode_frame
 from server.app import create_app
 from server.broker.process import free_port
 from server.cli import app as cli
+from server.live import client as live_client
 from server.settings import ServerSettings
 
 LOA_SERVER = Path(sys.executable).with_name("loa-server")
@@ -340,3 +342,26 @@ def test_no_token_reaches_a_log_line_and_a_token_in_the_url_is_refused(
     assert any("WebSocket" in line and "ingest" in line for line in handler.lines), handler.lines
     leaked = [line for line in handler.lines if served.token in line]
     assert not leaked, leaked
+
+
+def test_the_client_says_how_many_devices_are_ready_before_words_are_heard_everywhere(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device answers its join once it can decode; this one never runs, so never answers."""
+    monkeypatch.setattr(live_client, "READY_WAIT_S", 0.6)
+    body = {"source": "mic", "zone_ids": [served.zone], "playout_delay_ms": 500}
+    session = served.admin.post("/api/v1/live", json=body).json()
+    said: list[str] = []
+    broadcast = live_client.Broadcast(
+        server=served.base_url, token=served.token, session=session, say=said.append
+    )
+    try:
+        started = time.monotonic()
+        asyncio.run(broadcast.readiness())
+        assert 0.6 <= time.monotonic() - started < 5
+        assert said == [
+            f"live {session['id']}: 0/1 devices ready after 0.6 s;"
+            " the others start hearing it when they join"
+        ]
+    finally:
+        served.admin.delete(f"/api/v1/live/{session['id']}")

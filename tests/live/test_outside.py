@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from server.settings import ServerSettings
 from tests.server.test_programmes_fixtures import has_mosquitto
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "live_external.py"
@@ -29,6 +30,7 @@ def _measure(**kw: Any) -> dict[str, Any]:
         "spacing_s": 0.5,
         "settle_s": 1.0,
         "keep": False,
+        "frame_ms": ServerSettings().live_frame_ms,  # what the server sends unless told
         **kw,
     }
     result: dict[str, Any] = bench.run(argparse.Namespace(**args))

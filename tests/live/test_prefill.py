@@ -105,3 +105,72 @@ def test_frames_before_the_audio_are_stamped_with_the_prefill_the_sender_needs()
     assert lead is not None and lead == pytest.approx(0.04 + 0.015, abs=1e-6)
     assert lead_of(len(frames) - 2) == pytest.approx(lead, abs=1e-6)
     assert queue.underruns == 0
+
+
+@pytest.mark.parametrize("frame_ms", [20, 40])
+def test_a_microphones_frames_start_with_its_audio_as_old_as_the_prefill(frame_ms: int) -> None:
+    """The timeline waits for the first audio: no frame before it, one lead for all of them.
+
+    A timeline already ticking took the first audio at its next tick, up to a frame after it
+    was in hand: the lead then came out anywhere between the prefill and a frame more.
+    """
+    clock = FakeClock()
+    frame_samples = SAMPLE_RATE * frame_ms // 1000
+    queue = PcmQueue(
+        prefill_s=0.1, live=True, chunk_margin_s=frame_ms / 1000, clock=clock.monotonic
+    )
+    outlet = _Outlet()
+    pub = FramePublisher(
+        outlet=outlet, queue=queue, clock=clock, server_time=clock.time, topics=lambda: ["z"],
+        frame_samples=frame_samples, first_audio_wait_s=2.0,
+    )  # fmt: skip
+    t0_wall = clock.time()
+
+    async def source() -> None:
+        start = clock.monotonic() + 0.213  # the sender starts 213 ms into the session
+        for i in range(60):
+            await clock.sleep_until(start + i * 0.02)
+            queue.put(_ms(20))
+        queue.finish()
+
+    async def scenario() -> None:
+        await asyncio.gather(pub.run(), source())
+
+    asyncio.run(clock.run(scenario()))
+    frames = [decode_frame(m.payload) for m in outlet.sent]
+    prefill_s = 0.02 + frame_ms / 1000  # one 20 ms message and one frame
+    first_sent = frames[0].sent_us
+    assert first_sent is not None
+    # The first frame left as the message that filled the prefill arrived, and carried it.
+    assert first_sent / 1e6 - t0_wall == pytest.approx(0.213 + prefill_s - 0.02, abs=1e-6)
+    # No silence before the audio; only the closing frame, after the source ended, is empty.
+    assert pub.silent_frames == 1 and frames[-1].last and queue.underruns == 0
+    leads = {
+        round((f.sent_us or 0) / 1e6 - OPUS_LOOKAHEAD_S - f.capture_us / 1e6, 6)
+        for f in frames[:-1]
+    }
+    assert leads == {round(prefill_s, 6)}
+
+
+def test_a_microphone_that_stays_silent_gets_silence_frames_after_the_wait() -> None:
+    clock = FakeClock()
+    queue = _queue(clock)
+    outlet = _Outlet()
+    pub = FramePublisher(
+        outlet=outlet, queue=queue, clock=clock, server_time=clock.time, topics=lambda: ["z"],
+        first_audio_wait_s=0.5,
+    )  # fmt: skip
+    t0_wall = clock.time()
+
+    async def scenario() -> None:
+        async def stop_later() -> None:
+            await clock.sleep_until(clock.monotonic() + 1.0)
+            pub.stop()
+
+        await asyncio.gather(pub.run(), stop_later())
+
+    asyncio.run(clock.run(scenario()))
+    frames = [decode_frame(m.payload) for m in outlet.sent]
+    assert frames[0].sent_us is not None
+    assert frames[0].sent_us / 1e6 - t0_wall == pytest.approx(0.5, abs=1e-6)
+    assert pub.silent_frames == len(frames) == 26  # 0.5 s of 20 ms frames, then the last

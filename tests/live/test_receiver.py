@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -113,6 +114,67 @@ def test_joined_frames_hand_their_send_times_to_the_clock() -> None:
         await eventually(lambda: bool(rx.proofs), timeout=5, what="the idle end")
 
     run(scenario())
+
+
+def test_a_join_is_acknowledged_once_it_can_decode_and_what_came_meanwhile_plays() -> None:
+    """The codec loads with the first session (a second or more on a Pi): the server must not
+    count the device as listening before then, and frames sent meanwhile are not lost."""
+    acks: list[Ack] = []
+    loaded = asyncio.Event()
+
+    async def scenario() -> LiveReceiver:
+        rx, _subs = _receiver(acks, idle_timeout_s=0.3, decoder_ready=loaded.wait)
+        joining = asyncio.create_task(rx.handle(_join("s4")))
+        await asyncio.sleep(0.05)
+        assert acks == []  # not listening yet
+        enc = OpusEncoder()
+        tone = (np.sin(np.arange(FRAME_SAMPLES) / 5) * 8000).astype(np.int16)
+        now = time.time()
+        for seq in range(5):  # captured now, due 200 ms later: after the codec is ready
+            capture = round((now + seq * 0.02) * 1e6)
+            frame = LiveFrame(seq, capture, enc.encode(tone), last=seq == 4)
+            assert rx.on_message(live_topic(5, "s4"), encode_frame(frame))
+        await asyncio.sleep(0.05)
+        assert acks == []
+        loaded.set()
+        await joining
+        assert [(a.ok, a.detail) for a in acks] == [(True, f"joined {live_topic(5, 's4')}")]
+        await eventually(lambda: bool(rx.proofs), timeout=5, what="the last frame")
+        return rx
+
+    proof = run(scenario()).proofs[0]
+    assert (proof.played, proof.dropped) == (5, 0)  # none skipped as too late
+    assert proof.reason == "the session ended"
+
+
+def test_a_session_left_before_it_could_decode_says_so_to_its_join() -> None:
+    acks: list[Ack] = []
+    loaded = asyncio.Event()
+
+    async def scenario() -> None:
+        rx, _subs = _receiver(acks, decoder_ready=loaded.wait)
+        joining = asyncio.create_task(rx.handle(_join("s5")))
+        await asyncio.sleep(0.05)
+        leaving = asyncio.create_task(
+            rx.handle(
+                LiveLeave(
+                    id="l-s5",
+                    session_id="s5",
+                    reason="operator stopped",
+                    expires_at=time.time() + 10,
+                )
+            )
+        )
+        await asyncio.sleep(0.05)
+        loaded.set()
+        await asyncio.gather(joining, leaving)
+
+    run(scenario())
+    said = {a.id: (a.ok, a.detail) for a in acks}
+    assert said == {
+        "j-s5-normal": (False, "left before the audio started: operator stopped"),
+        "l-s5": (True, "left"),
+    }
 
 
 def test_expired_refused_and_leave() -> None:
