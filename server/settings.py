@@ -121,9 +121,9 @@ class ServerSettings(BaseSettings):
     # device falls back; relay_silence_dbfs is the level below which audio counts as silent.
     relay_playout_delay_ms: int = Field(default=2000, ge=300, le=10_000)
     # Live sessions' Opus frame length (docs/operations.md): 40 ms halves the messages every
-    # device reads, wakes for and decodes (docs/benchmarks.md); agents older than 40 ms frames
-    # refuse such a session, so set 20 until they are upgraded.
-    live_frame_ms: Literal[20, 40] = 40
+    # device reads and decodes, but needs agents that know it and, at a 200 ms playout delay,
+    # leaves too little margin at a session's start (docs/benchmarks.md): 20 until then.
+    live_frame_ms: Literal[20, 40] = 20
     relay_fallback_after_s: float = Field(default=3.0, ge=0.5, le=60.0)
     relay_dead_air_s: float = Field(default=5.0, ge=1.0, le=120.0)
     relay_silence_dbfs: float = Field(default=-55.0, ge=-90.0, le=-10.0)

@@ -272,7 +272,7 @@ class LiveService:
         server_time: Callable[[], float] = time.time,
         relay_allow: AllowList | None = None,
         resolve: Resolver = system_resolve,
-        frame_ms: Literal[20, 40] = 40,
+        frame_ms: Literal[20, 40] = 20,
     ) -> None:
         self.session_factory = session_factory
         self.frame_ms = frame_ms  # LOA_LIVE_FRAME_MS
