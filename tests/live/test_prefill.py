@@ -9,7 +9,7 @@ import pytest
 
 from audio.clock import FakeClock
 from audio.pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
-from protocol.liveframe import decode_frame
+from protocol.liveframe import LiveFrame, decode_frame
 from server.live.buffer import PcmQueue
 from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher
 from tests.live.test_publisher_stale import _Outlet
@@ -39,6 +39,31 @@ def _first_flow(queue: PcmQueue, message_ms: int, clock: FakeClock) -> int:
             return t_ms
         clock.advance(0.01)
     raise AssertionError("never flowed")
+
+
+def _publish_messages(
+    pub: FramePublisher,
+    queue: PcmQueue,
+    clock: FakeClock,
+    outlet: _Outlet,
+    *,
+    start_s: float,
+    messages: int,
+) -> list[LiveFrame]:
+    """A sender of 20 ms messages starting `start_s` into the session; the frames published."""
+
+    async def source() -> None:
+        start = clock.monotonic() + start_s
+        for i in range(messages):
+            await clock.sleep_until(start + i * 0.02)
+            queue.put(_ms(20))
+        queue.finish()
+
+    async def scenario() -> None:
+        await asyncio.gather(pub.run(), source())
+
+    asyncio.run(clock.run(scenario()))
+    return [decode_frame(m.payload) for m in outlet.sent]
 
 
 @pytest.mark.parametrize(
@@ -80,19 +105,7 @@ def test_frames_before_the_audio_are_stamped_with_the_prefill_the_sender_needs()
         outlet=outlet, queue=queue, clock=clock, server_time=clock.time, topics=lambda: ["z"]
     )
     t0_wall = clock.time()
-
-    async def source() -> None:
-        start = clock.monotonic() + 0.205  # the sender starts 0.2 s into the session
-        for i in range(40):
-            await clock.sleep_until(start + i * FRAME_S)
-            queue.put(_ms(20))
-        queue.finish()
-
-    async def scenario() -> None:
-        await asyncio.gather(pub.run(), source())
-
-    asyncio.run(clock.run(scenario()))
-    frames = [decode_frame(m.payload) for m in outlet.sent]
+    frames = _publish_messages(pub, queue, clock, outlet, start_s=0.205, messages=40)
 
     def lead_of(seq: int) -> float:
         f = frames[seq]
@@ -125,19 +138,7 @@ def test_a_microphones_frames_start_with_its_audio_as_old_as_the_prefill(frame_m
         frame_samples=frame_samples, first_audio_wait_s=2.0,
     )  # fmt: skip
     t0_wall = clock.time()
-
-    async def source() -> None:
-        start = clock.monotonic() + 0.213  # the sender starts 213 ms into the session
-        for i in range(60):
-            await clock.sleep_until(start + i * 0.02)
-            queue.put(_ms(20))
-        queue.finish()
-
-    async def scenario() -> None:
-        await asyncio.gather(pub.run(), source())
-
-    asyncio.run(clock.run(scenario()))
-    frames = [decode_frame(m.payload) for m in outlet.sent]
+    frames = _publish_messages(pub, queue, clock, outlet, start_s=0.213, messages=60)
     prefill_s = 0.02 + frame_ms / 1000  # one 20 ms message and one frame
     first_sent = frames[0].sent_us
     assert first_sent is not None
