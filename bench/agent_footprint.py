@@ -31,6 +31,7 @@ from audio.clock import SystemClock  # noqa: E402
 from audio.pcmformat import SAMPLE_RATE  # noqa: E402
 from audio.signals import make_marker, marker_track  # noqa: E402
 from bench._http import proc_cpu_s  # noqa: E402
+from bench._speed import reference_cpu_ms  # noqa: E402
 from edge_agent.output import sim_timing_path  # noqa: E402
 from loa_testkit.brokerfix import TestBroker  # noqa: E402
 from loa_testkit.harness import agent_env, eventually, start_process  # noqa: E402
@@ -148,8 +149,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 s per state")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    before = reference_cpu_ms()  # the machine's speed now: CPU figures need it (_speed.py)
     with tempfile.TemporaryDirectory(prefix="loa-foot-") as tmp:
         result = asyncio.run(bench(5.0 if args.quick else args.seconds, Path(tmp)))
+    result["reference_cpu_ms"] = [before, reference_cpu_ms()]
     print(json.dumps(result))
 
 

@@ -20,7 +20,8 @@ its capture device would have buffered, as fast as the pipe takes it, and goes o
 "Latency after" counts markers spoken 2 s or more after it resumed.
 
 CPU is CPU-seconds per audio-second of each process (from /proc, less load-sensitive than a
-percentage of wall time), over the session; RSS at the end. The load average is printed.
+percentage of wall time), over the session; RSS at the end. The load average is printed, and
+`reference_cpu_ms` before and after: this machine's speed at the time (bench/_speed.py).
 
 Usage: python bench/live_external.py [--receivers 10] [--delay-ms 200] [--seconds 20]
                                      [--stall-s 0] [--spacing-s 0.5] [--frame-ms 20|40]
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from audio.pcm import SAMPLE_RATE  # noqa: E402
 from audio.signals import find_markers, make_marker  # noqa: E402
+from bench._speed import reference_cpu_ms  # noqa: E402
 from server.broker.process import free_port, start_broker, stop_broker  # noqa: E402
 from server.broker.service import apply_broker_config  # noqa: E402
 from server.db import make_engine, make_session_factory, session_scope  # noqa: E402
@@ -403,7 +405,10 @@ def main() -> None:
     )
     parser.add_argument("--settle-s", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="save each capture (.npy)")
-    print(json.dumps(run(parser.parse_args())), flush=True)
+    before = reference_cpu_ms()  # the machine's speed now: CPU figures need it (_speed.py)
+    result = run(parser.parse_args())
+    result["reference_cpu_ms"] = [before, reference_cpu_ms()]
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

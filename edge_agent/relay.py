@@ -124,7 +124,9 @@ class RelayFrames:
 
     def offer_topic(self, topic: str, payload: bytes) -> bool:
         """Take a frame if `topic` is a scheduled relay's live topic; False to pass it on."""
-        if "/live/" not in topic:
+        # No relay held (the usual case, every joined live frame): no parse, no lock. A read
+        # of a dict's size is atomic; a session added this instant gets the next frame.
+        if not self._sessions or "/live/" not in topic:
             return False
         try:
             _zone, session_id = parse_live_topic(topic)
