@@ -284,7 +284,7 @@ def measure(
         if time.monotonic() > deadline:
             raise RuntimeError("not every device joined the session")
         time.sleep(0.2)
-    time.sleep(0.5)
+    time.sleep(args.quiet_s)
     before = {p.pid: proc_stat(p.pid)[0] for p in [*procs, cli]}
     stamps = np.zeros(n // CHUNK + 1)
     stall_at = n // 2 // CHUNK if args.stall_s else -1
@@ -404,6 +404,13 @@ def main() -> None:
         help="live frame length (default: the server's, LOA_LIVE_FRAME_MS)",
     )
     parser.add_argument("--settle-s", type=float, default=1.0)
+    parser.add_argument(
+        "--quiet-s",
+        type=float,
+        default=0.5,
+        help="seconds between every device listening and the first write (an operator who "
+        "waits longer than the server's first-audio wait, 2 s, starts it on silence)",
+    )
     parser.add_argument("--keep", action="store_true", help="save each capture (.npy)")
     before = reference_cpu_ms()  # the machine's speed now: CPU figures need it (_speed.py)
     result = run(parser.parse_args())
