@@ -76,6 +76,11 @@ class AudioSink(Protocol):
         """Samples accepted so far (including silence `play_at` inserted)."""
         ...
 
+    @property
+    def restarts(self) -> int:
+        """Times the device started again after stopping (ran dry, or play_at let it rest)."""
+        ...
+
     async def start(self) -> None:
         """Open the output; call once before writing."""
         ...
@@ -127,6 +132,7 @@ class PacedSink:
         self._unplayed = bytearray()
         self._keeps_audio = False
         self._failure: BaseException | None = None
+        self._segments = 0
 
     @property
     def output_latency_s(self) -> float:
@@ -137,6 +143,14 @@ class PacedSink:
     def frames_written(self) -> int:
         """Samples accepted so far (including silence `play_at` inserted)."""
         return self._accepted
+
+    @property
+    def restarts(self) -> int:
+        """Times the device started again after stopping (ran dry, or play_at let it rest).
+
+        For a stream written back to back (a live session) each one is a gap in the sound:
+        the writer fell behind the device."""
+        return max(0, self._segments - 1)
 
     @property
     def frames_played(self) -> int:
@@ -264,6 +278,7 @@ class PacedSink:
     def _start_segment(self, now: float) -> None:
         """The device (re)starts consuming at `now` with the next accepted sample."""
         self._running = True
+        self._segments += 1
         self._segment_t0 = now
         self._segment_pos = self._accepted
         self._wall_offset = self.clock.time() - self.clock.monotonic()

@@ -111,6 +111,7 @@ class LiveProof:
     concealed: int = 0
     late: int = 0
     dropped: int = 0
+    output_gaps: int = 0  # the output ran dry mid-session: the device fell behind
 
 
 @dataclass
@@ -123,6 +124,7 @@ class _Session:
     latest_capture: float | None = None  # the newest frame received (server capture time)
     stop_reason: str | None = None
     end_reason: str | None = None  # why the session is ending, once the server said so
+    restarts_from: int | None = None  # the output's restarts after the session's first write
     outcome: str = "played"
     task: asyncio.Task[None] | None = None
     pending: set[asyncio.TimerHandle] = field(default_factory=set)
@@ -365,6 +367,8 @@ class LiveReceiver:
         finally:
             if sink is not None:
                 with contextlib.suppress(SinkError):
+                    if s.restarts_from is not None:
+                        s.proof.output_gaps = sink.restarts - s.restarts_from
                     await sink.close(drain=s.outcome == "played")
             await self._finish(s)
 
@@ -386,6 +390,8 @@ class LiveReceiver:
             if self.on_frame is not None:
                 self.on_frame(s.join.session_id, pcm)
             await sink.write(pcm)
+            if s.restarts_from is None:  # the first write may have (re)started the device
+                s.restarts_from = sink.restarts
 
     async def _stop(self, s: _Session, reason: str, outcome: str) -> None:
         """Stop a session and wait until its proof is recorded."""
@@ -413,6 +419,13 @@ class LiveReceiver:
         proof.late, proof.dropped = stats.late, stats.skipped + stats.dropped_future
         proof.reason = s.stop_reason or "stopped"
         proof.outcome = s.outcome if proof.played else "missed"
+        if proof.output_gaps:
+            log.warning(
+                "live %s: the audio output ran dry %d times (gaps in the sound): this device "
+                "could not keep up; check its CPU load and the playout delay",
+                s.join.session_id,
+                proof.output_gaps,
+            )
         self.proofs.append(proof)
         if s.outcome == "preempted":
             await self._ack(s.join.id, False, f"left: {proof.reason}")
@@ -443,6 +456,8 @@ def live_event(proof: LiveProof) -> dict[str, Any]:
         f"frames played {proof.played}, concealed {proof.concealed}, late {proof.late}, "
         f"dropped {proof.dropped}"
     )
+    if proof.output_gaps:
+        counts += f", output gaps {proof.output_gaps}"
     return {
         "kind": "live",
         "item_id": f"live:{proof.session_id}",

@@ -86,6 +86,11 @@ class SinkLease:
         """Samples the device accepted so far (from every lease)."""
         return self._open().frames_written
 
+    @property
+    def restarts(self) -> int:
+        """The device's restarts so far (from every lease)."""
+        return self._open().restarts
+
     async def start(self) -> None:
         """Take the shared device (opening it on first use)."""
         self._device = await self._card.device()

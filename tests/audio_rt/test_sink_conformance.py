@@ -82,6 +82,26 @@ def test_frames_written_counts_every_sample(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", SINK_KINDS)
+def test_a_device_that_ran_dry_and_started_again_counts_a_restart(
+    kind: str, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    sink = make_sink(kind, clock, tmp_path)
+
+    async def scenario() -> None:
+        await sink.start()
+        for _ in range(10):  # back to back: one segment
+            await sink.write(tone(FRAME))
+        assert sink.restarts == 0
+        await clock.sleep_until(sink.next_sample_monotonic() + 0.05)  # the writer fell behind
+        await sink.write(tone(FRAME))
+        assert sink.restarts == 1
+        await sink.close()
+
+    run(clock.run(scenario()))
+
+
+@pytest.mark.parametrize("kind", SINK_KINDS)
 def test_close_is_idempotent_and_writing_after_it_fails(kind: str, tmp_path: Path) -> None:
     clock = FakeClock()
     sink = make_sink(kind, clock, tmp_path)

@@ -12,7 +12,7 @@ from audio.clock import SystemClock
 from audio.opus import OpusEncoder
 from audio.pcm import FRAME_SAMPLES
 from audio.sinks import NullSink
-from edge_agent.live import Grant, LiveReceiver
+from edge_agent.live import Grant, LiveReceiver, live_event
 from loa_testkit.harness import eventually, run
 from protocol import Ack, LiveJoin, LiveLeave, LivePriority, live_topic
 from protocol.liveframe import LiveFrame, encode_frame
@@ -145,6 +145,35 @@ def test_a_join_is_acknowledged_once_it_can_decode_and_what_came_meanwhile_plays
     proof = run(scenario()).proofs[0]
     assert (proof.played, proof.dropped) == (5, 0)  # none skipped as too late
     assert proof.reason == "the session ended"
+    assert proof.output_gaps == 0  # the first write starts the output: not a gap
+
+
+def test_an_output_that_ran_dry_mid_session_is_counted_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A device too busy to write in time (here: its loop held for 300 ms) leaves a gap in
+    the sound; the proof of play and the log say so, for the technician."""
+    acks: list[Ack] = []
+
+    async def scenario() -> LiveReceiver:
+        rx, _subs = _receiver(acks, idle_timeout_s=2.0)
+        await rx.handle(_join("s6"))
+        enc = OpusEncoder()
+        tone = (np.sin(np.arange(FRAME_SAMPLES) / 5) * 8000).astype(np.int16)
+        now = time.time()
+        for seq in range(40):  # 0.8 s of audio, due from 200 ms on
+            capture = round((now + seq * 0.02) * 1e6)
+            frame = LiveFrame(seq, capture, enc.encode(tone), last=seq == 39)
+            assert rx.on_message(live_topic(5, "s6"), encode_frame(frame))
+        await asyncio.sleep(0.4)  # playing by now
+        time.sleep(0.3)  # noqa: ASYNC251 -- on purpose: the loop is held, the output runs dry
+        await eventually(lambda: bool(rx.proofs), timeout=5, what="the last frame")
+        return rx
+
+    proof = run(scenario()).proofs[0]
+    assert proof.output_gaps == 1
+    assert "output gaps 1" in live_event(proof)["reason"]
+    assert "ran dry 1 times" in caplog.text
 
 
 def test_a_session_left_before_it_could_decode_says_so_to_its_join() -> None:
