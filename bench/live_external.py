@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import select
 import subprocess
@@ -125,6 +126,27 @@ def timeline(reads: list[tuple[float, bytes]]) -> tuple[np.ndarray, np.ndarray, 
     per_sample = np.repeat(best, np.diff(np.concatenate([[0], ends])))[: len(pcm)]
     output = per_sample + np.arange(len(pcm)) / SAMPLE_RATE
     return pcm, arrival, output
+
+
+COUNTS = re.compile(
+    r"frames played (\d+), concealed (\d+), late (\d+), dropped (\d+)(?:, output gaps (\d+))?"
+)
+
+
+def proof_counts(base: str, token: str, zone: int, sid: str, receivers: int) -> dict[str, Any]:
+    """Each receiver's proof of play for the session (they come within seconds of its end)."""
+    deadline = time.monotonic() + 15
+    while True:
+        items = api(base, "GET", f"/api/v1/plays?zone_id={zone}&limit=200", token)["items"]
+        ours = [p for p in items if p["item_id"] == f"live:{sid}"]
+        if len(ours) >= receivers or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    found = [m.groups(default="0") for p in ours if (m := COUNTS.search(p["reason"]))]
+    names = ("played", "concealed", "late", "dropped", "output_gaps")
+    out: dict[str, Any] = {"reported": len(ours)}
+    out |= {name: [int(g[i]) for g in found] for i, name in enumerate(names)}
+    return out
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -308,6 +330,7 @@ def measure(
     time.sleep(args.delay_ms / 1000 + 0.5)
     capture.stop = True
     capture.join()
+    proofs = proof_counts(base, token, zone, sid, len(capture.reads))
     src_t = [stamps[s // CHUNK] - (CHUNK - s % CHUNK) / SAMPLE_RATE for s in starts]
     delay = args.delay_ms / 1000
     out_t, arr_t = [], []
@@ -385,6 +408,9 @@ def measure(
         "rss_mb_server": round(after[server_pid][1], 1),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
+        # Per receiver, from its proof of play: a gap (its output ran dry) shifts what follows
+        # it earlier on the FIFO's byte clock, so missing or early markers may come from one.
+        "proofs": proofs,
     }
 
 
