@@ -20,7 +20,12 @@ What is measured, from each agent's file sink recording (WAV + timing lines) and
              rather than the link
   frames     the receiver's own counters (played, concealed, late, dropped) from its proof
   skew       per marker heard by every device: latest minus earliest heard instant (wall
-             clock, all agents share the machine's); markers found by cross-correlation
+             clock, all agents share the machine's); markers found by cross-correlation;
+             also for the first minute alone (the clocks are youngest then)
+  clock      per device: probes sent and answered, clock steps seen, samples in the
+             estimator's window, its error bound (half the fastest round trip: it cannot
+             tell an asymmetric link), the estimate's true error at the end (the machine's
+             clock is the truth), and its output error at its first and last marker
   error      each heard marker minus the instant it was due (its frame's capture stamp,
              which moves on if the publisher skips ahead, + the playout delay)
 """
@@ -304,7 +309,7 @@ async def _worker(conn: Connection, seat: Seat) -> None:
         conn.send("ready")
         await asyncio.to_thread(conn.recv)  # "stop", once the session is over
         proofs = [dataclasses.asdict(p) for p in agent.runtime.live.proofs]
-        conn.send((proofs, _clock_error_ms(agent), proxy.connections))
+        conn.send((proofs, _clock_error_ms(agent), proxy.connections, _clock_counts(agent)))
     finally:
         agent.request_stop()
         await asyncio.gather(task, return_exceptions=True)
@@ -417,6 +422,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
         uids=uids, due=due, results=results, proofs=[LiveProof(**b[0][-1]) for b in back],
         link=link, choice=choice, delay=delay, minutes=minutes, profile=profile, pub=pub,
         clock_errors=[b[1] for b in back], connections=[b[2] for b in back],
+        clocks=[b[3] for b in back],
         lags=lags,
     ) | {"setup_s": round(setup_s, 1), "wall_s": round(time.monotonic() - began, 1)}  # fmt: skip
 
@@ -432,13 +438,33 @@ def _clock_error_ms(agent: Agent) -> float:
     return round((agent.runtime.sync.offset() - truth) * 1000, 3)
 
 
+def _first_last_ms(heard: dict[int, float], due: np.ndarray[Any, Any]) -> list[float]:
+    """A device's output error (heard - due, ms) at its first and last heard marker."""
+    if not heard:
+        return []
+    first, last = min(heard), max(heard)
+    return [round((heard[k] - due[k]) * 1000, 3) for k in (first, last)]
+
+
+def _clock_counts(agent: Agent) -> dict[str, Any]:
+    """What the agent's clock sync did: probes, answers, steps seen, samples and error bound."""
+    sync = agent.runtime.sync
+    estimate = sync.estimate
+    return {
+        "probes": sync.probes_sent, "answers": sync.answers, "jumps": sync.jumps,
+        "samples": None if estimate is None else estimate.samples,
+        "error_bound_ms": None if estimate is None else round(estimate.error * 1000, 3),
+    }  # fmt: skip
+
+
 def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str, Any]],
            proofs: list[LiveProof], link: list[tuple[float | None, float | None, float | None]],
            choice: DelayChoice, delay: int, minutes: float, profile: LinkProfile,
            pub: FramePublisher, clock_errors: list[float],
-           connections: list[int], lags: list[float]) -> dict[str, Any]:  # fmt: skip
+           connections: list[int], lags: list[float],
+           clocks: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """The JSON line."""
-    skews, errors = [], []
+    skews, errors, first_minute = [], [], []
     every = 0
     for k, when in enumerate(due):
         times = [r["heard"][k] for r in results if k in r["heard"]]
@@ -446,9 +472,11 @@ def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str
         if len(times) == len(results):
             every += 1
             skews.append(max(times) - min(times))
+            if when - due[0] < 60:
+                first_minute.append(max(times) - min(times))
     per_device = []
-    for uid, r, p, (rtt, p95, most), err, conns in zip(
-        uids, results, proofs, link, clock_errors, connections, strict=True
+    for uid, r, p, (rtt, p95, most), err, conns, clock in zip(
+        uids, results, proofs, link, clock_errors, connections, clocks, strict=True
     ):
         per_device.append({
             "uid": uid, "rtt_ms": rtt, "rtt_p95_ms": p95, "rtt_max_ms": most,
@@ -461,6 +489,7 @@ def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str
             "markers_missing": len(due) - len(r["heard"]), "played": p.played,
             "concealed": p.concealed, "late": p.late, "dropped": p.dropped,
             "outcome": p.outcome, "clock_error_ms": err, "connections": conns,
+            "clock": clock, "output_error_first_last_ms": _first_last_ms(r["heard"], due),
         })  # fmt: skip
     worst = max(d["dropouts"] for d in per_device) * 10 / minutes
     skew_p95 = summary_ms(skews).get("p95") if skews else None
@@ -477,7 +506,8 @@ def report(*, uids: list[str], due: np.ndarray[Any, Any], results: list[dict[str
         "dropouts_per_10min_max": round(worst, 2),
         "dropouts_total": sum(d["dropouts"] for d in per_device),
         "dropouts_total_sink_dry": sum(d["dropouts_sink_dry"] for d in per_device),
-        "skew_ms": summary_ms(skews), "markers": len(due), "markers_heard_by_all": every,
+        "skew_ms": summary_ms(skews), "skew_ms_first_minute": summary_ms(first_minute),
+        "markers": len(due), "markers_heard_by_all": every,
         "output_error_ms": summary_ms(errors),
         "frames_sent": pub.frames_sent, "publisher_skipped": pub.skipped_frames,
         "concealed_total": sum(p.concealed for p in proofs),
