@@ -245,10 +245,12 @@ class PipeSource:
         self._stream = stream
         self._rate = rate
         self._read_bytes = max(2, FRAME_BYTES * rate // SAMPLE_RATE // 2 * 2)
-        self._reads: collections.deque[bytes] = collections.deque()
+        # Reads waiting to be taken, each with whether it waited for the producer.
+        self._reads: collections.deque[tuple[bytes, bool]] = collections.deque()
         # For each of the last reads from the pipe: did it wait for the producer (see Pacer)?
         self.waited: collections.deque[bool] = collections.deque(maxlen=RECENT_READS)
         self.caught_up = False  # the last read waited for the producer: nothing was behind
+        self._last_waited = True  # the last read taken waited for the producer (not a backlog)
         self._lock = threading.Condition()
         self._ready: asyncio.Event | None = None
         self._pending = b""
@@ -274,7 +276,7 @@ class PipeSource:
                     self.waited.append(waited)
                     while len(self._reads) >= self.QUEUE:
                         self._lock.wait(0.5)
-                    self._reads.append(data)
+                    self._reads.append((data, waited))
                 try:
                     loop.call_soon_threadsafe(ready.set)
                 except RuntimeError:
@@ -297,10 +299,27 @@ class PipeSource:
         with self._lock:
             return len(self._reads)
 
+    async def more_ready(self) -> bool:
+        """Whether another read waits; in a backlog, the reader thread gets a moment for it.
+
+        Right after a hiccup the loop can take reads faster than the thread hands them over
+        (a busy machine): an empty queue then does not mean the backlog ended.
+        """
+        ready = self.start()
+        with self._lock:
+            if self._reads:
+                return True
+            if self._last_waited or self._eof:
+                return False
+            ready.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), FRAME_S)
+        return self.ready() > 0
+
     def waiting_s(self) -> float:
         """Seconds of reads waiting to be taken."""
         with self._lock:
-            return sum(len(r) for r in self._reads) / 2 / self._rate
+            return sum(len(data) for data, _ in self._reads) / 2 / self._rate
 
     def drop_stale(self, *, keep_s: float) -> float:
         """Drop all but the newest `keep_s` of reads waiting; the seconds dropped."""
@@ -308,24 +327,30 @@ class PipeSource:
         dropped = 0
         with self._lock:
             # The end of the pipe (b"") is never dropped.
-            while len(self._reads) > keep and self._reads[0]:
-                dropped += len(self._reads.popleft())
+            while len(self._reads) > keep and self._reads[0][0]:
+                dropped += len(self._reads.popleft()[0])
             self._lock.notify_all()
         return dropped / 2 / self._rate
 
     async def _next(self) -> bytes:
-        """The oldest read waiting, waiting for one."""
+        """The oldest read waiting, waiting for one.
+
+        Caught up only if this loop waited and the read itself waited for the producer:
+        outpacing the reader thread through a backlog (a busy machine) is not real time.
+        """
         ready = self.start()
-        self.caught_up = False
+        waited_here = False
         while True:
             with self._lock:
                 if self._reads:
-                    data = self._reads.popleft()
+                    data, waited = self._reads.popleft()
                     self._lock.notify_all()
+                    self.caught_up = waited_here and waited
+                    self._last_waited = waited
                     return data
                 ready.clear()
             await ready.wait()
-            self.caught_up = True
+            waited_here = True
 
     async def read(self) -> bytes:
         """The next 20 ms of 48 kHz samples, or b"" once the pipe closed and all was sent."""
@@ -466,7 +491,10 @@ async def pump(*, ws: ClientConnection, source: Source, pacer: Pacer, stop: asyn
             return False
         if not chunk:
             return True
-        more_ready = isinstance(source, PipeSource) and source.ready() > 0
+        # Only a live source's chunks can be stale; the others never wait for this.
+        more_ready = False
+        if not pacer.holds and isinstance(source, PipeSource):
+            more_ready = await source.more_ready()
         if pacer.stale(len(chunk), more_ready=more_ready):
             continue
         if pacer.holds:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 import time
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -120,7 +122,18 @@ class _Ws:
             self.sent += 1
 
 
-def _pipe_run(plan: list[tuple[float, int]]) -> tuple[Pacer, _Ws, float]:
+class _SlowReads(io.RawIOBase):
+    """A pipe read by a busy machine: every read takes `delay_s` longer."""
+
+    def __init__(self, stream: BinaryIO, delay_s: float) -> None:
+        self._stream, self._delay_s = stream, delay_s
+
+    def read(self, size: int = -1) -> bytes:
+        time.sleep(self._delay_s)
+        return self._stream.read(size)
+
+
+def _pipe_run(plan: list[tuple[float, int]], read_delay_s: float = 0.0) -> tuple[Pacer, _Ws, float]:
     """Feed a real pipe by `plan` ((pause before, 20 ms chunks written at once), ...) into pump."""
     read_fd, write_fd = os.pipe()
 
@@ -133,7 +146,8 @@ def _pipe_run(plan: list[tuple[float, int]]) -> tuple[Pacer, _Ws, float]:
 
     async def scenario() -> tuple[Pacer, _Ws, float]:
         with os.fdopen(read_fd, "rb") as stream:
-            source = PipeSource(stream=stream, rate=SAMPLE_RATE)
+            slow = _SlowReads(stream, read_delay_s) if read_delay_s else stream
+            source = PipeSource(stream=slow, rate=SAMPLE_RATE)  # type: ignore[arg-type]
             pacer, ws = Pacer(may_drop=True), _Ws()
             start = time.monotonic()
             threading.Thread(target=writer, daemon=True).start()
@@ -155,3 +169,13 @@ def test_a_live_pipe_drops_its_backlog_after_a_hiccup_a_fast_one_is_paced() -> N
     assert pacer.live is False and pacer.dropped_s == 0 and ws.sent == 75
     assert ws.texts == ['{"type": "paced"}']  # so the server drops none of it either
     assert took > 1.5 - 0.2 - 0.1  # 1.5 s of audio, at most AHEAD_S ahead
+
+
+def test_a_backlog_read_slower_than_it_is_sent_is_still_dropped() -> None:
+    # A busy machine: the reader thread hands the backlog over more slowly than the loop
+    # sends it, so the queue between them is often empty mid-backlog. That is not the
+    # backlog's end: the newest LIVE_KEEP_S still goes, the rest is still dropped.
+    live = [(FRAME_S, 1)] * 60 + [(1.0, 50)] + [(FRAME_S, 1)] * 10
+    pacer, _, _ = _pipe_run(live, read_delay_s=0.002)
+    assert pacer.live is True
+    assert 1.0 - 2 * LIVE_KEEP_S <= pacer.dropped_s <= 1.0 - LIVE_KEEP_S + 0.02
