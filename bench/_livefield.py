@@ -357,8 +357,14 @@ def seat_all(broker: TestBroker, work: Path, n: int, profile: LinkProfile, zone:
 
 async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
                         profile: LinkProfile, zone: int, devices: int = 10,
-                        delay_ms: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """Scenario 3 (see module doc); `delay_ms` overrides the chosen delay (diagnosis only)."""
+                        delay_ms: int | None = None,
+                        idle_s: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """Scenario 3 (see module doc); `delay_ms` overrides the chosen delay (diagnosis only).
+
+    `idle_s`: the devices stay idle this long after the warm-up. Beyond the clock window
+    (600 s) and LIVE_QUIET_S, the session starts as one after an idle hour does: from the
+    idle probing's samples alone, with its own live burst.
+    """
     began = time.monotonic()
     seconds = minutes * 60
     src = source(seconds)
@@ -378,6 +384,9 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
                 # stall stands in for that past (not measured), then reports after it.
                 await warm_up(server, obs, uids, zone, profile.stall_every_s + 5)
                 await asyncio.sleep(STALL_REPORT_S)
+            if idle_s:
+                print(f"live: the devices stay idle for {idle_s:.0f} s", flush=True)
+                await asyncio.sleep(idle_s)
             choice, latest = await choose(obs, uids)
             delay = delay_ms or choice.delay_ms
             print(f"live: the server chose {choice.delay_ms} ms: {choice.basis}", flush=True)
@@ -424,7 +433,8 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
         clock_errors=[b[1] for b in back], connections=[b[2] for b in back],
         clocks=[b[3] for b in back],
         lags=lags,
-    ) | {"setup_s": round(setup_s, 1), "wall_s": round(time.monotonic() - began, 1)}  # fmt: skip
+    ) | {"idle_before_s": idle_s, "setup_s": round(setup_s, 1),
+         "wall_s": round(time.monotonic() - began, 1)}  # fmt: skip
 
 
 def _live_events(server: ServerDouble, uid: str) -> list[PlayEvent]:

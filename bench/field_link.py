@@ -21,7 +21,10 @@ Scenarios (one JSON line each; see docs/benchmarks.md):
   clock-live  the same loop over BAD_4G's jitter (uniform 100 +- 40 ms) on live's timeline:
             the clocks' share of live's skew, probing while live included; again with two
             hops' small delays added to every trip (with_hop_delays), as the real runs have
+  clock-idle  clock-live's loop and hop delays, but the session starts after an idle hour
+            (clock-live's and live's start right after a warm-up broadcast and its burst)
 Usage: python bench/field_link.py [--quick] [--only NAME] [--minutes N] [--delay-ms MS]
+                                  [--idle-s S]
 """
 
 from __future__ import annotations
@@ -302,6 +305,31 @@ def clock_live_scenario() -> dict[str, Any]:
     return out
 
 
+def clock_idle_scenario() -> dict[str, Any]:
+    """A 10-minute session after an idle hour, on virtual time (BAD_4G and the hop delays).
+
+    The field's usual start: the devices hold only their idle probing's samples (one every
+    `fast_interval_s` on such a link) when the first frame comes, and their live burst
+    starts with it.
+    """
+    kwargs = _clock_defaults()
+    out: dict[str, Any] = {"bench": "field_link", "scenario": "clock-idle", "defaults": kwargs}
+    for seed in (1, 2, 7):
+        errors, probes = simulate(
+            devices=10, seconds=4200, every_s=1.0, from_s=3600, seed=seed,
+            delay=bad_4g_hops_delay, live=((3600, 4200),), **kwargs,
+        )  # fmt: skip
+        skews = skews_ms(errors)
+        out[f"seed{seed}"] = {
+            "skew_p95_ms": round(percentile(skews, 95), 3),
+            "skew_p95_ms_first_minute": round(percentile(skews[:60], 95), 3),
+            "skew_max_ms_first_5s": round(max(skews[:5]), 3),
+            "probes_per_device": round(statistics.fmean(probes)),
+        }
+    out["machine"] = machine()
+    return out
+
+
 async def run(args: argparse.Namespace, work: Path) -> None:
     """Run the chosen scenarios, printing each line as it is ready."""
     broker = TestBroker(port=free_port(), broker_dir=work / "mosquitto")
@@ -315,7 +343,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         if args.only in (None, "live"):
             minutes = args.minutes or (2 if args.quick else 10)
             result = await live_scenario(broker, work / "live", minutes=minutes, profile=BAD_4G,
-                                         zone=ZONE, delay_ms=args.delay_ms)  # fmt: skip
+                                         zone=ZONE, delay_ms=args.delay_ms,
+                                         idle_s=args.idle_s)  # fmt: skip
             print(json.dumps(result | {"machine": machine()}), flush=True)
     finally:
         await asyncio.to_thread(broker.stop)
@@ -326,17 +355,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small numbers, for tests")
     parser.add_argument(
-        "--only", choices=["clip", "catchup", "starts", "live", "clock", "clock-live"]
+        "--only",
+        choices=["clip", "catchup", "starts", "live", "clock", "clock-live", "clock-idle"],
     )
     parser.add_argument("--minutes", type=float, help="live: broadcast length (default 10)")
     parser.add_argument("--delay-ms", type=int, help="live: override the chosen delay (diagnosis)")
+    parser.add_argument(
+        "--idle-s", type=float, default=0.0,
+        help="live: stay idle this long before the session (660: it starts as after an idle hour)",
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.only in (None, "clock"):
         print(json.dumps(clock_scenario(args.quick)), flush=True)
     if args.only in (None, "clock-live"):
         print(json.dumps(clock_live_scenario()), flush=True)
-    if args.only in ("clock", "clock-live"):
+    if args.only in (None, "clock-idle"):
+        print(json.dumps(clock_idle_scenario()), flush=True)
+    if args.only in ("clock", "clock-live", "clock-idle"):
         return
     with tempfile.TemporaryDirectory(prefix="loa-field-") as tmp:
         asyncio.run(run(args, Path(tmp)))
