@@ -279,6 +279,21 @@ def clock_scenario(quick: bool) -> dict[str, Any]:
     return out
 
 
+def _live_skews(**simulate_kwargs: Any) -> dict[str, Any]:
+    """Per seed (1, 2, 7): skew p95 over the measured session and its first minute, probes."""
+    out: dict[str, Any] = {}
+    for seed in (1, 2, 7):
+        errors, probes = simulate(devices=10, every_s=1.0, seed=seed, **simulate_kwargs)
+        skews = skews_ms(errors)
+        out[f"seed{seed}"] = {
+            "skew_p95_ms": round(percentile(skews, 95), 3),
+            "skew_p95_ms_first_minute": round(percentile(skews[:60], 95), 3),
+            "skew_max_ms_first_5s": round(max(skews[:5]), 3),
+            "probes_per_device": round(statistics.fmean(probes)),
+        }
+    return out
+
+
 def clock_live_scenario() -> dict[str, Any]:
     """Scenario 3's clocks alone: BAD_4G jitter, live_scenario's timeline, on virtual time.
 
@@ -286,23 +301,14 @@ def clock_live_scenario() -> dict[str, Any]:
     (sampled every second). The real runs add output timing and CPU load on top.
     """
     kwargs = _clock_defaults()
-    out: dict[str, Any] = {"bench": "field_link", "scenario": "clock-live", "defaults": kwargs}
-    hops: dict[str, Any] = {}
-    for delay, into in ((bad_4g_delay, out), (bad_4g_hops_delay, hops)):
-        for seed in (1, 2, 7):
-            errors, probes = simulate(
-                devices=10, seconds=702, every_s=1.0, from_s=102, seed=seed, delay=delay,
-                live=((20, 85), (102, 702)), **kwargs,
-            )  # fmt: skip
-            skews = skews_ms(errors)
-            into[f"seed{seed}"] = {
-                "skew_p95_ms": round(percentile(skews, 95), 3),
-                "skew_p95_ms_first_minute": round(percentile(skews[:60], 95), 3),
-                "probes_per_device": round(statistics.fmean(probes)),
-            }
-    out["with_hop_delays"] = hops  # bad_4g_hops_delay: what the real runs add to the jitter
-    out["machine"] = machine()
-    return out
+    timeline = {"seconds": 702, "from_s": 102, "live": ((20, 85), (102, 702))}
+    return {
+        "bench": "field_link", "scenario": "clock-live", "defaults": kwargs,
+        **_live_skews(delay=bad_4g_delay, **timeline, **kwargs),
+        # bad_4g_hops_delay: what the real runs add to the jitter
+        "with_hop_delays": _live_skews(delay=bad_4g_hops_delay, **timeline, **kwargs),
+        "machine": machine(),
+    }  # fmt: skip
 
 
 def clock_idle_scenario() -> dict[str, Any]:
@@ -313,21 +319,12 @@ def clock_idle_scenario() -> dict[str, Any]:
     starts with it.
     """
     kwargs = _clock_defaults()
-    out: dict[str, Any] = {"bench": "field_link", "scenario": "clock-idle", "defaults": kwargs}
-    for seed in (1, 2, 7):
-        errors, probes = simulate(
-            devices=10, seconds=4200, every_s=1.0, from_s=3600, seed=seed,
-            delay=bad_4g_hops_delay, live=((3600, 4200),), **kwargs,
-        )  # fmt: skip
-        skews = skews_ms(errors)
-        out[f"seed{seed}"] = {
-            "skew_p95_ms": round(percentile(skews, 95), 3),
-            "skew_p95_ms_first_minute": round(percentile(skews[:60], 95), 3),
-            "skew_max_ms_first_5s": round(max(skews[:5]), 3),
-            "probes_per_device": round(statistics.fmean(probes)),
-        }
-    out["machine"] = machine()
-    return out
+    return {
+        "bench": "field_link", "scenario": "clock-idle", "defaults": kwargs,
+        **_live_skews(delay=bad_4g_hops_delay, seconds=4200, from_s=3600,
+                      live=((3600, 4200),), **kwargs),
+        "machine": machine(),
+    }  # fmt: skip
 
 
 async def run(args: argparse.Namespace, work: Path) -> None:

@@ -65,8 +65,9 @@ STREAM_GAP_S = 0.25
 # then a probe every `live_interval_s` while frames keep coming and a probe still gains
 # something: ~800 bytes a second on such a cell, beside ~3 KB a second of audio. The burst
 # is what the first minute's skew rests on (the way up is bounded by probes alone; frames
-# bound the way down): 64 left it at 1.2-1.4 ms over BAD_4G, 256 (51 s) brings it under 1
-# ms (docs/benchmarks.md, "Ninth pass"). On a quiet link it ends after a few probes.
+# bound the way down): over BAD_4G, right after an earlier broadcast, 64 left it at 1.2-1.4
+# ms and 256 (51 s) brings it under 1 ms; after an idle spell it is not yet under 1 ms either
+# way (docs/benchmarks.md, "Ninth pass"). On a quiet link it ends after a few probes.
 LIVE_BURST = 256
 LIVE_QUIET_S = 60.0  # frames after this much silence start a new session: a new burst
 LIVE_HELD_S = 2.0  # probing stays live this long after the last frame (a stall included)
