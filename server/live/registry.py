@@ -5,9 +5,10 @@ and once more when it ends. Any other process lists those rows and records a sto
 that the owner polls for. A running row whose owner stopped writing long ago (the process
 died) is shown as ended.
 
-The owner's two periodic calls (the stop-request poll, four times a second, and the refresh)
-skip the ORM: through a session they cost 1-1.2 ms of CPU each on the bench machine, a
-tenth of a live stream's server CPU (docs/benchmarks.md).
+The owner's periodic call, `sync` (once a second: the refresh and the stop-request poll in
+one transaction and one thread hop), skips the ORM: through a session each part cost 1-1.2
+ms of CPU on the bench machine, and polling four times a second apart from the refresh was
+a tenth of a live stream's server CPU (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from server.db import session_scope
@@ -67,25 +68,31 @@ def save(factory: sessionmaker[Session], *, owner: str, entries: list[Entry], no
     if not entries:
         return
     with factory.kw["bind"].begin() as conn:
-        for e in entries:
-            values = {
-                "org_unit_ids": sorted(e.org_unit_ids),
-                "view": e.view.model_dump(mode="json"),
-                "state": e.view.state,
-                "updated_at": now,
-            }
-            done = conn.execute(
-                update(LiveSessionRow).where(LiveSessionRow.id == e.id).values(values)
-            )
-            if done.rowcount == 0:
-                conn.execute(delete(LiveSessionRow).where(LiveSessionRow.updated_at < now - KEEP_S))
-                row = {"id": e.id, "owner": owner, "stop_requested": None, **values}
-                conn.execute(insert(LiveSessionRow).values(row))
+        _write(conn, owner=owner, entries=entries, now=now)
 
 
-def stop_requests(factory: sessionmaker[Session], *, owner: str) -> dict[str, str]:
-    """This owner's running sessions that another process asked to stop, with the reason."""
-    with factory.kw["bind"].connect() as conn:  # Core, a cached statement: no ORM session
+def _write(conn: Connection, *, owner: str, entries: list[Entry], now: float) -> None:
+    """Update each entry's row, or insert it (pruning rows older than KEEP_S first)."""
+    for e in entries:
+        values = {
+            "org_unit_ids": sorted(e.org_unit_ids),
+            "view": e.view.model_dump(mode="json"),
+            "state": e.view.state,
+            "updated_at": now,
+        }
+        done = conn.execute(update(LiveSessionRow).where(LiveSessionRow.id == e.id).values(values))
+        if done.rowcount == 0:
+            conn.execute(delete(LiveSessionRow).where(LiveSessionRow.updated_at < now - KEEP_S))
+            row = {"id": e.id, "owner": owner, "stop_requested": None, **values}
+            conn.execute(insert(LiveSessionRow).values(row))
+
+
+def sync(
+    factory: sessionmaker[Session], *, owner: str, entries: list[Entry], now: float
+) -> dict[str, str]:
+    """Refresh this owner's rows (as `save`) and read its stop requests, in one transaction."""
+    with factory.kw["bind"].begin() as conn:  # Core, cached statements: no ORM session
+        _write(conn, owner=owner, entries=entries, now=now)
         rows = conn.execute(_STOP_REQUESTS, {"owner": owner}).all()
     return {str(sid): str(reason) for sid, reason in rows}
 

@@ -69,8 +69,9 @@ JOIN_WAIT_S = 2.0
 # silence goes out meanwhile, as for a microphone that pauses): see FramePublisher.
 FIRST_AUDIO_WAIT_S = 2.0
 ENDED_KEPT = 50  # ended sessions still listed
-STOP_POLL_S = 0.25  # how often the owner looks for stop requests from other processes
-REFRESH_S = 1.0  # how often running sessions' rows are rewritten
+# How often running sessions' rows are rewritten and the owner looks for stop requests from
+# other processes (one thread hop for both: a stop asked elsewhere takes effect within ~1 s).
+SYNC_S = 1.0
 REMOTE_STOP_WAIT_S = 5.0  # a DELETE through another process waits this long for the end
 AFTER_END_S = 10.0  # ended rows are still refreshed this long: the devices' leave answers
 MIC_PREFILL_S = 0.1
@@ -622,25 +623,27 @@ class LiveService:
 
     async def _sync_loop(self) -> None:
         """While sessions run: refresh their rows, carry out stops asked by other processes."""
-        last_refresh = time.monotonic()
         while self._recent():
-            await asyncio.sleep(STOP_POLL_S)
-            try:
-                asked = await asyncio.to_thread(
-                    registry.stop_requests, self.session_factory, owner=self.owner
-                )
-            except Exception:
-                log.exception("could not read live stop requests")
-                asked = {}
+            await asyncio.sleep(SYNC_S)
+            async with self._writing:
+                entries = [s.entry() for s in self._recent()]  # see _save
+                try:
+                    asked = await asyncio.to_thread(
+                        registry.sync,
+                        self.session_factory,
+                        owner=self.owner,
+                        entries=entries,
+                        now=self.server_time(),
+                    )
+                except Exception:  # a database hiccup must not end a broadcast
+                    log.exception("could not refresh live sessions or read their stop requests")
+                    asked = {}
             for sid, reason in asked.items():
                 session = self.sessions.get(sid)
                 if session is not None and session.end_reason is None:
                     task = asyncio.create_task(self._stop(sid, reason=reason))
                     self._stops.add(task)
                     task.add_done_callback(self._stops.discard)
-            if time.monotonic() - last_refresh >= REFRESH_S:
-                last_refresh = time.monotonic()
-                await self._save(self._recent())
 
     def _send_join(self, session: LiveSession, state: DeviceState) -> None:
         req = session.request
