@@ -1,6 +1,9 @@
 """Devices running the agent's real ClockSync loop on virtual time over a jittery network.
 
 Each device has its own true offset and its own one-way delays; the server answers at once.
+With `drift_ppm`, each device's offset also moves at its own rate (uniform in +- that many
+ppm): a real clock against the server's, which the real runs cannot show (their agents
+share the machine's clock).
 The estimate's error (estimate minus true offset) is sampled for every device at the same
 instants, so the skew between devices at an instant is the spread of their errors: what
 synchronised playout would show, before the output's own timing adds to it.
@@ -53,20 +56,21 @@ async def _live_frames(clock: FakeClock, syncs: list[ClockSync], start: float, e
 async def _simulate(
     clock: FakeClock, devices: int, seconds: float, every_s: float, from_s: float,
     rng: random.Random, sync_kwargs: dict[str, Any], delay: Callable[[random.Random], float],
-    live: tuple[tuple[float, float], ...],
+    live: tuple[tuple[float, float], ...], drift_ppm: float,
 ) -> tuple[list[list[float]], list[int]]:  # fmt: skip
     syncs: list[ClockSync] = []
     truths: list[float] = []
+    rates: list[float] = []
     pending: set[asyncio.Task[None]] = set()
 
-    def device(truth: float) -> ClockSync:
+    def device(truth: float, rate: float) -> ClockSync:
         def send(request: TimeRequest) -> bool:
             up, down = delay(rng), delay(rng)
             sent = clock.monotonic()
 
             async def answer() -> None:
                 await clock.sleep_until(sent + up + down)
-                t1 = sent + up + truth
+                t1 = sent + up + truth + rate * (sent + up)
                 response = TimeResponse(id=request.id, t0=request.t0, t1=t1, t2=t1)
                 sync.on_response(response, received=clock.monotonic())
 
@@ -80,8 +84,10 @@ async def _simulate(
 
     for _ in range(devices):
         truth = 1_700_000_000.0 + rng.uniform(-2, 2)
+        rate = rng.uniform(-drift_ppm, drift_ppm) * 1e-6 if drift_ppm else 0.0
         truths.append(truth)
-        syncs.append(device(truth))
+        rates.append(rate)
+        syncs.append(device(truth, rate))
     loops = []
     for sync in syncs:
         sync.connected()
@@ -95,9 +101,9 @@ async def _simulate(
     while t < start + seconds:
         await clock.sleep_until(t)
         row = []
-        for sync, truth in zip(syncs, truths, strict=True):
+        for sync, truth, rate in zip(syncs, truths, rates, strict=True):
             est = sync.estimate
-            row.append(float("nan") if est is None else est.offset - truth)
+            row.append(float("nan") if est is None else est.offset - (truth + rate * t))
         errors.append(row)
         t += every_s
     for task in [*loops, *pending]:
@@ -109,18 +115,22 @@ async def _simulate(
 def simulate(
     *, devices: int = 10, seconds: float = 3600, every_s: float = 7.0, from_s: float = 60.0,
     seed: int = 7, delay: Callable[[random.Random], float] = live_bench_delay,
-    live: tuple[tuple[float, float], ...] = (), **sync_kwargs: Any,
+    live: tuple[tuple[float, float], ...] = (), drift_ppm: float = 0.0, **sync_kwargs: Any,
 ) -> tuple[list[list[float]], list[int]]:  # fmt: skip
     """Per-instant estimate errors (s) of every device, and the probes each sent.
 
     live: (start, end) spans, in seconds from connect, during which a live stream plays.
+    drift_ppm: each device's offset drifts at a rate uniform in +- this (docs/benchmarks.md,
+    "Tenth pass"); 0 keeps every offset constant and the random draws as they were.
     """
     clock = FakeClock(monotonic=1000.0)
     rng = random.Random(seed)
     random.seed(seed)  # ClockSync jitters its burst gaps with the module's generator
     return asyncio.run(
         clock.run(
-            _simulate(clock, devices, seconds, every_s, from_s, rng, sync_kwargs, delay, live)
+            _simulate(
+                clock, devices, seconds, every_s, from_s, rng, sync_kwargs, delay, live, drift_ppm
+            )
         )
     )
 
