@@ -182,7 +182,8 @@ async def _handshake(
 async def _pump(ws: WebSocket, live: LiveService, session: LiveSession, dec: PushDecoder) -> None:
     """Decode messages into the session until it ends or the browser goes away."""
     # One waiter for the session's end beside the receiving, not a timeout around every 20 ms
-    # message: each costs a timer set and cancelled (7 % of a live stream's server CPU).
+    # message: each costs a timer set and cancelled (7 % of the server's interpreter samples in
+    # a live stream, py-spy: docs/benchmarks.md, "Tenth pass").
     receiving = asyncio.ensure_future(_receive(ws, live, session, dec))
     ending = asyncio.ensure_future(session.done.wait())
     try:
