@@ -1,6 +1,7 @@
 """Devices running the agent's real ClockSync loop on virtual time over a jittery network.
 
 Each device has its own true offset and its own one-way delays; the server answers at once.
+While live, frames arrive (thinned to one every 200 ms) and, with `frames`, bound the offset.
 With `drift_ppm`, each device's offset also moves at its own rate (uniform in +- that many
 ppm): a real clock against the server's, which the real runs cannot show (their agents
 share the machine's clock).
@@ -43,20 +44,28 @@ def bad_4g_hops_delay(rng: random.Random) -> float:
     return bad_4g_delay(rng) + rng.uniform(0, 0.001) + rng.uniform(0, 0.001)
 
 
-async def _live_frames(clock: FakeClock, syncs: list[ClockSync], start: float, end: float) -> None:
-    """A live stream from `start` to `end`: a frame every 200 ms (a 20 ms stream, thinned)."""
+async def _live_frames(
+    clock: FakeClock, syncs: list[ClockSync], start: float, end: float,
+    floors: Callable[[int, float], float] | None,
+) -> None:  # fmt: skip
+    """A live stream from `start` to `end`: a frame every 200 ms (a 20 ms stream, thinned).
+
+    floors: device index and arrival time -> the arriving frame's send time minus arrival,
+    a lower bound the agent takes from every frame (ClockSync.frame_sent)."""
     t = start
     while t < end:
         await clock.sleep_until(t)
-        for sync in syncs:
+        for i, sync in enumerate(syncs):
             sync.stream_arrival("live", t)
+            if floors is not None:
+                sync.frame_sent(t + floors(i, t), t)
         t += 0.2
 
 
 async def _simulate(
     clock: FakeClock, devices: int, seconds: float, every_s: float, from_s: float,
     rng: random.Random, sync_kwargs: dict[str, Any], delay: Callable[[random.Random], float],
-    live: tuple[tuple[float, float], ...], drift_ppm: float,
+    live: tuple[tuple[float, float], ...], drift_ppm: float, frames: random.Random | None,
 ) -> tuple[list[list[float]], list[int]]:  # fmt: skip
     syncs: list[ClockSync] = []
     truths: list[float] = []
@@ -93,8 +102,16 @@ async def _simulate(
         sync.connected()
         loops.append(asyncio.ensure_future(sync.run()))
     start = clock.monotonic()
+
+    def frame_floor(i: int, t: float) -> float:  # the frame arriving at t left a way down ago
+        assert frames is not None
+        down = delay(frames)
+        return truths[i] + rates[i] * (t - down) - down
+
+    floor = None if frames is None else frame_floor
     loops += [
-        asyncio.ensure_future(_live_frames(clock, syncs, start + a, start + b)) for a, b in live
+        asyncio.ensure_future(_live_frames(clock, syncs, start + a, start + b, floor))
+        for a, b in live
     ]
     errors: list[list[float]] = []
     t = start + from_s
@@ -115,24 +132,25 @@ async def _simulate(
 def simulate(
     *, devices: int = 10, seconds: float = 3600, every_s: float = 7.0, from_s: float = 60.0,
     seed: int = 7, delay: Callable[[random.Random], float] = live_bench_delay,
-    live: tuple[tuple[float, float], ...] = (), drift_ppm: float = 0.0, **sync_kwargs: Any,
+    live: tuple[tuple[float, float], ...] = (), drift_ppm: float = 0.0, frames: bool = False,
+    **sync_kwargs: Any,
 ) -> tuple[list[list[float]], list[int]]:  # fmt: skip
     """Per-instant estimate errors (s) of every device, and the probes each sent.
 
     live: (start, end) spans, in seconds from connect, during which a live stream plays.
     drift_ppm: each device's offset drifts at a rate uniform in +- this (docs/benchmarks.md,
     "Tenth pass"); 0 keeps every offset constant and the random draws as they were.
+    frames: each live frame also bounds the offset from below, its send time minus its
+    arrival (ClockSync.frame_sent), as the agent takes it ("Eleventh pass").
     """
     clock = FakeClock(monotonic=1000.0)
     rng = random.Random(seed)
     random.seed(seed)  # ClockSync jitters its burst gaps with the module's generator
-    return asyncio.run(
-        clock.run(
-            _simulate(
-                clock, devices, seconds, every_s, from_s, rng, sync_kwargs, delay, live, drift_ppm
-            )
-        )
-    )
+    downs = random.Random(seed + 1) if frames else None  # the probes' draws stay as they were
+    run = _simulate(
+        clock, devices, seconds, every_s, from_s, rng, sync_kwargs, delay, live, drift_ppm, downs
+    )  # fmt: skip
+    return asyncio.run(clock.run(run))
 
 
 def skews_ms(errors: list[list[float]]) -> list[float]:

@@ -19,8 +19,9 @@ Scenarios (one JSON line each; see docs/benchmarks.md):
   clock     the agent's real ClockSync loop with its default settings on virtual time over
             bench/live.py's jitter profile: skew (spread of the devices' clock errors) p95
   clock-live  the same loop over BAD_4G's jitter (uniform 100 +- 40 ms) on live's timeline:
-            the clocks' share of live's skew, probing while live included; again with two
-            hops' small delays added to every trip (with_hop_delays), as the real runs have
+            the clocks' share of live's skew, probing while live included, and the bound
+            each live frame's send time gives (as the agent takes it); again with two hops'
+            small delays added to every trip (with_hop_delays), as the real runs have
   clock-idle  clock-live's loop and hop delays, but the session starts after an idle hour
             (clock-live's and live's start right after a warm-up broadcast and its burst)
 Usage: python bench/field_link.py [--quick] [--only NAME] [--minutes N] [--delay-ms MS]
@@ -280,10 +281,14 @@ def clock_scenario(quick: bool) -> dict[str, Any]:
 
 
 def _live_skews(**simulate_kwargs: Any) -> dict[str, Any]:
-    """Per seed (1, 2, 7): skew p95 over the measured session and its first minute, probes."""
+    """Per seed (1, 2, 7): skew p95 over the measured session and its first minute, probes.
+
+    Live frames bound the offset from below, as the agent's ClockSync.frame_sent takes them."""
     out: dict[str, Any] = {}
     for seed in (1, 2, 7):
-        errors, probes = simulate(devices=10, every_s=1.0, seed=seed, **simulate_kwargs)
+        errors, probes = simulate(
+            devices=10, every_s=1.0, seed=seed, frames=True, **simulate_kwargs
+        )
         skews = skews_ms(errors)
         out[f"seed{seed}"] = {
             "skew_p95_ms": round(percentile(skews, 95), 3),
