@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 from loa_testkit.brokerfix import TestBroker
 from protocol import SERVER_USERNAME
@@ -32,11 +34,18 @@ def test_frames_leave_at_once_and_in_order_even_when_the_socket_fills(broker: Te
             # A live frame is on the wire when publish returns: no writer, nothing queued.
             pub.publish(Outgoing(TOPIC, b"first", 0, False))
             assert not pub._client.want_write() and not pub._client._registered_write
-            # Flat out, without yielding: the socket fills, the rest waits for the writer.
+            # Flat out, without yielding: the socket fills, the rest waits for the writer. The
+            # broker is paused meanwhile, as a congested uplink would be: a kernel whose
+            # receive buffers autotune to 32 MB takes 12 MB at once from a broker that reads.
             big = [bytes([i % 251]) * 60_000 for i in range(200)]
-            for payload in big:
-                pub.publish(Outgoing(TOPIC, payload, 0, False))
-            assert pub._client.want_write()  # 12 MB cannot all fit in the socket at once
+            assert broker.proc is not None
+            os.kill(broker.proc.pid, signal.SIGSTOP)
+            try:
+                for payload in big:
+                    pub.publish(Outgoing(TOPIC, payload, 0, False))
+                assert pub._client.want_write()  # 12 MB cannot all fit in the socket at once
+            finally:
+                os.kill(broker.proc.pid, signal.SIGCONT)
             await pub.publish_wait(Outgoing(TOPIC, b"acked", 1, False), timeout=20)
             pub.publish(Outgoing(TOPIC, b"last", 0, False))
             want = [b"first", *big, b"acked", b"last"]
