@@ -82,6 +82,10 @@ FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
     os.environ.get("LOA_LIVE_FRAME_MS", ServerSettings.model_fields["live_frame_ms"].default)
 )
 FRAME = SAMPLE_RATE * FRAME_MS // 1000
+SEND_MS = int(  # frames per send, as the server groups them; LOA_LIVE_SEND_MS=20 for singles
+    os.environ.get("LOA_LIVE_SEND_MS", ServerSettings.model_fields["live_send_ms"].default)
+)
+GROUP = max(1, SEND_MS // FRAME_MS)
 SPACING_S = 1.0  # a marker every second
 TONE_HZ = 440.0
 TONE_AMPLITUDE = 0.1 * 32767  # -20 dBFS
@@ -158,7 +162,8 @@ async def warm_up(
     queue.put(np.zeros(round(seconds * SAMPLE_RATE), np.int16))
     queue.finish()
     pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(spin_s=0),
-                         topics=lambda: [topic], frame_samples=FRAME)  # fmt: skip
+                         topics=lambda: [topic], frame_samples=FRAME,
+                         frames_per_send=GROUP)  # fmt: skip
     await pub.run()
     await eventually(lambda: all(_live_events(server, u) for u in uids), 60, "warm-up proofs")
 
@@ -402,7 +407,8 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             # The stamps come from the frame timeline, not the send instant: no need to spin.
             tap = Tap(server.link)
             pub = FramePublisher(outlet=tap, queue=queue, clock=SystemClock(spin_s=0),
-                                 topics=lambda: [topic], frame_samples=FRAME)  # fmt: skip
+                                 topics=lambda: [topic], frame_samples=FRAME,
+                         frames_per_send=GROUP)  # fmt: skip
             lags: list[float] = []
             monitor = asyncio.create_task(loop_lag(lags))
             setup_s = time.monotonic() - began

@@ -46,6 +46,9 @@ ZONE = 9
 FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
     os.environ.get("LOA_LIVE_FRAME_MS", ServerSettings.model_fields["live_frame_ms"].default)
 )
+SEND_MS = int(  # audio per send, as the server groups frames; LOA_LIVE_SEND_MS=20 for singles
+    os.environ.get("LOA_LIVE_SEND_MS", ServerSettings.model_fields["live_send_ms"].default)
+)
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -121,7 +124,8 @@ async def bench(seconds: float, work: Path) -> dict[str, Any]:
         queue.finish()
         pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(),
                              topics=lambda: [topic],
-                             frame_samples=SAMPLE_RATE * FRAME_MS // 1000)  # fmt: skip
+                             frame_samples=SAMPLE_RATE * FRAME_MS // 1000,
+                             frames_per_send=max(1, SEND_MS // FRAME_MS))  # fmt: skip
         sending = asyncio.create_task(pub.run())
         await asyncio.sleep(1.5)
         result["live"] = await measure(proc.pid, seconds, work / "agent", server)

@@ -25,6 +25,7 @@ percentage of wall time), over the session; RSS at the end. The load average is 
 
 Usage: python bench/live_external.py [--receivers 10] [--delay-ms 200] [--seconds 20]
                                      [--stall-s 0] [--spacing-s 0.5] [--frame-ms 20|40]
+                                     [--send-ms 40]
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "LOA_PLANNER_ENABLED": "false",
         "LOA_MQTT_TLS_PORT": "0",  # agents use the loopback listener; 8883 may be taken
         "LOA_LIVE_FRAME_MS": str(args.frame_ms),
+        "LOA_LIVE_SEND_MS": str(args.send_ms),
         "PYTHONPATH": str(ROOT),
     }
     settings = ServerSettings(
@@ -379,6 +381,7 @@ def measure(
         "receivers": len(capture.reads),
         "delay_ms": args.delay_ms,
         "frame_ms": args.frame_ms,
+        "send_ms": args.send_ms,
         "seconds": args.seconds,
         "stall_s": args.stall_s,
         "markers": len(src_t),
@@ -428,6 +431,12 @@ def main() -> None:
         choices=(20, 40),
         default=ServerSettings().live_frame_ms,
         help="live frame length (default: the server's, LOA_LIVE_FRAME_MS)",
+    )
+    parser.add_argument(
+        "--send-ms",
+        type=int,
+        default=ServerSettings().live_send_ms,
+        help="audio per send, frames back to back (default: the server's, LOA_LIVE_SEND_MS)",
     )
     parser.add_argument("--settle-s", type=float, default=1.0)
     parser.add_argument(

@@ -124,6 +124,10 @@ class ServerSettings(BaseSettings):
     # device reads and decodes, but needs agents that know it and, at a 200 ms playout delay,
     # leaves too little margin at a session's start (docs/benchmarks.md): 20 until then.
     live_frame_ms: Literal[20, 40] = 20
+    # Live frames leave in groups covering this much audio, back to back: every device wakes
+    # once a group, not once a frame (a receiver's CPU is mostly wake-ups), and the earlier
+    # frames of a group wait for the last, a frame of the playout delay (docs/benchmarks.md).
+    live_send_ms: int = Field(default=40, ge=20, le=100)
     relay_fallback_after_s: float = Field(default=3.0, ge=0.5, le=60.0)
     relay_dead_air_s: float = Field(default=5.0, ge=1.0, le=120.0)
     relay_silence_dbfs: float = Field(default=-55.0, ge=-90.0, le=-10.0)

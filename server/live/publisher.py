@@ -61,8 +61,16 @@ class FramePublisher:
         gate: Callable[[float, Pcm | None], bool] | None = None,
         frame_samples: int = FRAME_SAMPLES,
         first_audio_wait_s: float = 0.0,
+        frames_per_send: int = 1,
     ) -> None:
         self.outlet = outlet
+        # Frames leave in groups of this many, back to back, when the group's last one is
+        # due: every device then wakes once a group instead of once a frame, most of a
+        # receiver's CPU (docs/benchmarks.md, twelfth pass). The earlier frames of a group
+        # wait for the last: (frames_per_send - 1) frames of the playout delay's margin.
+        if frames_per_send < 1:
+            raise ValueError("frames_per_send must be at least 1")
+        self.frames_per_send = frames_per_send
         # A live source's frame timeline starts when its first audio is in hand (at most this
         # long after run()), so its first frame is taken at once, as old as the prefill. A
         # timeline already ticking took it at the next tick instead, up to a frame later: the
@@ -127,19 +135,26 @@ class FramePublisher:
         # Measured by the queue when the audio first flows, and kept so (it drops a backlog
         # down to it, and refills to the prefill after running dry): a timeline that never
         # moves is one every device follows alike.
-        queue, outlet, encoder = self.queue, self.outlet, self.encoder
+        queue, encoder = self.queue, self.encoder
         frame_s, frame_samples = self.frame_s, self.frame_samples
         stamp0 = t0_server - OPUS_LOOKAHEAD_S
+        group = self.frames_per_send
+        pending: list[tuple[int, float, bytes, bool]] = []  # (seq, stamp, payload, last)
         while True:
             deadline = t0_mono + seq * frame_s
-            await self.clock.sleep_until(deadline)
+            if not pending:  # a group's first frame: wait until its last one is due
+                send_at = t0_mono + (seq - seq % group + group - 1) * frame_s
+                await self.clock.sleep_until(send_at)
+                behind = self.clock.monotonic() - send_at
+                if behind > MAX_BEHIND_S:
+                    skip = int(behind / frame_s)
+                    self.skipped_frames += skip
+                    seq += skip
+                    log.warning(
+                        "live publisher fell %.2f s behind; skipped %d frames", behind, skip
+                    )
+                    continue
             late = self.clock.monotonic() - deadline
-            if late > MAX_BEHIND_S:
-                skip = int(late / frame_s)
-                self.skipped_frames += skip
-                seq += skip
-                log.warning("live publisher fell %.2f s behind; skipped %d frames", late, skip)
-                continue
             cpu0 = time.process_time()
             last = self._stop or queue.drained
             taken = queue.take(frame_samples, late_s=late)
@@ -151,13 +166,26 @@ class FramePublisher:
                 self.gated_frames += 1
                 seq += 1
                 if last or self._stop:  # the gate may ask for the end (a stretch's last frame)
+                    self._send(pending)
                     return
                 continue
             pcm = taken
             if pcm is None:
                 pcm = silence(frame_samples)
                 self.silent_frames += 1
-            payload = encoder.encode(pcm)
+            pending.append((seq, stamp, encoder.encode(pcm), last))
+            if last or seq % group == group - 1:
+                self._send(pending)
+                pending.clear()
+            self.cpu_s += time.process_time() - cpu0
+            seq += 1
+            if last:
+                return
+
+    def _send(self, frames: list[tuple[int, float, bytes, bool]]) -> None:
+        """Publish encoded frames (seq, stamp, payload, last) to every topic, back to back."""
+        topics, outlet = self.topics(), self.outlet
+        for seq, stamp, payload, last in frames:
             data = encode_frame(
                 LiveFrame(
                     seq=seq,
@@ -170,10 +198,6 @@ class FramePublisher:
                 )
             )
             # One encode per frame, whatever the number of zones.
-            for topic in self.topics():
+            for topic in topics:
                 outlet.publish(Outgoing(topic, data, LIVE_QOS, False))
             self.frames_sent += 1
-            self.cpu_s += time.process_time() - cpu0
-            seq += 1
-            if last:
-                return

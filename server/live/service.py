@@ -274,9 +274,11 @@ class LiveService:
         relay_allow: AllowList | None = None,
         resolve: Resolver = system_resolve,
         frame_ms: Literal[20, 40] = 20,
+        send_ms: int = 40,
     ) -> None:
         self.session_factory = session_factory
         self.frame_ms = frame_ms  # LOA_LIVE_FRAME_MS
+        self.frames_per_send = max(1, send_ms // frame_ms)  # LOA_LIVE_SEND_MS
         self.relay_allow = relay_allow or AllowList()  # LOA_RELAY_ALLOWED_HOSTS
         self.resolve = resolve
         self.outlet = outlet
@@ -357,6 +359,7 @@ class LiveService:
                 topics=lambda: topics,
                 frame_samples=SAMPLE_RATE * self.frame_ms // 1000,
                 first_audio_wait_s=FIRST_AUDIO_WAIT_S,
+                frames_per_send=self.frames_per_send,
             ),
             source_status=SourceStatus(),
             devices={t.uid: DeviceState(target=t, join_id=self._new_id()) for t in targets},
@@ -742,6 +745,7 @@ def start_live_service(
         clip_path=storage.dist_path,
         relay_allow=AllowList.parse(settings.relay_allowed_hosts),
         frame_ms=settings.live_frame_ms,
+        send_ms=settings.live_send_ms,
     )
     bridge.add_ack_listener(live.on_ack)
     return live

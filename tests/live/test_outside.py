@@ -32,6 +32,7 @@ def _measure(**kw: Any) -> dict[str, Any]:
         "quiet_s": 0.5,
         "keep": False,
         "frame_ms": ServerSettings().live_frame_ms,  # what the server sends unless told
+        "send_ms": ServerSettings().live_send_ms,
         **kw,
     }
     result: dict[str, Any] = bench.run(argparse.Namespace(**args))
