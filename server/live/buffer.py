@@ -13,7 +13,7 @@ from audio.pcm import SAMPLE_RATE, Pcm, silence
 
 
 class PcmQueue:
-    """Samples waiting to be framed; the publisher takes a frame every 20 ms or plays silence.
+    """Samples waiting to be framed; the publisher takes each frame on time or plays silence.
 
     A source that delivers bursts (a browser over a WebSocket) refills `prefill_s` before
     audio flows again after running dry, so one late packet does not chop every frame after
