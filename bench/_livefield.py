@@ -75,7 +75,13 @@ from protocol.liveframe import decode_frame
 from protocol.mqtt_client import Outgoing
 from server.live.buffer import PcmQueue
 from server.live.delay import DelayChoice, choose_playout_delay
-from server.live.publisher import OPUS_LOOKAHEAD_S, FramePublisher, LiveOutlet, command_out
+from server.live.publisher import (
+    OPUS_LOOKAHEAD_S,
+    FramePublisher,
+    LiveOutlet,
+    command_out,
+    frames_per_send,
+)
 from server.settings import ServerSettings
 
 FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
@@ -85,7 +91,7 @@ FRAME = SAMPLE_RATE * FRAME_MS // 1000
 SEND_MS = int(  # frames per send, as the server groups them; LOA_LIVE_SEND_MS=20 for singles
     os.environ.get("LOA_LIVE_SEND_MS", ServerSettings.model_fields["live_send_ms"].default)
 )
-GROUP = max(1, SEND_MS // FRAME_MS)
+GROUP = frames_per_send(send_ms=SEND_MS, frame_ms=FRAME_MS)
 SPACING_S = 1.0  # a marker every second
 TONE_HZ = 440.0
 TONE_AMPLITUDE = 0.1 * 32767  # -20 dBFS
@@ -408,7 +414,7 @@ async def live_scenario(broker: TestBroker, work: Path, *, minutes: float,
             tap = Tap(server.link)
             pub = FramePublisher(outlet=tap, queue=queue, clock=SystemClock(spin_s=0),
                                  topics=lambda: [topic], frame_samples=FRAME,
-                         frames_per_send=GROUP)  # fmt: skip
+                                 frames_per_send=GROUP)  # fmt: skip
             lags: list[float] = []
             monitor = asyncio.create_task(loop_lag(lags))
             setup_s = time.monotonic() - began

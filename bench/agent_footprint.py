@@ -39,7 +39,7 @@ from loa_testkit.playfix import ServerDouble, at, document, item, make_clip  # n
 from protocol import DesiredState, LiveJoin, TopicKind, encode, live_topic  # noqa: E402
 from server.broker.process import free_port  # noqa: E402
 from server.live.buffer import PcmQueue  # noqa: E402
-from server.live.publisher import FramePublisher, command_out  # noqa: E402
+from server.live.publisher import FramePublisher, command_out, frames_per_send  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
 
 ZONE = 9
@@ -49,6 +49,7 @@ FRAME_MS = int(  # as the server sends them; LOA_LIVE_FRAME_MS=20 to compare
 SEND_MS = int(  # audio per send, as the server groups frames; LOA_LIVE_SEND_MS=20 for singles
     os.environ.get("LOA_LIVE_SEND_MS", ServerSettings.model_fields["live_send_ms"].default)
 )
+GROUP = frames_per_send(send_ms=SEND_MS, frame_ms=FRAME_MS)
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -125,7 +126,7 @@ async def bench(seconds: float, work: Path) -> dict[str, Any]:
         pub = FramePublisher(outlet=server.link, queue=queue, clock=SystemClock(),
                              topics=lambda: [topic],
                              frame_samples=SAMPLE_RATE * FRAME_MS // 1000,
-                             frames_per_send=max(1, SEND_MS // FRAME_MS))  # fmt: skip
+                             frames_per_send=GROUP)  # fmt: skip
         sending = asyncio.create_task(pub.run())
         await asyncio.sleep(1.5)
         result["live"] = await measure(proc.pid, seconds, work / "agent", server)

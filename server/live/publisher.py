@@ -32,6 +32,11 @@ OPUS_LOOKAHEAD_S = 312 / SAMPLE_RATE
 OPUS_COMPLEXITY = 5
 
 
+def frames_per_send(*, send_ms: int, frame_ms: int) -> int:
+    """How many frames of `frame_ms` leave together for `send_ms` of audio (at least one)."""
+    return max(1, send_ms // frame_ms)
+
+
 class LiveOutlet(Protocol):
     """Where the service publishes (an MqttLink in production and tests)."""
 
@@ -162,18 +167,18 @@ class FramePublisher:
             if lead is None:  # not flowing yet: a live queue's audio will be about this old
                 lead = queue.prefill / SAMPLE_RATE if queue.live else 0.0
             stamp = stamp0 + seq * frame_s - lead
-            if self.gate is not None and not self.gate(stamp, taken):
+            gated = self.gate is not None and not self.gate(stamp, taken)
+            if gated:
                 self.gated_frames += 1
-                seq += 1
-                if last or self._stop:  # the gate may ask for the end (a stretch's last frame)
-                    self._send(pending)
-                    return
-                continue
-            pcm = taken
-            if pcm is None:
-                pcm = silence(frame_samples)
-                self.silent_frames += 1
-            pending.append((seq, stamp, encoder.encode(pcm), last))
+                last = last or self._stop  # the gate may ask for the end (a stretch's last frame)
+            else:
+                pcm = taken
+                if pcm is None:
+                    pcm = silence(frame_samples)
+                    self.silent_frames += 1
+                pending.append((seq, stamp, encoder.encode(pcm), last))
+            # A group ends at its last slot even when the gate held that frame back, so the
+            # next group's first frame waits for its own slot again.
             if last or seq % group == group - 1:
                 self._send(pending)
                 pending.clear()

@@ -37,7 +37,7 @@ from server.domain import DomainError
 from server.live import registry
 from server.live.buffer import PcmQueue
 from server.live.delay import DelayChoice, choose_playout_delay
-from server.live.publisher import FramePublisher, LiveOutlet, command_out
+from server.live.publisher import FramePublisher, LiveOutlet, command_out, frames_per_send
 from server.live.schemas import RELAY, DeviceHealth, LiveSessionOut, LiveStart
 from server.live.sources import (
     PushDecoder,
@@ -278,7 +278,9 @@ class LiveService:
     ) -> None:
         self.session_factory = session_factory
         self.frame_ms = frame_ms  # LOA_LIVE_FRAME_MS
-        self.frames_per_send = max(1, send_ms // frame_ms)  # LOA_LIVE_SEND_MS
+        self.frames_per_send = frames_per_send(
+            send_ms=send_ms, frame_ms=frame_ms
+        )  # LOA_LIVE_SEND_MS
         self.relay_allow = relay_allow or AllowList()  # LOA_RELAY_ALLOWED_HOSTS
         self.resolve = resolve
         self.outlet = outlet

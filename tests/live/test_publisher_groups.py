@@ -103,3 +103,24 @@ def test_a_group_of_none_is_refused() -> None:
             outlet=_TimedOutlet(FakeClock()), queue=PcmQueue(), clock=FakeClock(),
             topics=lambda: ["z"], frames_per_send=0,
         )  # fmt: skip
+
+
+def test_a_group_whose_last_frame_is_gated_still_ends_at_its_slot() -> None:
+    """Frame 2k+1 held back by a relay's gate: 2k still leaves at 2k+1's slot, not later."""
+    clock = FakeClock()
+    queue = PcmQueue(max_s=2.0)
+    for i in range(25):  # 0.5 s of audio, a file's pace
+        queue.put(_voice(i))
+    queue.finish()
+    outlet = _TimedOutlet(clock)
+    pub = FramePublisher(
+        outlet=outlet, queue=queue, clock=clock, server_time=clock.time, topics=lambda: ["z"],
+        gate=lambda _stamp, _pcm: next(turns) % 2 == 0, frames_per_send=2,
+    )  # fmt: skip
+    turns = iter(range(10_000))
+    t0 = clock.monotonic()
+    asyncio.run(clock.run(pub.run()))
+    sent = [(at - t0, decode_frame(m.payload)) for at, m in outlet.sent]
+    assert [f.seq for _, f in sent][:5] == [0, 2, 4, 6, 8]
+    for at, frame in sent[:-1]:
+        assert at == pytest.approx((frame.seq + 1) * 0.02, abs=1e-9)
